@@ -1,0 +1,3 @@
+//! Wasm plugin registry: upload, list, describe, remove, test and logs.
+
+use serde::{Deserialize, Serialize};

@@ -1,0 +1,122 @@
+//! Topic administration and cluster metadata.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::request;
+
+/// Creates a topic. Configs not given take the broker's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopicRequest {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+    pub configs: BTreeMap<String, String>,
+}
+request!(CreateTopicRequest => TopicDescription, CREATE_TOPIC, "create-topic");
+
+/// Deletes a topic and all its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteTopicRequest {
+    pub name: String,
+}
+request!(DeleteTopicRequest => DeleteTopicResponse, DELETE_TOPIC, "delete-topic");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteTopicResponse {}
+
+/// Lists every topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTopicsRequest {}
+request!(ListTopicsRequest => ListTopicsResponse, LIST_TOPICS, "list-topics");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTopicsResponse {
+    pub topics: Vec<TopicSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSummary {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+    /// Internal topics (such as committed group offsets) are listed but marked.
+    pub internal: bool,
+}
+
+/// Describes one topic: its effective configs and the state of every partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeTopicRequest {
+    pub name: String,
+}
+request!(DescribeTopicRequest => TopicDescription, DESCRIBE_TOPIC, "describe-topic");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDescription {
+    pub name: String,
+    pub replication_factor: u16,
+    pub internal: bool,
+    /// Every config with its effective value, defaults included.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionDescription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDescription {
+    pub partition: u32,
+    pub leader: u32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<u32>,
+    pub in_sync_replicas: Vec<u32>,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: u32,
+}
+
+/// Sets and removes topic configs; removed keys fall back to the broker default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterTopicConfigRequest {
+    pub name: String,
+    pub set: BTreeMap<String, String>,
+    pub delete: Vec<String>,
+}
+request!(AlterTopicConfigRequest => TopicDescription, ALTER_TOPIC_CONFIG, "alter-topic-config");
+
+/// Brokers and the leaders of partitions, for the named topics or all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataRequest {
+    pub topics: Option<Vec<String>>,
+}
+request!(MetadataRequest => MetadataResponse, METADATA, "metadata");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataResponse {
+    pub cluster_id: String,
+    pub controller: u32,
+    pub brokers: Vec<BrokerInfo>,
+    pub topics: Vec<TopicMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: u32,
+    /// `host:port` a client dials.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub partitions: Vec<PartitionMetadata>,
+    /// Name of the Wasm partitioner bound to the topic, if any.
+    pub partitioner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMetadata {
+    pub partition: u32,
+    pub leader: u32,
+    pub leader_epoch: i32,
+}

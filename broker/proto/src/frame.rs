@@ -1,0 +1,251 @@
+//! Frames: how a request or response is laid out on a QUIC stream.
+//!
+//! Every request travels on its own bidirectional stream, so frames need no correlation
+//! id. A frame is a length prefix, a small fixed head, a postcard-encoded body, and an
+//! optional payload of raw record batches that is never copied into a struct.
+//!
+//! ```text
+//! request:  u32 frame_len | u16 api | u16 version | u32 body_len | body | payload
+//! response: u32 frame_len | u16 error code        | u32 body_len | body | payload
+//! ```
+//!
+//! `frame_len` counts the bytes after itself. Readers check it against their maximum frame
+//! size before allocating anything. A response whose code is not `NONE` carries a UTF-8
+//! message as its body instead of the response struct.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{ApiKey, Request};
+use crate::error::{ErrorCode, WireError};
+
+/// Default largest frame a broker or client accepts: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+const REQUEST_HEAD: usize = 2 + 2 + 4;
+const RESPONSE_HEAD: usize = 2 + 4;
+
+/// Why a frame could not be read or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("frame truncated: {0}")]
+    Truncated(&'static str),
+    #[error("frame body does not decode as {what}: {source}")]
+    Body {
+        what: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("frame body is not valid UTF-8 error text")]
+    BadErrorText,
+    #[error("I/O error while reading a frame: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The length prefix of a frame, checked against `max` before anything is allocated.
+pub fn check_len(prefix: [u8; 4], max: usize) -> Result<usize, FrameError> {
+    let size = u32::from_be_bytes(prefix) as usize;
+    if size > max {
+        return Err(FrameError::TooLarge { size, max });
+    }
+    Ok(size)
+}
+
+/// A decoded request frame: which API, and the undecoded body and payload.
+#[derive(Debug, Clone)]
+pub struct RequestFrame {
+    pub api: ApiKey,
+    pub version: u16,
+    pub body: Bytes,
+    pub payload: Bytes,
+}
+
+impl RequestFrame {
+    /// Splits the bytes after the length prefix into head, body and payload.
+    pub fn parse(frame: Bytes) -> Result<RequestFrame, FrameError> {
+        if frame.len() < REQUEST_HEAD {
+            return Err(FrameError::Truncated("request head"));
+        }
+        let api = ApiKey(u16::from_be_bytes([frame[0], frame[1]]));
+        let version = u16::from_be_bytes([frame[2], frame[3]]);
+        let body_len = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize;
+        let rest = frame.slice(REQUEST_HEAD..);
+        if body_len > rest.len() {
+            return Err(FrameError::Truncated("request body"));
+        }
+        Ok(RequestFrame {
+            api,
+            version,
+            body: rest.slice(..body_len),
+            payload: rest.slice(body_len..),
+        })
+    }
+
+    /// Decodes the body as the request type `R`.
+    pub fn decode<R: Request>(&self) -> Result<R, FrameError> {
+        postcard::from_bytes(&self.body).map_err(|source| FrameError::Body {
+            what: R::NAME,
+            source,
+        })
+    }
+}
+
+/// Encodes the head and body of a request; the payload follows as its own chunk.
+pub fn encode_request<R: Request>(req: &R, payload_len: usize) -> Bytes {
+    let body = postcard::to_allocvec(req).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(4 + REQUEST_HEAD + body.len());
+    out.put_u32((REQUEST_HEAD + body.len() + payload_len) as u32);
+    out.put_u16(R::API.0);
+    out.put_u16(R::VERSION);
+    out.put_u32(body.len() as u32);
+    out.put_slice(&body);
+    out.freeze()
+}
+
+/// Encodes the head and body of a successful response; the payload follows separately.
+pub fn encode_response<T: Serialize>(resp: &T, payload_len: usize) -> Bytes {
+    let body = postcard::to_allocvec(resp).unwrap_or_default();
+    response_head(ErrorCode::NONE, &body, payload_len)
+}
+
+/// Encodes an error response: its code and a message naming what was wrong.
+pub fn encode_error(err: &WireError) -> Bytes {
+    response_head(err.code, err.message.as_bytes(), 0)
+}
+
+fn response_head(code: ErrorCode, body: &[u8], payload_len: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + RESPONSE_HEAD + body.len());
+    out.put_u32((RESPONSE_HEAD + body.len() + payload_len) as u32);
+    out.put_u16(code.0);
+    out.put_u32(body.len() as u32);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// A response frame split into its decoded body and its payload.
+#[derive(Debug, Clone)]
+pub struct ResponseFrame<T> {
+    pub body: T,
+    pub payload: Bytes,
+}
+
+/// Decodes the bytes after the length prefix as a response of type `T`, or the error the
+/// broker sent instead.
+pub fn decode_response<T: DeserializeOwned>(
+    frame: Bytes,
+    what: &'static str,
+) -> Result<Result<ResponseFrame<T>, WireError>, FrameError> {
+    if frame.len() < RESPONSE_HEAD {
+        return Err(FrameError::Truncated("response head"));
+    }
+    let code = ErrorCode(u16::from_be_bytes([frame[0], frame[1]]));
+    let body_len = u32::from_be_bytes([frame[2], frame[3], frame[4], frame[5]]) as usize;
+    let rest = frame.slice(RESPONSE_HEAD..);
+    if body_len > rest.len() {
+        return Err(FrameError::Truncated("response body"));
+    }
+    let body = rest.slice(..body_len);
+    if code != ErrorCode::NONE {
+        let message = std::str::from_utf8(&body).map_err(|_| FrameError::BadErrorText)?;
+        return Ok(Err(WireError::new(code, message)));
+    }
+    let decoded =
+        postcard::from_bytes(&body).map_err(|source| FrameError::Body { what, source })?;
+    Ok(Ok(ResponseFrame {
+        body: decoded,
+        payload: rest.slice(body_len..),
+    }))
+}
+
+/// Reading whole frames from any tokio `AsyncRead`, such as a quinn `RecvStream`.
+#[cfg(feature = "tokio-io")]
+pub mod io {
+    use super::{FrameError, check_len};
+    use bytes::{Bytes, BytesMut};
+    use tokio::io::{AsyncRead, AsyncReadExt};
+
+    /// Reads the next frame's bytes after its length prefix. `Ok(None)` means the stream
+    /// ended cleanly before a new frame began.
+    pub async fn read_frame<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        max: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
+        let mut prefix = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = reader.read(&mut prefix[got..]).await?;
+            if n == 0 {
+                return if got == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated("length prefix"))
+                };
+            }
+            got += n;
+        }
+        let len = check_len(prefix, max)?;
+        let mut buf = BytesMut::zeroed(len);
+        reader.read_exact(&mut buf).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                FrameError::Truncated("frame ends before its length")
+            } else {
+                FrameError::Io(e)
+            }
+        })?;
+        Ok(Some(buf.freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{FetchRequest, FetchResponse};
+    use proptest::prelude::*;
+
+    #[test]
+    fn oversized_prefix_is_refused_before_allocation() {
+        let err = check_len(
+            (DEFAULT_MAX_FRAME as u32 + 1).to_be_bytes(),
+            DEFAULT_MAX_FRAME,
+        );
+        assert!(matches!(err, Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn error_responses_carry_code_and_message() {
+        let head = encode_error(&WireError::new(ErrorCode::UNKNOWN_TOPIC, "no topic 'x'"));
+        let got = decode_response::<FetchResponse>(head.slice(4..), "fetch").expect("frame");
+        let err = got.expect_err("an error");
+        assert_eq!(err.code, ErrorCode::UNKNOWN_TOPIC);
+        assert_eq!(err.message, "no topic 'x'");
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(topic in "[a-z]{1,20}", partition in any::<u32>(), offset in any::<i64>(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let req = FetchRequest { topic, partition, offset, max_bytes: 1024, max_wait_ms: 5, min_bytes: 1, isolation: Default::default(), filter: None };
+            let head = encode_request(&req, payload.len());
+            let mut whole = head.to_vec();
+            whole.extend_from_slice(&payload);
+            let whole = Bytes::from(whole);
+            let len = check_len([whole[0], whole[1], whole[2], whole[3]], DEFAULT_MAX_FRAME).expect("fits");
+            prop_assert_eq!(len, whole.len() - 4);
+            let frame = RequestFrame::parse(whole.slice(4..)).expect("parses");
+            prop_assert_eq!(frame.api, ApiKey::FETCH);
+            prop_assert_eq!(frame.decode::<FetchRequest>().expect("decodes"), req);
+            prop_assert_eq!(&frame.payload[..], &payload[..]);
+        }
+
+        #[test]
+        fn random_frames_never_panic(data in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let data = Bytes::from(data);
+            if let Ok(frame) = RequestFrame::parse(data.clone()) {
+                let _ = frame.decode::<FetchRequest>();
+            }
+            let _ = decode_response::<FetchResponse>(data, "fetch");
+        }
+    }
+}
