@@ -322,6 +322,7 @@ impl ProducerIdentity {
 pub struct BatchBuilder {
     records: Vec<u8>,
     count: i32,
+    last_offset_delta: Option<i32>,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
 }
@@ -341,6 +342,7 @@ impl BatchBuilder {
         BatchBuilder {
             records: Vec::with_capacity(bytes),
             count: 0,
+            last_offset_delta: None,
             base_timestamp: None,
             max_timestamp: -1,
         }
@@ -377,7 +379,7 @@ impl BatchBuilder {
         body + 5
     }
 
-    /// Appends one record with the given timestamp in milliseconds.
+    /// Appends one record with the given timestamp in milliseconds, at the next offset.
     pub fn push(
         &mut self,
         timestamp: i64,
@@ -385,10 +387,25 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header],
     ) {
+        let delta = self.last_offset_delta.map_or(0, |d| d + 1);
+        self.push_at(delta, timestamp, key, value, headers);
+    }
+
+    /// Appends one record at an explicit offset delta from the batch's base offset, which
+    /// must be greater than the last one pushed. Compaction and filters use it to write
+    /// the records they keep without renumbering them.
+    pub fn push_at(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) {
         let base_ts = *self.base_timestamp.get_or_insert(timestamp);
         self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.last_offset_delta = Some(offset_delta);
         let ts_delta = timestamp - base_ts;
-        let offset_delta = self.count;
 
         let mut body_len = 1 + varlong_len(ts_delta) + varlong_len(i64::from(offset_delta));
         body_len += bytes_field_len(key) + bytes_field_len(value);
@@ -413,21 +430,31 @@ impl BatchBuilder {
         self.count += 1;
     }
 
-    /// Compresses the records with `codec` and writes the header, base offset 0.
+    /// Compresses the records with `codec` and writes the header with base offset 0.
     pub fn build(&self, codec: Compression, producer: ProducerIdentity) -> Bytes {
+        self.build_at(0, codec, producer)
+    }
+
+    /// Like [`build`](Self::build), with the given base offset already stamped.
+    pub fn build_at(
+        &self,
+        base_offset: i64,
+        codec: Compression,
+        producer: ProducerIdentity,
+    ) -> Bytes {
         let payload: std::borrow::Cow<'_, [u8]> = match codec {
             Compression::None => std::borrow::Cow::Borrowed(&self.records),
             other => std::borrow::Cow::Owned(compress(other, &self.records)),
         };
         let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
         let base_ts = self.base_timestamp.unwrap_or(0);
-        out.put_i64(0);
+        out.put_i64(base_offset);
         out.put_i32((HEADER_LEN - LOG_OVERHEAD + payload.len()) as i32);
         out.put_i32(-1);
         out.put_i8(MAGIC);
         out.put_u32(0); // CRC, filled below
         out.put_i16(codec.id());
-        out.put_i32((self.count - 1).max(0));
+        out.put_i32(self.last_offset_delta.unwrap_or(0));
         out.put_i64(base_ts);
         out.put_i64(self.max_timestamp.max(base_ts));
         out.put_i64(producer.producer_id);
@@ -444,6 +471,7 @@ impl BatchBuilder {
     pub fn clear(&mut self) {
         self.records.clear();
         self.count = 0;
+        self.last_offset_delta = None;
         self.base_timestamp = None;
         self.max_timestamp = -1;
     }
