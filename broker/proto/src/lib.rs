@@ -23,6 +23,7 @@ pub mod api;
 pub mod batch;
 pub mod error;
 pub mod frame;
+pub mod murmur2;
 pub mod record;
 pub mod topic_name;
 mod varint;

@@ -1,0 +1,140 @@
+//! Broker configuration: what `quiver serve --config FILE` reads (TOML), and the
+//! single-node defaults `quiver dev` uses.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// This broker's id in the cluster; 0 on a single node.
+    pub node_id: u32,
+    /// UDP address the QUIC listener binds. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to dial in metadata; defaults to `listen`.
+    pub advertised: Option<String>,
+    /// Where topics, segments, plugins and certificates live.
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub limits: Limits,
+    /// Defaults for topic configs (`retention.ms`, `segment.bytes`, `flush`, ...), applied
+    /// to topics that do not set them.
+    pub topic_defaults: BTreeMap<String, String>,
+    /// How often retention, age-based rolling and interval flushes run, in milliseconds.
+    pub maintenance_interval_ms: u64,
+    /// How long shutdown waits for in-flight requests before aborting them.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Where the broker's certificate comes from. TLS is always on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "mode", rename_all = "kebab-case")]
+pub enum TlsConfig {
+    /// Generate a self-signed certificate for `localhost`, `127.0.0.1` and `::1` into
+    /// `<data_dir>/tls/` on first start and reuse it afterwards. For development.
+    SelfSigned,
+    /// PEM files of the certificate chain and private key. For production.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// Bounds on what one broker accepts, so no client can make it grow without limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Concurrent QUIC connections; more are refused at the handshake.
+    pub max_connections: usize,
+    /// Concurrent request streams per connection (QUIC's own stream limit).
+    pub max_streams_per_connection: u32,
+    /// Largest request frame; checked from the length prefix before any allocation.
+    pub max_frame_bytes: usize,
+    /// Request bytes held in memory across all connections at once; a stream waits for
+    /// room before its frame is read, so memory stays bounded under load.
+    pub max_inflight_bytes: usize,
+    /// Longest a fetch may long-poll, whatever the client asks.
+    pub max_fetch_wait_ms: u32,
+    /// Largest fetch response, whatever the client asks.
+    pub max_fetch_bytes: u32,
+    /// Partitions a topic may have.
+    pub max_partitions: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_streams_per_connection: 1024,
+            max_frame_bytes: quiver_proto::frame::DEFAULT_MAX_FRAME,
+            max_inflight_bytes: 512 * 1024 * 1024,
+            max_fetch_wait_ms: 30_000,
+            max_fetch_bytes: 8 * 1024 * 1024,
+            max_partitions: 10_000,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            advertised: None,
+            data_dir: PathBuf::from("quiver-data"),
+            tls: TlsConfig::SelfSigned,
+            limits: Limits::default(),
+            topic_defaults: BTreeMap::new(),
+            maintenance_interval_ms: 1_000,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The single-node development defaults: localhost, self-signed TLS, given data dir.
+    pub fn dev(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// Parses a TOML config file's text; unknown keys are an error naming them.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_files_and_defaults() {
+        let cfg = BrokerConfig::from_toml(
+            r#"
+            listen = "0.0.0.0:9000"
+            data_dir = "/var/lib/quiver"
+            [tls]
+            mode = "files"
+            cert = "/etc/quiver/cert.pem"
+            key = "/etc/quiver/key.pem"
+            [topic_defaults]
+            "retention.ms" = "3600000"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(cfg.listen.port(), 9000);
+        assert!(matches!(cfg.tls, TlsConfig::Files { .. }));
+        assert_eq!(cfg.topic_defaults["retention.ms"], "3600000");
+        assert_eq!(cfg.limits.max_connections, 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = BrokerConfig::from_toml("lisen = \"1.2.3.4:5\"").expect_err("typo");
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

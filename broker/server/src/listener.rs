@@ -1,0 +1,163 @@
+//! The QUIC accept loop: connections, request streams, and the bounds on both.
+//!
+//! Each request arrives on its own bidirectional stream. A stream task reads one frame,
+//! checking its length prefix against the frame limit and reserving that many bytes of
+//! the broker-wide in-flight budget before allocating, dispatches it, and writes the
+//! response. A bad frame gets an error on its own stream; the connection carries on.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use quinn::{RecvStream, SendStream};
+use quiver_proto::frame::{self, FrameError, RequestFrame};
+use quiver_proto::{ErrorCode, WireError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// What every connection and stream task shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub broker: Arc<Broker>,
+    pub shutdown: CancellationToken,
+    /// Bytes of request frames held in memory right now, across all connections.
+    inflight: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+/// Accepts connections until `shutdown` fires.
+pub(crate) async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let limits = &broker.config.limits;
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let ctx = Arc::new(Context {
+        inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
+        broker: Arc::clone(&broker),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    });
+    loop {
+        let incoming = tokio::select! {
+            () = shutdown.cancelled() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        };
+        tracker.spawn(connection(incoming, Arc::clone(&ctx), permit));
+    }
+}
+
+async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, _permit: OwnedSemaphorePermit) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    tracing::debug!(%remote, "connection open");
+    loop {
+        let (send, recv) = tokio::select! {
+            () = ctx.shutdown.cancelled() => {
+                conn.close(0u32.into(), b"broker shutting down");
+                break;
+            }
+            stream = conn.accept_bi() => match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%remote, reason = %e, "connection closed");
+                    break;
+                }
+            },
+        };
+        ctx.tracker.spawn(request_stream(send, recv, Arc::clone(&ctx)));
+    }
+}
+
+async fn request_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Context>) {
+    let (frame, permit) = match read_request(&mut recv, &ctx).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(err) => {
+            // Tell the client to stop sending the rest of a frame we will not read.
+            let _ = recv.stop(0u32.into());
+            let _ = write_error(&mut send, &err).await;
+            return;
+        }
+    };
+    handlers::dispatch(&ctx, frame, &mut send).await;
+    drop(permit);
+    let _ = send.finish();
+    // Wait for the peer to take the response before the stream's state is dropped, so a
+    // slow reader still receives all of it; a stop or a reset ends the wait.
+    let _ = send.stopped().await;
+}
+
+/// Reads one request frame, holding `len` bytes of the in-flight budget while it lives.
+async fn read_request(
+    recv: &mut RecvStream,
+    ctx: &Context,
+) -> Result<Option<(RequestFrame, OwnedSemaphorePermit)>, WireError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(WireError::new(ErrorCode::CORRUPT_FRAME, format!("reading frame length: {e}"))),
+    }
+    let max = ctx.broker.config.limits.max_frame_bytes;
+    let len = frame::check_len(prefix, max).map_err(|e| frame_error(&e))?;
+    let permit = Arc::clone(&ctx.inflight)
+        .acquire_many_owned(len as u32)
+        .await
+        .map_err(|_| WireError::new(ErrorCode::BROKER_UNAVAILABLE, "the broker is shutting down"))?;
+    let mut buf = BytesMut::zeroed(len);
+    recv.read_exact(&mut buf).await.map_err(|e| {
+        WireError::new(
+            ErrorCode::CORRUPT_FRAME,
+            format!("frame declared {len} bytes but the stream ended early: {e}"),
+        )
+    })?;
+    let frame = RequestFrame::parse(buf.freeze()).map_err(|e| frame_error(&e))?;
+    Ok(Some((frame, permit)))
+}
+
+fn frame_error(e: &FrameError) -> WireError {
+    let code = match e {
+        FrameError::TooLarge { .. } => ErrorCode::FRAME_TOO_LARGE,
+        _ => ErrorCode::CORRUPT_FRAME,
+    };
+    WireError::new(code, e.to_string())
+}
+
+/// Writes an error response frame.
+pub(crate) async fn write_error(send: &mut SendStream, err: &WireError) -> Result<(), quinn::WriteError> {
+    send.write_all(&frame::encode_error(err)).await
+}
+
+/// Writes a success response frame: head and body, then the payload without copying it.
+pub(crate) async fn write_response<T: serde::Serialize>(
+    send: &mut SendStream,
+    body: &T,
+    payload: Bytes,
+) -> Result<(), quinn::WriteError> {
+    let head = frame::encode_response(body, payload.len());
+    if payload.is_empty() {
+        send.write_all(&head).await
+    } else {
+        send.write_all_chunks(&mut [head, payload]).await
+    }
+}
