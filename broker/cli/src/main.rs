@@ -1,1 +1,85 @@
-fn main() {}
+//! `quiver`: run a broker, administer topics, produce, consume and benchmark.
+//!
+//! Every client command finds its broker and the certificate to trust from, in order:
+//! `--broker`/`--ca` (or `QUIVER_BROKER`/`QUIVER_CA`), the profile `quiver dev` writes
+//! (`~/.quiver/dev.json`, or `$QUIVER_HOME/dev.json`), then `quic://127.0.0.1:7420` with
+//! `./quiver-data/tls/cert.pem`. So after `quiver dev` in one terminal, every command works
+//! in another with no flags. Errors print as one line and exit non-zero.
+
+mod bench;
+mod connect;
+mod consume;
+mod dev;
+mod format;
+mod output;
+mod produce;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Quiver: a streaming platform with Kafka's model over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "quiver", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    conn: connect::ConnectArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a single-node development broker: data in ./quiver-data, a self-signed
+    /// certificate generated and trusted by this CLI on this machine.
+    Dev(dev::DevArgs),
+    /// Run a broker from a TOML config file.
+    Serve(dev::ServeArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce records: one per line from stdin or a file.
+    Produce(produce::ProduceArgs),
+    /// Consume records and print them.
+    Consume(consume::ConsumeArgs),
+    /// Measure the transport, produce and consume on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,quiver_server=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", output::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => dev::dev(args).await,
+        Command::Serve(args) => dev::serve(args).await,
+        Command::Topic(cmd) => topic::run(&cli.conn, cmd).await,
+        Command::Produce(args) => produce::run(&cli.conn, args).await,
+        Command::Consume(args) => consume::run(&cli.conn, args).await,
+        Command::Bench(cmd) => bench::run(&cli.conn, cmd).await,
+    }
+}

@@ -28,7 +28,7 @@ mod partition;
 mod producer_ids;
 pub mod tls;
 pub mod topic_config;
-mod transport;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

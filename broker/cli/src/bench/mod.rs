@@ -1,0 +1,42 @@
+//! `quiver bench`: what this machine can do.
+//!
+//! - `raw`: bytes over one QUIC stream on loopback with the broker's own TLS and transport
+//!   settings, no broker in between: the transport ceiling.
+//! - `produce` / `consume`: records through a real broker, by default a child `quiver dev`
+//!   process on a temporary data dir, so its memory can be read from `/proc`.
+//! - `idle`: a child broker's resident memory with N partitions and no traffic.
+//!
+//! Each prints records/s, MB/s and latency percentiles (`--json` for a machine-readable
+//! line). A benchmark reports; nothing here asserts a number.
+
+mod consume;
+mod payload;
+mod produce;
+mod raw;
+mod report;
+mod target;
+
+use clap::Subcommand;
+
+use crate::connect::ConnectArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Bytes over one QUIC stream on loopback: the transport ceiling.
+    Raw(raw::RawArgs),
+    /// Produce records through a broker.
+    Produce(produce::ProduceBenchArgs),
+    /// Consume records through a broker (fills the topic first).
+    Consume(consume::ConsumeBenchArgs),
+    /// A child broker's memory, idle, with N partitions.
+    Idle(target::IdleArgs),
+}
+
+pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Raw(args) => raw::run(args).await,
+        BenchCommand::Produce(args) => produce::run(conn, args).await,
+        BenchCommand::Consume(args) => consume::run(conn, args).await,
+        BenchCommand::Idle(args) => target::idle(args).await,
+    }
+}

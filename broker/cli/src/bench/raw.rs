@@ -1,0 +1,67 @@
+//! `quiver bench raw`: bytes over one QUIC stream on loopback, with the broker's own TLS
+//! and transport settings and the SDK's client settings, and no broker in between.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use quiver_server::{TlsConfig, tls, transport};
+
+use super::report::{Report, progress};
+
+#[derive(Debug, clap::Args)]
+pub struct RawArgs {
+    /// Total bytes to send.
+    #[arg(long, default_value_t = 4 * 1024 * 1024 * 1024)]
+    pub bytes: u64,
+    /// Size of each write.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub chunk: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: RawArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let identity = tls::load_identity(&TlsConfig::SelfSigned, dir.path())?;
+    let server_config = tls::server_config(&identity, transport::transport_config(16))?;
+    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse()?)?;
+    let addr = server.local_addr()?;
+
+    let total = args.bytes;
+    let receiver = tokio::spawn(async move {
+        let conn = server.accept().await.context("no connection")?.await?;
+        let (_send, mut recv) = conn.accept_bi().await?;
+        let mut got = 0u64;
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+            got += chunk.bytes.len() as u64;
+        }
+        anyhow::ensure!(got == total, "received {got} of {total} bytes");
+        Ok::<_, anyhow::Error>(got)
+    });
+
+    let roots = quiver_sdk::transport::parse_ca_pem(identity.cert_pem.as_bytes())?;
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    client.set_default_client_config(quiver_sdk::transport::client_config(&roots)?);
+    let conn = client.connect(addr, "localhost")?.await?;
+    let (mut send, _recv) = conn.open_bi().await?;
+    let chunk = Bytes::from(vec![0x5au8; args.chunk]);
+    let bar = progress(total, "raw");
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        let n = (total - sent).min(chunk.len() as u64) as usize;
+        send.write_chunk(chunk.slice(..n)).await?;
+        sent += n as u64;
+        bar.set_position(sent);
+    }
+    send.finish()?;
+    let got = receiver.await.context("receiver task")??;
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    let mut report = Report::new("raw", got / args.chunk as u64, got, elapsed);
+    report.settings = serde_json::json!({"chunk": args.chunk, "stream": 1, "cipher": "TLS13_AES_128_GCM_SHA256"});
+    report.print(args.json);
+    conn.close(0u32.into(), b"done");
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The broker a benchmark talks to: an external one (`--broker`), or a child `quiver dev`
+//! process on a temporary data dir whose memory can be read from `/proc`.
+
+use crate::output::say;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use quiver_sdk::{Client, ClientOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::report::Report;
+use crate::connect::ConnectArgs;
+
+/// A broker for the length of one benchmark.
+#[derive(Debug)]
+pub struct Target {
+    pub url: String,
+    pub ca: PathBuf,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Flags that choose the target.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Use the broker given by --broker/--ca (or the dev profile) instead of starting a
+    /// child broker.
+    #[arg(long)]
+    pub external: bool,
+    /// Topic configs of the child broker, key=value (default flush=os).
+    #[arg(long = "broker-config", value_parser = crate::topic::parse_kv)]
+    pub broker_configs: Vec<(String, String)>,
+}
+
+impl Target {
+    pub async fn start(conn: &ConnectArgs, args: &TargetArgs) -> anyhow::Result<Target> {
+        if args.external {
+            let (url, ca) = conn.resolve()?;
+            return Ok(Target {
+                url,
+                ca,
+                child: None,
+                _dir: None,
+            });
+        }
+        let dir = tempfile::tempdir().context("creating a temporary data dir")?;
+        let exe = std::env::current_exe().context("finding the quiver binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("dev")
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--no-profile")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in &args.broker_configs {
+            cmd.arg("--config").arg(format!("{k}={v}"));
+        }
+        let mut child = cmd.spawn().context("starting a child broker")?;
+        let stdout = child.stdout.take().context("child broker has no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the child broker did not start within 30 s")??
+            .context("the child broker exited before listening")?;
+        let url = first
+            .strip_prefix("quiver dev: listening on ")
+            .context("unexpected first line from the child broker")?
+            .to_string();
+        // Keep draining its stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Target {
+            url,
+            ca: dir.path().join("data").join("tls").join("cert.pem"),
+            child: Some(child),
+            _dir: Some(dir),
+        })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.url, ClientOptions::new().ca_pem_file(&self.ca))
+            .await
+            .with_context(|| format!("connecting to {}", self.url))
+    }
+
+    /// (peak, current) resident memory of the child broker in MiB.
+    pub fn memory_mib(&self) -> Option<(f64, f64)> {
+        let pid = self.child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<f64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0)
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
+    }
+
+    /// Records the child's peak memory in the report.
+    pub fn annotate(&self, report: &mut Report) {
+        report.broker_peak_rss_mib = self.memory_mib().map(|(peak, _)| peak);
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IdleArgs {
+    /// Partitions of the one topic created.
+    #[arg(long, default_value_t = 100)]
+    pub partitions: u32,
+    /// Seconds to let the broker settle before reading its memory.
+    #[arg(long, default_value_t = 3)]
+    pub settle: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
+    let target = Target::start(
+        &ConnectArgs { broker: None, ca: None },
+        &TargetArgs {
+            external: false,
+            broker_configs: Vec::new(),
+        },
+    )
+    .await?;
+    let client = target.client().await?;
+    client
+        .admin()
+        .create_topic("idle", args.partitions, 1, Default::default())
+        .await?;
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let (peak, rss) = target.memory_mib().context("cannot read the child broker's memory")?;
+    if args.json {
+        say!(
+            "{}",
+            serde_json::json!({"bench": "idle", "partitions": args.partitions, "rss_mib": rss, "peak_rss_mib": peak})
+        );
+    } else {
+        say!("idle broker with {} partitions: RSS {rss:.1} MiB (peak {peak:.1} MiB)", args.partitions);
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `quiver consume TOPIC`: print records from the beginning, the end, or an offset.
+
+use crate::output::say;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quiver_sdk::{ConsumerConfig, OffsetReset, OffsetSpec, TopicPartition};
+
+use crate::connect::ConnectArgs;
+use crate::format::Template;
+
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// beginning, end, or an offset applied to every partition read.
+    #[arg(long, default_value = "beginning")]
+    pub from: StartAt,
+    /// Read only this partition.
+    #[arg(long, short)]
+    pub partition: Option<u32>,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Keep waiting for new records instead of stopping at the end.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Output template: {topic} {partition} {offset} {timestamp} {key} {value} {headers}.
+    #[arg(long, default_value = "{value}")]
+    pub format: Template,
+}
+
+/// Where `consume` starts.
+#[derive(Debug, Clone, Copy)]
+pub enum StartAt {
+    Beginning,
+    End,
+    Offset(i64),
+}
+
+impl std::str::FromStr for StartAt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "beginning" | "earliest" => Ok(StartAt::Beginning),
+            "end" | "latest" => Ok(StartAt::End),
+            n => n
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(StartAt::Offset)
+                .ok_or_else(|| format!("'{s}' is not beginning, end or an offset")),
+        }
+    }
+}
+
+pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
+    let client = conn.connect().await?;
+    let meta = client.topic_metadata(&args.topic).await?;
+    let partitions: Vec<u32> = match args.partition {
+        Some(p) => {
+            if !meta.partitions.iter().any(|m| m.partition == p) {
+                anyhow::bail!("topic '{}' has no partition {p}", args.topic);
+            }
+            vec![p]
+        }
+        None => meta.partitions.iter().map(|m| m.partition).collect(),
+    };
+    let tps: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|p| TopicPartition::new(args.topic.clone(), *p))
+        .collect();
+    let admin = client.admin();
+    // Where to stop when not following: the end of each partition as we start.
+    let mut ends = BTreeMap::new();
+    for tp in &tps {
+        let end = admin
+            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)
+            .await?
+            .offset
+            .unwrap_or(0);
+        ends.insert(tp.partition, end);
+    }
+    let mut consumer = client.consumer(ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        max_wait: Duration::from_millis(200),
+        ..ConsumerConfig::default()
+    })?;
+    consumer.assign(tps.clone());
+    match args.from {
+        StartAt::Beginning => consumer.seek_to_beginning(&tps).await?,
+        StartAt::End => consumer.seek_to_end(&tps).await?,
+        StartAt::Offset(o) => {
+            for tp in &tps {
+                consumer.seek(tp, o)?;
+            }
+        }
+    }
+    let mut start = BTreeMap::new();
+    for tp in &tps {
+        start.insert(tp.partition, consumer.position(tp)?.unwrap_or(0));
+    }
+    let mut printed = 0u64;
+    loop {
+        if !args.follow && partitions.iter().all(|p| start[p] >= ends[p]) {
+            return Ok(());
+        }
+        let records = consumer.poll(Duration::from_millis(500)).await?;
+        for r in records {
+            if let Some(pos) = start.get_mut(&r.partition) {
+                *pos = (*pos).max(r.offset + 1);
+            }
+            if !args.follow && r.offset >= ends[&r.partition] {
+                continue;
+            }
+            say!("{}", args.format.render(&r));
+            printed += 1;
+            if args.count.is_some_and(|c| printed >= c) {
+                return Ok(());
+            }
+        }
+        // Filters and compaction can leave gaps: trust the consumer's position too.
+        for tp in &tps {
+            if let Some(pos) = consumer.position(tp)? {
+                if let Some(p) = start.get_mut(&tp.partition) {
+                    *p = (*p).max(pos);
+                }
+            }
+        }
+    }
+}

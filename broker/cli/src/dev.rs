@@ -1,0 +1,88 @@
+//! `quiver dev` and `quiver serve`: run a broker in the foreground until Ctrl-C.
+
+use crate::output::say;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use quiver_server::BrokerConfig;
+
+use crate::connect::{DevProfile, write_profile};
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Data directory.
+    #[arg(long, default_value = "quiver-data")]
+    pub data: PathBuf,
+    /// UDP address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Default topic configs, as key=value (for example flush=always).
+    #[arg(long = "config", value_parser = crate::topic::parse_kv)]
+    pub configs: Vec<(String, String)>,
+    /// Do not write the CLI profile (used by benchmarks and tests that start their own).
+    #[arg(long, hide = true)]
+    pub no_profile: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file; see BrokerConfig in broker/server/src/config.rs.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::dev(&args.data);
+    config.listen = args.listen;
+    config.topic_defaults.extend(args.configs);
+    let broker = quiver_server::start(config)
+        .await
+        .context("starting the dev broker")?;
+    let url = format!("quic://{}", broker.local_addr());
+    let ca = std::fs::canonicalize(broker.cert_path()).unwrap_or_else(|_| broker.cert_path().to_path_buf());
+    let profile = if args.no_profile {
+        Err(anyhow::anyhow!("--no-profile given"))
+    } else {
+        write_profile(&DevProfile {
+            broker: url.clone(),
+            ca: ca.clone(),
+        })
+    };
+    // The first line is stable: scripts and `quiver bench` read the address from it.
+    say!("quiver dev: listening on {url}");
+    say!("  data:        {}", args.data.display());
+    say!("  certificate: {} (self-signed)", ca.display());
+    match profile {
+        Ok(path) => say!("  the quiver CLI on this machine trusts it via {}", path.display()),
+        Err(e) => say!("  could not write the CLI profile ({e:#}); pass --ca to client commands"),
+    }
+    say!("  SDK: ClientOptions::new().ca_pem_file({:?})", ca.display().to_string());
+    wait_for_ctrl_c(broker).await
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let config = BrokerConfig::from_toml(&text)
+        .with_context(|| format!("in {}", args.config.display()))?;
+    let broker = quiver_server::start(config).await.context("starting the broker")?;
+    say!("quiver: listening on quic://{}", broker.local_addr());
+    wait_for_ctrl_c(broker).await
+}
+
+async fn wait_for_ctrl_c(broker: quiver_server::RunningBroker) -> anyhow::Result<()> {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let token = broker.shutdown_token();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+        () = token.cancelled() => {}
+    }
+    eprintln!("shutting down");
+    broker.shutdown().await.context("shutting down")?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `quiver topic create|list|describe|alter|delete`.
+
+use crate::output::say;
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+
+use crate::connect::ConnectArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short, default_value_t = 1)]
+        partitions: u32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: u16,
+        /// A topic config, key=value; repeat for more.
+        #[arg(long = "config", short = 'c', value_parser = parse_kv)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's configs and partitions.
+    Describe { name: String },
+    /// Set or remove topic configs.
+    Alter {
+        name: String,
+        #[arg(long = "set", value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        /// A config to remove (back to the default).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+    },
+    /// Delete a topic and its data.
+    Delete { name: String },
+}
+
+/// Parses `key=value`.
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not key=value")),
+    }
+}
+
+pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
+    let client = conn.connect().await?;
+    let admin = client.admin();
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let configs: BTreeMap<_, _> = configs.into_iter().collect();
+            let desc = admin
+                .create_topic(&name, partitions, replication_factor, configs)
+                .await?;
+            say!("created topic {} with {} partitions", desc.name, desc.partitions.len());
+        }
+        TopicCommand::List => {
+            let mut topics = admin.list_topics().await?;
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            say!("{:<40} {:>10} {:>8}", "TOPIC", "PARTITIONS", "REPLICAS");
+            for t in topics {
+                let mark = if t.internal { " (internal)" } else { "" };
+                say!("{:<40} {:>10} {:>8}{mark}", t.name, t.partitions, t.replication_factor);
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let d = admin.describe_topic(&name).await?;
+            say!("topic {}  partitions {}  replication {}", d.name, d.partitions.len(), d.replication_factor);
+            say!("configs:");
+            for (k, v) in &d.configs {
+                say!("  {k} = {v}");
+            }
+            say!(
+                "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
+                "PARTITION", "LEADER", "START", "HIGH-WATERMARK", "BYTES", "SEGMENTS"
+            );
+            for p in &d.partitions {
+                say!(
+                    "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
+                    p.partition, p.leader, p.log_start_offset, p.high_watermark, p.size_bytes, p.segments
+                );
+            }
+        }
+        TopicCommand::Alter { name, set, delete } => {
+            if set.is_empty() && delete.is_empty() {
+                anyhow::bail!("nothing to alter: pass --set key=value or --delete key");
+            }
+            admin
+                .alter_topic_config(&name, set.into_iter().collect(), delete)
+                .await?;
+            say!("altered topic {name}");
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            say!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
