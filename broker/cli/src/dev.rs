@@ -1,6 +1,5 @@
 //! `quiver dev` and `quiver serve`: run a broker in the foreground until Ctrl-C.
 
-use crate::output::say;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -49,15 +48,18 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             ca: ca.clone(),
         })
     };
-    // The first line is stable: scripts and `quiver bench` read the address from it.
-    say!("quiver dev: listening on {url}");
-    say!("  data:        {}", args.data.display());
-    say!("  certificate: {} (self-signed)", ca.display());
+    // The first line is stable: scripts and `quiver bench` read the address from it. A
+    // broker keeps serving when whoever started it stops reading its stdout, so write
+    // errors here are ignored rather than fatal.
+    let mut banner = format!("quiver dev: listening on {url}\n");
+    banner += &format!("  data:        {}\n", args.data.display());
+    banner += &format!("  certificate: {} (self-signed)\n", ca.display());
     match profile {
-        Ok(path) => say!("  the quiver CLI on this machine trusts it via {}", path.display()),
-        Err(e) => say!("  could not write the CLI profile ({e:#}); pass --ca to client commands"),
+        Ok(path) => banner += &format!("  the quiver CLI on this machine trusts it via {}\n", path.display()),
+        Err(e) => banner += &format!("  no CLI profile written ({e:#}); pass --ca to client commands\n"),
     }
-    say!("  SDK: ClientOptions::new().ca_pem_file({:?})", ca.display().to_string());
+    banner += &format!("  SDK: ClientOptions::new().ca_pem_file({:?})\n", ca.display().to_string());
+    print_quietly(&banner);
     wait_for_ctrl_c(broker).await
 }
 
@@ -67,13 +69,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = BrokerConfig::from_toml(&text)
         .with_context(|| format!("in {}", args.config.display()))?;
     let broker = quiver_server::start(config).await.context("starting the broker")?;
-    say!("quiver: listening on quic://{}", broker.local_addr());
+    print_quietly(&format!("quiver: listening on quic://{}\n", broker.local_addr()));
     wait_for_ctrl_c(broker).await
 }
 
-async fn wait_for_ctrl_c(broker: quiver_server::RunningBroker) -> anyhow::Result<()> {
+fn print_quietly(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+async fn wait_for_ctrl_c(broker: quiver_server::RunningBroker) -> anyhow::Result<()> {
     let token = broker.shutdown_token();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

@@ -8,6 +8,12 @@ use tokio::sync::watch;
 
 use crate::error::BrokerError;
 
+/// How long a batch that arrived ahead of its predecessor waits for it.
+const SEQUENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How far ahead a sequence may be and still be worth waiting for: a producer keeps at
+/// most a few batches in flight, so a larger lead is a real gap.
+const MAX_SEQUENCE_LEAD: i32 = 1 << 20;
+
 /// A partition's log plus the high-watermark signal readers wait on.
 #[derive(Debug)]
 pub struct Partition {
@@ -40,7 +46,14 @@ impl Partition {
     }
 
     /// Appends batches on the blocking pool (an append may fsync) and wakes readers.
+    ///
+    /// An idempotent producer keeps several batches of a partition in flight on separate
+    /// streams, and the broker serves streams concurrently, so a batch can arrive before
+    /// the one preceding it. Such a batch waits (up to `SEQUENCE_WAIT`) for its
+    /// predecessor's append instead of being refused; a real gap is still refused with
+    /// `OUT_OF_ORDER_SEQUENCE` once the wait ends.
     pub async fn append(&self, batches: bytes::Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
+        self.await_predecessor(&batches).await;
         let log = Arc::clone(&self.log);
         let outcome = tokio::task::spawn_blocking(move || log.append(&batches, now_ms))
             .await
@@ -48,6 +61,38 @@ impl Partition {
             .map_err(|source| self.storage_error(source))?;
         self.high_watermark.send_replace(self.log.high_watermark());
         Ok(outcome)
+    }
+
+    async fn await_predecessor(&self, batches: &[u8]) {
+        let Ok(header) = quiver_proto::batch::BatchHeader::parse(batches) else {
+            return; // the append itself reports what is wrong with the batch
+        };
+        if header.producer_id < 0 || header.base_sequence <= 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + SEQUENCE_WAIT;
+        let mut watch = self.watch();
+        loop {
+            watch.borrow_and_update();
+            let expected = match self.log.producer_state(header.producer_id) {
+                Some(entry) if entry.epoch == header.producer_epoch => entry
+                    .batches
+                    .last()
+                    .map_or(0, |b| b.last_sequence.wrapping_add(1)),
+                _ => 0,
+            };
+            // Only a batch ahead of the next expected sequence waits; duplicates and
+            // stale epochs go straight to the log, which knows what to answer.
+            let ahead = header.base_sequence > expected
+                && header.base_sequence - expected <= MAX_SEQUENCE_LEAD;
+            if !ahead {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, watch.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return,
+            }
+        }
     }
 
     /// Reads whole batches from `offset`, at most about `max_bytes`.

@@ -1,0 +1,135 @@
+//! The `quiver` CLI as a user runs it: `quiver dev` in one place, commands with no flags
+//! in another, trusting the dev certificate through the profile `dev` writes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+struct Dev {
+    child: Child,
+    home: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quiver(home: &Path, cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(args)
+        .env("QUIVER_HOME", home)
+        .env_remove("QUIVER_BROKER")
+        .env_remove("QUIVER_CA")
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn quiver");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("quiver runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "quiver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn start_dev() -> Dev {
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .env("QUIVER_HOME", home.path())
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn quiver dev");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first line");
+    assert!(first.starts_with("quiver dev: listening on quic://127.0.0.1:"), "{first}");
+    Dev { child, home, work }
+}
+
+#[test]
+fn dev_then_every_command_with_no_flags() {
+    let dev = start_dev();
+    // Commands run from another directory: they find the broker through the profile.
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let run = |args: &[&str], stdin: Option<&str>| quiver(dev.home.path(), elsewhere.path(), args, stdin);
+
+    ok(&run(&["topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=3600000"], None));
+    let list = ok(&run(&["topic", "list"], None));
+    assert!(list.contains("orders"), "{list}");
+
+    let lines = "alice:apple\nbob:banana\nalice:avocado\ncarol:cherry\n";
+    ok(&run(&["produce", "orders", "--key-separator", ":"], Some(lines)));
+    let out = ok(&run(&["consume", "orders", "--format", "{key}={value}"], None));
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    assert_eq!(got, ["alice=apple", "alice=avocado", "bob=banana", "carol=cherry"]);
+
+    // Same key, same partition, in order.
+    let out = ok(&run(&["consume", "orders", "--format", "{partition} {key} {value}"], None));
+    let alice: Vec<&str> = out.lines().filter(|l| l.contains(" alice ")).collect();
+    assert_eq!(alice.len(), 2);
+    assert_eq!(alice[0].split(' ').next(), alice[1].split(' ').next());
+    assert!(alice[0].ends_with("apple") && alice[1].ends_with("avocado"));
+
+    // Partition, offset and count.
+    ok(&run(&["produce", "orders", "--partition", "1"], Some("p1-a\np1-b\np1-c\n")));
+    let out = ok(&run(&["consume", "orders", "--partition", "1", "--count", "1", "--format", "{value}"], None));
+    assert_eq!(out.lines().count(), 1);
+    let desc = ok(&run(&["topic", "describe", "orders"], None));
+    assert!(desc.contains("retention.ms = 3600000"), "{desc}");
+
+    ok(&run(&["topic", "alter", "orders", "--set", "retention.ms=60000"], None));
+    let desc = ok(&run(&["topic", "describe", "orders"], None));
+    assert!(desc.contains("retention.ms = 60000"), "{desc}");
+
+    // Errors are one line and a non-zero exit.
+    let out = run(&["consume", "missing"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown topic 'missing'"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = run(&["topic", "alter", "orders", "--set", "retention.ms=soon"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retention.ms=soon"));
+
+    ok(&run(&["topic", "delete", "orders"], None));
+    assert!(!ok(&run(&["topic", "list"], None)).contains("orders"));
+    // The dev broker kept its data where it was started.
+    assert!(dev.work.path().join("quiver-data/tls/cert.pem").exists());
+}
+
+#[test]
+fn client_commands_without_a_broker_say_what_to_do() {
+    let home = tempfile::tempdir().expect("home");
+    let cwd = tempfile::tempdir().expect("cwd");
+    let out = quiver(home.path(), cwd.path(), &["topic", "list"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quiver dev"), "{err}");
+}

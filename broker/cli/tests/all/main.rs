@@ -1,0 +1,10 @@
+//! End-to-end tests: real brokers (in-process on port 0, or `quiver` child processes),
+//! temporary data dirs, and the SDK or the CLI as the client. One test binary, one shared
+//! harness.
+
+mod bad_input;
+mod cli;
+mod crash;
+mod data_path;
+mod harness;
+mod recovery;

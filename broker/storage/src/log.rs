@@ -1,0 +1,276 @@
+//! [`PartitionLog`]: the ordered list of segments of one partition, and its read path.
+//!
+//! Appends, rolls, retention and truncation are serialised by one mutex (`writer`).
+//! Readers never take it: they snapshot the segment list (an `Arc` swapped by the writer)
+//! and read with positional reads bounded by each segment's committed length and by the
+//! high watermark.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use quiver_proto::batch;
+
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::index::IndexCursor;
+use crate::producer_state::{ProducerEntry, ProducerStateTable};
+use crate::recovery;
+use crate::segment::Segment;
+
+/// The segments of a log, oldest first; the last one is active.
+pub(crate) type SegmentList = Arc<Vec<Arc<Segment>>>;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset of the first record appended (or, for a duplicate, stored earlier).
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The broker clock at the append. Batches keep the producers' own timestamps (create
+    /// time); a server answering a Kafka client for a create-time topic reports -1.
+    pub log_append_time: i64,
+    /// Records in the request.
+    pub records: u32,
+    /// The request repeated batches already in the log; nothing was appended.
+    pub duplicate: bool,
+}
+
+/// What a read returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Whole batches, back to back, exactly as stored.
+    pub bytes: Bytes,
+    /// Last offset of the last batch returned, plus one; the requested offset if none.
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// State only the writer touches, under the `writer` mutex.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// Reused buffer holding one append's bytes, so an append is one write call.
+    pub scratch: Vec<u8>,
+    /// Where the next sparse index entries of the active segment go.
+    pub cursor: IndexCursor,
+    /// Bytes were written since the last fsync.
+    pub unflushed: bool,
+    /// Broker clock of the last flush by `tick`, for `FlushPolicy::Interval`.
+    pub last_flush_ms: i64,
+}
+
+/// The log of one partition: segments in a directory, appended to by one writer at a
+/// time and read concurrently by many. `Send + Sync`; share it as `Arc<PartitionLog>`.
+#[derive(Debug)]
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: RwLock<LogConfig>,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) segments: RwLock<SegmentList>,
+    /// Locked only by the writer (while it holds `writer`) and by `producer_state`.
+    pub(crate) producers: Mutex<ProducerStateTable>,
+    pub(crate) log_start: AtomicI64,
+    pub(crate) log_end: AtomicI64,
+    pub(crate) high_watermark: AtomicI64,
+    /// Set after a failed write or fsync; appends refuse to run from then on.
+    pub(crate) poison: Mutex<Option<String>>,
+    /// Serialises compactions with each other; they take `writer` only to swap files.
+    pub(crate) cleaner: Mutex<()>,
+    #[cfg(test)]
+    pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it if needed and recovering it after a crash:
+    /// the active segment's torn tail is cut, missing or damaged indexes are rebuilt and
+    /// the idempotent-producer state is replayed from the batch headers.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, StorageError> {
+        let recovered = recovery::recover(dir, &config)?;
+        let segments = recovered.segments;
+        let log_start = segments.first().map_or(0, |s| s.base_offset());
+        let log_end = segments.last().map_or(0, |s| s.next_offset());
+        tracing::debug!(
+            dir = %dir.display(),
+            segments = segments.len(),
+            log_start,
+            log_end,
+            "partition log opened"
+        );
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            writer: Mutex::new(Writer {
+                scratch: Vec::new(),
+                cursor: recovered.cursor,
+                unflushed: false,
+                last_flush_ms: i64::MIN,
+            }),
+            segments: RwLock::new(Arc::new(segments)),
+            producers: Mutex::new(recovered.producers),
+            log_start: AtomicI64::new(log_start),
+            log_end: AtomicI64::new(log_end),
+            high_watermark: AtomicI64::new(log_end),
+            poison: Mutex::new(None),
+            cleaner: Mutex::new(()),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Replaces the configuration; the next append, tick or compaction uses it.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write() = config;
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end.load(Ordering::Acquire)
+    }
+
+    /// Offsets below it may be read. Equal to the log end offset on a single node;
+    /// replication will hold it back to what the in-sync replicas have.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.snapshot().iter().map(|s| s.len()).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// What the log knows of an idempotent producer.
+    pub fn producer_state(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.producers.lock().get(producer_id)
+    }
+
+    pub(crate) fn snapshot(&self) -> SegmentList {
+        self.segments.read().clone()
+    }
+
+    /// Whole batches starting with the one that contains `offset`, up to `max_bytes` (at
+    /// least one whole batch if there is one, even if larger), never past the high
+    /// watermark. `offset == log_end_offset` gives empty bytes.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+        // The high watermark is loaded before the segment list: the writer publishes a new
+        // segment before any offset in it, so every offset below it is in the snapshot.
+        let high_watermark = self.high_watermark();
+        let log_end = self.log_end_offset();
+        let segments = self.snapshot();
+        let log_start = self.log_start_offset();
+        if offset < log_start || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        let mut outcome = ReadOutcome {
+            bytes: Bytes::new(),
+            next_offset: offset,
+            high_watermark,
+            log_start_offset: log_start,
+        };
+        if offset >= high_watermark {
+            return Ok(outcome);
+        }
+        let first = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        let mut gathered: Option<BytesMut> = None;
+        let mut budget = max_bytes;
+        for segment in &segments[first..] {
+            let Some(position) = segment.locate(outcome.next_offset)? else {
+                continue;
+            };
+            let at_least_one = outcome.bytes.is_empty() && gathered.is_none();
+            let Some(collected) =
+                segment.collect(position, high_watermark, budget, at_least_one)?
+            else {
+                break;
+            };
+            budget = budget.saturating_sub(collected.bytes.len());
+            outcome.next_offset = collected.last_offset + 1;
+            if outcome.bytes.is_empty() && gathered.is_none() {
+                // The common case, one segment, keeps the bytes as read: no copy.
+                outcome.bytes = collected.bytes;
+            } else {
+                let buf = gathered.get_or_insert_with(|| BytesMut::from(&outcome.bytes[..]));
+                buf.extend_from_slice(&collected.bytes);
+            }
+            if collected.stopped_early || budget == 0 {
+                break;
+            }
+        }
+        if let Some(buf) = gathered {
+            outcome.bytes = buf.freeze();
+        }
+        Ok(outcome)
+    }
+
+    /// The first record whose timestamp is `>= ts_ms`, as (offset, timestamp): the first
+    /// batch whose max timestamp reaches `ts_ms`, then the first record in it that does.
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        let high_watermark = self.high_watermark();
+        let segments = self.snapshot();
+        for segment in segments.iter() {
+            if segment.is_empty() || segment.max_timestamp() < ts_ms {
+                continue;
+            }
+            let Some((position, header)) = segment.first_batch_at_time(ts_ms, high_watermark)?
+            else {
+                continue;
+            };
+            let bytes = Bytes::from(segment.read_exact(position, header.total_len())?);
+            let records =
+                batch::decode_records(&bytes).map_err(|e| StorageError::CorruptSegment {
+                    path: segment.paths().log.clone(),
+                    reason: format!("batch at byte {position} does not decode: {e}"),
+                })?;
+            if let Some(record) = records.iter().find(|r| r.timestamp >= ts_ms) {
+                return Ok(Some((record.offset, record.timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fails with `Poisoned` once a write or fsync has failed.
+    pub(crate) fn check_poison(&self) -> Result<(), StorageError> {
+        match self.poison.lock().as_ref() {
+            Some(cause) => Err(StorageError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that a write or fsync failed, and hands the error back.
+    pub(crate) fn poison_with(&self, error: StorageError) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), "partition log poisoned: {error}");
+        self.poison.lock().get_or_insert_with(|| error.to_string());
+        error
+    }
+}

@@ -1,0 +1,223 @@
+//! Periodic and administrative work on a log: flushing, rolling by age, retention,
+//! truncation, closing and deleting.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::config::FlushPolicy;
+use crate::error::StorageError;
+use crate::log::{PartitionLog, Writer};
+use crate::recovery::{SegmentRole, load_segment};
+use crate::segment::{Segment, sync_dir};
+
+/// What one [`PartitionLog::tick`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceOutcome {
+    /// The active segment was rolled because it was too old.
+    pub rolled: bool,
+    /// Appended data was fsynced because the flush interval was due.
+    pub flushed: bool,
+    /// Closed segments deleted by retention.
+    pub segments_deleted: usize,
+    /// Bytes those segments held.
+    pub bytes_deleted: u64,
+    /// Log start offset after the tick.
+    pub log_start_offset: i64,
+}
+
+impl PartitionLog {
+    /// fsyncs everything appended so far, with the active segment's indexes. Used by the
+    /// interval flusher and on shutdown.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let mut writer = self.writer.lock();
+        self.flush_locked(&mut writer)
+    }
+
+    fn flush_locked(&self, writer: &mut Writer) -> Result<(), StorageError> {
+        // After a failed fsync the kernel may have dropped the dirty pages, so a later
+        // fsync that succeeds proves nothing: a poisoned log stays poisoned.
+        self.check_poison()?;
+        let segments = self.snapshot();
+        let Some(active) = segments.last() else {
+            return Err(self.missing_active());
+        };
+        let flushed = active.sync().and_then(|()| {
+            let paths = active.paths();
+            active
+                .index_mut()
+                .persist(&paths.index, &paths.time_index, true)
+        });
+        if let Err(e) = flushed {
+            return Err(self.poison_with(e));
+        }
+        writer.unflushed = false;
+        Ok(())
+    }
+
+    /// Periodic work at broker time `now_ms`: roll the active segment by age, flush if the
+    /// interval is due, and apply retention (whole closed segments only, never the active
+    /// one) when the cleanup policy deletes.
+    pub fn tick(&self, now_ms: i64) -> Result<MaintenanceOutcome, StorageError> {
+        let config = self.config();
+        let mut writer = self.writer.lock();
+        let mut outcome = MaintenanceOutcome::default();
+        let segments = self.snapshot();
+        if let Some(active) = segments.last()
+            && self.too_old(active, &config, now_ms)
+        {
+            self.check_poison()?;
+            self.roll(&mut writer)?;
+            outcome.rolled = true;
+        }
+        if let FlushPolicy::Interval(interval) = config.flush {
+            let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+            if writer.unflushed && now_ms.saturating_sub(writer.last_flush_ms) >= interval_ms {
+                self.flush_locked(&mut writer)?;
+                writer.last_flush_ms = now_ms;
+                outcome.flushed = true;
+            }
+        }
+        if config.cleanup.deletes() {
+            let segments = self.snapshot();
+            let closed = &segments[..segments.len().saturating_sub(1)];
+            let mut doomed = 0;
+            if let Some(retention_ms) = config.retention_ms {
+                doomed = closed
+                    .iter()
+                    .take_while(|s| now_ms.saturating_sub(s.max_timestamp()) > retention_ms)
+                    .count();
+            }
+            if let Some(retention_bytes) = config.retention_bytes {
+                let total: u64 = segments.iter().map(|s| s.len()).sum();
+                let mut excess = total.saturating_sub(retention_bytes);
+                excess = excess.saturating_sub(closed[..doomed].iter().map(|s| s.len()).sum());
+                for segment in &closed[doomed..] {
+                    // Delete only while the log stays at or above the limit without it.
+                    if excess == 0 || segment.len() > excess {
+                        break;
+                    }
+                    excess -= segment.len();
+                    doomed += 1;
+                }
+            }
+            if doomed > 0 {
+                outcome.bytes_deleted = closed[..doomed].iter().map(|s| s.len()).sum();
+                outcome.segments_deleted = doomed;
+                self.delete_oldest(&segments, doomed)?;
+            }
+        }
+        outcome.log_start_offset = self.log_start_offset();
+        Ok(outcome)
+    }
+
+    /// Drops the `count` oldest segments and advances the log start offset past them.
+    fn delete_oldest(&self, segments: &[Arc<Segment>], count: usize) -> Result<(), StorageError> {
+        let remaining: Vec<Arc<Segment>> = segments[count..].to_vec();
+        let new_start = remaining
+            .first()
+            .map_or(self.log_end_offset(), |s| s.base_offset());
+        // Readers check the start offset before reading, so it moves first; a reader that
+        // already holds the old list keeps reading the unlinked files.
+        self.log_start.fetch_max(new_start, Ordering::AcqRel);
+        *self.segments.write() = Arc::new(remaining);
+        for segment in &segments[..count] {
+            tracing::info!(
+                segment = %segment.paths().log.display(),
+                base_offset = segment.base_offset(),
+                bytes = segment.len(),
+                "retention deleted segment"
+            );
+            segment.remove_files()?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Drops every batch at or after `offset`, for a replica that must match its leader.
+    /// A batch that straddles `offset` is dropped whole, so the log may end before it.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        let config = self.config();
+        let mut writer = self.writer.lock();
+        self.check_poison()?;
+        let log_start = self.log_start_offset();
+        let log_end = self.log_end_offset();
+        if offset >= log_end {
+            return Ok(());
+        }
+        if offset < log_start {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        let segments = self.snapshot();
+        let keep = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .max(1);
+        let target = &segments[keep - 1];
+        let cut = target.locate(offset)?.unwrap_or(target.len());
+        // Readers must stop short of what is about to disappear.
+        self.high_watermark.fetch_min(offset, Ordering::AcqRel);
+        self.log_end.fetch_min(offset, Ordering::AcqRel);
+        target.retract(cut);
+        for dropped in &segments[keep..] {
+            dropped.retract(0);
+        }
+        let kept: Vec<Arc<Segment>> = segments[..keep].to_vec();
+        *self.segments.write() = Arc::new(kept.clone());
+        for dropped in &segments[keep..] {
+            dropped.remove_files()?;
+        }
+        let truncated = target
+            .file()
+            .set_len(cut)
+            .and_then(|()| target.file().sync_all());
+        if let Err(e) = truncated {
+            let path = target.paths().log.clone();
+            return Err(self.poison_with(StorageError::Io {
+                path,
+                op: "truncate",
+                source: e,
+            }));
+        }
+        // Reload the truncated segment as the active one and replay producer state from
+        // what is left, since batches it remembered may be gone.
+        let mut producers = self.producers.lock();
+        producers.clear();
+        for segment in &kept[..keep - 1] {
+            let mut scan = segment.scan_from(0);
+            while let Some((_, header)) = segment.step(&mut scan)? {
+                producers.record(&header);
+            }
+        }
+        let (reloaded, cursor) = load_segment(
+            &self.dir,
+            target.base_offset(),
+            SegmentRole::Active,
+            &config,
+            &mut |h| producers.record(h),
+        )?;
+        let reloaded = Arc::new(reloaded);
+        let new_end = reloaded.next_offset();
+        let mut next = kept;
+        next[keep - 1] = reloaded;
+        *self.segments.write() = Arc::new(next);
+        writer.cursor = cursor;
+        self.log_end.store(new_end, Ordering::Release);
+        self.high_watermark.store(new_end, Ordering::Release);
+        sync_dir(&self.dir)
+    }
+
+    /// Flushes and releases the log. Recovery always checks the active segment by CRC, so
+    /// no clean-shutdown marker is written.
+    pub fn close(self) -> Result<(), StorageError> {
+        self.flush()
+    }
+
+    /// Removes the log's directory and everything in it.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(StorageError::io(&dir, "remove log directory"))
+    }
+}

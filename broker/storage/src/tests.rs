@@ -1,0 +1,78 @@
+//! Tests that need the crate's internal fault injection.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use quiver_proto::batch::{BatchBuilder, Compression, ProducerIdentity};
+
+use crate::{FlushPolicy, LogConfig, PartitionLog, StorageError};
+
+fn one_batch(value: &[u8]) -> bytes::Bytes {
+    let mut builder = BatchBuilder::new();
+    builder.push(0, None, Some(value), &[]);
+    builder.build(Compression::None, ProducerIdentity::NONE)
+}
+
+#[test]
+fn a_failed_write_poisons_the_log_until_it_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.append(&one_batch(b"kept"), 0).unwrap();
+    log.fail_next_write.store(true, Ordering::SeqCst);
+    let first = log.append(&one_batch(b"lost"), 0).unwrap_err();
+    assert!(
+        matches!(first, StorageError::Io { op: "write", .. }),
+        "{first}"
+    );
+    for _ in 0..2 {
+        match log.append(&one_batch(b"refused"), 0) {
+            Err(StorageError::Poisoned { cause, .. }) => assert!(cause.contains("injected")),
+            other => panic!("expected Poisoned, got {other:?}"),
+        }
+    }
+    assert!(matches!(log.flush(), Err(StorageError::Poisoned { .. })));
+    // Reads carry on with what was committed.
+    assert_eq!(log.log_end_offset(), 1);
+    let read = log.read(0, 1 << 20).unwrap();
+    assert_eq!(read.next_offset, 1);
+    drop(log);
+
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(log.append(&one_batch(b"after"), 0).unwrap().base_offset, 1);
+}
+
+#[test]
+fn interval_flushes_happen_on_tick_when_due_and_data_is_unflushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::Interval(Duration::from_millis(1000)),
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    assert!(!log.tick(0).unwrap().flushed, "nothing to flush");
+    log.append(&one_batch(b"a"), 0).unwrap();
+    assert!(log.tick(500).unwrap().flushed);
+    log.append(&one_batch(b"b"), 600).unwrap();
+    assert!(!log.tick(1400).unwrap().flushed, "interval not yet over");
+    assert!(log.tick(1500).unwrap().flushed);
+    assert!(!log.tick(9000).unwrap().flushed, "already flushed");
+}
+
+#[test]
+fn always_leaves_nothing_unflushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::Always,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    log.append(&one_batch(b"a"), 0).unwrap();
+    assert!(!log.writer.lock().unflushed);
+}
+
+#[test]
+fn the_log_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PartitionLog>();
+}

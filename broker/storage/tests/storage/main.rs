@@ -1,0 +1,11 @@
+//! Integration tests of quiver-storage, compiled into one binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod append_read;
+mod common;
+mod compaction;
+mod idempotence;
+mod recovery;
+mod retention;
+mod round_trip_prop;

@@ -1,0 +1,464 @@
+//! [`Client`]: one QUIC connection to a broker, shared by admin, producers and consumers.
+//!
+//! Every request runs on its own bidirectional stream, so a slow partition never blocks
+//! another. The connection is re-dialled lazily when it breaks. Requests that are safe to
+//! repeat (reads, metadata, offset look-ups, topic admin that the broker makes
+//! idempotent by name) are retried with exponential backoff on retriable error codes and
+//! on connection loss; a request that may have reached the broker and is not safe to
+//! repeat (produce) is retried only by the producer, which knows its sequence numbers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use quiver_proto::api::{
+    ApiKey, FetchResponse, MetadataRequest, MetadataResponse, Request, SubscribeRequest,
+    TopicMetadata,
+};
+use quiver_proto::frame::{self, io::read_frame};
+use quiver_proto::{ErrorCode, WireError};
+
+use crate::url::BrokerUrl;
+use crate::{ClientOptions, Error};
+
+/// A handle to a broker. Cheap to clone: clones share one connection and one metadata
+/// cache.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    url: BrokerUrl,
+    addr: SocketAddr,
+    server_name: String,
+    options: ClientOptions,
+    endpoint: quinn::Endpoint,
+    /// The live connection; replaced when it breaks.
+    current: parking_lot::Mutex<Option<quinn::Connection>>,
+    /// Held while dialling so that a broken connection is re-dialled once, not once per
+    /// waiting request.
+    dialling: tokio::sync::Mutex<()>,
+    /// Topic metadata and when it was fetched.
+    metadata: parking_lot::Mutex<HashMap<String, (Instant, Arc<TopicMetadata>)>>,
+}
+
+/// Requests that change nothing when repeated, so the client may retry them even when
+/// the first attempt may have reached the broker.
+fn is_idempotent(api: ApiKey) -> bool {
+    matches!(
+        api,
+        ApiKey::FETCH
+            | ApiKey::LIST_OFFSETS
+            | ApiKey::METADATA
+            | ApiKey::LIST_TOPICS
+            | ApiKey::DESCRIBE_TOPIC
+            | ApiKey::ALTER_TOPIC_CONFIG
+            | ApiKey::OFFSET_FETCH
+            | ApiKey::LIST_GROUPS
+            | ApiKey::DESCRIBE_GROUP
+            | ApiKey::PLUGIN_LIST
+            | ApiKey::PLUGIN_DESCRIBE
+    )
+}
+
+/// A failed attempt, and whether its request may have reached the broker.
+struct Failed {
+    error: Error,
+    maybe_sent: bool,
+}
+
+impl Client {
+    /// Connects to the broker at `url` (`quic://host[:port]`, default port 7420).
+    ///
+    /// Fails with [`Error::InvalidUrl`], [`Error::Tls`] (no or bad CA),
+    /// [`Error::Resolve`], [`Error::Connect`] or [`Error::Timeout`].
+    pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, Error> {
+        let url = BrokerUrl::parse(url)?;
+        let ca = options.ca.as_ref().ok_or_else(|| {
+            Error::Tls(
+                "no trusted CA given: set ClientOptions::ca_pem_file to the broker's cert.pem"
+                    .into(),
+            )
+        })?;
+        let roots = ca.load()?;
+        let client_config = crate::transport::client_config(&roots)?;
+        let addr = resolve(&url).await?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| Error::Connect {
+            addr: addr.to_string(),
+            reason: format!("cannot open a UDP socket: {e}"),
+        })?;
+        endpoint.set_default_client_config(client_config);
+        let server_name = options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| url.host.clone());
+        let client = Client {
+            inner: Arc::new(Inner {
+                url,
+                addr,
+                server_name,
+                options,
+                endpoint,
+                current: parking_lot::Mutex::new(None),
+                dialling: tokio::sync::Mutex::new(()),
+                metadata: parking_lot::Mutex::new(HashMap::new()),
+            }),
+        };
+        client.connection().await?;
+        Ok(client)
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// The broker URL this client dials.
+    pub fn url(&self) -> &BrokerUrl {
+        &self.inner.url
+    }
+
+    /// The live connection, dialling a new one when there is none or it has closed.
+    async fn connection(&self) -> Result<quinn::Connection, Error> {
+        if let Some(conn) = self.live() {
+            return Ok(conn);
+        }
+        let _dialling = self.inner.dialling.lock().await;
+        if let Some(conn) = self.live() {
+            return Ok(conn);
+        }
+        let inner = &self.inner;
+        let connecting = inner
+            .endpoint
+            .connect(inner.addr, &inner.server_name)
+            .map_err(|e| Error::Connect {
+                addr: inner.addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        let after = inner.options.connect_timeout;
+        let conn = tokio::time::timeout(after, connecting)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "connecting to the broker",
+                after,
+            })?
+            .map_err(|e| Error::Connect {
+                addr: inner.addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        tracing::debug!(broker = %inner.url, "connected");
+        *inner.current.lock() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn live(&self) -> Option<quinn::Connection> {
+        let current = self.inner.current.lock();
+        current
+            .as_ref()
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+    }
+
+    /// Sends one request with its payload and reads its one response frame.
+    ///
+    /// An error response becomes [`Error::Broker`] with the broker's code and message.
+    /// Idempotent requests are retried with backoff on retriable errors and broken
+    /// connections; others are retried only when they certainly never left the client.
+    pub async fn call<R: Request>(
+        &self,
+        req: &R,
+        payload: Bytes,
+    ) -> Result<(R::Response, Bytes), Error> {
+        let idempotent = is_idempotent(R::API);
+        let mut attempt = 0;
+        loop {
+            let failed = match self.attempt(req, payload.clone(), true).await {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {
+                    return Err(Error::Transport {
+                        api: R::NAME,
+                        reason: "no response was read".into(),
+                    });
+                }
+                Err(failed) => failed,
+            };
+            let repeatable = !failed.maybe_sent || idempotent;
+            if attempt >= self.inner.options.retries || !repeatable || !failed.error.is_retriable()
+            {
+                return Err(failed.error);
+            }
+            tracing::debug!(api = R::NAME, attempt, error = %failed.error, "retrying");
+            tokio::time::sleep(self.inner.options.backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt without retries: what the producer uses, since it retries itself.
+    /// With `expect_response` false the stream is finished and nothing is read (produce
+    /// with `Acks::None`), and `Ok(None)` is returned.
+    pub(crate) async fn call_once<R: Request>(
+        &self,
+        req: &R,
+        payload: Bytes,
+        expect_response: bool,
+    ) -> Result<Option<(R::Response, Bytes)>, Error> {
+        self.attempt(req, payload, expect_response)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    async fn attempt<R: Request>(
+        &self,
+        req: &R,
+        payload: Bytes,
+        expect_response: bool,
+    ) -> Result<Option<(R::Response, Bytes)>, Failed> {
+        let unsent = |error| Failed {
+            error,
+            maybe_sent: false,
+        };
+        let conn = self.connection().await.map_err(unsent)?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| unsent(Error::ConnectionLost(e)))?;
+        let after = self.inner.options.request_timeout;
+        let exchange = async {
+            let mut chunks = [frame::encode_request(req, payload.len()), payload];
+            send.write_all_chunks(&mut chunks)
+                .await
+                .map_err(|e| write_error(R::NAME, e))?;
+            // The broker reads to the end of the send side; finishing cannot fail on a
+            // stream we still own, and if the stream is gone the read below says why.
+            let _ = send.finish();
+            if !expect_response {
+                return Ok(None);
+            }
+            let max = self.inner.options.max_frame_size;
+            let frame = read_frame(&mut recv, max)
+                .await
+                .map_err(|e| read_error(&conn, R::NAME, e))?
+                .ok_or_else(|| Error::Transport {
+                    api: R::NAME,
+                    reason: "the broker closed the stream without a response".into(),
+                })?;
+            decode::<R>(frame).map(Some)
+        };
+        tokio::time::timeout(after, exchange)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: R::NAME,
+                after,
+            })
+            .and_then(|r| r)
+            .map_err(|error| Failed {
+                error,
+                maybe_sent: true,
+            })
+    }
+
+    /// Opens a subscription: the broker pushes a [`FetchResponse`] with batches each
+    /// time data is appended at or after `req.offset`, until the [`Subscription`] is
+    /// dropped. Not retried: on an error, subscribe again from the last offset seen.
+    pub async fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, Error> {
+        let conn = self.connection().await?;
+        let (mut send, recv) = conn.open_bi().await.map_err(Error::ConnectionLost)?;
+        let mut chunks = [frame::encode_request(req, 0)];
+        send.write_all_chunks(&mut chunks)
+            .await
+            .map_err(|e| write_error(SubscribeRequest::NAME, e))?;
+        let _ = send.finish();
+        Ok(Subscription {
+            conn,
+            recv,
+            max_frame: self.inner.options.max_frame_size,
+        })
+    }
+
+    /// Metadata for `topics`, from the cache when it is younger than
+    /// `metadata_max_age`, else fetched. Fails with `UNKNOWN_TOPIC` for a topic the
+    /// broker does not know.
+    pub async fn metadata(&self, topics: &[&str]) -> Result<Vec<Arc<TopicMetadata>>, Error> {
+        let max_age = self.inner.options.metadata_max_age;
+        let missing: Vec<String> = {
+            let cache = self.inner.metadata.lock();
+            topics
+                .iter()
+                .filter(|t| cache.get(**t).is_none_or(|(at, _)| at.elapsed() >= max_age))
+                .map(|t| t.to_string())
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.refresh_metadata(Some(missing)).await?;
+        }
+        let cache = self.inner.metadata.lock();
+        topics
+            .iter()
+            .map(|t| {
+                cache
+                    .get(*t)
+                    .map(|(_, m)| m.clone())
+                    .ok_or_else(|| Error::Broker {
+                        api: MetadataRequest::NAME,
+                        source: WireError::new(
+                            ErrorCode::UNKNOWN_TOPIC,
+                            format!("the broker returned no metadata for topic '{t}'"),
+                        ),
+                    })
+            })
+            .collect()
+    }
+
+    /// Metadata of one topic, cached like [`Client::metadata`].
+    pub async fn topic_metadata(&self, topic: &str) -> Result<Arc<TopicMetadata>, Error> {
+        let mut all = self.metadata(&[topic]).await?;
+        all.pop().ok_or_else(|| Error::Broker {
+            api: MetadataRequest::NAME,
+            source: WireError::new(ErrorCode::UNKNOWN_TOPIC, topic),
+        })
+    }
+
+    /// Fetches metadata for `topics` (all topics with `None`) and refreshes the cache.
+    pub async fn refresh_metadata(
+        &self,
+        topics: Option<Vec<String>>,
+    ) -> Result<MetadataResponse, Error> {
+        let (resp, _) = self.call(&MetadataRequest { topics }, Bytes::new()).await?;
+        let now = Instant::now();
+        let mut cache = self.inner.metadata.lock();
+        for topic in &resp.topics {
+            cache.insert(topic.name.clone(), (now, Arc::new(topic.clone())));
+        }
+        Ok(resp)
+    }
+
+    /// Forgets cached metadata of `topic`, so the next use fetches it again (after a
+    /// not-leader or unknown-partition error, or a partition count change).
+    pub fn invalidate_metadata(&self, topic: &str) {
+        self.inner.metadata.lock().remove(topic);
+    }
+
+    /// Topic administration.
+    pub fn admin(&self) -> crate::Admin {
+        crate::Admin::new(self.clone())
+    }
+
+    /// Starts a producer. With idempotence on (the default) this asks the broker for a
+    /// producer id first, so it fails early when the broker is unreachable.
+    pub async fn producer(&self, config: crate::ProducerConfig) -> Result<crate::Producer, Error> {
+        crate::Producer::start(self.clone(), config).await
+    }
+
+    /// Creates a consumer with no assignment yet.
+    pub fn consumer(&self, config: crate::ConsumerConfig) -> Result<crate::Consumer, Error> {
+        crate::Consumer::new(self.clone(), config)
+    }
+
+    /// Closes the connection; requests under way fail with [`Error::ConnectionLost`].
+    pub fn close(&self) {
+        if let Some(conn) = self.inner.current.lock().take() {
+            conn.close(0u32.into(), b"client closed");
+        }
+    }
+}
+
+fn decode<R: Request>(frame: Bytes) -> Result<(R::Response, Bytes), Error> {
+    match frame::decode_response::<R::Response>(frame, R::NAME) {
+        Ok(Ok(resp)) => Ok((resp.body, resp.payload)),
+        Ok(Err(wire)) => Err(Error::Broker {
+            api: R::NAME,
+            source: wire,
+        }),
+        Err(e) => Err(Error::frame(R::NAME, e)),
+    }
+}
+
+fn write_error(api: &'static str, e: quinn::WriteError) -> Error {
+    match e {
+        quinn::WriteError::ConnectionLost(lost) => Error::ConnectionLost(lost),
+        other => Error::Transport {
+            api,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// A read error hides quinn's cause inside `io::Error`; the connection's close reason,
+/// when there is one, names it better.
+fn read_error(conn: &quinn::Connection, api: &'static str, e: frame::FrameError) -> Error {
+    match conn.close_reason() {
+        Some(reason) => Error::ConnectionLost(reason),
+        None => Error::frame(api, e),
+    }
+}
+
+async fn resolve(url: &BrokerUrl) -> Result<SocketAddr, Error> {
+    let fail = |reason: String| Error::Resolve {
+        host: url.host.clone(),
+        port: url.port,
+        reason,
+    };
+    if let Ok(ip) = url.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, url.port));
+    }
+    let mut addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| fail("the name has no addresses".into()))
+}
+
+/// A push stream of fetch responses opened by [`Client::subscribe`]. Dropping it stops
+/// the stream; the broker sees the stop and ends its side.
+#[derive(Debug)]
+pub struct Subscription {
+    conn: quinn::Connection,
+    recv: quinn::RecvStream,
+    max_frame: usize,
+}
+
+impl Subscription {
+    /// The next pushed response and its batches; `None` when the broker ended the stream.
+    pub async fn next(&mut self) -> Option<Result<(FetchResponse, Bytes), Error>> {
+        match read_frame(&mut self.recv, self.max_frame).await {
+            Ok(None) => None,
+            Ok(Some(frame)) => Some(decode::<SubscribeRequest>(frame)),
+            Err(e) => Some(Err(read_error(&self.conn, SubscribeRequest::NAME, e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_is_not_repeated_blindly() {
+        assert!(!is_idempotent(ApiKey::PRODUCE));
+        assert!(!is_idempotent(ApiKey::CREATE_TOPIC));
+        assert!(is_idempotent(ApiKey::FETCH));
+        assert!(is_idempotent(ApiKey::METADATA));
+    }
+
+    #[tokio::test]
+    async fn connect_reports_typed_errors_before_dialling() {
+        let err = Client::connect("tcp://x", ClientOptions::new())
+            .await
+            .expect_err("bad scheme");
+        assert!(matches!(err, Error::InvalidUrl { .. }));
+        let err = Client::connect("quic://localhost:1", ClientOptions::new())
+            .await
+            .expect_err("no CA");
+        assert!(matches!(err, Error::Tls(_)));
+    }
+}

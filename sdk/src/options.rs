@@ -1,0 +1,146 @@
+//! [`ClientOptions`]: how a [`Client`](crate::Client) connects, times out and retries.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::Error;
+use crate::transport::parse_ca_pem;
+
+/// Where the CA certificate that signed the broker's certificate comes from.
+///
+/// Quiver's dev broker is self-signed: trust its `cert.pem` (printed by `quiver dev`).
+/// The SDK never consults the system's roots, so a CA must always be given.
+#[derive(Debug, Clone)]
+pub enum TrustedCa {
+    /// A PEM file holding one or more certificates.
+    PemFile(PathBuf),
+    /// PEM text held in memory.
+    Pem(Vec<u8>),
+}
+
+impl TrustedCa {
+    pub(crate) fn load(&self) -> Result<Vec<CertificateDer<'static>>, Error> {
+        match self {
+            TrustedCa::PemFile(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error::Tls(format!("cannot read the CA file {}: {e}", path.display()))
+                })?;
+                parse_ca_pem(&pem)
+            }
+            TrustedCa::Pem(pem) => parse_ca_pem(pem),
+        }
+    }
+}
+
+/// Options of a [`Client`](crate::Client). Build with [`ClientOptions::new`] and the
+/// chained setters; every field is public for struct-update syntax too.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The CA that signed the broker's certificate. Required.
+    pub ca: Option<TrustedCa>,
+    /// TLS server name to verify; defaults to the URL's host (a name or an IP address).
+    pub server_name: Option<String>,
+    /// Bound on the QUIC handshake. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Bound on one request, from opening its stream to reading its response. Default
+    /// 30 s. Long-poll fetches add their own `max_wait` to it.
+    pub request_timeout: Duration,
+    /// Largest response frame accepted; a larger one is refused before it is allocated.
+    /// Default 64 MiB, above the consumer's default `max_bytes` per fetch.
+    pub max_frame_size: usize,
+    /// How many times an idempotent request is retried after a retriable error or a
+    /// broken connection. Default 5.
+    pub retries: u32,
+    /// First retry delay; doubled after each attempt up to `retry_backoff_max`.
+    /// Default 100 ms.
+    pub retry_backoff: Duration,
+    /// Upper bound of the retry delay. Default 2 s.
+    pub retry_backoff_max: Duration,
+    /// How long cached topic metadata is trusted before it is fetched again. Default 5 min.
+    pub metadata_max_age: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            ca: None,
+            server_name: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_frame_size: 64 * 1024 * 1024,
+            retries: 5,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(2),
+            metadata_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options with the defaults documented on each field and no CA yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path`.
+    pub fn ca_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(TrustedCa::PemFile(path.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in `pem`.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(TrustedCa::Pem(pem.into()));
+        self
+    }
+
+    /// Verifies the broker's certificate against `name` instead of the URL's host.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Sets [`ClientOptions::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientOptions::request_timeout`].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The delay before retry number `attempt` (0-based): exponential, capped.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        backoff(self.retry_backoff, self.retry_backoff_max, attempt)
+    }
+}
+
+/// `base * 2^attempt`, capped at `max`.
+pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(16)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let o = ClientOptions::new();
+        assert_eq!(o.backoff(0), Duration::from_millis(100));
+        assert_eq!(o.backoff(1), Duration::from_millis(200));
+        assert_eq!(o.backoff(3), Duration::from_millis(800));
+        assert_eq!(o.backoff(40), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn missing_ca_file_is_a_tls_error() {
+        let ca = TrustedCa::PemFile("/nonexistent/ca.pem".into());
+        assert!(matches!(ca.load(), Err(Error::Tls(m)) if m.contains("/nonexistent/ca.pem")));
+    }
+}

@@ -1,0 +1,441 @@
+//! The accumulator's rules, driven synchronously with explicit instants.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_proto::api::RoutedAppend;
+use quiver_proto::batch::{self, Compression};
+use quiver_proto::{ErrorCode, WireError};
+use tokio::sync::Semaphore;
+use tokio::sync::oneshot::Receiver;
+
+use super::*;
+
+type Report = Receiver<Result<RecordMetadata, Error>>;
+
+const PID: ProducerId = ProducerId { id: 9, epoch: 2 };
+
+fn config() -> ProducerConfig {
+    ProducerConfig {
+        batch_size: 1024,
+        linger: Duration::from_millis(5),
+        ..Default::default()
+    }
+}
+
+struct Rig {
+    acc: Accumulator,
+    memory: Arc<Semaphore>,
+    now: Instant,
+}
+
+impl Rig {
+    fn new(config: ProducerConfig) -> Rig {
+        let identity = config.sequenced().then_some(PID);
+        Rig {
+            acc: Accumulator::new(config, identity, 3),
+            memory: Arc::new(Semaphore::new(1 << 30)),
+            now: Instant::now(),
+        }
+    }
+
+    fn send(&mut self, route: Route, value: &[u8]) -> Report {
+        self.send_to("t", route, 4, value).expect("appends").1
+    }
+
+    fn send_to(
+        &mut self,
+        topic: &str,
+        route: Route,
+        partitions: u32,
+        value: &[u8],
+    ) -> Result<(AppendOutcome, Report), Error> {
+        let size = BatchBuilder::record_size(None, Some(value), &[]);
+        let memory = self
+            .memory
+            .clone()
+            .try_acquire_many_owned(size as u32)
+            .expect("memory");
+        let (report, rx) = oneshot::channel();
+        let rec = Append {
+            topic,
+            route,
+            partitions,
+            timestamp: 1_000,
+            key: None,
+            value: Some(value),
+            headers: &[],
+            size,
+            memory,
+            report,
+        };
+        self.acc.append(rec, self.now).map(|o| (o, rx))
+    }
+
+    fn drain(&mut self) -> Vec<SendJob> {
+        self.acc.drain(self.now)
+    }
+
+    fn complete(&mut self, job: &SendJob, outcome: Result<Option<ProduceResponse>, Error>) {
+        self.acc
+            .complete(&job.topic, job.partition, job.id, outcome, self.now);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+}
+
+fn ok(partition: u32, base: i64, count: i64) -> Result<Option<ProduceResponse>, Error> {
+    Ok(Some(ProduceResponse {
+        partition,
+        base_offset: base,
+        last_offset: base + count - 1,
+        log_append_time: 0,
+        log_start_offset: 0,
+        duplicate: false,
+        routed: Vec::new(),
+    }))
+}
+
+fn broker_error(code: ErrorCode) -> Result<Option<ProduceResponse>, Error> {
+    Err(Error::Broker {
+        api: "produce",
+        source: WireError::new(code, "test"),
+    })
+}
+
+fn header(job: &SendJob) -> batch::BatchHeader {
+    batch::validate(&job.payload).expect("valid batch")
+}
+
+fn delivered(rx: &mut Report) -> Result<RecordMetadata, Error> {
+    rx.try_recv().expect("a report was sent")
+}
+
+#[test]
+fn a_batch_closes_by_size_and_is_sent_without_waiting_for_linger() {
+    let mut rig = Rig::new(config());
+    let value = [7u8; 400];
+    let (first, _r1) = rig
+        .send_to("t", Route::Partition(0), 4, &value)
+        .expect("ok");
+    assert!(first.opened && !first.closed);
+    assert!(
+        rig.drain().is_empty(),
+        "one record under batch_size waits for linger"
+    );
+    let (second, _r2) = rig
+        .send_to("t", Route::Partition(0), 4, &value)
+        .expect("ok");
+    assert!(!second.opened);
+    // A third record would overflow 1024 bytes: the batch closes and a new one opens.
+    let (third, _r3) = rig
+        .send_to("t", Route::Partition(0), 4, &value)
+        .expect("ok");
+    assert!(third.closed && third.opened);
+    let jobs = rig.drain();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(header(&jobs[0]).record_count, 2);
+    assert!(jobs[0].payload.len() <= 1024);
+}
+
+#[test]
+fn a_batch_closes_by_linger() {
+    let mut rig = Rig::new(config());
+    let _r = rig.send(Route::Partition(1), b"x");
+    assert!(rig.drain().is_empty());
+    assert_eq!(
+        rig.acc.next_wakeup(),
+        Some(rig.now + Duration::from_millis(5))
+    );
+    rig.advance(Duration::from_millis(4));
+    assert!(rig.drain().is_empty());
+    rig.advance(Duration::from_millis(1));
+    let jobs = rig.drain();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].request.partition, Some(1));
+}
+
+#[test]
+fn flushing_ignores_linger() {
+    let mut rig = Rig::new(config());
+    let _r = rig.send(Route::Partition(0), b"x");
+    rig.acc.begin_flush();
+    assert_eq!(rig.drain().len(), 1);
+    rig.acc.end_flush();
+}
+
+#[test]
+fn the_codec_is_stamped_in_every_batch() {
+    for codec in Compression::ALL {
+        let mut rig = Rig::new(ProducerConfig {
+            compression: codec,
+            ..config()
+        });
+        let _r = rig.send(Route::Partition(0), b"hello hello hello");
+        rig.advance(Duration::from_millis(5));
+        let jobs = rig.drain();
+        assert_eq!(header(&jobs[0]).compression().expect("codec"), codec);
+        let records = batch::decode_records(&jobs[0].payload).expect("decodes");
+        assert_eq!(records[0].value.as_deref(), Some(&b"hello hello hello"[..]));
+    }
+}
+
+#[test]
+fn sequences_count_records_per_partition() {
+    let mut rig = Rig::new(config());
+    let _a = rig.send(Route::Partition(0), b"a");
+    let _b = rig.send(Route::Partition(0), b"b");
+    let _c = rig.send(Route::Partition(1), b"c");
+    rig.advance(Duration::from_millis(5));
+    let first = rig.drain();
+    let _d = rig.send(Route::Partition(0), b"d");
+    rig.advance(Duration::from_millis(5));
+    let second = rig.drain();
+    let seq = |jobs: &[SendJob], p: u32| {
+        let job = jobs
+            .iter()
+            .find(|j| j.partition == Some(p))
+            .expect("a job for p");
+        let h = header(job);
+        assert_eq!((h.producer_id, h.producer_epoch), (PID.id, PID.epoch));
+        h.base_sequence
+    };
+    assert_eq!(seq(&first, 0), 0);
+    assert_eq!(seq(&first, 1), 0);
+    assert_eq!(
+        seq(&second, 0),
+        2,
+        "partition 0 continues after its 2 records"
+    );
+}
+
+#[test]
+fn broker_routed_batches_carry_no_sequence() {
+    let mut rig = Rig::new(config());
+    let mut rx = rig.send(Route::Broker, b"x");
+    let _y = rig.send(Route::Broker, b"y");
+    rig.advance(Duration::from_millis(5));
+    let jobs = rig.drain();
+    assert_eq!(jobs[0].request.partition, None);
+    assert_eq!(header(&jobs[0]).producer_id, -1);
+    // The broker split the batch: one record to partition 1, one to partition 3. Which
+    // record went where is not in the response, so neither is guessed.
+    let share = |partition, base_offset| RoutedAppend {
+        partition,
+        base_offset,
+        last_offset: base_offset,
+        records: 1,
+    };
+    let resp = ProduceResponse {
+        partition: 1,
+        base_offset: 4,
+        last_offset: 4,
+        log_append_time: 0,
+        log_start_offset: 0,
+        duplicate: false,
+        routed: vec![share(1, 4), share(3, 10)],
+    };
+    rig.complete(&jobs[0], Ok(Some(resp)));
+    let first = delivered(&mut rx).expect("ok");
+    assert_eq!((first.partition, first.offset), (UNKNOWN_PARTITION, -1));
+}
+
+#[test]
+fn a_batch_routed_to_one_partition_gets_exact_offsets() {
+    let mut rig = Rig::new(config());
+    let mut x = rig.send(Route::Broker, b"x");
+    let mut y = rig.send(Route::Broker, b"y");
+    rig.advance(Duration::from_millis(5));
+    let jobs = rig.drain();
+    let mut resp = ok(2, 7, 2).expect("ok").expect("some");
+    resp.routed = vec![RoutedAppend {
+        partition: 2,
+        base_offset: 7,
+        last_offset: 8,
+        records: 2,
+    }];
+    rig.complete(&jobs[0], Ok(Some(resp)));
+    assert_eq!(delivered(&mut x).expect("ok").offset, 7);
+    let second = delivered(&mut y).expect("ok");
+    assert_eq!((second.partition, second.offset), (2, 8));
+}
+
+#[test]
+fn in_flight_batches_per_partition_are_bounded() {
+    let mut rig = Rig::new(ProducerConfig {
+        max_in_flight_per_partition: 2,
+        batch_size: 100,
+        ..config()
+    });
+    let _reports: Vec<Report> = (0..3)
+        .map(|_| rig.send(Route::Partition(0), &[1; 90]))
+        .collect();
+    rig.advance(Duration::from_millis(5));
+    let jobs = rig.drain();
+    assert_eq!(jobs.len(), 2);
+    rig.complete(&jobs[0], ok(0, 0, 1));
+    let more = rig.drain();
+    assert_eq!(more.len(), 1);
+    assert!(more[0].id > jobs[1].id);
+}
+
+/// Batch 1 fails with a retriable error while 2 and 3 are in flight; the broker refuses 2
+/// and 3 as out of order. All three are retried with their original sequences, 1 alone
+/// first, and nothing overtakes it.
+#[test]
+fn retries_keep_order_and_sequences() {
+    let mut rig = Rig::new(ProducerConfig {
+        batch_size: 100,
+        ..config()
+    });
+    let mut reports: Vec<Report> = (0..3)
+        .map(|i| rig.send(Route::Partition(0), &[i; 90]))
+        .collect();
+    rig.advance(Duration::from_millis(5));
+    let sent = rig.drain();
+    assert_eq!(sent.len(), 3);
+    let seqs: Vec<i32> = sent.iter().map(|j| header(j).base_sequence).collect();
+    assert_eq!(seqs, vec![0, 1, 2]);
+
+    rig.complete(&sent[2], broker_error(ErrorCode::OUT_OF_ORDER_SEQUENCE));
+    rig.complete(&sent[0], broker_error(ErrorCode::NOT_LEADER));
+    rig.complete(&sent[1], broker_error(ErrorCode::OUT_OF_ORDER_SEQUENCE));
+    assert!(
+        reports.iter_mut().all(|r| r.try_recv().is_err()),
+        "nothing reported yet"
+    );
+
+    assert!(rig.drain().is_empty(), "backoff holds the retry");
+    rig.advance(Duration::from_millis(100));
+    let retry = rig.drain();
+    assert_eq!(retry.len(), 1, "one at a time while recovering");
+    assert_eq!(retry[0].id, sent[0].id);
+    assert_eq!(
+        retry[0].payload, sent[0].payload,
+        "same bytes, same sequence"
+    );
+
+    rig.complete(&retry[0], ok(0, 0, 1));
+    let rest = rig.drain();
+    let ids: Vec<u64> = rest.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![sent[1].id, sent[2].id]);
+    rig.complete(&rest[0], ok(0, 1, 1));
+    rig.complete(&rest[1], ok(0, 2, 1));
+    let offsets: Vec<i64> = reports
+        .iter_mut()
+        .map(|r| delivered(r).expect("delivered").offset)
+        .collect();
+    assert_eq!(offsets, vec![0, 1, 2]);
+    assert!(rig.acc.is_empty());
+}
+
+#[test]
+fn a_duplicate_response_is_success_with_the_stored_offsets() {
+    let mut rig = Rig::new(config());
+    let mut rx = rig.send(Route::Partition(0), b"x");
+    rig.advance(Duration::from_millis(5));
+    let job = rig.drain().pop().expect("job");
+    let mut resp = ok(0, 41, 1).expect("ok").expect("some");
+    resp.duplicate = true;
+    rig.complete(&job, Ok(Some(resp)));
+    assert_eq!(delivered(&mut rx).expect("ok").offset, 41);
+}
+
+#[test]
+fn a_gap_with_nothing_earlier_pending_is_fatal() {
+    let mut rig = Rig::new(config());
+    let mut rx = rig.send(Route::Partition(0), b"x");
+    rig.advance(Duration::from_millis(5));
+    let job = rig.drain().pop().expect("job");
+    rig.complete(&job, broker_error(ErrorCode::OUT_OF_ORDER_SEQUENCE));
+    let err = delivered(&mut rx).expect_err("failed");
+    assert_eq!(err.code(), Some(ErrorCode::OUT_OF_ORDER_SEQUENCE));
+    let after = rig.send_to("t", Route::Partition(1), 4, b"y");
+    assert!(matches!(after, Err(Error::ProducerFatal(_))));
+}
+
+#[test]
+fn a_fenced_producer_stops() {
+    let mut rig = Rig::new(config());
+    let mut rx = rig.send(Route::Partition(0), b"x");
+    rig.advance(Duration::from_millis(5));
+    let job = rig.drain().pop().expect("job");
+    rig.complete(&job, broker_error(ErrorCode::INVALID_PRODUCER_EPOCH));
+    assert!(delivered(&mut rx).is_err());
+    assert!(matches!(rig.acc.check_open(), Err(Error::ProducerFatal(_))));
+}
+
+#[test]
+fn retries_stop_at_the_delivery_timeout() {
+    let mut rig = Rig::new(ProducerConfig {
+        idempotence: false,
+        ..config()
+    });
+    let mut rx = rig.send(Route::Partition(0), b"x");
+    rig.advance(Duration::from_millis(5));
+    let job = rig.drain().pop().expect("job");
+    rig.advance(Duration::from_secs(121));
+    rig.complete(&job, broker_error(ErrorCode::BROKER_UNAVAILABLE));
+    assert!(matches!(
+        delivered(&mut rx),
+        Err(Error::Timeout {
+            what: "record delivery",
+            ..
+        })
+    ));
+    // Without sequences a failed batch does not poison the producer.
+    assert!(rig.acc.check_open().is_ok());
+}
+
+#[test]
+fn non_retriable_errors_fail_only_their_records_without_idempotence() {
+    let mut rig = Rig::new(ProducerConfig {
+        idempotence: false,
+        ..config()
+    });
+    let mut rx = rig.send(Route::Partition(0), b"x");
+    rig.advance(Duration::from_millis(5));
+    let job = rig.drain().pop().expect("job");
+    rig.complete(&job, broker_error(ErrorCode::RECORD_TOO_LARGE));
+    assert_eq!(
+        delivered(&mut rx).expect_err("failed").code(),
+        Some(ErrorCode::RECORD_TOO_LARGE)
+    );
+    assert!(rig.acc.is_empty());
+}
+
+#[test]
+fn keyless_records_stick_until_their_batch_closes() {
+    let mut rig = Rig::new(ProducerConfig {
+        batch_size: 400,
+        ..config()
+    });
+    for _ in 0..2 {
+        let _r = rig.send_to("t", Route::Sticky, 8, &[0; 100]).expect("ok");
+    }
+    rig.advance(Duration::from_millis(5));
+    let first = rig.drain();
+    assert_eq!(first.len(), 1, "both records share the sticky partition");
+    assert_eq!(header(&first[0]).record_count, 2);
+    let _r = rig.send_to("t", Route::Sticky, 8, &[0; 100]).expect("ok");
+    rig.advance(Duration::from_millis(5));
+    let second = rig.drain();
+    assert_ne!(
+        second[0].partition, first[0].partition,
+        "the closed batch moved the sticky partition"
+    );
+}
+
+#[test]
+fn closing_refuses_records_and_drains_open_batches() {
+    let mut rig = Rig::new(config());
+    let _r = rig.send(Route::Partition(0), b"x");
+    rig.acc.close();
+    assert!(matches!(
+        rig.send_to("t", Route::Partition(0), 4, b"y"),
+        Err(Error::ProducerClosed)
+    ));
+    assert_eq!(rig.drain().len(), 1);
+}
