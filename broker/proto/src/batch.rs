@@ -558,6 +558,61 @@ pub fn decode_records(batch: &Bytes) -> Result<Vec<Record>, BatchError> {
     Ok(records)
 }
 
+/// Checks that a batch's records decode: the codec really decompresses, every record's
+/// framing fits, and the count matches the header. Walks the records without building
+/// them, so the broker can afford it on the produce path.
+pub fn check_records(batch: &[u8]) -> Result<(), BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let end = header.total_len().min(batch.len());
+    let body = &batch[HEADER_LEN.min(end)..end];
+    let decompressed;
+    let mut input: &[u8] = match header.compression()? {
+        Compression::None => body,
+        codec => {
+            decompressed = decompress(codec, body)?;
+            &decompressed
+        }
+    };
+    let mut count = 0i64;
+    let mut last_delta = -1i64;
+    while !input.is_empty() {
+        let len = usize::try_from(get_varint(&mut input)?)
+            .map_err(|_| BatchError::Malformed("negative record length"))?;
+        let mut rec = take(&mut input, len)?;
+        take(&mut rec, 1)?;
+        get_varlong(&mut rec)?;
+        let delta = i64::from(get_varint(&mut rec)?);
+        if delta <= last_delta || delta > i64::from(header.last_offset_delta) {
+            return Err(BatchError::Malformed("record offset deltas out of order or past the header's"));
+        }
+        last_delta = delta;
+        for _ in 0..2 {
+            skip_bytes_field(&mut rec)?;
+        }
+        let headers = get_varint(&mut rec)?;
+        for _ in 0..headers.max(0) {
+            skip_bytes_field(&mut rec)?;
+            skip_bytes_field(&mut rec)?;
+        }
+        if !rec.is_empty() {
+            return Err(BatchError::Malformed("record has bytes past its last header"));
+        }
+        count += 1;
+    }
+    if count != i64::from(header.record_count) {
+        return Err(BatchError::Malformed("record count differs from the batch header"));
+    }
+    Ok(())
+}
+
+fn skip_bytes_field(input: &mut &[u8]) -> Result<(), BatchError> {
+    let len = get_varint(input)?;
+    if len > 0 {
+        take(input, len as usize)?;
+    }
+    Ok(())
+}
+
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], BatchError> {
     if input.len() < n {
         return Err(BatchError::Malformed("field runs past the record"));
@@ -752,6 +807,7 @@ mod tests {
             prop_assert_eq!(header.record_count as usize, records.len());
             prop_assert_eq!(header.compression().ok(), Some(codec));
             prop_assert_eq!(header.last_offset(), base + records.len() as i64 - 1);
+            check_records(&bytes).expect("records check out");
             let decoded = decode_records(&bytes).expect("decodes");
             for (i, (r, (ts, k, v, hs))) in decoded.iter().zip(&records).enumerate() {
                 prop_assert_eq!(r.offset, base + i as i64);
@@ -766,6 +822,7 @@ mod tests {
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let bytes = Bytes::from(data);
             let _ = validate(&bytes);
+            let _ = check_records(&bytes);
             let _ = decode_records(&bytes);
             for piece in split(&bytes) {
                 let _ = piece;
@@ -809,6 +866,10 @@ mod tests {
         bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         let bytes = Bytes::from(bytes);
         validate(&bytes).expect("header and CRC are fine");
+        assert!(matches!(
+            check_records(&bytes),
+            Err(BatchError::Decompression { codec: Compression::Zstd, .. })
+        ));
         assert!(matches!(
             decode_records(&bytes),
             Err(BatchError::Decompression {

@@ -49,11 +49,16 @@ impl Partition {
     ///
     /// An idempotent producer keeps several batches of a partition in flight on separate
     /// streams, and the broker serves streams concurrently, so a batch can arrive before
-    /// the one preceding it. Such a batch waits (up to `SEQUENCE_WAIT`) for its
+    /// the one preceding it. Such a batch waits (up to the request's timeout, at most `SEQUENCE_WAIT`) for its
     /// predecessor's append instead of being refused; a real gap is still refused with
     /// `OUT_OF_ORDER_SEQUENCE` once the wait ends.
-    pub async fn append(&self, batches: bytes::Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
-        self.await_predecessor(&batches).await;
+    pub async fn append(
+        &self,
+        batches: bytes::Bytes,
+        now_ms: i64,
+        timeout: std::time::Duration,
+    ) -> Result<AppendOutcome, BrokerError> {
+        self.await_predecessor(&batches, timeout.min(SEQUENCE_WAIT)).await;
         let log = Arc::clone(&self.log);
         let outcome = tokio::task::spawn_blocking(move || log.append(&batches, now_ms))
             .await
@@ -63,14 +68,14 @@ impl Partition {
         Ok(outcome)
     }
 
-    async fn await_predecessor(&self, batches: &[u8]) {
+    async fn await_predecessor(&self, batches: &[u8], wait: std::time::Duration) {
         let Ok(header) = quiver_proto::batch::BatchHeader::parse(batches) else {
             return; // the append itself reports what is wrong with the batch
         };
         if header.producer_id < 0 || header.base_sequence <= 0 {
             return;
         }
-        let deadline = tokio::time::Instant::now() + SEQUENCE_WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         let mut watch = self.watch();
         loop {
             watch.borrow_and_update();

@@ -63,6 +63,9 @@ fn validate_request(
                 "last offset delta must be the record count minus one",
             )));
         }
+        // The CRC proves the bytes are the producer's; this proves a consumer can read
+        // them: the codec decompresses and the records are framed as the header says.
+        batch::check_records(&rest[..len]).map_err(corrupt)?;
         out.push(RequestBatch { start, header });
         start += len;
     }

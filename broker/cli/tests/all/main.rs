@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod data_path;
 mod harness;
+mod producer;
 mod recovery;

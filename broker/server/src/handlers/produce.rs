@@ -56,7 +56,8 @@ async fn handle(b: &Broker, req: ProduceRequest, payload: Bytes) -> Result<Produ
         return route::produce_routed(b, &topic, payload, now).await;
     };
     let partition = topic.partition(index)?;
-    let out = partition.append(payload, now).await?;
+    let timeout = std::time::Duration::from_millis(u64::from(req.timeout_ms));
+    let out = partition.append(payload, now, timeout).await?;
     Ok(ProduceResponse {
         partition: index,
         base_offset: out.base_offset,

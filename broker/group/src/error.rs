@@ -1,0 +1,124 @@
+//! Why a group operation was refused.
+
+use quiver_proto::ErrorCode;
+
+/// A refused group request. Each variant names the group and says what the caller should
+/// do; [`GroupError::code`] gives the wire code the server answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("no consumer group '{group_id}' exists; check the group id")]
+    UnknownGroup { group_id: String },
+
+    #[error(
+        "member '{member_id}' is not part of group '{group_id}' (expired, removed or never \
+         joined); join again without a member id"
+    )]
+    UnknownMember { group_id: String, member_id: String },
+
+    #[error(
+        "generation {got} is not the current generation {current} of group '{group_id}'; \
+         join the group again"
+    )]
+    IllegalGeneration {
+        group_id: String,
+        got: i32,
+        current: i32,
+    },
+
+    #[error("group '{group_id}' is rebalancing; join the group again")]
+    RebalanceInProgress { group_id: String },
+
+    #[error(
+        "group '{group_id}' has {members} active member(s); stop its consumers before \
+         deleting it or resetting its offsets"
+    )]
+    GroupNotEmpty { group_id: String, members: usize },
+
+    #[error(
+        "none of the assignors {offered:?} is supported by every member of group \
+         '{group_id}' and by this broker (common to the group: {supported:?}); configure \
+         an assignor the group shares"
+    )]
+    NoCommonAssignor {
+        group_id: String,
+        offered: Vec<String>,
+        supported: Vec<String>,
+    },
+
+    #[error("group '{group_id}' already has the maximum of {max} members; add no more consumers")]
+    GroupFull { group_id: String, max: usize },
+
+    #[error("invalid group id {group_id:?}: it must be 1 to {max} bytes")]
+    InvalidGroupId { group_id: String, max: usize },
+
+    #[error("invalid join request for group '{group_id}': {reason}")]
+    InvalidJoin { group_id: String, reason: String },
+
+    #[error("invalid offset commit for group '{group_id}': {reason}")]
+    InvalidCommit { group_id: String, reason: String },
+
+    #[error("cannot commit for group '{group_id}': topic '{topic}' does not exist")]
+    UnknownTopic { group_id: String, topic: String },
+
+    #[error(
+        "cannot commit for group '{group_id}': topic '{topic}' has {partitions} partition(s), \
+         so partition {partition} does not exist"
+    )]
+    UnknownPartition {
+        group_id: String,
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+
+    #[error(
+        "join of member '{member_id}' to group '{group_id}' was replaced by a newer join from \
+         the same member; wait for that one"
+    )]
+    JoinSuperseded { group_id: String, member_id: String },
+}
+
+impl GroupError {
+    /// The wire code the server answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GroupError::UnknownGroup { .. } => ErrorCode::UNKNOWN_GROUP,
+            GroupError::UnknownMember { .. } => ErrorCode::UNKNOWN_MEMBER,
+            GroupError::IllegalGeneration { .. } => ErrorCode::ILLEGAL_GENERATION,
+            // A superseded join is answered like a rebalance: the client joins again.
+            GroupError::RebalanceInProgress { .. } | GroupError::JoinSuperseded { .. } => {
+                ErrorCode::REBALANCE_IN_PROGRESS
+            }
+            GroupError::GroupNotEmpty { .. } => ErrorCode::GROUP_NOT_EMPTY,
+            // The table has no dedicated codes for these yet; the message carries the detail.
+            GroupError::NoCommonAssignor { .. }
+            | GroupError::GroupFull { .. }
+            | GroupError::InvalidGroupId { .. }
+            | GroupError::InvalidJoin { .. }
+            | GroupError::InvalidCommit { .. } => ErrorCode::INVALID_REQUEST,
+            GroupError::UnknownTopic { .. } => ErrorCode::UNKNOWN_TOPIC,
+            GroupError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_wire_table() {
+        let stale = GroupError::IllegalGeneration {
+            group_id: "g".into(),
+            got: 1,
+            current: 2,
+        };
+        assert_eq!(stale.code(), ErrorCode::ILLEGAL_GENERATION);
+        assert!(stale.to_string().contains("generation 1"));
+        let busy = GroupError::GroupNotEmpty {
+            group_id: "g".into(),
+            members: 2,
+        };
+        assert_eq!(busy.code(), ErrorCode::GROUP_NOT_EMPTY);
+    }
+}
