@@ -1,5 +1,8 @@
-//! Background upkeep of every partition: age-based rolling, interval flushes and
-//! retention, run on a fixed period on the blocking pool.
+//! Background upkeep of every partition: age-based rolling, interval flushes, retention,
+//! and compaction of compacted topics, run on a fixed period on the blocking pool.
+//!
+//! Compaction of a partition runs when a segment has closed since its last compaction, so
+//! an idle log is not rewritten again and again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +26,14 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         let pass = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             for topic in b.topics() {
+                let compacts = topic.config.log.cleanup.compacts();
                 for p in &topic.partitions {
                     match p.log().tick(now) {
                         Ok(outcome) => tracing::trace!(topic = %p.topic, partition = p.index, ?outcome, "maintenance"),
                         Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "maintenance failed"),
+                    }
+                    if compacts && p.take_compaction_due() {
+                        compact(&topic, p, now);
                     }
                 }
             }
@@ -34,5 +41,17 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         if let Err(e) = pass.await {
             tracing::error!(error = %e, "maintenance pass panicked");
         }
+    }
+}
+
+/// Compacts one partition's closed segments with the topic's policy. A failure leaves the
+/// data as it was and is logged; the next closed segment triggers another attempt.
+fn compact(topic: &crate::broker::Topic, partition: &crate::partition::Partition, now: i64) {
+    let mut policy = quiver_storage::KeepLatest {
+        delete_retention_ms: topic.config.log.delete_retention_ms,
+    };
+    match partition.log().compact(&mut policy, now) {
+        Ok(outcome) => tracing::debug!(topic = %partition.topic, partition = partition.index, ?outcome, "compacted"),
+        Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; data left as it was"),
     }
 }

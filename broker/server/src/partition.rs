@@ -23,6 +23,9 @@ pub struct Partition {
     /// Carries the high watermark; every append publishes the new one, so a waiting
     /// fetch or subscription wakes exactly when there is something new to read.
     high_watermark: watch::Sender<i64>,
+    /// Segment count when the cleaner last compacted this partition; a roll changes it,
+    /// which is when there is a newly closed segment worth cleaning.
+    compacted_at_segments: std::sync::atomic::AtomicUsize,
 }
 
 impl Partition {
@@ -33,6 +36,7 @@ impl Partition {
             index,
             log: Arc::new(log),
             high_watermark,
+            compacted_at_segments: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -107,6 +111,13 @@ impl Partition {
             .await
             .map_err(|e| BrokerError::Internal(format!("read task failed: {e}")))?
             .map_err(|source| self.storage_error(source))
+    }
+
+    /// Whether a segment has closed since the last compaction (and records it as done).
+    pub fn take_compaction_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let segments = self.log.segment_count();
+        segments > 1 && self.compacted_at_segments.swap(segments, Ordering::Relaxed) != segments
     }
 
     pub fn storage_error(&self, source: quiver_storage::StorageError) -> BrokerError {

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod compaction;
 mod crash;
 mod data_path;
 mod harness;
