@@ -161,6 +161,9 @@ impl Broker {
             .collect();
         self.catalog.store(&rest)?;
         self.topics.write().remove(name);
+        for p in &topic.partitions {
+            p.mark_deleted();
+        }
         let dirs: Vec<PathBuf> = (0..topic.record.partitions)
             .map(|p| partition_dir(&self.config.data_dir, name, p))
             .collect();

@@ -26,6 +26,9 @@ pub struct Partition {
     /// Segment count when the cleaner last compacted this partition; a roll changes it,
     /// which is when there is a newly closed segment worth cleaning.
     compacted_at_segments: std::sync::atomic::AtomicUsize,
+    /// Cancelled when the topic is deleted, so waiting fetches and subscriptions end
+    /// with `UNKNOWN_TOPIC` instead of waiting on a log that will never grow.
+    deleted: tokio_util::sync::CancellationToken,
 }
 
 impl Partition {
@@ -37,6 +40,7 @@ impl Partition {
             log: Arc::new(log),
             high_watermark,
             compacted_at_segments: std::sync::atomic::AtomicUsize::new(0),
+            deleted: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -111,6 +115,21 @@ impl Partition {
             .await
             .map_err(|e| BrokerError::Internal(format!("read task failed: {e}")))?
             .map_err(|source| self.storage_error(source))
+    }
+
+    /// Marks the partition deleted, waking everything that waits on it.
+    pub fn mark_deleted(&self) {
+        self.deleted.cancel();
+    }
+
+    /// Completes when the partition's topic has been deleted.
+    pub async fn deleted(&self) {
+        self.deleted.cancelled().await;
+    }
+
+    /// The error a reader of a deleted partition gets.
+    pub fn deleted_error(&self) -> BrokerError {
+        BrokerError::UnknownTopic(self.topic.clone())
     }
 
     /// Whether a segment has closed since the last compaction (and records it as done).

@@ -274,3 +274,30 @@ async fn retention_removes_old_segments_in_the_background() {
     let d = admin.describe_topic("short").await.expect("describe");
     assert_eq!(d.partitions[0].high_watermark, 60, "retention never touches the end of the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_ends_its_subscriptions_with_a_typed_error() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    client.admin().create_topic("doomed", 1, 1, BTreeMap::new()).await.expect("create");
+    let mut sub = client
+        .subscribe(&SubscribeRequest {
+            topic: "doomed".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+            filter: None,
+        })
+        .await
+        .expect("subscribe");
+    let waiting = tokio::spawn(async move { sub.next().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.admin().delete_topic("doomed").await.expect("delete");
+    let ended = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the subscription ends")
+        .expect("task")
+        .expect("a final frame");
+    let err = ended.expect_err("an error, not data");
+    assert_eq!(err.code(), Some(quiver_proto::ErrorCode::UNKNOWN_TOPIC), "{err}");
+}

@@ -46,6 +46,7 @@ pub(super) async fn handle(ctx: &Context, req: FetchRequest) -> Result<Reply<Fet
                 }
             }
             () = ctx.shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+            () = partition.deleted() => return Err(partition.deleted_error()),
         }
     }
 }

@@ -51,11 +51,12 @@ async fn push(ctx: &Context, req: SubscribeRequest, send: &mut SendStream) -> Re
         tokio::select! {
             changed = watch.changed() => {
                 if changed.is_err() {
-                    return Ok(()); // the partition was deleted
+                    return Err(partition.deleted_error());
                 }
             }
             _ = send.stopped() => return Ok(()),
             () = ctx.shutdown.cancelled() => return Ok(()),
+            () = partition.deleted() => return Err(partition.deleted_error()),
         }
     }
 }
