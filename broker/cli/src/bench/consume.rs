@@ -75,6 +75,7 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeBenchArgs) -> anyhow::Result<(
     let mut hist = histogram();
     let mut got = 0u64;
     let mut bytes = 0u64;
+    let cpu = super::report::CpuMeter::start(target.pid());
     let start = Instant::now();
     while got < args.records {
         let t = Instant::now();
@@ -103,6 +104,7 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeBenchArgs) -> anyhow::Result<(
         "latency": "per poll call",
     });
     target.annotate(&mut report);
+    cpu.finish(&mut report);
     report.print(args.json);
     Ok(())
 }

@@ -59,6 +59,7 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
     let hist = Shared::new(histogram());
     let per_producer = args.records / u64::from(args.producers.max(1));
     let rate_each = args.rate as f64 / f64::from(args.producers.max(1));
+    let cpu = super::report::CpuMeter::start(target.pid());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..args.producers.max(1) {
@@ -88,6 +89,21 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
         "idempotence": args.producer.idempotence,
     });
     target.annotate(&mut report);
+    cpu.finish(&mut report);
+    // What the broker stored against what was sent: the compression ratio on disk.
+    let stored: u64 = admin_client
+        .admin()
+        .describe_topic(&topic)
+        .await?
+        .partitions
+        .iter()
+        .map(|p| p.size_bytes)
+        .sum();
+    if let serde_json::Value::Object(map) = &mut report.settings {
+        map.insert("stored_bytes".into(), stored.into());
+        let ratio = report.bytes as f64 / stored.max(1) as f64;
+        map.insert("compression_ratio".into(), serde_json::json!((ratio * 100.0).round() / 100.0));
+    }
     report.print(args.json);
     Ok(())
 }

@@ -47,6 +47,7 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     let (mut send, _recv) = conn.open_bi().await?;
     let chunk = Bytes::from(vec![0x5au8; args.chunk]);
     let bar = progress(total, "raw");
+    let cpu = super::report::CpuMeter::start(None);
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < total {
@@ -61,6 +62,7 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let mut report = Report::new("raw", got / args.chunk as u64, got, elapsed);
     report.settings = serde_json::json!({"chunk": args.chunk, "stream": 1, "cipher": "TLS13_AES_128_GCM_SHA256"});
+    cpu.finish(&mut report);
     report.print(args.json);
     conn.close(0u32.into(), b"done");
     Ok(())

@@ -19,6 +19,10 @@ pub struct Report {
     pub latency_us: Option<Latency>,
     /// The broker's peak resident memory during the run (VmHWM), when it is a child.
     pub broker_peak_rss_mib: Option<f64>,
+    /// CPU time of the broker process over the run, as a percentage of one core.
+    pub broker_cpu_percent: Option<f64>,
+    /// CPU time of this (client) process over the run, as a percentage of one core.
+    pub client_cpu_percent: Option<f64>,
     /// Free-form settings of the run, for the record.
     pub settings: serde_json::Value,
 }
@@ -50,6 +54,8 @@ impl Report {
             mb_per_sec: bytes as f64 / seconds / 1e6,
             latency_us: None,
             broker_peak_rss_mib: None,
+            broker_cpu_percent: None,
+            client_cpu_percent: None,
             settings: serde_json::Value::Null,
         }
     }
@@ -82,6 +88,12 @@ impl Report {
         if let Some(rss) = self.broker_peak_rss_mib {
             say!("  broker peak RSS {rss:.1} MiB");
         }
+        if let Some(cpu) = self.broker_cpu_percent {
+            say!("  broker CPU {cpu:.0}% of a core");
+        }
+        if let Some(cpu) = self.client_cpu_percent {
+            say!("  client CPU {cpu:.0}% of a core");
+        }
         if !self.settings.is_null() {
             say!("  settings {}", self.settings);
         }
@@ -98,4 +110,44 @@ pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // The kernel reports clock ticks; Linux fixes USER_HZ at 100.
+    Some((utime + stime) / 100.0)
+}
+
+/// Measures CPU use of this process and, optionally, a child over one run.
+#[derive(Debug)]
+pub struct CpuMeter {
+    child: Option<u32>,
+    start: std::time::Instant,
+    client0: Option<f64>,
+    child0: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(child: Option<u32>) -> Self {
+        CpuMeter {
+            child,
+            start: std::time::Instant::now(),
+            client0: cpu_seconds("self"),
+            child0: child.and_then(|p| cpu_seconds(&p.to_string())),
+        }
+    }
+
+    /// Fills the report's CPU percentages.
+    pub fn finish(&self, report: &mut Report) {
+        let wall = self.start.elapsed().as_secs_f64().max(1e-9);
+        let pct = |now: Option<f64>, then: Option<f64>| Some((now? - then?) / wall * 100.0);
+        report.client_cpu_percent = pct(cpu_seconds("self"), self.client0);
+        report.broker_cpu_percent = pct(self.child.and_then(|p| cpu_seconds(&p.to_string())), self.child0);
+    }
 }

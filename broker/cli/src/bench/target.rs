@@ -89,6 +89,11 @@ impl Target {
             .with_context(|| format!("connecting to {}", self.url))
     }
 
+    /// The child broker's process id, if the target is a child.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?.id()
+    }
+
     /// (peak, current) resident memory of the child broker in MiB.
     pub fn memory_mib(&self) -> Option<(f64, f64)> {
         let pid = self.child.as_ref()?.id()?;
