@@ -58,6 +58,8 @@ impl Target {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .stdin(Stdio::null())
+            // Only warnings and errors from the child interleave with the report.
+            .env("QUIVER_LOG", std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()))
             .kill_on_drop(true);
         for (k, v) in &args.broker_configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
