@@ -1,11 +1,13 @@
-//! [`Admin`]: topics, their configs and offset look-ups.
+//! [`Admin`]: topics, their configs, offset look-ups, and consumer groups.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use quiver_proto::api::{
-    AlterTopicConfigRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
-    ListOffsetsRequest, ListOffsetsResponse, ListTopicsRequest, OffsetSpec, TopicDescription,
+    AlterTopicConfigRequest, CommittedOffset, CreateTopicRequest, DeleteGroupRequest,
+    DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, GroupDescription, GroupSummary,
+    ListGroupsRequest, ListOffsetsRequest, ListOffsetsResponse, ListTopicsRequest,
+    OffsetFetchRequest, OffsetSpec, ResetGroupOffsetsRequest, ResetTarget, TopicDescription,
     TopicSummary,
 };
 
@@ -103,5 +105,58 @@ impl Admin {
             spec,
         };
         Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
+    /// Every consumer group the broker knows, sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, Error> {
+        let (resp, _) = self
+            .client
+            .call(&ListGroupsRequest {}, Bytes::new())
+            .await?;
+        Ok(resp.groups)
+    }
+
+    /// A group's members and their partitions, and per partition its committed offset,
+    /// end offset and lag. Fails with `UNKNOWN_GROUP` for a group the broker does not know.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription, Error> {
+        let req = DescribeGroupRequest {
+            group_id: group_id.to_string(),
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
+    /// A group's committed offsets, sorted by partition.
+    pub async fn group_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>, Error> {
+        let req = OffsetFetchRequest {
+            group_id: group_id.to_string(),
+            partitions: None,
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0.offsets)
+    }
+
+    /// Deletes a group and its committed offsets. Refused with `GROUP_NOT_EMPTY` while
+    /// it has members.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), Error> {
+        let req = DeleteGroupRequest {
+            group_id: group_id.to_string(),
+        };
+        self.client.call(&req, Bytes::new()).await?;
+        Ok(())
+    }
+
+    /// Moves a group's committed offsets on every partition of `topic`, and returns
+    /// them. Refused with `GROUP_NOT_EMPTY` while the group has members.
+    pub async fn reset_group_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        to: ResetTarget,
+    ) -> Result<Vec<CommittedOffset>, Error> {
+        let req = ResetGroupOffsetsRequest {
+            group_id: group_id.to_string(),
+            topic: topic.to_string(),
+            to,
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0.offsets)
     }
 }

@@ -181,7 +181,8 @@ impl Client {
         let idempotent = is_idempotent(R::API);
         let mut attempt = 0;
         loop {
-            let failed = match self.attempt(req, payload.clone(), true).await {
+            let after = self.inner.options.request_timeout;
+            let failed = match self.attempt(req, payload.clone(), true, after).await {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     return Err(Error::Transport {
@@ -211,9 +212,28 @@ impl Client {
         payload: Bytes,
         expect_response: bool,
     ) -> Result<Option<(R::Response, Bytes)>, Error> {
-        self.attempt(req, payload, expect_response)
+        let after = self.inner.options.request_timeout;
+        self.attempt(req, payload, expect_response, after)
             .await
             .map_err(|f| f.error)
+    }
+
+    /// One attempt without retries, bounded by `after` instead of the request timeout:
+    /// for requests the broker may hold on purpose, such as a group join that waits for
+    /// the rest of the group.
+    pub(crate) async fn call_within<R: Request>(
+        &self,
+        req: &R,
+        after: std::time::Duration,
+    ) -> Result<R::Response, Error> {
+        match self.attempt(req, Bytes::new(), true, after).await {
+            Ok(Some((resp, _))) => Ok(resp),
+            Ok(None) => Err(Error::Transport {
+                api: R::NAME,
+                reason: "no response was read".into(),
+            }),
+            Err(failed) => Err(failed.error),
+        }
     }
 
     async fn attempt<R: Request>(
@@ -221,6 +241,7 @@ impl Client {
         req: &R,
         payload: Bytes,
         expect_response: bool,
+        after: std::time::Duration,
     ) -> Result<Option<(R::Response, Bytes)>, Failed> {
         let unsent = |error| Failed {
             error,
@@ -231,7 +252,6 @@ impl Client {
             .open_bi()
             .await
             .map_err(|e| unsent(Error::ConnectionLost(e)))?;
-        let after = self.inner.options.request_timeout;
         let exchange = async {
             let mut chunks = [frame::encode_request(req, payload.len()), payload];
             send.write_all_chunks(&mut chunks)

@@ -6,12 +6,15 @@
 //! - [`Producer`] batches records per partition (by `batch_size` and `linger`),
 //!   compresses, keeps many batches in flight, retries in order, is idempotent by
 //!   default, and partitions keys exactly like Kafka's default partitioner.
-//! - [`Consumer`] reads assigned partitions with long-poll fetches, one in flight per
-//!   partition, as `poll` batches or a [`Stream`](futures_core::Stream).
-//! - [`Admin`] creates, lists, describes, alters and deletes topics.
+//! - [`Consumer`] reads assigned partitions, or joins a consumer group with
+//!   [`Consumer::subscribe`] (heartbeats in the background, rebalances inside `poll`,
+//!   auto or manual commits), with long-poll fetches, one in flight per partition, as
+//!   `poll` batches or a [`Stream`](futures_core::Stream).
+//! - [`Admin`] creates, lists, describes, alters and deletes topics, and lists,
+//!   describes, deletes and resets consumer groups.
 //!
 //! What this crate is not: it has no broker internals (only `quiver-proto`, the wire
-//! codec), no Kafka wire protocol, and no consumer groups yet.
+//! codec) and no Kafka wire protocol.
 //!
 //! Record batches travel in Kafka's RecordBatch v2 format; the SDK builds them with
 //! `quiver_proto::batch::BatchBuilder` and reads them with `decode_records`.
@@ -45,6 +48,28 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A member of a consumer group reads the partitions the group gives it, from the
+//! group's committed offsets, and commits as it goes (auto-commit by default):
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use quiver_sdk::{Client, ConsumerConfig};
+//! # async fn demo(client: Client) -> Result<(), quiver_sdk::Error> {
+//! let mut consumer = client.consumer(ConsumerConfig {
+//!     group_id: Some("billing".into()),
+//!     ..ConsumerConfig::default()
+//! })?;
+//! consumer.subscribe(["orders"])?;
+//! for _ in 0..100 {
+//!     for record in consumer.poll(Duration::from_secs(1)).await? {
+//!         println!("{}-{}@{}", record.topic, record.partition, record.offset);
+//!     }
+//! }
+//! consumer.close().await; // commits, and leaves so the partitions move at once
+//! # Ok(())
+//! # }
+//! ```
 
 mod admin;
 mod client;
@@ -58,7 +83,10 @@ mod url;
 
 pub use admin::Admin;
 pub use client::{Client, Subscription};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+pub use consumer::{
+    CommitHandle, Consumer, ConsumerConfig, ConsumerRecord, GroupMetadata, OffsetReset,
+    RebalanceListener,
+};
 pub use error::Error;
 pub use options::{ClientOptions, TrustedCa};
 pub use producer::{
@@ -69,6 +97,6 @@ pub use url::{BrokerUrl, DEFAULT_PORT};
 /// The wire codec this SDK speaks, re-exported for its types (topics, offsets,
 /// compression, acks, filters).
 pub use quiver_proto as proto;
-pub use quiver_proto::api::{Acks, FilterSpec, OffsetSpec, TopicPartition};
+pub use quiver_proto::api::{Acks, FilterSpec, OffsetSpec, ResetTarget, TopicPartition};
 pub use quiver_proto::batch::Compression;
 pub use quiver_proto::{ErrorCode, Header, WireError};

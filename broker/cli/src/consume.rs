@@ -27,6 +27,10 @@ pub struct ConsumeArgs {
     /// Output template: {topic} {partition} {offset} {timestamp} {key} {value} {headers}.
     #[arg(long, default_value = "{value}")]
     pub format: Template,
+    /// Read as a member of this consumer group: from its committed offsets, committing
+    /// what is printed, and leaving the group on exit.
+    #[arg(long, short)]
+    pub group: Option<String>,
 }
 
 /// Where `consume` starts.
@@ -54,6 +58,9 @@ impl std::str::FromStr for StartAt {
 }
 
 pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = &args.group {
+        return crate::group::consume(conn, &args, group).await;
+    }
     let client = conn.connect().await?;
     let meta = client.topic_metadata(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
@@ -120,10 +127,10 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         // Filters and compaction can leave gaps: trust the consumer's position too.
         for tp in &tps {
-            if let Some(pos) = consumer.position(tp)? {
-                if let Some(p) = start.get_mut(&tp.partition) {
-                    *p = (*p).max(pos);
-                }
+            if let Some(pos) = consumer.position(tp)?
+                && let Some(p) = start.get_mut(&tp.partition)
+            {
+                *p = (*p).max(pos);
             }
         }
     }

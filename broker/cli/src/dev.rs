@@ -39,7 +39,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("starting the dev broker")?;
     let url = format!("quic://{}", broker.local_addr());
-    let ca = std::fs::canonicalize(broker.cert_path()).unwrap_or_else(|_| broker.cert_path().to_path_buf());
+    let ca = std::fs::canonicalize(broker.cert_path())
+        .unwrap_or_else(|_| broker.cert_path().to_path_buf());
     let profile = if args.no_profile {
         Err(anyhow::anyhow!("--no-profile given"))
     } else {
@@ -55,10 +56,20 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     banner += &format!("  data:        {}\n", args.data.display());
     banner += &format!("  certificate: {} (self-signed)\n", ca.display());
     match profile {
-        Ok(path) => banner += &format!("  the quiver CLI on this machine trusts it via {}\n", path.display()),
-        Err(e) => banner += &format!("  no CLI profile written ({e:#}); pass --ca to client commands\n"),
+        Ok(path) => {
+            banner += &format!(
+                "  the quiver CLI on this machine trusts it via {}\n",
+                path.display()
+            )
+        }
+        Err(e) => {
+            banner += &format!("  no CLI profile written ({e:#}); pass --ca to client commands\n")
+        }
     }
-    banner += &format!("  SDK: ClientOptions::new().ca_pem_file({:?})\n", ca.display().to_string());
+    banner += &format!(
+        "  SDK: ClientOptions::new().ca_pem_file({:?})\n",
+        ca.display().to_string()
+    );
     print_quietly(&banner);
     wait_for_ctrl_c(broker).await
 }
@@ -66,10 +77,15 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let config = BrokerConfig::from_toml(&text)
-        .with_context(|| format!("in {}", args.config.display()))?;
-    let broker = quiver_server::start(config).await.context("starting the broker")?;
-    print_quietly(&format!("quiver: listening on quic://{}\n", broker.local_addr()));
+    let config =
+        BrokerConfig::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    let broker = quiver_server::start(config)
+        .await
+        .context("starting the broker")?;
+    print_quietly(&format!(
+        "quiver: listening on quic://{}\n",
+        broker.local_addr()
+    ));
     wait_for_ctrl_c(broker).await
 }
 

@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn renders_placeholders() {
-        let t: Template = "{partition}@{offset}\\t{key}={value}".parse().expect("valid");
+        let t: Template = "{partition}@{offset}\\t{key}={value}"
+            .parse()
+            .expect("valid");
         let r = ConsumerRecord {
             topic: "t".into(),
             partition: 2,

@@ -1,4 +1,5 @@
-//! `quiver`: run a broker, administer topics, produce, consume and benchmark.
+//! `quiver`: run a broker, administer topics and consumer groups, produce, consume and
+//! benchmark.
 //!
 //! Every client command finds its broker and the certificate to trust from, in order:
 //! `--broker`/`--ca` (or `QUIVER_BROKER`/`QUIVER_CA`), the profile `quiver dev` writes
@@ -11,6 +12,7 @@ mod connect;
 mod consume;
 mod dev;
 mod format;
+mod group;
 mod output;
 mod produce;
 mod topic;
@@ -41,8 +43,11 @@ enum Command {
     Topic(topic::TopicCommand),
     /// Produce records: one per line from stdin or a file.
     Produce(produce::ProduceArgs),
-    /// Consume records and print them.
+    /// Consume records and print them, alone or as a member of a group (--group).
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Measure the transport, produce and consume on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -57,7 +62,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -80,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic::run(&cli.conn, cmd).await,
         Command::Produce(args) => produce::run(&cli.conn, args).await,
         Command::Consume(args) => consume::run(&cli.conn, args).await,
+        Command::Group(cmd) => group::run(&cli.conn, cmd).await,
         Command::Bench(cmd) => bench::run(&cli.conn, cmd).await,
     }
 }

@@ -59,7 +59,11 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
             let desc = admin
                 .create_topic(&name, partitions, replication_factor, configs)
                 .await?;
-            say!("created topic {} with {} partitions", desc.name, desc.partitions.len());
+            say!(
+                "created topic {} with {} partitions",
+                desc.name,
+                desc.partitions.len()
+            );
         }
         TopicCommand::List => {
             let mut topics = admin.list_topics().await?;
@@ -67,24 +71,44 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
             say!("{:<40} {:>10} {:>8}", "TOPIC", "PARTITIONS", "REPLICAS");
             for t in topics {
                 let mark = if t.internal { " (internal)" } else { "" };
-                say!("{:<40} {:>10} {:>8}{mark}", t.name, t.partitions, t.replication_factor);
+                say!(
+                    "{:<40} {:>10} {:>8}{mark}",
+                    t.name,
+                    t.partitions,
+                    t.replication_factor
+                );
             }
         }
         TopicCommand::Describe { name } => {
             let d = admin.describe_topic(&name).await?;
-            say!("topic {}  partitions {}  replication {}", d.name, d.partitions.len(), d.replication_factor);
+            say!(
+                "topic {}  partitions {}  replication {}",
+                d.name,
+                d.partitions.len(),
+                d.replication_factor
+            );
             say!("configs:");
             for (k, v) in &d.configs {
                 say!("  {k} = {v}");
             }
             say!(
                 "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
-                "PARTITION", "LEADER", "START", "HIGH-WATERMARK", "BYTES", "SEGMENTS"
+                "PARTITION",
+                "LEADER",
+                "START",
+                "HIGH-WATERMARK",
+                "BYTES",
+                "SEGMENTS"
             );
             for p in &d.partitions {
                 say!(
                     "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
-                    p.partition, p.leader, p.log_start_offset, p.high_watermark, p.size_bytes, p.segments
+                    p.partition,
+                    p.leader,
+                    p.log_start_offset,
+                    p.high_watermark,
+                    p.size_bytes,
+                    p.segments
                 );
             }
         }

@@ -583,7 +583,9 @@ pub fn check_records(batch: &[u8]) -> Result<(), BatchError> {
         get_varlong(&mut rec)?;
         let delta = i64::from(get_varint(&mut rec)?);
         if delta <= last_delta || delta > i64::from(header.last_offset_delta) {
-            return Err(BatchError::Malformed("record offset deltas out of order or past the header's"));
+            return Err(BatchError::Malformed(
+                "record offset deltas out of order or past the header's",
+            ));
         }
         last_delta = delta;
         for _ in 0..2 {
@@ -595,12 +597,16 @@ pub fn check_records(batch: &[u8]) -> Result<(), BatchError> {
             skip_bytes_field(&mut rec)?;
         }
         if !rec.is_empty() {
-            return Err(BatchError::Malformed("record has bytes past its last header"));
+            return Err(BatchError::Malformed(
+                "record has bytes past its last header",
+            ));
         }
         count += 1;
     }
     if count != i64::from(header.record_count) {
-        return Err(BatchError::Malformed("record count differs from the batch header"));
+        return Err(BatchError::Malformed(
+            "record count differs from the batch header",
+        ));
     }
     Ok(())
 }
@@ -758,14 +764,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_record() -> impl Strategy<
-        Value = (
-            i64,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Vec<(String, Option<Vec<u8>>)>,
-        ),
-    > {
+    /// Timestamp, key, value and headers of one generated record.
+    type ArbRecord = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+    );
+
+    fn arb_record() -> impl Strategy<Value = ArbRecord> {
         (
             0i64..1 << 42,
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
@@ -868,7 +875,10 @@ mod tests {
         validate(&bytes).expect("header and CRC are fine");
         assert!(matches!(
             check_records(&bytes),
-            Err(BatchError::Decompression { codec: Compression::Zstd, .. })
+            Err(BatchError::Decompression {
+                codec: Compression::Zstd,
+                ..
+            })
         ));
         assert!(matches!(
             decode_records(&bytes),

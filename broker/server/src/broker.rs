@@ -64,7 +64,10 @@ impl Broker {
     pub fn open(config: BrokerConfig, advertised: String) -> Result<Broker, BrokerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| {
-            BrokerError::Internal(format!("cannot create data dir {}: {e}", data_dir.display()))
+            BrokerError::Internal(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let catalog = Catalog::new(&data_dir);
         let records = catalog.load()?;
@@ -122,7 +125,12 @@ impl Broker {
         if self.topics.read().contains_key(&record.name) {
             return Err(BrokerError::TopicExists(record.name));
         }
-        let mut all: Vec<TopicRecord> = self.topics.read().values().map(|t| t.record.clone()).collect();
+        let mut all: Vec<TopicRecord> = self
+            .topics
+            .read()
+            .values()
+            .map(|t| t.record.clone())
+            .collect();
         all.push(record.clone());
         // Stale directories of an earlier topic of the same name must not be adopted.
         for p in 0..record.partitions {
@@ -219,7 +227,9 @@ impl Broker {
             config,
             partitions: old.partitions.clone(),
         });
-        self.topics.write().insert(name.to_string(), Arc::clone(&topic));
+        self.topics
+            .write()
+            .insert(name.to_string(), Arc::clone(&topic));
         Ok(topic)
     }
 
@@ -300,7 +310,9 @@ fn remove_orphans(data_dir: &Path, topics: &BTreeMap<String, Arc<Topic>>) {
         let Ok(part) = part.parse::<u32>() else {
             continue;
         };
-        let known = topics.get(topic).is_some_and(|t| part < t.record.partitions);
+        let known = topics
+            .get(topic)
+            .is_some_and(|t| part < t.record.partitions);
         if !known && entry.path().is_dir() {
             tracing::warn!(dir = %entry.path().display(), "removing data of a deleted topic");
             let _ = std::fs::remove_dir_all(entry.path());

@@ -40,7 +40,9 @@ pub enum CatalogError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("topic catalog {path} is corrupt: {source}; restore it from a backup or remove it to start empty")]
+    #[error(
+        "topic catalog {path} is corrupt: {source}; restore it from a backup or remove it to start empty"
+    )]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,

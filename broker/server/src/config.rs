@@ -28,6 +28,36 @@ pub struct BrokerConfig {
     pub maintenance_interval_ms: u64,
     /// How long shutdown waits for in-flight requests before aborting them.
     pub shutdown_grace_ms: u64,
+    /// The consumer-group coordinator's timings and its offsets topic.
+    pub groups: GroupsConfig,
+}
+
+/// Settings of the consumer-group coordinator (`[groups]` in the TOML file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupsConfig {
+    /// How long a rebalance out of an empty group waits for more members, so a fleet
+    /// starting at once rebalances once. Default 3000 ms; tests set it near zero.
+    pub initial_rebalance_delay_ms: u32,
+    /// Shortest session timeout a member may ask for. Default 6000 ms (Kafka's); shorter
+    /// ones expire members on an ordinary pause.
+    pub min_session_timeout_ms: u32,
+    /// Longest session timeout a member may ask for. Default 30 min.
+    pub max_session_timeout_ms: u32,
+    /// Partitions of `__consumer_offsets` when the broker creates it; an existing topic
+    /// keeps its count. Default 1.
+    pub offsets_topic_partitions: u32,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            offsets_topic_partitions: 1,
+        }
+    }
 }
 
 /// Where the broker's certificate comes from. TLS is always on.
@@ -88,6 +118,7 @@ impl Default for BrokerConfig {
             topic_defaults: BTreeMap::new(),
             maintenance_interval_ms: 1_000,
             shutdown_grace_ms: 5_000,
+            groups: GroupsConfig::default(),
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// A consumer-group request the coordinator refused; it carries its own wire code.
+    #[error(transparent)]
+    Group(#[from] quiver_group::GroupError),
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -63,6 +66,7 @@ impl BrokerError {
             BrokerError::Storage { source, .. } => storage_code(source),
             BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
             BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
+            BrokerError::Group(e) => e.code(),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The Quiver broker, as a library.
 //!
 //! It serves Quiver's wire protocol ([`quiver_proto`]) over QUIC with TLS 1.3 always on,
-//! keeps partition logs on local disk through [`quiver_storage`], and runs background
-//! upkeep (retention, rolling, flushing). The `quiver` binary is a thin shell around
+//! keeps partition logs on local disk through [`quiver_storage`], coordinates consumer
+//! groups through [`quiver_group`] (committed offsets in the internal compacted topic
+//! `__consumer_offsets`), and runs background upkeep (retention, rolling, flushing,
+//! group deadlines). The `quiver` binary is a thin shell around
 //! [`run`] and [`start`]; tests start brokers in-process with [`start`] on port 0.
 //!
 //! What it is not (yet): a cluster member; replication and Raft metadata come later.
@@ -21,6 +23,7 @@ mod broker;
 mod catalog;
 pub mod config;
 mod error;
+mod groups;
 mod handlers;
 mod listener;
 mod maintenance;
@@ -38,7 +41,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{BrokerConfig, Limits, TlsConfig};
+pub use config::{BrokerConfig, GroupsConfig, Limits, TlsConfig};
 pub use error::BrokerError;
 
 /// Why the broker could not start or stopped abnormally.
@@ -47,11 +50,16 @@ pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open the data directory: {0}")]
     Open(#[from] BrokerError),
     #[error("the broker task failed: {0}")]
     Task(String),
+    #[error("invalid broker config: {0}")]
+    Config(String),
 }
 
 /// A broker running in this process.
@@ -87,7 +95,9 @@ impl RunningBroker {
 
     /// Waits until the broker stops (after its shutdown token is cancelled).
     pub async fn wait(self) -> Result<(), ServerError> {
-        self.task.await.map_err(|e| ServerError::Task(e.to_string()))
+        self.task
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))
     }
 
     /// Stops the broker: refuses new work, drains in-flight requests up to the grace
@@ -109,10 +119,20 @@ pub async fn run(config: BrokerConfig, shutdown: CancellationToken) -> Result<()
     start_with(config, shutdown).await?.wait().await
 }
 
-async fn start_with(config: BrokerConfig, shutdown: CancellationToken) -> Result<RunningBroker, ServerError> {
+async fn start_with(
+    config: BrokerConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningBroker, ServerError> {
     // rustls needs a process-wide provider when more than one is compiled in; ours is
     // passed explicitly, so a failure here (already installed) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let limits = &config.limits;
+    if limits.max_frame_bytes > limits.max_inflight_bytes {
+        return Err(ServerError::Config(format!(
+            "limits.max_frame_bytes ({}) exceeds limits.max_inflight_bytes ({}): such a frame could never be read",
+            limits.max_frame_bytes, limits.max_inflight_bytes
+        )));
+    }
     let identity = tls::load_identity(&config.tls, &config.data_dir)?;
     let transport = transport::transport_config(config.limits.max_streams_per_connection);
     let server_config = tls::server_config(&identity, transport)?;
@@ -136,13 +156,23 @@ async fn start_with(config: BrokerConfig, shutdown: CancellationToken) -> Result
         .await
         .map_err(|e| ServerError::Task(e.to_string()))??;
     let broker = Arc::new(broker);
+    // Committed offsets are replayed before the listener serves a single request.
+    let groups = Arc::new(groups::GroupService::open(&broker, &config.groups).await?);
     tracing::info!(addr = %local_addr, data = %config.data_dir.display(), "broker listening");
 
     let tracker = TaskTracker::new();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         tracker.spawn(maintenance::run(Arc::clone(&broker), token.clone()));
-        listener::accept_loop(endpoint.clone(), Arc::clone(&broker), token.clone(), tracker.clone()).await;
+        tracker.spawn(Arc::clone(&groups).run_timer(Arc::clone(&broker), token.clone()));
+        listener::accept_loop(
+            endpoint.clone(),
+            Arc::clone(&broker),
+            groups,
+            token.clone(),
+            tracker.clone(),
+        )
+        .await;
         // Shutdown: stop accepting, let in-flight requests finish within the grace period,
         // then close connections and flush.
         tracker.close();

@@ -16,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
+use crate::groups::GroupService;
 use crate::handlers;
 
 /// What every connection and stream task shares.
 #[derive(Debug)]
 pub(crate) struct Context {
     pub broker: Arc<Broker>,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupService>,
     pub shutdown: CancellationToken,
     /// Bytes of request frames held in memory right now, across all connections.
     inflight: Arc<Semaphore>,
@@ -32,6 +35,7 @@ pub(crate) struct Context {
 pub(crate) async fn accept_loop(
     endpoint: quinn::Endpoint,
     broker: Arc<Broker>,
+    groups: Arc<GroupService>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -40,6 +44,7 @@ pub(crate) async fn accept_loop(
     let ctx = Arc::new(Context {
         inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
         broker: Arc::clone(&broker),
+        groups,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
@@ -84,7 +89,8 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, _permit: Owned
                 }
             },
         };
-        ctx.tracker.spawn(request_stream(send, recv, Arc::clone(&ctx)));
+        ctx.tracker
+            .spawn(request_stream(send, recv, Arc::clone(&ctx)));
     }
 }
 
@@ -116,21 +122,39 @@ async fn read_request(
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(WireError::new(ErrorCode::CORRUPT_FRAME, format!("reading frame length: {e}"))),
+        Err(e) => {
+            return Err(WireError::new(
+                ErrorCode::CORRUPT_FRAME,
+                format!("reading frame length: {e}"),
+            ));
+        }
     }
     let max = ctx.broker.config.limits.max_frame_bytes;
     let len = frame::check_len(prefix, max).map_err(|e| frame_error(&e))?;
     let permit = Arc::clone(&ctx.inflight)
         .acquire_many_owned(len as u32)
         .await
-        .map_err(|_| WireError::new(ErrorCode::BROKER_UNAVAILABLE, "the broker is shutting down"))?;
-    let mut buf = BytesMut::zeroed(len);
-    recv.read_exact(&mut buf).await.map_err(|e| {
-        WireError::new(
-            ErrorCode::CORRUPT_FRAME,
-            format!("frame declared {len} bytes but the stream ended early: {e}"),
-        )
-    })?;
+        .map_err(|_| {
+            WireError::new(ErrorCode::BROKER_UNAVAILABLE, "the broker is shutting down")
+        })?;
+    // Gather the frame from the stream's chunks: one copy, and no zero-filling first.
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let short = |detail: String| {
+            WireError::new(
+                ErrorCode::CORRUPT_FRAME,
+                format!(
+                    "frame declared {len} bytes but the stream {detail} after {}",
+                    buf.len()
+                ),
+            )
+        };
+        match recv.read_chunk(len - buf.len(), true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(short("ended".into())),
+            Err(e) => return Err(short(format!("failed ({e})"))),
+        }
+    }
     let frame = RequestFrame::parse(buf.freeze()).map_err(|e| frame_error(&e))?;
     Ok(Some((frame, permit)))
 }
@@ -144,7 +168,10 @@ fn frame_error(e: &FrameError) -> WireError {
 }
 
 /// Writes an error response frame.
-pub(crate) async fn write_error(send: &mut SendStream, err: &WireError) -> Result<(), quinn::WriteError> {
+pub(crate) async fn write_error(
+    send: &mut SendStream,
+    err: &WireError,
+) -> Result<(), quinn::WriteError> {
     send.write_all(&frame::encode_error(err)).await
 }
 

@@ -29,8 +29,12 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
                 let compacts = topic.config.log.cleanup.compacts();
                 for p in &topic.partitions {
                     match p.log().tick(now) {
-                        Ok(outcome) => tracing::trace!(topic = %p.topic, partition = p.index, ?outcome, "maintenance"),
-                        Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "maintenance failed"),
+                        Ok(outcome) => {
+                            tracing::trace!(topic = %p.topic, partition = p.index, ?outcome, "maintenance")
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "maintenance failed")
+                        }
                     }
                     if compacts && p.take_compaction_due() {
                         compact(&topic, p, now);
@@ -51,7 +55,11 @@ fn compact(topic: &crate::broker::Topic, partition: &crate::partition::Partition
         delete_retention_ms: topic.config.log.delete_retention_ms,
     };
     match partition.log().compact(&mut policy, now) {
-        Ok(outcome) => tracing::debug!(topic = %partition.topic, partition = partition.index, ?outcome, "compacted"),
-        Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; data left as it was"),
+        Ok(outcome) => {
+            tracing::debug!(topic = %partition.topic, partition = partition.index, ?outcome, "compacted")
+        }
+        Err(e) => {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; data left as it was")
+        }
     }
 }

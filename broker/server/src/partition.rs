@@ -66,7 +66,8 @@ impl Partition {
         now_ms: i64,
         timeout: std::time::Duration,
     ) -> Result<AppendOutcome, BrokerError> {
-        self.await_predecessor(&batches, timeout.min(SEQUENCE_WAIT)).await;
+        self.await_predecessor(&batches, timeout.min(SEQUENCE_WAIT))
+            .await;
         let log = Arc::clone(&self.log);
         let outcome = tokio::task::spawn_blocking(move || log.append(&batches, now_ms))
             .await

@@ -32,7 +32,10 @@ impl ProducerIds {
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => {
-                return Err(BrokerError::Internal(format!("cannot read {}: {e}", path.display())));
+                return Err(BrokerError::Internal(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
             }
         };
         Ok(ProducerIds {

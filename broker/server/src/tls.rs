@@ -23,7 +23,10 @@ pub enum TlsError {
         source: std::io::Error,
     },
     #[error("cannot write the dev certificate to {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} holds no PEM {what}")]
     Empty { what: &'static str, path: PathBuf },
     #[error("cannot generate a self-signed certificate: {0}")]
@@ -62,7 +65,11 @@ pub fn load_identity(config: &TlsConfig, data_dir: &Path) -> Result<Identity, Tl
 }
 
 fn generate_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsError> {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let generated = rcgen::generate_simple_self_signed(names)?;
     let write = |path: &Path, text: String| {
         std::fs::create_dir_all(dir)
@@ -137,13 +144,13 @@ fn read_identity(cert_path: &Path, key_path: &Path) -> Result<Identity, TlsError
 /// The crypto provider with AES-128-GCM first.
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.sort_by_key(|suite| {
-        match suite.suite() {
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| match suite.suite() {
             rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
             rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 1,
             _ => 2,
-        }
-    });
+        });
     Arc::new(provider)
 }
 

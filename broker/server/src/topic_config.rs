@@ -13,20 +13,72 @@ use quiver_storage::{CleanupPolicy, FlushPolicy, LogConfig};
 
 /// Every key a topic accepts, with its built-in default and what it means.
 pub const KEYS: &[(&str, &str, &str)] = &[
-    ("retention.ms", "604800000", "delete closed segments older than this; -1 keeps forever"),
-    ("retention.bytes", "-1", "delete oldest closed segments past this size per partition; -1 is unbounded"),
-    ("segment.bytes", "1073741824", "roll the active segment at this size"),
-    ("segment.ms", "604800000", "roll the active segment at this age"),
-    ("index.interval.bytes", "4096", "bytes of log between sparse index entries"),
-    ("segment.index.bytes", "10485760", "largest offset or time index per segment"),
-    ("max.message.bytes", "8388608", "largest record batch a producer may send"),
-    ("cleanup.policy", "delete", "delete, compact, or compact,delete"),
-    ("delete.retention.ms", "86400000", "how long compaction keeps tombstones"),
-    ("flush", "os", "always (fsync before ack), interval (fsync every flush.ms) or os (leave it to the OS)"),
+    (
+        "retention.ms",
+        "604800000",
+        "delete closed segments older than this; -1 keeps forever",
+    ),
+    (
+        "retention.bytes",
+        "-1",
+        "delete oldest closed segments past this size per partition; -1 is unbounded",
+    ),
+    (
+        "segment.bytes",
+        "1073741824",
+        "roll the active segment at this size",
+    ),
+    (
+        "segment.ms",
+        "604800000",
+        "roll the active segment at this age",
+    ),
+    (
+        "index.interval.bytes",
+        "4096",
+        "bytes of log between sparse index entries",
+    ),
+    (
+        "segment.index.bytes",
+        "10485760",
+        "largest offset or time index per segment",
+    ),
+    (
+        "max.message.bytes",
+        "8388608",
+        "largest record batch a producer may send",
+    ),
+    (
+        "cleanup.policy",
+        "delete",
+        "delete, compact, or compact,delete",
+    ),
+    (
+        "delete.retention.ms",
+        "86400000",
+        "how long compaction keeps tombstones",
+    ),
+    (
+        "flush",
+        "os",
+        "always (fsync before ack), interval (fsync every flush.ms) or os (leave it to the OS)",
+    ),
     ("flush.ms", "1000", "fsync period when flush=interval"),
-    ("min.insync.replicas", "1", "replicas that must have a batch before acks=all succeeds"),
-    ("partitioner", "", "Wasm partitioner plugin NAME[@VERSION] for produces without a partition"),
-    ("compaction.policy", "", "Wasm compaction policy plugin NAME[@VERSION]; empty is latest-per-key"),
+    (
+        "min.insync.replicas",
+        "1",
+        "replicas that must have a batch before acks=all succeeds",
+    ),
+    (
+        "partitioner",
+        "",
+        "Wasm partitioner plugin NAME[@VERSION] for produces without a partition",
+    ),
+    (
+        "compaction.policy",
+        "",
+        "Wasm compaction policy plugin NAME[@VERSION]; empty is latest-per-key",
+    ),
 ];
 
 /// A config key or value that was refused.
@@ -90,7 +142,13 @@ pub fn resolve(
         "delete" => CleanupPolicy::Delete,
         "compact" => CleanupPolicy::Compact,
         "compact,delete" | "delete,compact" => CleanupPolicy::DeleteAndCompact,
-        other => return Err(bad("cleanup.policy", other, "expected delete, compact or compact,delete")),
+        other => {
+            return Err(bad(
+                "cleanup.policy",
+                other,
+                "expected delete, compact or compact,delete",
+            ));
+        }
     };
     let log = LogConfig {
         segment_bytes: positive(&all, "segment.bytes")?,
@@ -105,8 +163,13 @@ pub fn resolve(
         delete_retention_ms: positive(&all, "delete.retention.ms")? as i64,
     };
     let min_insync = positive(&all, "min.insync.replicas")?;
-    let min_insync_replicas = u16::try_from(min_insync)
-        .map_err(|_| bad("min.insync.replicas", get("min.insync.replicas"), "too large"))?;
+    let min_insync_replicas = u16::try_from(min_insync).map_err(|_| {
+        bad(
+            "min.insync.replicas",
+            get("min.insync.replicas"),
+            "too large",
+        )
+    })?;
     let plugin = |key: &str| -> Result<Option<String>, ConfigError> {
         let v = get(key);
         if v.is_empty() {
@@ -140,7 +203,9 @@ pub fn parse_plugin_ref(value: &str) -> Result<(String, Option<u32>), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err(format!("plugin name '{name}' must be letters, digits, '-', '_' or '.'"));
+        return Err(format!(
+            "plugin name '{name}' must be letters, digits, '-', '_' or '.'"
+        ));
     }
     Ok((name.to_string(), version))
 }
@@ -178,7 +243,11 @@ fn optional(all: &BTreeMap<String, String>, key: &str) -> Result<Option<i64>, Co
     match number(all, key)? {
         -1 => Ok(None),
         n if n > 0 => Ok(Some(n)),
-        n => Err(bad(key, &n.to_string(), "must be -1 (unbounded) or greater than zero")),
+        n => Err(bad(
+            key,
+            &n.to_string(),
+            "must be -1 (unbounded) or greater than zero",
+        )),
     }
 }
 

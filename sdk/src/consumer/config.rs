@@ -40,6 +40,30 @@ pub struct ConsumerConfig {
     pub filter: Option<FilterSpec>,
     /// Delay before re-fetching a partition after a retriable fetch error. Default 100 ms.
     pub retry_backoff: Duration,
+    /// The consumer group to join on [`Consumer::subscribe`](crate::Consumer::subscribe)
+    /// and to commit offsets for. Default none: a standalone consumer.
+    pub group_id: Option<String>,
+    /// Names this consumer in group descriptions and member ids. Default `quiver-sdk`.
+    pub client_id: String,
+    /// The group drops this member when no heartbeat arrives for this long. Default 10 s;
+    /// the broker accepts 6 s to 30 min unless configured otherwise.
+    pub session_timeout: Duration,
+    /// Longest time between two polls while a rebalance waits for this member; past it
+    /// the group goes on without it (it rejoins at its next poll). Default 5 min.
+    pub max_poll_interval: Duration,
+    /// How often the background task heartbeats; keep it under a third of
+    /// `session_timeout`. Default 3 s.
+    pub heartbeat_interval: Duration,
+    /// Commit the positions of the records returned so far, every
+    /// `auto_commit_interval` at the start of a poll, before partitions are revoked, and
+    /// on close. Default true: at-least-once delivery with no code.
+    pub enable_auto_commit: bool,
+    /// Default 5 s.
+    pub auto_commit_interval: Duration,
+    /// Assignment strategies this member accepts, preferred first: `cooperative-sticky`
+    /// (partitions move one at a time and nobody stops reading the rest), `range`,
+    /// `roundrobin`. Default `["cooperative-sticky", "range"]`.
+    pub assignors: Vec<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -52,6 +76,14 @@ impl Default for ConsumerConfig {
             max_poll_records: 500,
             filter: None,
             retry_backoff: Duration::from_millis(100),
+            group_id: None,
+            client_id: "quiver-sdk".to_string(),
+            session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(3),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            assignors: vec!["cooperative-sticky".to_string(), "range".to_string()],
         }
     }
 }

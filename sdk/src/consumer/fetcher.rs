@@ -30,6 +30,8 @@ struct PartitionState {
     epoch: u64,
     fetching: bool,
     backoff_until: Option<Instant>,
+    /// Paused by the application: no fetches start and no buffered records are returned.
+    paused: bool,
 }
 
 type FetchDone = (
@@ -72,6 +74,7 @@ impl Fetcher {
                     epoch: 0,
                     fetching: false,
                     backoff_until: None,
+                    paused: false,
                 });
             next.insert(tp, state);
         }
@@ -98,6 +101,21 @@ impl Fetcher {
         state.fetching = false;
         state.backoff_until = None;
         Ok(())
+    }
+
+    /// Stops or restarts fetching and returning `tp`; its position and buffer stay.
+    pub fn set_paused(&mut self, tp: &TopicPartition, paused: bool) -> Result<(), Error> {
+        self.state(tp)?.paused = paused;
+        Ok(())
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     /// The offset of the next record `poll` returns for `tp`, if known.
@@ -162,6 +180,7 @@ impl Fetcher {
                 continue;
             };
             if state.fetching
+                || state.paused
                 || state.buffered.len() >= self.config.max_poll_records
                 || state.backoff_until.is_some_and(|t| t > now)
             {
@@ -195,13 +214,13 @@ impl Fetcher {
         let busy = self
             .partitions
             .values()
-            .filter(|s| !s.buffered.is_empty())
+            .filter(|s| !s.paused && !s.buffered.is_empty())
             .count();
         if busy == 0 {
             return out;
         }
         let share = max.div_ceil(busy).max(1);
-        for state in self.partitions.values_mut() {
+        for state in self.partitions.values_mut().filter(|s| !s.paused) {
             let n = share.min(state.buffered.len()).min(max - out.len());
             out.extend(state.buffered.drain(..n));
             if out.len() >= max {

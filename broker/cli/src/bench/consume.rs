@@ -44,7 +44,11 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeBenchArgs) -> anyhow::Result<(
     let mut deliveries = Vec::new();
     for i in 0..args.records {
         let value = pool[i as usize % pool.len()].clone();
-        deliveries.push(producer.send(ProducerRecord::new(topic.clone(), value)).await?);
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(topic.clone(), value))
+                .await?,
+        );
         if deliveries.len() >= 65_536 {
             for d in deliveries.drain(..) {
                 d.await?;

@@ -5,11 +5,14 @@
 //! - `produce` / `consume`: records through a real broker, by default a child `quiver dev`
 //!   process on a temporary data dir, so its memory can be read from `/proc`.
 //! - `idle`: a child broker's resident memory with N partitions and no traffic.
+//! - `group`: how long a consumer group takes to rebalance when a member leaves, and
+//!   how a group of three reads compared with one consumer.
 //!
 //! Each prints records/s, MB/s and latency percentiles (`--json` for a machine-readable
 //! line). A benchmark reports; nothing here asserts a number.
 
 mod consume;
+mod group;
 mod payload;
 mod produce;
 mod raw;
@@ -30,6 +33,8 @@ pub enum BenchCommand {
     Consume(consume::ConsumeBenchArgs),
     /// A child broker's memory, idle, with N partitions.
     Idle(target::IdleArgs),
+    /// Consumer groups: rebalance time when a member leaves, and group read throughput.
+    Group(group::GroupBenchArgs),
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -38,5 +43,6 @@ pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(args) => produce::run(conn, args).await,
         BenchCommand::Consume(args) => consume::run(conn, args).await,
         BenchCommand::Idle(args) => target::idle(args).await,
+        BenchCommand::Group(args) => group::run(conn, args).await,
     }
 }

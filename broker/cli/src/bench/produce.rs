@@ -70,7 +70,18 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
         let hist = hist.clone();
         let bar = bar.clone();
         tasks.push(tokio::spawn(async move {
-            produce_one(client, config, topic, per_producer, rate_each, pool, hist, bar, p).await
+            produce_one(
+                client,
+                config,
+                topic,
+                per_producer,
+                rate_each,
+                pool,
+                hist,
+                bar,
+                p,
+            )
+            .await
         }));
     }
     for t in tasks {
@@ -102,7 +113,10 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
     if let serde_json::Value::Object(map) = &mut report.settings {
         map.insert("stored_bytes".into(), stored.into());
         let ratio = report.bytes as f64 / stored.max(1) as f64;
-        map.insert("compression_ratio".into(), serde_json::json!((ratio * 100.0).round() / 100.0));
+        map.insert(
+            "compression_ratio".into(),
+            serde_json::json!((ratio * 100.0).round() / 100.0),
+        );
     }
     report.print(args.json);
     Ok(())
@@ -156,7 +170,9 @@ async fn produce_one(
         }
         let value = pool[(i as usize + seed as usize * 7) % pool.len()].clone();
         let sent_at = Instant::now();
-        let delivery = producer.send(ProducerRecord::new(topic.clone(), value)).await?;
+        let delivery = producer
+            .send(ProducerRecord::new(topic.clone(), value))
+            .await?;
         if tx.send((sent_at, delivery)).await.is_err() {
             break; // the collector stopped on an error; it reports it below
         }
@@ -185,6 +201,9 @@ impl Shared {
     }
 
     pub fn take(&self) -> hdrhistogram::Histogram<u64> {
-        self.0.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram())
+        self.0
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram())
     }
 }

@@ -61,7 +61,8 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     let mut report = Report::new("raw", got / args.chunk as u64, got, elapsed);
-    report.settings = serde_json::json!({"chunk": args.chunk, "stream": 1, "cipher": "TLS13_AES_128_GCM_SHA256"});
+    report.settings =
+        serde_json::json!({"chunk": args.chunk, "stream": 1, "cipher": "TLS13_AES_128_GCM_SHA256"});
     cpu.finish(&mut report);
     report.print(args.json);
     conn.close(0u32.into(), b"done");

@@ -77,12 +77,25 @@ impl Report {
             say!("{}", serde_json::to_string(self).unwrap_or_default());
             return;
         }
-        say!("{}: {} records, {:.1} MB in {:.2} s", self.bench, self.records, self.bytes as f64 / 1e6, self.seconds);
-        say!("  {:.0} records/s, {:.1} MB/s", self.records_per_sec, self.mb_per_sec);
+        say!(
+            "{}: {} records, {:.1} MB in {:.2} s",
+            self.bench,
+            self.records,
+            self.bytes as f64 / 1e6,
+            self.seconds
+        );
+        say!(
+            "  {:.0} records/s, {:.1} MB/s",
+            self.records_per_sec,
+            self.mb_per_sec
+        );
         if let Some(l) = &self.latency_us {
             say!(
                 "  latency p50 {} µs, p99 {} µs, p999 {} µs, max {} µs",
-                l.p50, l.p99, l.p999, l.max
+                l.p50,
+                l.p99,
+                l.p999,
+                l.max
             );
         }
         if let Some(rss) = self.broker_peak_rss_mib {
@@ -148,6 +161,9 @@ impl CpuMeter {
         let wall = self.start.elapsed().as_secs_f64().max(1e-9);
         let pct = |now: Option<f64>, then: Option<f64>| Some((now? - then?) / wall * 100.0);
         report.client_cpu_percent = pct(cpu_seconds("self"), self.client0);
-        report.broker_cpu_percent = pct(self.child.and_then(|p| cpu_seconds(&p.to_string())), self.child0);
+        report.broker_cpu_percent = pct(
+            self.child.and_then(|p| cpu_seconds(&p.to_string())),
+            self.child0,
+        );
     }
 }

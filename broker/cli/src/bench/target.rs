@@ -59,7 +59,10 @@ impl Target {
             .stderr(Stdio::inherit())
             .stdin(Stdio::null())
             // Only warnings and errors from the child interleave with the report.
-            .env("QUIVER_LOG", std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "QUIVER_LOG",
+                std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .kill_on_drop(true);
         for (k, v) in &args.broker_configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
@@ -128,7 +131,10 @@ pub struct IdleArgs {
 
 pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let target = Target::start(
-        &ConnectArgs { broker: None, ca: None },
+        &ConnectArgs {
+            broker: None,
+            ca: None,
+        },
         &TargetArgs {
             external: false,
             broker_configs: Vec::new(),
@@ -141,14 +147,19 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
         .create_topic("idle", args.partitions, 1, Default::default())
         .await?;
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
-    let (peak, rss) = target.memory_mib().context("cannot read the child broker's memory")?;
+    let (peak, rss) = target
+        .memory_mib()
+        .context("cannot read the child broker's memory")?;
     if args.json {
         say!(
             "{}",
             serde_json::json!({"bench": "idle", "partitions": args.partitions, "rss_mib": rss, "peak_rss_mib": peak})
         );
     } else {
-        say!("idle broker with {} partitions: RSS {rss:.1} MiB (peak {peak:.1} MiB)", args.partitions);
+        say!(
+            "idle broker with {} partitions: RSS {rss:.1} MiB (peak {peak:.1} MiB)",
+            args.partitions
+        );
     }
     Ok(())
 }

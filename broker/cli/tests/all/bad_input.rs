@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use quiver_proto::ErrorCode;
-use quiver_proto::api::{
-    Acks, CreateTopicRequest, FetchRequest, MetadataRequest, ProduceRequest,
-};
+use quiver_proto::api::{Acks, CreateTopicRequest, FetchRequest, MetadataRequest, ProduceRequest};
 use quiver_proto::batch::{BatchBuilder, Compression, ProducerIdentity};
 
 use crate::harness::{Answer, TestBroker, expect_code};
@@ -42,11 +40,17 @@ fn one_batch(value: &[u8]) -> Vec<u8> {
 async fn every_kind_of_bad_input_gets_its_typed_error_and_service_continues() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
-    client.admin().create_topic("ok", 2, 1, BTreeMap::new()).await.expect("create");
+    client
+        .admin()
+        .create_topic("ok", 2, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let raw = broker.raw().await;
 
     // Random bytes whose length prefix is small: the frame does not parse.
-    let answer = raw.send_raw(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x42]).await;
+    let answer = raw
+        .send_raw(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x42])
+        .await;
     expect_code(answer, ErrorCode::CORRUPT_FRAME);
 
     // A prefix promising more bytes than follow.
@@ -73,26 +77,57 @@ async fn every_kind_of_bad_input_gets_its_typed_error_and_service_continues() {
     let mut bad = one_batch(b"tampered");
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    let msg = expect_code(raw.send(&produce("ok", Some(0)), &bad).await, ErrorCode::CORRUPT_BATCH);
+    let msg = expect_code(
+        raw.send(&produce("ok", Some(0)), &bad).await,
+        ErrorCode::CORRUPT_BATCH,
+    );
     assert!(msg.contains("CRC"), "{msg}");
     // A batch cut short.
     let good = one_batch(b"fine");
-    expect_code(raw.send(&produce("ok", Some(0)), &good[..good.len() - 4]).await, ErrorCode::CORRUPT_BATCH);
+    expect_code(
+        raw.send(&produce("ok", Some(0)), &good[..good.len() - 4])
+            .await,
+        ErrorCode::CORRUPT_BATCH,
+    );
     // A good batch followed by a corrupt one appends neither.
     let mut pair = good.clone();
     pair.extend_from_slice(&bad);
-    expect_code(raw.send(&produce("ok", Some(0)), &pair).await, ErrorCode::CORRUPT_BATCH);
+    expect_code(
+        raw.send(&produce("ok", Some(0)), &pair).await,
+        ErrorCode::CORRUPT_BATCH,
+    );
     let desc = client.admin().describe_topic("ok").await.expect("describe");
-    assert_eq!(desc.partitions[0].high_watermark, 0, "no bad batch was stored");
+    assert_eq!(
+        desc.partitions[0].high_watermark, 0,
+        "no bad batch was stored"
+    );
 
     // Unknown topic, unknown partition, offset out of range.
-    expect_code(raw.send(&produce("nope", Some(0)), &good).await, ErrorCode::UNKNOWN_TOPIC);
-    let msg = expect_code(raw.send(&produce("ok", Some(7)), &good).await, ErrorCode::UNKNOWN_PARTITION);
+    expect_code(
+        raw.send(&produce("nope", Some(0)), &good).await,
+        ErrorCode::UNKNOWN_TOPIC,
+    );
+    let msg = expect_code(
+        raw.send(&produce("ok", Some(7)), &good).await,
+        ErrorCode::UNKNOWN_PARTITION,
+    );
     assert!(msg.contains("has 2"), "{msg}");
-    expect_code(raw.send(&fetch("nope", 0, 0), &[]).await, ErrorCode::UNKNOWN_TOPIC);
-    expect_code(raw.send(&fetch("ok", 9, 0), &[]).await, ErrorCode::UNKNOWN_PARTITION);
-    expect_code(raw.send(&fetch("ok", 0, 42), &[]).await, ErrorCode::OFFSET_OUT_OF_RANGE);
-    expect_code(raw.send(&fetch("ok", 0, -5), &[]).await, ErrorCode::OFFSET_OUT_OF_RANGE);
+    expect_code(
+        raw.send(&fetch("nope", 0, 0), &[]).await,
+        ErrorCode::UNKNOWN_TOPIC,
+    );
+    expect_code(
+        raw.send(&fetch("ok", 9, 0), &[]).await,
+        ErrorCode::UNKNOWN_PARTITION,
+    );
+    expect_code(
+        raw.send(&fetch("ok", 0, 42), &[]).await,
+        ErrorCode::OFFSET_OUT_OF_RANGE,
+    );
+    expect_code(
+        raw.send(&fetch("ok", 0, -5), &[]).await,
+        ErrorCode::OFFSET_OUT_OF_RANGE,
+    );
 
     // Invalid topic names and configs, sent raw (the SDK would refuse them itself).
     for name in ["", "has space", "slash/es", &"x".repeat(250)] {
@@ -121,10 +156,19 @@ async fn every_kind_of_bad_input_gets_its_typed_error_and_service_continues() {
     expect_code(raw.send(&req, &[]).await, ErrorCode::INVALID_REQUEST);
 
     // The same connection still serves good requests, and so does a fresh one.
-    assert!(matches!(raw.send(&produce("ok", Some(0)), &good).await, Answer::Ok(_)));
-    assert!(matches!(raw.send(&MetadataRequest { topics: None }, &[]).await, Answer::Ok(_)));
+    assert!(matches!(
+        raw.send(&produce("ok", Some(0)), &good).await,
+        Answer::Ok(_)
+    ));
+    assert!(matches!(
+        raw.send(&MetadataRequest { topics: None }, &[]).await,
+        Answer::Ok(_)
+    ));
     let fresh = broker.raw().await;
-    assert!(matches!(fresh.send(&fetch("ok", 0, 0), &[]).await, Answer::Ok(_)));
+    assert!(matches!(
+        fresh.send(&fetch("ok", 0, 0), &[]).await,
+        Answer::Ok(_)
+    ));
     let desc = client.admin().describe_topic("ok").await.expect("describe");
     assert_eq!(desc.partitions[0].high_watermark, 1);
 }
@@ -146,7 +190,11 @@ async fn random_garbage_never_takes_the_broker_down() {
         let (mut send, mut recv) = raw.conn.open_bi().await.expect("stream");
         let _ = send.write_all(&bytes).await;
         let _ = send.finish();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 20)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 20))
+            .await;
     }
-    assert!(matches!(raw.send(&MetadataRequest { topics: None }, &[]).await, Answer::Ok(_)));
+    assert!(matches!(
+        raw.send(&MetadataRequest { topics: None }, &[]).await,
+        Answer::Ok(_)
+    ));
 }

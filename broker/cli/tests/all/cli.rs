@@ -68,7 +68,10 @@ fn start_dev() -> Dev {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut first)
         .expect("first line");
-    assert!(first.starts_with("quiver dev: listening on quic://127.0.0.1:"), "{first}");
+    assert!(
+        first.starts_with("quiver dev: listening on quic://127.0.0.1:"),
+        "{first}"
+    );
     Dev { child, home, work }
 }
 
@@ -77,34 +80,76 @@ fn dev_then_every_command_with_no_flags() {
     let dev = start_dev();
     // Commands run from another directory: they find the broker through the profile.
     let elsewhere = tempfile::tempdir().expect("elsewhere");
-    let run = |args: &[&str], stdin: Option<&str>| quiver(dev.home.path(), elsewhere.path(), args, stdin);
+    let run =
+        |args: &[&str], stdin: Option<&str>| quiver(dev.home.path(), elsewhere.path(), args, stdin);
 
-    ok(&run(&["topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=3600000"], None));
+    ok(&run(
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=3600000",
+        ],
+        None,
+    ));
     let list = ok(&run(&["topic", "list"], None));
     assert!(list.contains("orders"), "{list}");
 
     let lines = "alice:apple\nbob:banana\nalice:avocado\ncarol:cherry\n";
-    ok(&run(&["produce", "orders", "--key-separator", ":"], Some(lines)));
-    let out = ok(&run(&["consume", "orders", "--format", "{key}={value}"], None));
+    ok(&run(
+        &["produce", "orders", "--key-separator", ":"],
+        Some(lines),
+    ));
+    let out = ok(&run(
+        &["consume", "orders", "--format", "{key}={value}"],
+        None,
+    ));
     let mut got: Vec<&str> = out.lines().collect();
     got.sort();
-    assert_eq!(got, ["alice=apple", "alice=avocado", "bob=banana", "carol=cherry"]);
+    assert_eq!(
+        got,
+        ["alice=apple", "alice=avocado", "bob=banana", "carol=cherry"]
+    );
 
     // Same key, same partition, in order.
-    let out = ok(&run(&["consume", "orders", "--format", "{partition} {key} {value}"], None));
+    let out = ok(&run(
+        &["consume", "orders", "--format", "{partition} {key} {value}"],
+        None,
+    ));
     let alice: Vec<&str> = out.lines().filter(|l| l.contains(" alice ")).collect();
     assert_eq!(alice.len(), 2);
     assert_eq!(alice[0].split(' ').next(), alice[1].split(' ').next());
     assert!(alice[0].ends_with("apple") && alice[1].ends_with("avocado"));
 
     // Partition, offset and count.
-    ok(&run(&["produce", "orders", "--partition", "1"], Some("p1-a\np1-b\np1-c\n")));
-    let out = ok(&run(&["consume", "orders", "--partition", "1", "--count", "1", "--format", "{value}"], None));
+    ok(&run(
+        &["produce", "orders", "--partition", "1"],
+        Some("p1-a\np1-b\np1-c\n"),
+    ));
+    let out = ok(&run(
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            "1",
+            "--count",
+            "1",
+            "--format",
+            "{value}",
+        ],
+        None,
+    ));
     assert_eq!(out.lines().count(), 1);
     let desc = ok(&run(&["topic", "describe", "orders"], None));
     assert!(desc.contains("retention.ms = 3600000"), "{desc}");
 
-    ok(&run(&["topic", "alter", "orders", "--set", "retention.ms=60000"], None));
+    ok(&run(
+        &["topic", "alter", "orders", "--set", "retention.ms=60000"],
+        None,
+    ));
     let desc = ok(&run(&["topic", "describe", "orders"], None));
     assert!(desc.contains("retention.ms = 60000"), "{desc}");
 
@@ -114,7 +159,10 @@ fn dev_then_every_command_with_no_flags() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown topic 'missing'"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let out = run(&["topic", "alter", "orders", "--set", "retention.ms=soon"], None);
+    let out = run(
+        &["topic", "alter", "orders", "--set", "retention.ms=soon"],
+        None,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("retention.ms=soon"));
 

@@ -17,7 +17,10 @@ async fn compaction_keeps_the_latest_value_per_key() {
         ("segment.bytes".to_string(), "1500".to_string()),
         ("delete.retention.ms".to_string(), "1".to_string()),
     ]);
-    admin.create_topic("table", 1, 1, configs).await.expect("create");
+    admin
+        .create_topic("table", 1, 1, configs)
+        .await
+        .expect("create");
     let producer = client
         .producer(ProducerConfig {
             batch_size: 1,
@@ -30,11 +33,16 @@ async fn compaction_keeps_the_latest_value_per_key() {
     for round in 0..20 {
         for k in 0..10 {
             let key = format!("k{k}");
-            let mut record = ProducerRecord::new("table", format!("{key}-v{round}")).key(key.clone()).partition(0);
+            let mut record = ProducerRecord::new("table", format!("{key}-v{round}"))
+                .key(key.clone())
+                .partition(0);
             if k == 0 && round == 19 {
                 record.value = None;
             }
-            let value = record.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+            let value = record
+                .value
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
             let meta = producer.send_and_wait(record).await.expect("send");
             latest.insert(key, (meta.offset, value));
         }
@@ -42,7 +50,11 @@ async fn compaction_keeps_the_latest_value_per_key() {
     // Unique keys after the overwrites, so every overwrite sits in a closed segment.
     for i in 0..40 {
         producer
-            .send_and_wait(ProducerRecord::new("table", format!("tail-{i}")).key(format!("tail-{i}")).partition(0))
+            .send_and_wait(
+                ProducerRecord::new("table", format!("tail-{i}"))
+                    .key(format!("tail-{i}"))
+                    .partition(0),
+            )
             .await
             .expect("send");
     }
@@ -62,19 +74,36 @@ async fn compaction_keeps_the_latest_value_per_key() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let desc = admin.describe_topic("table").await.expect("describe");
-    assert_eq!(desc.partitions[0].high_watermark, end, "compaction never moves the log end");
+    assert_eq!(
+        desc.partitions[0].high_watermark, end,
+        "compaction never moves the log end"
+    );
     for k in 1..10 {
         let key = format!("k{k}");
-        assert_eq!(per_key.get(&key), Some(&vec![latest[&key].clone()]), "only the latest {key} survives, at its offset");
+        assert_eq!(
+            per_key.get(&key),
+            Some(&vec![latest[&key].clone()]),
+            "only the latest {key} survives, at its offset"
+        );
     }
-    assert!(!per_key.contains_key("k0"), "the tombstoned key is gone: {:?}", per_key.get("k0"));
+    assert!(
+        !per_key.contains_key("k0"),
+        "the tombstoned key is gone: {:?}",
+        per_key.get("k0")
+    );
     for i in 0..40 {
-        assert!(per_key.contains_key(&format!("tail-{i}")), "unique keys are kept");
+        assert!(
+            per_key.contains_key(&format!("tail-{i}")),
+            "unique keys are kept"
+        );
     }
 }
 
 /// Every record left in the partition, grouped by key, with offsets and values.
-async fn remaining(client: &quiver_sdk::Client, end: i64) -> HashMap<String, Vec<(i64, Option<String>)>> {
+async fn remaining(
+    client: &quiver_sdk::Client,
+    end: i64,
+) -> HashMap<String, Vec<(i64, Option<String>)>> {
     let mut consumer = client
         .consumer(quiver_sdk::ConsumerConfig {
             auto_offset_reset: quiver_sdk::OffsetReset::Earliest,
@@ -83,12 +112,22 @@ async fn remaining(client: &quiver_sdk::Client, end: i64) -> HashMap<String, Vec
         .expect("consumer");
     let tp = quiver_sdk::TopicPartition::new("table", 0);
     consumer.assign(vec![tp.clone()]);
-    consumer.seek_to_beginning(&[tp.clone()]).await.expect("seek");
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await
+        .expect("seek");
     let mut per_key: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::new();
     while consumer.position(&tp).expect("position").unwrap_or(0) < end {
-        for r in consumer.poll(std::time::Duration::from_millis(300)).await.expect("poll") {
+        for r in consumer
+            .poll(std::time::Duration::from_millis(300))
+            .await
+            .expect("poll")
+        {
             let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-            let value = r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+            let value = r
+                .value
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
             per_key.entry(key).or_default().push((r.offset, value));
         }
     }

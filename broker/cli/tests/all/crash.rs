@@ -4,12 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Mutex;
 use quiver_sdk::{Acks, ProducerConfig, ProducerRecord};
+use std::sync::Mutex;
 
 use crate::data_path::read_all;
 use crate::harness::ChildBroker;
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_produce_loses_no_acknowledged_record() {
@@ -43,18 +42,19 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
         tokio::spawn(async move {
             let mut i = 0u64;
             loop {
-                let record = ProducerRecord::new("durable", format!("seq-{i:08}")).key(format!("k{}", i % 50));
-                let Ok(delivery) = producer.send(record).await else { break };
+                let record = ProducerRecord::new("durable", format!("seq-{i:08}"))
+                    .key(format!("k{}", i % 50));
+                let Ok(delivery) = producer.send(record).await else {
+                    break;
+                };
                 let acked = Arc::clone(&acked);
                 tokio::spawn(async move {
-                    if let Ok(meta) = delivery.await {
-                        if let Ok(mut a) = acked.lock() {
-                            a.insert((meta.partition, meta.offset), i);
-                        }
+                    if let (Ok(meta), Ok(mut a)) = (delivery.await, acked.lock()) {
+                        a.insert((meta.partition, meta.offset), i);
                     }
                 });
                 i += 1;
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -63,7 +63,10 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
     // Let a few thousand records be acknowledged, then kill the broker mid-stream.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().map(|a| a.len()).unwrap_or(0) < 3000 {
-        assert!(tokio::time::Instant::now() < deadline, "producer made no progress");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "producer made no progress"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     broker.kill();
@@ -76,9 +79,17 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
 
     let broker = ChildBroker::spawn(&data, &["flush=always"]);
     let client = broker.client().await;
-    let desc = client.admin().describe_topic("durable").await.expect("topic survives");
+    let desc = client
+        .admin()
+        .describe_topic("durable")
+        .await
+        .expect("topic survives");
     let stored: i64 = desc.partitions.iter().map(|p| p.high_watermark).sum();
-    assert!(stored as usize >= acked.len(), "stored {stored} < acknowledged {}", acked.len());
+    assert!(
+        stored as usize >= acked.len(),
+        "stored {stored} < acknowledged {}",
+        acked.len()
+    );
     let records = read_all(&client, "durable", 3, stored as usize).await;
 
     // Every acknowledged record is there, at its offset, exactly once.
@@ -91,7 +102,11 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
     }
     for ((p, o), i) in &acked {
         let want = format!("seq-{i:08}");
-        assert_eq!(by_position.get(&(*p, *o)), Some(&want), "acknowledged record {i} at {p}@{o}");
+        assert_eq!(
+            by_position.get(&(*p, *o)),
+            Some(&want),
+            "acknowledged record {i} at {p}@{o}"
+        );
         assert_eq!(seen_values[&want], 1, "record {i} stored more than once");
     }
     // And per partition, sequence numbers only grow with offsets (order kept).
@@ -101,7 +116,11 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
     for r in sorted {
         let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
         if let Some(prev) = last.insert(r.partition, v.clone()) {
-            assert!(prev < v, "partition {} out of order: {prev} before {v}", r.partition);
+            assert!(
+                prev < v,
+                "partition {} out of order: {prev} before {v}",
+                r.partition
+            );
         }
     }
 }

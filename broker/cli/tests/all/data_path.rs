@@ -20,7 +20,12 @@ fn value_of(i: u64) -> Vec<u8> {
 }
 
 /// Reads every record of `topic` from the beginning until `total` have arrived.
-pub async fn read_all(client: &Client, topic: &str, partitions: u32, total: usize) -> Vec<ConsumerRecord> {
+pub async fn read_all(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    total: usize,
+) -> Vec<ConsumerRecord> {
     let mut consumer = client
         .consumer(ConsumerConfig {
             auto_offset_reset: OffsetReset::Earliest,
@@ -28,14 +33,25 @@ pub async fn read_all(client: &Client, topic: &str, partitions: u32, total: usiz
             ..ConsumerConfig::default()
         })
         .expect("consumer");
-    let tps: Vec<TopicPartition> = (0..partitions).map(|p| TopicPartition::new(topic, p)).collect();
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
     consumer.assign(tps.clone());
     consumer.seek_to_beginning(&tps).await.expect("seek");
     let mut out = Vec::with_capacity(total);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while out.len() < total {
-        assert!(tokio::time::Instant::now() < deadline, "read {} of {total}", out.len());
-        out.extend(consumer.poll(Duration::from_millis(500)).await.expect("poll"));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read {} of {total}",
+            out.len()
+        );
+        out.extend(
+            consumer
+                .poll(Duration::from_millis(500))
+                .await
+                .expect("poll"),
+        );
     }
     out
 }
@@ -49,7 +65,10 @@ async fn hundred_thousand_records_round_trip_byte_exact_in_order() {
         .create_topic("events", 4, 1, BTreeMap::new())
         .await
         .expect("create");
-    let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
     const N: u64 = 100_000;
     let mut deliveries = Vec::with_capacity(N as usize);
     for i in 0..N {
@@ -69,7 +88,10 @@ async fn hundred_thousand_records_round_trip_byte_exact_in_order() {
     for (i, d) in deliveries {
         let meta = d.await.expect("delivered");
         let prev = last_offset.insert(meta.partition, meta.offset);
-        assert!(prev.is_none_or(|p| p < meta.offset), "offsets out of send order");
+        assert!(
+            prev.is_none_or(|p| p < meta.offset),
+            "offsets out of send order"
+        );
         expected.insert((meta.partition, meta.offset), i);
     }
     producer.close().await;
@@ -81,22 +103,43 @@ async fn hundred_thousand_records_round_trip_byte_exact_in_order() {
     for r in &records {
         let i = expected
             .remove(&(r.partition, r.offset))
-            .unwrap_or_else(|| panic!("unexpected or repeated record {}@{}", r.partition, r.offset));
-        assert_eq!(r.value.as_deref(), Some(value_of(i).as_slice()), "value of record {i}");
-        let want_key = (i % 3 != 0).then(|| format!("key-{}", i % 977));
-        assert_eq!(r.key.as_deref(), want_key.as_deref().map(str::as_bytes), "key of record {i}");
-        if i % 5 == 0 {
+            .unwrap_or_else(|| {
+                panic!("unexpected or repeated record {}@{}", r.partition, r.offset)
+            });
+        assert_eq!(
+            r.value.as_deref(),
+            Some(value_of(i).as_slice()),
+            "value of record {i}"
+        );
+        let want_key = (!i.is_multiple_of(3)).then(|| format!("key-{}", i % 977));
+        assert_eq!(
+            r.key.as_deref(),
+            want_key.as_deref().map(str::as_bytes),
+            "key of record {i}"
+        );
+        if i.is_multiple_of(5) {
             assert_eq!(r.headers.len(), 1);
-            assert_eq!(r.headers[0].value.as_deref(), Some(i.to_string().as_bytes()));
+            assert_eq!(
+                r.headers[0].value.as_deref(),
+                Some(i.to_string().as_bytes())
+            );
         }
-        if i % 3 != 0 {
+        if !i.is_multiple_of(3) {
             let key = format!("key-{}", i % 977);
-            assert_eq!(r.partition, quiver_proto::murmur2::key_partition(key.as_bytes(), 4), "Kafka-compatible key routing");
+            assert_eq!(
+                r.partition,
+                quiver_proto::murmur2::key_partition(key.as_bytes(), 4),
+                "Kafka-compatible key routing"
+            );
         }
         let prev = seen_per_partition.insert(r.partition, r.offset);
         assert!(prev.is_none_or(|p| p < r.offset), "consumed out of order");
     }
-    assert!(expected.is_empty(), "{} records never consumed", expected.len());
+    assert!(
+        expected.is_empty(),
+        "{} records never consumed",
+        expected.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,11 +149,22 @@ async fn restart_keeps_topics_configs_and_data() {
         let client = broker.client().await;
         let admin = client.admin();
         admin
-            .create_topic("kept", 2, 1, BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]))
+            .create_topic(
+                "kept",
+                2,
+                1,
+                BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+            )
             .await
             .expect("create");
-        admin.create_topic("other", 1, 1, BTreeMap::new()).await.expect("create");
-        let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+        admin
+            .create_topic("other", 1, 1, BTreeMap::new())
+            .await
+            .expect("create");
+        let producer = client
+            .producer(ProducerConfig::default())
+            .await
+            .expect("producer");
         for i in 0..1000u32 {
             producer
                 .send(ProducerRecord::new("kept", format!("v{i}")).partition(i % 2))
@@ -123,12 +177,25 @@ async fn restart_keeps_topics_configs_and_data() {
     broker.restart().await;
     let client = broker.client().await;
     let admin = client.admin();
-    let mut names: Vec<String> = admin.list_topics().await.expect("list").into_iter().map(|t| t.name).collect();
+    let mut names: Vec<String> = admin
+        .list_topics()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|t| !t.internal)
+        .map(|t| t.name)
+        .collect();
     names.sort();
     assert_eq!(names, ["kept", "other"]);
     let desc = admin.describe_topic("kept").await.expect("describe");
     assert_eq!(desc.configs["retention.ms"], "-1");
-    assert_eq!(desc.partitions.iter().map(|p| p.high_watermark).sum::<i64>(), 1000);
+    assert_eq!(
+        desc.partitions
+            .iter()
+            .map(|p| p.high_watermark)
+            .sum::<i64>(),
+        1000
+    );
     let records = read_all(&client, "kept", 2, 1000).await;
     let mut values: Vec<String> = records
         .iter()
@@ -139,7 +206,10 @@ async fn restart_keeps_topics_configs_and_data() {
     want.sort();
     assert_eq!(values, want);
     // New appends continue after the recovered offsets.
-    let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
     let meta = producer
         .send_and_wait(ProducerRecord::new("kept", "after").partition(0))
         .await
@@ -151,7 +221,11 @@ async fn restart_keeps_topics_configs_and_data() {
 async fn long_poll_fetch_is_woken_by_an_append() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
-    client.admin().create_topic("wake", 1, 1, BTreeMap::new()).await.expect("create");
+    client
+        .admin()
+        .create_topic("wake", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let fetcher = client.clone();
     // A fetch at the end of the log that may wait up to 25 s (the broker caps at 30 s).
     let fetch = tokio::spawn(async move {
@@ -168,7 +242,10 @@ async fn long_poll_fetch_is_woken_by_an_append() {
         fetcher.call(&req, Bytes::new()).await.expect("fetch")
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
     producer
         .send_and_wait(ProducerRecord::new("wake", "hello").partition(0))
         .await
@@ -188,8 +265,15 @@ async fn long_poll_fetch_is_woken_by_an_append() {
 async fn subscription_pushes_new_batches() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
-    client.admin().create_topic("push", 1, 1, BTreeMap::new()).await.expect("create");
-    let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+    client
+        .admin()
+        .create_topic("push", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
     producer
         .send_and_wait(ProducerRecord::new("push", "before").partition(0))
         .await
@@ -213,7 +297,8 @@ async fn subscription_pushes_new_batches() {
             .expect("stream open")
             .expect("frame");
         for r in batch::decode_records(&payload).expect("decode") {
-            values.push(String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned());
+            values
+                .push(String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned());
         }
         assert_eq!(resp.next_offset as usize, values.len());
         if !sent_after {
@@ -234,19 +319,37 @@ async fn list_offsets_earliest_latest_and_by_time() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
     let admin = client.admin();
-    admin.create_topic("times", 1, 1, BTreeMap::new()).await.expect("create");
-    let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+    admin
+        .create_topic("times", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
     for (i, ts) in [1_000i64, 2_000, 3_000].into_iter().enumerate() {
         let mut r = ProducerRecord::new("times", format!("v{i}")).partition(0);
         r.timestamp = Some(ts);
         producer.send_and_wait(r).await.expect("send");
     }
     let at = |spec| admin.list_offsets("times", 0, spec);
-    assert_eq!(at(OffsetSpec::Earliest).await.expect("earliest").offset, Some(0));
-    assert_eq!(at(OffsetSpec::Latest).await.expect("latest").offset, Some(3));
+    assert_eq!(
+        at(OffsetSpec::Earliest).await.expect("earliest").offset,
+        Some(0)
+    );
+    assert_eq!(
+        at(OffsetSpec::Latest).await.expect("latest").offset,
+        Some(3)
+    );
     let mid = at(OffsetSpec::Timestamp(1_500)).await.expect("by time");
     assert_eq!((mid.offset, mid.timestamp), (Some(1), Some(2_000)));
-    assert_eq!(at(OffsetSpec::Timestamp(9_999)).await.expect("future").offset, None);
+    assert_eq!(
+        at(OffsetSpec::Timestamp(9_999))
+            .await
+            .expect("future")
+            .offset,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,8 +361,14 @@ async fn retention_removes_old_segments_in_the_background() {
         ("segment.bytes".to_string(), "2000".to_string()),
         ("retention.bytes".to_string(), "4000".to_string()),
     ]);
-    admin.create_topic("short", 1, 1, configs).await.expect("create");
-    let producer = client.producer(ProducerConfig::default()).await.expect("producer");
+    admin
+        .create_topic("short", 1, 1, configs)
+        .await
+        .expect("create");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
     for i in 0..60 {
         producer
             .send_and_wait(ProducerRecord::new("short", vec![b'x'; 300 + i]).partition(0))
@@ -272,14 +381,21 @@ async fn retention_removes_old_segments_in_the_background() {
     })
     .await;
     let d = admin.describe_topic("short").await.expect("describe");
-    assert_eq!(d.partitions[0].high_watermark, 60, "retention never touches the end of the log");
+    assert_eq!(
+        d.partitions[0].high_watermark, 60,
+        "retention never touches the end of the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_topic_ends_its_subscriptions_with_a_typed_error() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
-    client.admin().create_topic("doomed", 1, 1, BTreeMap::new()).await.expect("create");
+    client
+        .admin()
+        .create_topic("doomed", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let mut sub = client
         .subscribe(&SubscribeRequest {
             topic: "doomed".into(),
@@ -299,5 +415,9 @@ async fn deleting_a_topic_ends_its_subscriptions_with_a_typed_error() {
         .expect("task")
         .expect("a final frame");
     let err = ended.expect_err("an error, not data");
-    assert_eq!(err.code(), Some(quiver_proto::ErrorCode::UNKNOWN_TOPIC), "{err}");
+    assert_eq!(
+        err.code(),
+        Some(quiver_proto::ErrorCode::UNKNOWN_TOPIC),
+        "{err}"
+    );
 }

@@ -165,8 +165,11 @@ pub enum Answer {
 impl RawConnection {
     pub async fn connect(addr: std::net::SocketAddr, ca_pem: &str) -> RawConnection {
         let roots = quiver_sdk::transport::parse_ca_pem(ca_pem.as_bytes()).expect("ca");
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-        endpoint.set_default_client_config(quiver_sdk::transport::client_config(&roots).expect("config"));
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        endpoint.set_default_client_config(
+            quiver_sdk::transport::client_config(&roots).expect("config"),
+        );
         let conn = endpoint
             .connect(addr, "localhost")
             .expect("connect")
@@ -231,7 +234,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod compaction;
 mod crash;
 mod data_path;
+mod groups;
 mod harness;
 mod producer;
 mod recovery;

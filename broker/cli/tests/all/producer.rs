@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_proto::ErrorCode;
-use quiver_proto::api::{Acks, FetchRequest, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse};
+use quiver_proto::api::{
+    Acks, FetchRequest, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
+    ProduceResponse,
+};
 use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
 use quiver_sdk::{ProducerConfig, ProducerRecord};
 
@@ -24,7 +27,12 @@ fn produce(partition: u32) -> ProduceRequest {
 fn sequenced(producer_id: i64, epoch: i16, base_sequence: i32, n: usize) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     for i in 0..n {
-        b.push(1_000, None, Some(format!("s{}", base_sequence as usize + i).as_bytes()), &[]);
+        b.push(
+            1_000,
+            None,
+            Some(format!("s{}", base_sequence as usize + i).as_bytes()),
+            &[],
+        );
     }
     b.build(
         Compression::None,
@@ -39,16 +47,26 @@ fn sequenced(producer_id: i64, epoch: i16, base_sequence: i32, n: usize) -> Vec<
 
 fn produced(answer: Answer) -> ProduceResponse {
     match answer {
-        Answer::Ok(frame) => quiver_proto::frame::decode_response::<ProduceResponse>(frame, "produce")
-            .expect("frame")
-            .expect("success")
-            .body,
+        Answer::Ok(frame) => {
+            quiver_proto::frame::decode_response::<ProduceResponse>(frame, "produce")
+                .expect("frame")
+                .expect("success")
+                .body
+        }
         Answer::Err(code, msg) => panic!("produce failed: {code}: {msg}"),
     }
 }
 
 async fn producer_id(raw: &RawConnection) -> i64 {
-    match raw.send(&InitProducerIdRequest { transactional_id: None }, &[]).await {
+    match raw
+        .send(
+            &InitProducerIdRequest {
+                transactional_id: None,
+            },
+            &[],
+        )
+        .await
+    {
         Answer::Ok(frame) => {
             quiver_proto::frame::decode_response::<InitProducerIdResponse>(frame, "init")
                 .expect("frame")
@@ -66,7 +84,11 @@ async fn every_codec_round_trips_and_is_stored_as_sent() {
     let client = broker.client().await;
     for codec in Compression::ALL {
         let topic = format!("codec-{codec}");
-        client.admin().create_topic(&topic, 2, 1, BTreeMap::new()).await.expect("create");
+        client
+            .admin()
+            .create_topic(&topic, 2, 1, BTreeMap::new())
+            .await
+            .expect("create");
         let producer = client
             .producer(ProducerConfig {
                 compression: codec,
@@ -118,7 +140,13 @@ async fn every_codec_round_trips_and_is_stored_as_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_lies_about_its_codec_is_refused() {
     let broker = TestBroker::start().await;
-    broker.client().await.admin().create_topic("idem", 1, 1, BTreeMap::new()).await.expect("create");
+    broker
+        .client()
+        .await
+        .admin()
+        .create_topic("idem", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let raw = broker.raw().await;
     // Records compressed with lz4 but labelled zstd, with a CRC that matches the lie.
     let mut b = BatchBuilder::new();
@@ -128,7 +156,10 @@ async fn a_batch_that_lies_about_its_codec_is_refused() {
     lying[22] = (lying[22] & !0x07) | Compression::Zstd.id() as u8;
     let crc = crc32c(&lying[21..]);
     lying[17..21].copy_from_slice(&crc.to_be_bytes());
-    let msg = expect_code(raw.send(&produce(0), &lying).await, ErrorCode::CORRUPT_BATCH);
+    let msg = expect_code(
+        raw.send(&produce(0), &lying).await,
+        ErrorCode::CORRUPT_BATCH,
+    );
     assert!(msg.contains("zstd"), "{msg}");
     // The honest batch is accepted.
     assert_eq!(produced(raw.send(&produce(0), &lz4).await).base_offset, 0);
@@ -140,7 +171,11 @@ fn crc32c(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -149,15 +184,27 @@ fn crc32c(bytes: &[u8]) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_batch_is_stored_once_even_across_a_restart() {
     let mut broker = TestBroker::start().await;
-    broker.client().await.admin().create_topic("idem", 1, 1, BTreeMap::new()).await.expect("create");
+    broker
+        .client()
+        .await
+        .admin()
+        .create_topic("idem", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let raw = broker.raw().await;
     let pid = producer_id(&raw).await;
     let first = sequenced(pid, 0, 0, 3);
     let stored = produced(raw.send(&produce(0), &first).await);
-    assert_eq!((stored.base_offset, stored.last_offset, stored.duplicate), (0, 2, false));
+    assert_eq!(
+        (stored.base_offset, stored.last_offset, stored.duplicate),
+        (0, 2, false)
+    );
     // The response was "lost": the producer sends the same batch again.
     let again = produced(raw.send(&produce(0), &first).await);
-    assert_eq!((again.base_offset, again.last_offset, again.duplicate), (0, 2, true));
+    assert_eq!(
+        (again.base_offset, again.last_offset, again.duplicate),
+        (0, 2, true)
+    );
     let next = produced(raw.send(&produce(0), &sequenced(pid, 0, 3, 2)).await);
     assert_eq!(next.base_offset, 3);
 
@@ -166,31 +213,59 @@ async fn a_retried_batch_is_stored_once_even_across_a_restart() {
     let after = produced(raw.send(&produce(0), &sequenced(pid, 0, 3, 2)).await);
     assert!(after.duplicate, "producer state was rebuilt from the log");
     assert_eq!(after.base_offset, 3);
-    let desc = broker.client().await.admin().describe_topic("idem").await.expect("describe");
-    assert_eq!(desc.partitions[0].high_watermark, 5, "five records, each once");
+    let desc = broker
+        .client()
+        .await
+        .admin()
+        .describe_topic("idem")
+        .await
+        .expect("describe");
+    assert_eq!(
+        desc.partitions[0].high_watermark, 5,
+        "five records, each once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sequence_gap_and_a_stale_epoch_are_refused() {
     let broker = TestBroker::start().await;
-    broker.client().await.admin().create_topic("idem", 1, 1, BTreeMap::new()).await.expect("create");
+    broker
+        .client()
+        .await
+        .admin()
+        .create_topic("idem", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let raw = broker.raw().await;
     let pid = producer_id(&raw).await;
     produced(raw.send(&produce(0), &sequenced(pid, 1, 0, 2)).await);
     // Sequence 10 after 0..=1: records 2..=9 are missing.
-    let msg = expect_code(raw.send(&produce(0), &sequenced(pid, 1, 10, 1)).await, ErrorCode::OUT_OF_ORDER_SEQUENCE);
+    let msg = expect_code(
+        raw.send(&produce(0), &sequenced(pid, 1, 10, 1)).await,
+        ErrorCode::OUT_OF_ORDER_SEQUENCE,
+    );
     assert!(msg.contains("10"), "{msg}");
     // An older epoch of the same producer id is fenced.
-    expect_code(raw.send(&produce(0), &sequenced(pid, 0, 2, 1)).await, ErrorCode::INVALID_PRODUCER_EPOCH);
+    expect_code(
+        raw.send(&produce(0), &sequenced(pid, 0, 2, 1)).await,
+        ErrorCode::INVALID_PRODUCER_EPOCH,
+    );
     // The in-order batch still goes in.
-    assert_eq!(produced(raw.send(&produce(0), &sequenced(pid, 1, 2, 1)).await).base_offset, 2);
+    assert_eq!(
+        produced(raw.send(&produce(0), &sequenced(pid, 1, 2, 1)).await).base_offset,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_zero_produces_without_waiting_for_answers() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
-    client.admin().create_topic("fire", 1, 1, BTreeMap::new()).await.expect("create");
+    client
+        .admin()
+        .create_topic("fire", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
     let producer = client
         .producer(ProducerConfig {
             acks: Acks::None,
@@ -200,7 +275,10 @@ async fn acks_zero_produces_without_waiting_for_answers() {
         .await
         .expect("producer");
     for i in 0..100 {
-        producer.send(ProducerRecord::new("fire", format!("{i}"))).await.expect("send");
+        producer
+            .send(ProducerRecord::new("fire", format!("{i}")))
+            .await
+            .expect("send");
     }
     producer.flush().await;
     producer.close().await;

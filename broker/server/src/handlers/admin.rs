@@ -11,7 +11,10 @@ use crate::broker::Broker;
 use crate::catalog::TopicRecord;
 use crate::error::BrokerError;
 
-pub(super) async fn create(b: &Broker, req: CreateTopicRequest) -> Result<TopicDescription, BrokerError> {
+pub(super) async fn create(
+    b: &Broker,
+    req: CreateTopicRequest,
+) -> Result<TopicDescription, BrokerError> {
     let topic = b
         .create_topic(TopicRecord {
             name: req.name,
@@ -25,13 +28,19 @@ pub(super) async fn create(b: &Broker, req: CreateTopicRequest) -> Result<TopicD
     Ok(b.describe(&topic))
 }
 
-pub(super) async fn delete(b: &Broker, req: DeleteTopicRequest) -> Result<DeleteTopicResponse, BrokerError> {
+pub(super) async fn delete(
+    b: &Broker,
+    req: DeleteTopicRequest,
+) -> Result<DeleteTopicResponse, BrokerError> {
     b.delete_topic(&req.name).await?;
     tracing::info!(topic = %req.name, "topic deleted");
     Ok(DeleteTopicResponse {})
 }
 
-pub(super) async fn list(b: &Broker, _req: ListTopicsRequest) -> Result<ListTopicsResponse, BrokerError> {
+pub(super) async fn list(
+    b: &Broker,
+    _req: ListTopicsRequest,
+) -> Result<ListTopicsResponse, BrokerError> {
     Ok(ListTopicsResponse {
         topics: b
             .topics()
@@ -46,17 +55,26 @@ pub(super) async fn list(b: &Broker, _req: ListTopicsRequest) -> Result<ListTopi
     })
 }
 
-pub(super) async fn describe(b: &Broker, req: DescribeTopicRequest) -> Result<TopicDescription, BrokerError> {
+pub(super) async fn describe(
+    b: &Broker,
+    req: DescribeTopicRequest,
+) -> Result<TopicDescription, BrokerError> {
     let topic = b.topic(&req.name)?;
     Ok(b.describe(&topic))
 }
 
-pub(super) async fn alter(b: &Broker, req: AlterTopicConfigRequest) -> Result<TopicDescription, BrokerError> {
+pub(super) async fn alter(
+    b: &Broker,
+    req: AlterTopicConfigRequest,
+) -> Result<TopicDescription, BrokerError> {
     let topic = b.alter_topic(&req.name, req.set, req.delete).await?;
     Ok(b.describe(&topic))
 }
 
-pub(super) async fn metadata(b: &Broker, req: MetadataRequest) -> Result<MetadataResponse, BrokerError> {
+pub(super) async fn metadata(
+    b: &Broker,
+    req: MetadataRequest,
+) -> Result<MetadataResponse, BrokerError> {
     let topics = match req.topics {
         None => b.topics(),
         Some(names) => names

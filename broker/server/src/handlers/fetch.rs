@@ -13,7 +13,10 @@ use super::Reply;
 use crate::error::BrokerError;
 use crate::listener::Context;
 
-pub(super) async fn handle(ctx: &Context, req: FetchRequest) -> Result<Reply<FetchResponse>, BrokerError> {
+pub(super) async fn handle(
+    ctx: &Context,
+    req: FetchRequest,
+) -> Result<Reply<FetchResponse>, BrokerError> {
     let limits = &ctx.broker.config.limits;
     reject_filter(req.filter.as_ref())?;
     let partition = ctx.broker.partition(&req.topic, req.partition)?;

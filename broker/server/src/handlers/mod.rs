@@ -14,6 +14,7 @@ use crate::listener::{Context, write_error, write_response};
 
 mod admin;
 mod fetch;
+mod group;
 mod offsets;
 mod produce;
 mod route;
@@ -33,7 +34,21 @@ pub(crate) async fn dispatch(ctx: &Context, frame: RequestFrame, send: &mut Send
         ApiKey::LIST_TOPICS => unary(&frame, send, |r, _| admin::list(b, r)).await,
         ApiKey::DESCRIBE_TOPIC => unary(&frame, send, |r, _| admin::describe(b, r)).await,
         ApiKey::ALTER_TOPIC_CONFIG => unary(&frame, send, |r, _| admin::alter(b, r)).await,
-        ApiKey::INIT_PRODUCER_ID => unary(&frame, send, |r, _| produce::init_producer_id(b, r)).await,
+        ApiKey::INIT_PRODUCER_ID => {
+            unary(&frame, send, |r, _| produce::init_producer_id(b, r)).await
+        }
+        ApiKey::JOIN_GROUP => unary(&frame, send, |r, _| group::join(ctx, r)).await,
+        ApiKey::SYNC_GROUP => unary(&frame, send, |r, _| group::sync(ctx, r)).await,
+        ApiKey::HEARTBEAT => unary(&frame, send, |r, _| group::heartbeat(ctx, r)).await,
+        ApiKey::LEAVE_GROUP => unary(&frame, send, |r, _| group::leave(ctx, r)).await,
+        ApiKey::OFFSET_COMMIT => unary(&frame, send, |r, _| group::commit(ctx, r)).await,
+        ApiKey::OFFSET_FETCH => unary(&frame, send, |r, _| group::fetch_offsets(ctx, r)).await,
+        ApiKey::LIST_GROUPS => unary(&frame, send, |r, _| group::list(ctx, r)).await,
+        ApiKey::DESCRIBE_GROUP => unary(&frame, send, |r, _| group::describe(ctx, r)).await,
+        ApiKey::DELETE_GROUP => unary(&frame, send, |r, _| group::delete(ctx, r)).await,
+        ApiKey::RESET_GROUP_OFFSETS => {
+            unary(&frame, send, |r, _| group::reset_offsets(ctx, r)).await
+        }
         other => {
             let err = WireError::new(
                 ErrorCode::UNSUPPORTED_API,

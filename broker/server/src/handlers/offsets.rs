@@ -5,7 +5,10 @@ use quiver_proto::api::{ListOffsetsRequest, ListOffsetsResponse, OffsetSpec};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
-pub(super) async fn handle(b: &Broker, req: ListOffsetsRequest) -> Result<ListOffsetsResponse, BrokerError> {
+pub(super) async fn handle(
+    b: &Broker,
+    req: ListOffsetsRequest,
+) -> Result<ListOffsetsResponse, BrokerError> {
     let partition = b.partition(&req.topic, req.partition)?;
     let log = partition.log();
     Ok(match req.spec {

@@ -38,7 +38,11 @@ pub(super) async fn serve(ctx: &Context, frame: RequestFrame, send: &mut SendStr
     };
 }
 
-async fn handle(b: &Broker, req: ProduceRequest, payload: Bytes) -> Result<ProduceResponse, BrokerError> {
+async fn handle(
+    b: &Broker,
+    req: ProduceRequest,
+    payload: Bytes,
+) -> Result<ProduceResponse, BrokerError> {
     let topic = b.topic(&req.topic)?;
     if topic.record.internal {
         return Err(BrokerError::InvalidRequest(format!(

@@ -54,7 +54,11 @@ pub(super) async fn produce_routed(
     for (p, builder) in builders {
         let partition = topic.partition(p)?;
         let out = partition
-            .append(builder.build(codec, ProducerIdentity::NONE), now, std::time::Duration::ZERO)
+            .append(
+                builder.build(codec, ProducerIdentity::NONE),
+                now,
+                std::time::Duration::ZERO,
+            )
             .await?;
         routed.push(RoutedAppend {
             partition: p,

@@ -27,10 +27,16 @@ pub(super) async fn serve(ctx: &Context, frame: RequestFrame, send: &mut SendStr
     }
 }
 
-async fn push(ctx: &Context, req: SubscribeRequest, send: &mut SendStream) -> Result<(), BrokerError> {
+async fn push(
+    ctx: &Context,
+    req: SubscribeRequest,
+    send: &mut SendStream,
+) -> Result<(), BrokerError> {
     reject_filter(req.filter.as_ref())?;
     let partition = ctx.broker.partition(&req.topic, req.partition)?;
-    let max_bytes = req.max_bytes.clamp(1, ctx.broker.config.limits.max_fetch_bytes) as usize;
+    let max_bytes = req
+        .max_bytes
+        .clamp(1, ctx.broker.config.limits.max_fetch_bytes) as usize;
     let mut watch = partition.watch();
     let mut offset = req.offset;
     loop {

@@ -1,0 +1,142 @@
+//! Consumer groups: join, sync, heartbeat, leave, offset commit and fetch, and the
+//! admin requests (list, describe, delete, reset offsets). Membership and offsets live in
+//! [`GroupService`](crate::groups::GroupService); this file adds what needs the
+//! partition logs: end offsets and lag, and reset targets.
+
+use std::sync::Arc;
+
+use quiver_proto::api::{
+    CommittedOffset, DeleteGroupRequest, DeleteGroupResponse, DescribeGroupRequest,
+    GroupDescription, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ResetGroupOffsetsRequest, ResetGroupOffsetsResponse, ResetTarget, SyncGroupRequest,
+    SyncGroupResponse, TopicPartition,
+};
+
+use crate::error::BrokerError;
+use crate::listener::Context;
+use crate::partition::Partition;
+
+pub(super) async fn join(
+    ctx: &Context,
+    req: JoinGroupRequest,
+) -> Result<JoinGroupResponse, BrokerError> {
+    ctx.groups.join(&ctx.broker, req, &ctx.shutdown).await
+}
+
+pub(super) async fn sync(
+    ctx: &Context,
+    req: SyncGroupRequest,
+) -> Result<SyncGroupResponse, BrokerError> {
+    ctx.groups.sync(&req)
+}
+
+pub(super) async fn heartbeat(
+    ctx: &Context,
+    req: HeartbeatRequest,
+) -> Result<HeartbeatResponse, BrokerError> {
+    ctx.groups.heartbeat(&req)
+}
+
+pub(super) async fn leave(
+    ctx: &Context,
+    req: LeaveGroupRequest,
+) -> Result<LeaveGroupResponse, BrokerError> {
+    ctx.groups.leave(&ctx.broker, &req)
+}
+
+pub(super) async fn commit(
+    ctx: &Context,
+    req: OffsetCommitRequest,
+) -> Result<OffsetCommitResponse, BrokerError> {
+    ctx.groups.commit(&ctx.broker, req).await?;
+    Ok(OffsetCommitResponse {})
+}
+
+pub(super) async fn fetch_offsets(
+    ctx: &Context,
+    req: OffsetFetchRequest,
+) -> Result<OffsetFetchResponse, BrokerError> {
+    Ok(ctx.groups.fetch_offsets(&req))
+}
+
+pub(super) async fn list(
+    ctx: &Context,
+    _req: ListGroupsRequest,
+) -> Result<ListGroupsResponse, BrokerError> {
+    Ok(ctx.groups.list())
+}
+
+/// The coordinator's description with each partition's end offset and the group's lag.
+pub(super) async fn describe(
+    ctx: &Context,
+    req: DescribeGroupRequest,
+) -> Result<GroupDescription, BrokerError> {
+    let mut desc = ctx.groups.describe(&req.group_id)?;
+    for row in &mut desc.offsets {
+        let tp = &row.partition;
+        row.end_offset = ctx
+            .broker
+            .partition(&tp.topic, tp.partition)
+            .map_or(-1, |p| p.log().high_watermark());
+        row.lag = match row.committed {
+            Some(committed) if row.end_offset >= 0 => Some((row.end_offset - committed).max(0)),
+            _ => None,
+        };
+    }
+    Ok(desc)
+}
+
+pub(super) async fn delete(
+    ctx: &Context,
+    req: DeleteGroupRequest,
+) -> Result<DeleteGroupResponse, BrokerError> {
+    ctx.groups.delete(&ctx.broker, &req.group_id).await?;
+    tracing::info!(group = %req.group_id, "consumer group deleted");
+    Ok(DeleteGroupResponse {})
+}
+
+/// Resolves the target on every partition of the topic and commits it for the group.
+/// Refused while the group has members, checked before reading any partition; the
+/// coordinator checks again when it applies the offsets, in case one joined meanwhile.
+pub(super) async fn reset_offsets(
+    ctx: &Context,
+    req: ResetGroupOffsetsRequest,
+) -> Result<ResetGroupOffsetsResponse, BrokerError> {
+    ctx.groups.check_resettable(&req.group_id)?;
+    let topic = ctx.broker.topic(&req.topic)?;
+    let mut offsets = Vec::with_capacity(topic.partitions.len());
+    for partition in &topic.partitions {
+        offsets.push(CommittedOffset {
+            partition: TopicPartition::new(req.topic.clone(), partition.index),
+            offset: resolve(partition, req.to).await?,
+            metadata: String::new(),
+        });
+    }
+    ctx.groups
+        .reset(&ctx.broker, &req.group_id, offsets.clone())
+        .await?;
+    tracing::info!(group = %req.group_id, topic = %req.topic, to = ?req.to, "group offsets reset");
+    Ok(ResetGroupOffsetsResponse { offsets })
+}
+
+/// Where a reset target falls on one partition, always within its readable range.
+async fn resolve(partition: &Arc<Partition>, to: ResetTarget) -> Result<i64, BrokerError> {
+    let log = partition.log();
+    let (start, end) = (log.log_start_offset(), log.high_watermark());
+    Ok(match to {
+        ResetTarget::Earliest => start,
+        ResetTarget::Latest => end,
+        ResetTarget::Offset(o) => o.clamp(start, end.max(start)),
+        ResetTarget::Timestamp(ts) => {
+            let log = Arc::clone(log);
+            let found = tokio::task::spawn_blocking(move || log.offset_for_timestamp(ts))
+                .await
+                .map_err(|e| BrokerError::Internal(e.to_string()))?
+                .map_err(|e| partition.storage_error(e))?;
+            // Nothing that recent: start after everything there is.
+            found.map_or(end, |(offset, _)| offset)
+        }
+    })
+}
