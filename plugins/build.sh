@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds every example and test plugin into target/plugins/wasm/<name>.wasm.
+#
+# Idempotent and incremental: cargo and the caches under target/plugins skip work already
+# done. Rust plugins always build; the Python and JavaScript ones build when their
+# toolchains (python3 with pip, node with npm) are present, and are skipped with a
+# message saying what is missing otherwise. Set QUIVER_PLUGINS_RUST_ONLY=1 to skip them.
+#
+# Usage: plugins/build.sh            (from anywhere)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+target="$root/target/plugins"
+out="$target/wasm"
+mkdir -p "$out"
+
+# RUSTUP_AUTO_INSTALL=0 on our machines: a missing target is never installed implicitly.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        echo "build.sh: adding the wasm32-wasip2 target" >&2
+        rustup target add wasm32-wasip2
+    fi
+fi
+
+echo "build.sh: building Rust plugins" >&2
+(cd "$here" && cargo build --release --target wasm32-wasip2 --workspace --target-dir "$target" --quiet)
+for manifest in "$here"/*/Cargo.toml; do
+    name="$(basename "$(dirname "$manifest")")"
+    [ "$name" = guest ] && continue
+    artifact="$target/wasm32-wasip2/release/${name//-/_}.wasm"
+    # Copy only when changed, so the file's timestamp says when the plugin last changed.
+    if ! cmp -s "$artifact" "$out/$name.wasm" 2>/dev/null; then
+        cp "$artifact" "$out/$name.wasm"
+    fi
+done
+
+if [ "${QUIVER_PLUGINS_RUST_ONLY:-0}" = 1 ]; then
+    echo "build.sh: QUIVER_PLUGINS_RUST_ONLY=1, skipping Python and JavaScript plugins" >&2
+    exit 0
+fi
+
+for script in "$here"/*/build-plugin.sh; do
+    [ -e "$script" ] || continue
+    name="$(basename "$(dirname "$script")")"
+    if ! bash "$script" "$target" "$out/$name.wasm"; then
+        echo "build.sh: $name was not built (see above); tests that need it are skipped" >&2
+    fi
+done
+echo "build.sh: plugins are in $out" >&2
