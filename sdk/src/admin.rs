@@ -1,4 +1,4 @@
-//! [`Admin`]: topics, their configs, offset look-ups, and consumer groups.
+//! [`Admin`]: topics, their configs, offset look-ups, consumer groups and Wasm plugins.
 
 use std::collections::BTreeMap;
 
@@ -7,8 +7,10 @@ use quiver_proto::api::{
     AlterTopicConfigRequest, CommittedOffset, CreateTopicRequest, DeleteGroupRequest,
     DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, GroupDescription, GroupSummary,
     ListGroupsRequest, ListOffsetsRequest, ListOffsetsResponse, ListTopicsRequest,
-    OffsetFetchRequest, OffsetSpec, ResetGroupOffsetsRequest, ResetTarget, TopicDescription,
-    TopicSummary,
+    OffsetFetchRequest, OffsetSpec, PluginAddRequest, PluginAddResponse, PluginDescribeRequest,
+    PluginDescription, PluginListRequest, PluginLogsRequest, PluginLogsResponse,
+    PluginRemoveRequest, PluginRemoveResponse, PluginTestRequest, PluginTestResponse,
+    ResetGroupOffsetsRequest, ResetTarget, TopicDescription, TopicSummary,
 };
 
 use crate::{Client, Error};
@@ -158,5 +160,79 @@ impl Admin {
             to,
         };
         Ok(self.client.call(&req, Bytes::new()).await?.0.offsets)
+    }
+
+    /// Uploads `component` (the WebAssembly component's bytes) as the next version of
+    /// plugin `name`. The broker detects its kind from its exports, validates it and makes
+    /// it current: topics bound to `name` without a version switch to it at once.
+    /// Fails with `INVALID_PLUGIN` naming what is wrong (for example a missing export).
+    pub async fn add_plugin(
+        &self,
+        name: &str,
+        component: impl Into<Bytes>,
+    ) -> Result<PluginAddResponse, Error> {
+        let req = PluginAddRequest {
+            name: name.to_string(),
+            kind: None,
+        };
+        Ok(self.client.call(&req, component.into()).await?.0)
+    }
+
+    /// Every registered plugin, sorted by name.
+    pub async fn list_plugins(&self) -> Result<Vec<PluginDescription>, Error> {
+        let (resp, _) = self
+            .client
+            .call(&PluginListRequest {}, Bytes::new())
+            .await?;
+        Ok(resp.plugins)
+    }
+
+    /// One plugin: its stored versions, the current one, and the topics bound to it.
+    /// Fails with `UNKNOWN_PLUGIN` for a name the broker does not know.
+    pub async fn describe_plugin(&self, name: &str) -> Result<PluginDescription, Error> {
+        let req = PluginDescribeRequest {
+            name: name.to_string(),
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
+    /// Removes one version of a plugin, or all of them when `version` is `None`.
+    /// Refused with `PLUGIN_IN_USE` while a topic's `partitioner` or `compaction.policy`
+    /// names it, unless `force`.
+    pub async fn remove_plugin(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        force: bool,
+    ) -> Result<PluginRemoveResponse, Error> {
+        let req = PluginRemoveRequest {
+            name: name.to_string(),
+            version,
+            force,
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
+    /// Runs a plugin over stored records of a partition and returns what it decided for
+    /// each, without binding it or changing any data.
+    pub async fn test_plugin(&self, req: PluginTestRequest) -> Result<PluginTestResponse, Error> {
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
+    /// A plugin's log entries from sequence number `since_seq`. With `follow`, the broker
+    /// waits a bounded time for new entries when there are none; ask again from the
+    /// response's `next_seq`.
+    pub async fn plugin_logs(
+        &self,
+        name: &str,
+        since_seq: u64,
+        follow: bool,
+    ) -> Result<PluginLogsResponse, Error> {
+        let req = PluginLogsRequest {
+            name: name.to_string(),
+            follow,
+            since_seq,
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
     }
 }

@@ -92,7 +92,7 @@ impl Client {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| Error::Connect {
+        let mut endpoint = crate::transport::endpoint(bind, None).map_err(|e| Error::Connect {
             addr: addr.to_string(),
             reason: format!("cannot open a UDP socket: {e}"),
         })?;

@@ -4,7 +4,7 @@ use crate::output::say;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quiver_sdk::{ConsumerConfig, OffsetReset, OffsetSpec, TopicPartition};
+use quiver_sdk::{ConsumerConfig, FilterSpec, OffsetReset, OffsetSpec, TopicPartition};
 
 use crate::connect::ConnectArgs;
 use crate::format::Template;
@@ -31,6 +31,26 @@ pub struct ConsumeArgs {
     /// what is printed, and leaving the group on exit.
     #[arg(long, short)]
     pub group: Option<String>,
+    /// A filter plugin run on the broker: only the records it keeps are sent and printed.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// A parameter of the filter, key=value; repeat for more.
+    #[arg(long = "param", value_parser = crate::topic::parse_kv, requires = "filter")]
+    pub params: Vec<(String, String)>,
+    /// Use this version of the filter instead of the current one.
+    #[arg(long, requires = "filter")]
+    pub filter_version: Option<u32>,
+}
+
+impl ConsumeArgs {
+    /// The filter the consumer asks the broker to run, if any.
+    pub fn filter_spec(&self) -> Option<FilterSpec> {
+        Some(FilterSpec {
+            name: self.filter.clone()?,
+            version: self.filter_version,
+            params: self.params.iter().cloned().collect(),
+        })
+    }
 }
 
 /// Where `consume` starts.
@@ -59,6 +79,9 @@ impl std::str::FromStr for StartAt {
 
 pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(group) = &args.group {
+        if args.filter.is_some() {
+            anyhow::bail!("--filter cannot be combined with --group yet: consume without --group");
+        }
         return crate::group::consume(conn, &args, group).await;
     }
     let client = conn.connect().await?;
@@ -90,6 +113,7 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
     let mut consumer = client.consumer(ConsumerConfig {
         auto_offset_reset: OffsetReset::Earliest,
         max_wait: Duration::from_millis(200),
+        filter: args.filter_spec(),
         ..ConsumerConfig::default()
     })?;
     consumer.assign(tps.clone());

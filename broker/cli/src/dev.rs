@@ -1,10 +1,14 @@
 //! `quiver dev` and `quiver serve`: run a broker in the foreground until Ctrl-C.
+//!
+//! `quiver dev --plugins DIR` also keeps the plugins of DIR loaded (see `reload.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use quiver_sdk::{Client, ClientOptions};
 use quiver_server::BrokerConfig;
+use tokio_util::sync::CancellationToken;
 
 use crate::connect::{DevProfile, write_profile};
 
@@ -22,6 +26,10 @@ pub struct DevArgs {
     /// Do not write the CLI profile (used by benchmarks and tests that start their own).
     #[arg(long, hide = true)]
     pub no_profile: bool,
+    /// Upload every *.wasm in DIR as a plugin named after its file stem, then upload a
+    /// new version whenever a file there changes or appears.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,7 +40,19 @@ pub struct ServeArgs {
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let mut config = BrokerConfig::dev(&args.data);
+    if let Some(dir) = &args.plugins
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "--plugins {}: not a directory (build plugins with plugins/build.sh; they land in target/plugins/wasm)",
+            dir.display()
+        );
+    }
+    // Absolute, so that nothing below depends on the working directory (the plugin
+    // engine's compilation cache refuses a relative path).
+    let data = std::path::absolute(&args.data)
+        .with_context(|| format!("resolving the data directory {}", args.data.display()))?;
+    let mut config = BrokerConfig::dev(&data);
     config.listen = args.listen;
     config.topic_defaults.extend(args.configs);
     let broker = quiver_server::start(config)
@@ -70,8 +90,50 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         "  SDK: ClientOptions::new().ca_pem_file({:?})\n",
         ca.display().to_string()
     );
+    if let Some(dir) = &args.plugins {
+        banner += &format!("  plugins:     watching {}\n", dir.display());
+    }
     print_quietly(&banner);
-    wait_for_ctrl_c(broker).await
+    let watch = match args.plugins {
+        Some(dir) => match watch_plugins(&broker, &url, dir).await {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                let _ = broker.shutdown().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let result = wait_for_ctrl_c(&broker).await;
+    if let Some((cancel, task)) = watch {
+        cancel.cancel();
+        let _ = task.await;
+    }
+    eprintln!("shutting down");
+    broker.shutdown().await.context("shutting down")?;
+    result
+}
+
+/// Starts the task that keeps the plugins of `dir` loaded in `broker`, and returns what
+/// stops it.
+async fn watch_plugins(
+    broker: &quiver_server::RunningBroker,
+    url: &str,
+    dir: PathBuf,
+) -> anyhow::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
+    let client = Client::connect(
+        url,
+        ClientOptions::new().ca_pem(broker.cert_pem().as_bytes().to_vec()),
+    )
+    .await
+    .context("connecting to the dev broker to load plugins")?;
+    let cancel = broker.shutdown_token().child_token();
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move {
+        crate::reload::run(&client, crate::reload::Watched::Dir(dir), stop).await;
+        client.close();
+    });
+    Ok((cancel, task))
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -86,7 +148,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "quiver: listening on quic://{}\n",
         broker.local_addr()
     ));
-    wait_for_ctrl_c(broker).await
+    let result = wait_for_ctrl_c(&broker).await;
+    eprintln!("shutting down");
+    broker.shutdown().await.context("shutting down")?;
+    result
 }
 
 fn print_quietly(text: &str) {
@@ -95,7 +160,8 @@ fn print_quietly(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-async fn wait_for_ctrl_c(broker: quiver_server::RunningBroker) -> anyhow::Result<()> {
+/// Waits for Ctrl-C, SIGTERM or the broker stopping on its own.
+async fn wait_for_ctrl_c(broker: &quiver_server::RunningBroker) -> anyhow::Result<()> {
     let token = broker.shutdown_token();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -104,7 +170,5 @@ async fn wait_for_ctrl_c(broker: quiver_server::RunningBroker) -> anyhow::Result
         _ = terminate.recv() => {}
         () = token.cancelled() => {}
     }
-    eprintln!("shutting down");
-    broker.shutdown().await.context("shutting down")?;
     Ok(())
 }

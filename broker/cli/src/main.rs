@@ -1,5 +1,5 @@
-//! `quiver`: run a broker, administer topics and consumer groups, produce, consume and
-//! benchmark.
+//! `quiver`: run a broker, administer topics, consumer groups and Wasm plugins, produce,
+//! consume and benchmark.
 //!
 //! Every client command finds its broker and the certificate to trust from, in order:
 //! `--broker`/`--ca` (or `QUIVER_BROKER`/`QUIVER_CA`), the profile `quiver dev` writes
@@ -14,7 +14,9 @@ mod dev;
 mod format;
 mod group;
 mod output;
+mod plugin;
 mod produce;
+mod reload;
 mod topic;
 
 use std::process::ExitCode;
@@ -48,6 +50,9 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Add, list, describe, remove, test and watch Wasm plugins, and read their logs.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Measure the transport, produce and consume on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -89,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(&cli.conn, args).await,
         Command::Consume(args) => consume::run(&cli.conn, args).await,
         Command::Group(cmd) => group::run(&cli.conn, cmd).await,
+        Command::Plugin(cmd) => plugin::run(&cli.conn, cmd).await,
         Command::Bench(cmd) => bench::run(&cli.conn, cmd).await,
     }
 }

@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, TopicRecord, partition_dir};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use crate::plugins::PluginService;
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::{self, EffectiveConfig};
 
@@ -56,6 +57,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// Round-robin counter for keyless records routed by the broker.
     pub round_robin: AtomicI64,
+    /// The Wasm plugin runtime: registry, and the bindings topics and fetches use.
+    pub plugins: Arc<PluginService>,
 }
 
 impl Broker {
@@ -78,7 +81,9 @@ impl Broker {
         }
         remove_orphans(&data_dir, &topics);
         let producer_ids = ProducerIds::open(&data_dir)?;
+        let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
         Ok(Broker {
+            plugins,
             advertised,
             catalog,
             topics: RwLock::new(topics),
@@ -121,7 +126,9 @@ impl Broker {
             )));
         }
         topic_config::validate(&record.configs)?;
+        let effective = topic_config::resolve(&self.config.topic_defaults, &record.configs)?;
         let _guard = self.admin.lock().await;
+        self.check_plugins(effective, None).await?;
         if self.topics.read().contains_key(&record.name) {
             return Err(BrokerError::TopicExists(record.name));
         }
@@ -199,13 +206,15 @@ impl Broker {
         let old = self.topic(name)?;
         let mut record = old.record.clone();
         for key in &delete {
-            if !topic_config::KEYS.iter().any(|(k, _, _)| k == key) {
+            if !topic_config::is_known_key(key) {
                 return Err(topic_config::ConfigError::UnknownKey(key.clone()).into());
             }
             record.configs.remove(key);
         }
         record.configs.extend(set);
         let config = topic_config::resolve(&self.config.topic_defaults, &record.configs)?;
+        self.check_plugins(config.clone(), Some(old.config.clone()))
+            .await?;
         let all: Vec<TopicRecord> = self
             .topics
             .read()
@@ -231,6 +240,22 @@ impl Broker {
             .write()
             .insert(name.to_string(), Arc::clone(&topic));
         Ok(topic)
+    }
+
+    /// Checks the plugins a topic's configs bind (on the blocking pool: binding may
+    /// compile a component and run its `init`).
+    async fn check_plugins(
+        &self,
+        config: EffectiveConfig,
+        previous: Option<EffectiveConfig>,
+    ) -> Result<(), BrokerError> {
+        if config.partitioner.is_none() && config.compaction_policy.is_none() {
+            return Ok(());
+        }
+        let plugins = Arc::clone(&self.plugins);
+        tokio::task::spawn_blocking(move || plugins.check_topic(&config, previous.as_ref()))
+            .await
+            .map_err(|e| BrokerError::Internal(format!("plugin check failed: {e}")))?
     }
 
     /// Describes a topic with the live state of every partition.

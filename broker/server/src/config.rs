@@ -30,6 +30,52 @@ pub struct BrokerConfig {
     pub shutdown_grace_ms: u64,
     /// The consumer-group coordinator's timings and its offsets topic.
     pub groups: GroupsConfig,
+    /// Broker-wide bounds of Wasm plugins (`[plugins]` in the TOML file).
+    pub plugins: PluginsConfig,
+}
+
+/// Bounds and defaults of the Wasm plugin runtime (`[plugins]` in the TOML file). The
+/// per-call limits apply to every plugin that does not carry its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Wall-clock time one plugin call may take before it is stopped (PLUGIN_FAILED).
+    /// Default 1000 ms: a stuck partitioner holds up a produce no longer than this.
+    pub call_timeout_ms: u64,
+    /// Linear memory one plugin instance may hold. Default 128 MiB (an interpreted
+    /// Python or JavaScript guest needs tens of MiB before it does anything).
+    pub memory_bytes: usize,
+    /// Warm instances kept per plugin binding. Default 4.
+    pub max_idle_instances: usize,
+    /// Largest component an upload may carry. A plugin upload frame may exceed
+    /// `limits.max_frame_bytes` up to this size (a Python component is ~17 MiB), and
+    /// must fit `limits.max_inflight_bytes`. Default 64 MiB.
+    pub max_component_bytes: usize,
+    /// Entries kept in each plugin's log ring. Default 1024.
+    pub log_entries: usize,
+    /// Longest a `plugin logs --follow` request waits for a new entry. Default 10 s.
+    pub logs_follow_max_ms: u32,
+    /// Records one PLUGIN_TEST may run the plugin over. Default 10 000.
+    pub max_test_records: u32,
+    /// Plugin bindings (name, version, parameters) kept warm per kind, so a filter named
+    /// by every fetch is not re-instantiated each time; past this the cache of that kind
+    /// starts over. Default 256.
+    pub max_cached_bindings: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            call_timeout_ms: 1_000,
+            memory_bytes: 128 << 20,
+            max_idle_instances: 4,
+            max_component_bytes: 64 << 20,
+            log_entries: 1024,
+            logs_follow_max_ms: 10_000,
+            max_test_records: 10_000,
+            max_cached_bindings: 256,
+        }
+    }
 }
 
 /// Settings of the consumer-group coordinator (`[groups]` in the TOML file).
@@ -119,6 +165,7 @@ impl Default for BrokerConfig {
             maintenance_interval_ms: 1_000,
             shutdown_grace_ms: 5_000,
             groups: GroupsConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }

@@ -29,6 +29,16 @@ pub enum BrokerError {
     CorruptBatch(#[from] quiver_proto::batch::BatchError),
     #[error("{0}")]
     UnknownPlugin(String),
+    /// An uploaded component was refused; the message names what is wrong with it.
+    #[error("{0}")]
+    InvalidPlugin(String),
+    /// A plugin call failed (trap, timeout, memory cap, its own error, a broken
+    /// contract); the message names the plugin.
+    #[error("{0}")]
+    PluginFailed(String),
+    /// A plugin cannot be removed while topics are bound to it.
+    #[error("{0}")]
+    PluginInUse(String),
     #[error("partition {topic}-{partition}: {source}")]
     Storage {
         topic: String,
@@ -63,6 +73,9 @@ impl BrokerError {
             BrokerError::InvalidRequest(_) => ErrorCode::INVALID_REQUEST,
             BrokerError::CorruptBatch(_) => ErrorCode::CORRUPT_BATCH,
             BrokerError::UnknownPlugin(_) => ErrorCode::UNKNOWN_PLUGIN,
+            BrokerError::InvalidPlugin(_) => ErrorCode::INVALID_PLUGIN,
+            BrokerError::PluginFailed(_) => ErrorCode::PLUGIN_FAILED,
+            BrokerError::PluginInUse(_) => ErrorCode::PLUGIN_IN_USE,
             BrokerError::Storage { source, .. } => storage_code(source),
             BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
             BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,

@@ -3,7 +3,9 @@
 //! It serves Quiver's wire protocol ([`quiver_proto`]) over QUIC with TLS 1.3 always on,
 //! keeps partition logs on local disk through [`quiver_storage`], coordinates consumer
 //! groups through [`quiver_group`] (committed offsets in the internal compacted topic
-//! `__consumer_offsets`), and runs background upkeep (retention, rolling, flushing,
+//! `__consumer_offsets`), runs Wasm plugins through `quiver_plugin_host` (partitioners
+//! on routed produces, filters on fetches, compaction policies in the cleaner; stored in
+//! `<data_dir>/plugins`), and runs background upkeep (retention, rolling, flushing,
 //! group deadlines). The `quiver` binary is a thin shell around
 //! [`run`] and [`start`]; tests start brokers in-process with [`start`] on port 0.
 //!
@@ -21,6 +23,7 @@
 
 mod broker;
 mod catalog;
+mod compaction_plugin;
 pub mod config;
 mod error;
 mod groups;
@@ -28,6 +31,7 @@ mod handlers;
 mod listener;
 mod maintenance;
 mod partition;
+mod plugins;
 mod producer_ids;
 pub mod tls;
 pub mod topic_config;
@@ -41,7 +45,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{BrokerConfig, GroupsConfig, Limits, TlsConfig};
+pub use config::{BrokerConfig, GroupsConfig, Limits, PluginsConfig, TlsConfig};
 pub use error::BrokerError;
 
 /// Why the broker could not start or stopped abnormally.
@@ -133,10 +137,16 @@ async fn start_with(
             limits.max_frame_bytes, limits.max_inflight_bytes
         )));
     }
+    if config.plugins.max_component_bytes.saturating_add(64 * 1024) > limits.max_inflight_bytes {
+        return Err(ServerError::Config(format!(
+            "plugins.max_component_bytes ({}) plus 64 KiB exceeds limits.max_inflight_bytes ({}): such an upload could never be read",
+            config.plugins.max_component_bytes, limits.max_inflight_bytes
+        )));
+    }
     let identity = tls::load_identity(&config.tls, &config.data_dir)?;
     let transport = transport::transport_config(config.limits.max_streams_per_connection);
     let server_config = tls::server_config(&identity, transport)?;
-    let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+    let endpoint = transport::endpoint(config.listen, Some(server_config)).map_err(|source| {
         ServerError::Bind {
             addr: config.listen,
             source,

@@ -4,11 +4,13 @@
 //! checking its length prefix against the frame limit and reserving that many bytes of
 //! the broker-wide in-flight budget before allocating, dispatches it, and writes the
 //! response. A bad frame gets an error on its own stream; the connection carries on.
+//! Plugin uploads alone may exceed the frame limit, up to `plugins.max_component_bytes`.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use quinn::{RecvStream, SendStream};
+use quiver_proto::api::ApiKey;
 use quiver_proto::frame::{self, FrameError, RequestFrame};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -129,16 +131,35 @@ async fn read_request(
             ));
         }
     }
-    let max = ctx.broker.config.limits.max_frame_bytes;
-    let len = frame::check_len(prefix, max).map_err(|e| frame_error(&e))?;
+    let config = &ctx.broker.config;
+    let max = config.limits.max_frame_bytes;
+    // A plugin upload carries a whole component (a Python one is ~17 MiB), so it alone
+    // may go past the frame limit, up to its own bound; its API key is read first.
+    let mut api = [0u8; 2];
+    let len = match frame::check_len(prefix, max) {
+        Ok(len) => len,
+        Err(too_large) => {
+            let upload_max = config.plugins.max_component_bytes.saturating_add(64 * 1024);
+            let len = frame::check_len(prefix, upload_max).map_err(|_| frame_error(&too_large))?;
+            let is_upload = recv.read_exact(&mut api).await.is_ok()
+                && ApiKey(u16::from_be_bytes(api)) == ApiKey::PLUGIN_ADD;
+            if !is_upload {
+                return Err(frame_error(&too_large));
+            }
+            len
+        }
+    };
     let permit = Arc::clone(&ctx.inflight)
-        .acquire_many_owned(len as u32)
+        .acquire_many_owned(u32::try_from(len).unwrap_or(u32::MAX))
         .await
         .map_err(|_| {
             WireError::new(ErrorCode::BROKER_UNAVAILABLE, "the broker is shutting down")
         })?;
     // Gather the frame from the stream's chunks: one copy, and no zero-filling first.
     let mut buf = BytesMut::with_capacity(len);
+    if len > max {
+        buf.extend_from_slice(&api);
+    }
     while buf.len() < len {
         let short = |detail: String| {
             WireError::new(

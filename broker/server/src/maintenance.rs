@@ -2,15 +2,20 @@
 //! and compaction of compacted topics, run on a fixed period on the blocking pool.
 //!
 //! Compaction of a partition runs when a segment has closed since its last compaction, so
-//! an idle log is not rewritten again and again.
+//! an idle log is not rewritten again and again. A topic's `compaction.policy` plugin
+//! decides what survives through `compaction_plugin.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
+use quiver_plugin_host::log::{LogLevel, LogSource};
+
+use crate::broker::{Broker, Topic};
+use crate::compaction_plugin::PluginPolicy;
 use crate::handlers::now_ms;
+use crate::partition::Partition;
 
 /// Runs until `shutdown` fires; one pass over all partitions per period.
 pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
@@ -37,7 +42,7 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
                         }
                     }
                     if compacts && p.take_compaction_due() {
-                        compact(&topic, p, now);
+                        compact(&b, &topic, p, now);
                     }
                 }
             }
@@ -48,18 +53,53 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
     }
 }
 
-/// Compacts one partition's closed segments with the topic's policy. A failure leaves the
-/// data as it was and is logged; the next closed segment triggers another attempt.
-fn compact(topic: &crate::broker::Topic, partition: &crate::partition::Partition, now: i64) {
-    let mut policy = quiver_storage::KeepLatest {
-        delete_retention_ms: topic.config.log.delete_retention_ms,
+/// Compacts one partition's closed segments with the topic's policy: its
+/// `compaction.policy` plugin when it binds one, latest-per-key otherwise. A failure
+/// leaves the data as it was and is logged (with the plugin's name, also into the
+/// plugin's own log); the next closed segment triggers another attempt.
+fn compact(b: &Broker, topic: &Topic, partition: &Partition, now: i64) {
+    let result = match &topic.config.compaction_policy {
+        None => {
+            let mut policy = quiver_storage::KeepLatest {
+                delete_retention_ms: topic.config.log.delete_retention_ms,
+            };
+            partition.log().compact(&mut policy, now)
+        }
+        Some(reference) => {
+            let plugin = match b
+                .plugins
+                .compactor(reference, &topic.config.compaction_params)
+            {
+                Ok(plugin) => plugin,
+                Err(e) => {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, plugin = %reference, error = %e, "compaction policy plugin unavailable; data left as it was");
+                    return;
+                }
+            };
+            let result = partition
+                .log()
+                .compact(&mut PluginPolicy::new(&plugin), now);
+            if let Err(e) = &result {
+                let current = plugin.current();
+                current.log().push(
+                    LogLevel::Error,
+                    LogSource::Host,
+                    current.version(),
+                    &format!(
+                        "compaction of {}-{} failed, data left as it was: {e}",
+                        partition.topic, partition.index
+                    ),
+                );
+            }
+            result
+        }
     };
-    match partition.log().compact(&mut policy, now) {
+    match result {
         Ok(outcome) => {
             tracing::debug!(topic = %partition.topic, partition = partition.index, ?outcome, "compacted")
         }
         Err(e) => {
-            tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed; data left as it was")
+            tracing::warn!(topic = %partition.topic, partition = partition.index, policy = ?topic.config.compaction_policy, error = %e, "compaction failed; data left as it was")
         }
     }
 }

@@ -81,6 +81,54 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Prefix of the keys that pass parameters to the topic's partitioner plugin:
+/// `partitioner.param.<name>=<value>` reaches the plugin's `init` as `<name>=<value>`.
+pub const PARTITIONER_PARAM: &str = "partitioner.param.";
+/// Prefix of the keys that pass parameters to the topic's compaction policy plugin.
+pub const COMPACTION_PARAM: &str = "compaction.policy.param.";
+/// Longest plugin parameter value a topic may hold.
+pub const MAX_PARAM_VALUE: usize = 4096;
+
+/// Whether `key` is a topic config: one of [`KEYS`] or a plugin parameter key.
+pub fn is_known_key(key: &str) -> bool {
+    KEYS.iter().any(|(k, _, _)| *k == key) || param_name(key).is_some()
+}
+
+/// The parameter name of a plugin parameter key (`partitioner.param.region` ->
+/// `region`), or `None` for any other key.
+fn param_name(key: &str) -> Option<&str> {
+    [PARTITIONER_PARAM, COMPACTION_PARAM]
+        .iter()
+        .find_map(|prefix| key.strip_prefix(prefix))
+}
+
+/// A parameter name is 1-128 of `[A-Za-z0-9._-]`, like a plugin's own config keys.
+fn check_param(key: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(name) = param_name(key) else {
+        return Err(ConfigError::UnknownKey(key.to_string()));
+    };
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(bad(
+            key,
+            value,
+            "a plugin parameter name after the prefix is 1 to 128 of A-Z, a-z, 0-9, '-', '_', '.'",
+        ));
+    }
+    if value.len() > MAX_PARAM_VALUE {
+        return Err(bad(
+            key,
+            &format!("{}...", value.chars().take(32).collect::<String>()),
+            &format!("a plugin parameter value has at most {MAX_PARAM_VALUE} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// A config key or value that was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -103,6 +151,10 @@ pub struct EffectiveConfig {
     pub partitioner: Option<String>,
     /// `NAME[@VERSION]` of the Wasm compaction policy, if one is bound.
     pub compaction_policy: Option<String>,
+    /// Parameters of the partitioner (`partitioner.param.*`), sorted by name.
+    pub partitioner_params: Vec<(String, String)>,
+    /// Parameters of the compaction policy (`compaction.policy.param.*`), sorted by name.
+    pub compaction_params: Vec<(String, String)>,
     /// Every key with its effective value, for describe.
     pub all: BTreeMap<String, String>,
 }
@@ -117,10 +169,14 @@ pub fn resolve(
     broker_defaults: &BTreeMap<String, String>,
     topic: &BTreeMap<String, String>,
 ) -> Result<EffectiveConfig, ConfigError> {
-    for key in broker_defaults.keys().chain(topic.keys()) {
-        if !KEYS.iter().any(|(k, _, _)| k == key) {
-            return Err(ConfigError::UnknownKey(key.clone()));
+    let mut params: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, value) in broker_defaults.iter().chain(topic) {
+        if KEYS.iter().any(|(k, _, _)| k == key) {
+            continue;
         }
+        check_param(key, value)?;
+        // The topic's own value comes second in the chain, so it wins.
+        params.insert(key, value);
     }
     let mut all = BTreeMap::new();
     for (key, default, _) in KEYS {
@@ -130,6 +186,19 @@ pub fn resolve(
             .map_or(*default, String::as_str);
         all.insert((*key).to_string(), value.to_string());
     }
+    let params_of = |prefix: &str| -> Vec<(String, String)> {
+        params
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), (*v).to_string())))
+            .collect()
+    };
+    let partitioner_params = params_of(PARTITIONER_PARAM);
+    let compaction_params = params_of(COMPACTION_PARAM);
+    all.extend(
+        params
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+    );
     let get = |key: &str| all.get(key).map_or("", String::as_str);
 
     let flush = match get("flush") {
@@ -181,6 +250,8 @@ pub fn resolve(
     Ok(EffectiveConfig {
         partitioner: plugin("partitioner")?,
         compaction_policy: plugin("compaction.policy")?,
+        partitioner_params,
+        compaction_params,
         log,
         min_insync_replicas,
         all,
@@ -295,5 +366,46 @@ mod tests {
         assert!(validate(&map(&[("partitioner", "my plugin")])).is_err());
         assert!(validate(&map(&[("partitioner", "hash@x")])).is_err());
         assert!(validate(&map(&[("partitioner", "hash@2")])).is_ok());
+    }
+
+    #[test]
+    fn plugin_params_are_collected_per_plugin() {
+        let eff = resolve(
+            &map(&[("partitioner.param.default", "0")]),
+            &map(&[
+                ("partitioner", "router"),
+                ("partitioner.param.header", "region"),
+                ("partitioner.param.default", "3"),
+                ("compaction.policy.param.field", "version"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            eff.partitioner_params,
+            vec![
+                ("default".to_string(), "3".to_string()),
+                ("header".to_string(), "region".to_string())
+            ]
+        );
+        assert_eq!(
+            eff.compaction_params,
+            vec![("field".to_string(), "version".to_string())]
+        );
+        assert_eq!(eff.all["partitioner.param.header"], "region");
+        assert!(is_known_key("compaction.policy.param.x"));
+        assert!(!is_known_key("partitioner.params.x"));
+    }
+
+    #[test]
+    fn bad_plugin_param_keys_are_named() {
+        let err = validate(&map(&[("partitioner.param.", "x")])).expect_err("empty name");
+        assert!(err.to_string().contains("partitioner.param."), "{err}");
+        assert!(validate(&map(&[("partitioner.param.a b", "x")])).is_err());
+        assert_eq!(
+            validate(&map(&[("partitioner.parm.a", "x")])),
+            Err(ConfigError::UnknownKey("partitioner.parm.a".into()))
+        );
+        let long = "v".repeat(MAX_PARAM_VALUE + 1);
+        assert!(validate(&map(&[("compaction.policy.param.a", long.as_str())])).is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! - `idle`: a child broker's resident memory with N partitions and no traffic.
 //! - `group`: how long a consumer group takes to rebalance when a member leaves, and
 //!   how a group of three reads compared with one consumer.
+//! - `plugin`: produce through a Wasm partitioner and fetch through a Wasm filter, each
+//!   against the built-in path; `--reload` times a hot reload in `quiver dev --plugins`.
 //!
 //! Each prints records/s, MB/s and latency percentiles (`--json` for a machine-readable
 //! line). A benchmark reports; nothing here asserts a number.
@@ -14,6 +16,7 @@
 mod consume;
 mod group;
 mod payload;
+mod plugin;
 mod produce;
 mod raw;
 mod report;
@@ -35,6 +38,9 @@ pub enum BenchCommand {
     Idle(target::IdleArgs),
     /// Consumer groups: rebalance time when a member leaves, and group read throughput.
     Group(group::GroupBenchArgs),
+    /// Wasm plugins: produce through a partitioner and fetch through a filter against the
+    /// built-in paths, or (--reload) the time a rebuilt plugin takes to go live.
+    Plugin(plugin::PluginBenchArgs),
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -44,5 +50,6 @@ pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Consume(args) => consume::run(conn, args).await,
         BenchCommand::Idle(args) => target::idle(args).await,
         BenchCommand::Group(args) => group::run(conn, args).await,
+        BenchCommand::Plugin(args) => plugin::run(conn, args).await,
     }
 }

@@ -25,7 +25,7 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let identity = tls::load_identity(&TlsConfig::SelfSigned, dir.path())?;
     let server_config = tls::server_config(&identity, transport::transport_config(16))?;
-    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse()?)?;
+    let server = transport::endpoint("127.0.0.1:0".parse()?, Some(server_config))?;
     let addr = server.local_addr()?;
 
     let total = args.bytes;
@@ -41,7 +41,7 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     });
 
     let roots = quiver_sdk::transport::parse_ca_pem(identity.cert_pem.as_bytes())?;
-    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let mut client = quiver_sdk::transport::endpoint("127.0.0.1:0".parse()?, None)?;
     client.set_default_client_config(quiver_sdk::transport::client_config(&roots)?);
     let conn = client.connect(addr, "localhost")?.await?;
     let (mut send, _recv) = conn.open_bi().await?;

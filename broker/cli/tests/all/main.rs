@@ -9,5 +9,7 @@ mod crash;
 mod data_path;
 mod groups;
 mod harness;
+mod plugin_cli;
+mod plugins;
 mod producer;
 mod recovery;

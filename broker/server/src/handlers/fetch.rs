@@ -3,42 +3,71 @@
 //! A fetch that finds fewer than `min_bytes` waits on the partition's high-watermark
 //! signal, not on a timer, so it answers as soon as an append lands and costs nothing
 //! while it waits. The response payload is the stored bytes, copied once from the file.
+//! With a filter (see `filter.rs`) the payload holds only the kept records, and
+//! `next_offset` moves past the dropped ones.
 
 use std::time::Duration;
 
-use quiver_proto::api::{FetchRequest, FetchResponse, FilterSpec};
+use quiver_proto::api::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use super::Reply;
+use super::{Reply, filter};
 use crate::error::BrokerError;
 use crate::listener::Context;
+
+/// How many reads' worth of bytes (of `max_bytes` each) one filtered fetch examines
+/// before answering with nothing but an advanced `next_offset`: a filter that drops
+/// almost everything must not turn one request into a scan of the whole log.
+const MAX_FILTERED_SCAN_FETCHES: usize = 16;
 
 pub(super) async fn handle(
     ctx: &Context,
     req: FetchRequest,
 ) -> Result<Reply<FetchResponse>, BrokerError> {
     let limits = &ctx.broker.config.limits;
-    reject_filter(req.filter.as_ref())?;
     let partition = ctx.broker.partition(&req.topic, req.partition)?;
+    let filter = match &req.filter {
+        Some(spec) => Some(filter::bind(&ctx.broker, spec).await?),
+        None => None,
+    };
     let max_bytes = req.max_bytes.clamp(1, limits.max_fetch_bytes) as usize;
     let min_bytes = req.min_bytes.max(1) as usize;
     let wait = Duration::from_millis(u64::from(req.max_wait_ms.min(limits.max_fetch_wait_ms)));
     let deadline = Instant::now() + wait;
     let mut watch = partition.watch();
+    let mut offset = req.offset;
+    let mut scanned = 0usize;
     loop {
         // Mark the current high watermark seen before reading, so an append that lands
         // between the read and the wait still wakes us.
         watch.borrow_and_update();
-        let out = partition.read(req.offset, max_bytes).await?;
-        let enough = out.bytes.len() >= min_bytes;
-        if enough || Instant::now() >= deadline {
+        let out = partition.read(offset, max_bytes).await?;
+        let read = out.bytes.len();
+        let payload = match &filter {
+            None => out.bytes,
+            Some(f) => filter::apply(f, out.bytes, offset).await?,
+        };
+        // A filter may drop everything it saw. Move past it and read on without waiting,
+        // up to a bound on the bytes one request examines.
+        let all_dropped = payload.is_empty() && out.next_offset > offset;
+        if all_dropped {
+            offset = out.next_offset;
+            scanned += read;
+            if scanned < MAX_FILTERED_SCAN_FETCHES * max_bytes && Instant::now() < deadline {
+                continue;
+            }
+        }
+        // With a filter, any kept record is worth answering with: min_bytes counts
+        // stored bytes, which a consumer of a sparse filter may never see together.
+        let enough = payload.len() >= min_bytes || (filter.is_some() && !payload.is_empty());
+        if enough || all_dropped || Instant::now() >= deadline {
             return Ok(Reply {
                 body: FetchResponse {
                     high_watermark: out.high_watermark,
                     log_start_offset: out.log_start_offset,
                     next_offset: out.next_offset,
                 },
-                payload: out.bytes,
+                payload,
             });
         }
         tokio::select! {
@@ -51,17 +80,5 @@ pub(super) async fn handle(
             () = ctx.shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
             () = partition.deleted() => return Err(partition.deleted_error()),
         }
-    }
-}
-
-/// Filters run in the plugin runtime; until a broker has one, asking for a filter is a
-/// clear error rather than an unfiltered answer.
-pub(super) fn reject_filter(filter: Option<&FilterSpec>) -> Result<(), BrokerError> {
-    match filter {
-        None => Ok(()),
-        Some(f) => Err(BrokerError::UnknownPlugin(format!(
-            "filter '{}' requested, but this broker has no plugin runtime",
-            f.name
-        ))),
     }
 }

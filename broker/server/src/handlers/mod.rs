@@ -14,8 +14,10 @@ use crate::listener::{Context, write_error, write_response};
 
 mod admin;
 mod fetch;
+mod filter;
 mod group;
 mod offsets;
+mod plugin;
 mod produce;
 mod route;
 mod subscribe;
@@ -49,6 +51,12 @@ pub(crate) async fn dispatch(ctx: &Context, frame: RequestFrame, send: &mut Send
         ApiKey::RESET_GROUP_OFFSETS => {
             unary(&frame, send, |r, _| group::reset_offsets(ctx, r)).await
         }
+        ApiKey::PLUGIN_ADD => unary(&frame, send, |r, p| plugin::add(b, r, p)).await,
+        ApiKey::PLUGIN_LIST => unary(&frame, send, |r, _| plugin::list(b, r)).await,
+        ApiKey::PLUGIN_DESCRIBE => unary(&frame, send, |r, _| plugin::describe(b, r)).await,
+        ApiKey::PLUGIN_REMOVE => unary(&frame, send, |r, _| plugin::remove(b, r)).await,
+        ApiKey::PLUGIN_TEST => unary(&frame, send, |r, _| plugin::test(b, r)).await,
+        ApiKey::PLUGIN_LOGS => unary(&frame, send, |r, _| plugin::logs(ctx, r)).await,
         other => {
             let err = WireError::new(
                 ErrorCode::UNSUPPORTED_API,

@@ -1,21 +1,27 @@
 //! Broker-side routing of a produce that names no partition.
 //!
 //! The records are decoded, each is given a partition (by the topic's partitioner plugin
-//! when one is bound, otherwise Kafka's key hash, with keyless records of one request kept
-//! together on a round-robin partition), and re-encoded into one batch per partition with
+//! when one is bound, one guest call per producer batch; otherwise Kafka's key hash, with
+//! keyless records of one request kept together on a round-robin partition), and
+//! re-encoded into one batch per partition with
 //! the codec the producer used. This is the one produce path that re-encodes; sends with
 //! an explicit partition store the producer's bytes as they came. Routed batches carry
 //! no producer identity: idempotence needs the producer to know the partition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use quiver_plugin_host::RecordView;
+use quiver_proto::Record;
 use quiver_proto::api::{ProduceResponse, RoutedAppend};
 use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
 use quiver_proto::murmur2::key_partition;
 
+use super::plugin::blocking;
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
+use crate::plugins::call_error;
 
 pub(super) async fn produce_routed(
     b: &Broker,
@@ -23,26 +29,57 @@ pub(super) async fn produce_routed(
     payload: Bytes,
     now: i64,
 ) -> Result<ProduceResponse, BrokerError> {
-    if let Some(plugin) = &topic.config.partitioner {
-        return Err(BrokerError::UnknownPlugin(format!(
-            "topic '{}' names partitioner '{plugin}', but this broker has no plugin runtime",
-            topic.record.name
-        )));
-    }
     let count = topic.partitions.len() as u32;
-    let keyless_partition = (b.next_round_robin() % u64::from(count)) as u32;
-    let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
+    let mut batches: Vec<Vec<Record>> = Vec::new();
     let mut codec = Compression::None;
     for piece in batch::split(&payload) {
         let (_, bytes) = piece?;
         let header = batch::validate(&bytes)?;
         codec = header.compression()?;
-        for record in batch::decode_records(&bytes)? {
-            let p = match &record.key {
-                Some(key) => key_partition(key, count),
-                None => keyless_partition,
-            };
-            builders.entry(p).or_default().push(
+        batches.push(batch::decode_records(&bytes)?);
+    }
+    // Every partition is chosen before anything is appended, so a failing partitioner
+    // fails the whole produce with nothing stored.
+    let (batches, partitions) = match &topic.config.partitioner {
+        Some(reference) => {
+            let plugins = Arc::clone(&b.plugins);
+            let reference = reference.clone();
+            let params = topic.config.partitioner_params.clone();
+            blocking(move || {
+                let plugin = plugins.partitioner(&reference, &params)?;
+                let partitions = batches
+                    .iter()
+                    .map(|records| {
+                        let views: Vec<RecordView<'_>> =
+                            records.iter().map(RecordView::from).collect();
+                        plugin.partition(&views, count).map_err(call_error)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((batches, partitions))
+            })
+            .await?
+        }
+        None => {
+            let keyless_partition = (b.next_round_robin() % u64::from(count)) as u32;
+            let partitions = batches
+                .iter()
+                .map(|records| {
+                    records
+                        .iter()
+                        .map(|r| match &r.key {
+                            Some(key) => key_partition(key, count),
+                            None => keyless_partition,
+                        })
+                        .collect()
+                })
+                .collect();
+            (batches, partitions)
+        }
+    };
+    let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
+    for (records, chosen) in batches.iter().zip(&partitions) {
+        for (record, p) in records.iter().zip(chosen) {
+            builders.entry(*p).or_default().push(
                 record.timestamp,
                 record.key.as_deref(),
                 record.value.as_deref(),
