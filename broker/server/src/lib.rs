@@ -124,9 +124,13 @@ pub async fn run(config: BrokerConfig, shutdown: CancellationToken) -> Result<()
 }
 
 async fn start_with(
-    config: BrokerConfig,
+    mut config: BrokerConfig,
     shutdown: CancellationToken,
 ) -> Result<RunningBroker, ServerError> {
+    // Everything below (plugin compile cache included) wants an absolute data directory;
+    // a relative one in a config file means relative to where the broker was started.
+    config.data_dir = std::path::absolute(&config.data_dir)
+        .map_err(|e| ServerError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     // rustls needs a process-wide provider when more than one is compiled in; ours is
     // passed explicitly, so a failure here (already installed) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
