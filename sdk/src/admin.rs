@@ -15,6 +15,10 @@ use quiver_proto::api::{
 
 use crate::{Client, Error};
 
+/// How long [`Admin::add_plugin`] waits for the broker to validate and compile an
+/// uploaded component (or the client's request timeout, if that is longer).
+pub const PLUGIN_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Topic administration over a [`Client`]'s connection. Get one with [`Client::admin`].
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -175,7 +179,16 @@ impl Admin {
             name: name.to_string(),
             kind: None,
         };
-        Ok(self.client.call(&req, component.into()).await?.0)
+        // The broker validates and compiles the component before it answers: a large
+        // one (a Python component is tens of MB) can take longer than a usual request.
+        let after = self
+            .client
+            .options()
+            .request_timeout
+            .max(PLUGIN_ADD_TIMEOUT);
+        self.client
+            .call_with_payload_within(&req, component.into(), after)
+            .await
     }
 
     /// Every registered plugin, sorted by name.

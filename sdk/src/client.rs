@@ -236,6 +236,24 @@ impl Client {
         }
     }
 
+    /// One attempt carrying `payload`, bounded by `after` instead of the request timeout:
+    /// for requests whose work on the broker legitimately outlasts it.
+    pub(crate) async fn call_with_payload_within<R: Request>(
+        &self,
+        req: &R,
+        payload: Bytes,
+        after: std::time::Duration,
+    ) -> Result<R::Response, Error> {
+        match self.attempt(req, payload, true, after).await {
+            Ok(Some((resp, _))) => Ok(resp),
+            Ok(None) => Err(Error::Transport {
+                api: R::NAME,
+                reason: "no response was read".into(),
+            }),
+            Err(failed) => Err(failed.error),
+        }
+    }
+
     async fn attempt<R: Request>(
         &self,
         req: &R,
@@ -340,6 +358,17 @@ impl Client {
 
     /// Metadata of one topic, cached like [`Client::metadata`].
     pub async fn topic_metadata(&self, topic: &str) -> Result<Arc<TopicMetadata>, Error> {
+        // Fast path for the producer's per-record lookup: one lock, one hash, no Vec.
+        let cached = {
+            let cache = self.inner.metadata.lock();
+            cache
+                .get(topic)
+                .filter(|(at, _)| at.elapsed() < self.inner.options.metadata_max_age)
+                .map(|(_, m)| m.clone())
+        };
+        if let Some(meta) = cached {
+            return Ok(meta);
+        }
         let mut all = self.metadata(&[topic]).await?;
         all.pop().ok_or_else(|| Error::Broker {
             api: MetadataRequest::NAME,

@@ -79,9 +79,6 @@ impl std::str::FromStr for StartAt {
 
 pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(group) = &args.group {
-        if args.filter.is_some() {
-            anyhow::bail!("--filter cannot be combined with --group yet: consume without --group");
-        }
         return crate::group::consume(conn, &args, group).await;
     }
     let client = conn.connect().await?;

@@ -186,6 +186,7 @@ pub async fn consume(conn: &ConnectArgs, args: &ConsumeArgs, group: &str) -> any
         max_wait: Duration::from_millis(200),
         // Commits are explicit: exactly what was printed, so `--count` loses nothing.
         enable_auto_commit: false,
+        filter: args.filter_spec(),
         ..ConsumerConfig::default()
     })?;
     consumer.subscribe([args.topic.clone()])?;

@@ -22,7 +22,7 @@
 //! re-encodes a batch. Because the CRC starts at the attributes, the broker can stamp the
 //! base offset and leader epoch without recomputing it.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 
 use crate::record::{Header, Record};
 use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
@@ -318,9 +318,13 @@ impl ProducerIdentity {
 }
 
 /// Builds one batch from records. Offsets are relative; the broker assigns the base.
+///
+/// The buffer starts with room for the batch header, so that [`finish`](Self::finish)
+/// of an uncompressed batch writes the header in place instead of copying the records.
 #[derive(Debug)]
 pub struct BatchBuilder {
-    records: Vec<u8>,
+    /// `HEADER_LEN` bytes reserved for the header, then the encoded records.
+    buf: Vec<u8>,
     count: i32,
     last_offset_delta: Option<i32>,
     base_timestamp: Option<i64>,
@@ -339,8 +343,10 @@ impl BatchBuilder {
     }
 
     pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
+        buf.resize(HEADER_LEN, 0);
         BatchBuilder {
-            records: Vec::with_capacity(bytes),
+            buf,
             count: 0,
             last_offset_delta: None,
             base_timestamp: None,
@@ -358,7 +364,7 @@ impl BatchBuilder {
 
     /// Bytes the batch would take uncompressed, header included.
     pub fn size_estimate(&self) -> usize {
-        HEADER_LEN + self.records.len()
+        self.buf.len()
     }
 
     /// Bytes a record takes in the batch, to decide whether it still fits.
@@ -415,7 +421,7 @@ impl BatchBuilder {
             body_len += bytes_field_len(h.value.as_deref());
         }
 
-        let r = &mut self.records;
+        let r = &mut self.buf;
         put_varint(r, body_len as i32);
         r.push(0); // record attributes: unused in v2
         put_varlong(r, ts_delta);
@@ -442,34 +448,71 @@ impl BatchBuilder {
         codec: Compression,
         producer: ProducerIdentity,
     ) -> Bytes {
-        let payload: std::borrow::Cow<'_, [u8]> = match codec {
-            Compression::None => std::borrow::Cow::Borrowed(&self.records),
-            other => std::borrow::Cow::Owned(compress(other, &self.records)),
+        let records = &self.buf[HEADER_LEN..];
+        let mut out = match codec {
+            Compression::None => {
+                let mut out = Vec::with_capacity(self.buf.len());
+                out.extend_from_slice(&self.buf);
+                out
+            }
+            other => self.compressed(other, records),
         };
-        let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
+        self.write_header(&mut out, base_offset, codec, producer);
+        Bytes::from(out)
+    }
+
+    /// Like [`build`](Self::build), consuming the builder: an uncompressed batch is
+    /// finished in the builder's own buffer, without copying the records.
+    pub fn finish(mut self, codec: Compression, producer: ProducerIdentity) -> Bytes {
+        let mut out = match codec {
+            Compression::None => std::mem::take(&mut self.buf),
+            other => self.compressed(other, &self.buf[HEADER_LEN..]),
+        };
+        self.write_header(&mut out, 0, codec, producer);
+        Bytes::from(out)
+    }
+
+    /// A buffer of `HEADER_LEN` placeholder bytes followed by the compressed records.
+    fn compressed(&self, codec: Compression, records: &[u8]) -> Vec<u8> {
+        let body = compress(codec, records);
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Fills the first `HEADER_LEN` bytes of `out` (whose records follow) and the CRC.
+    fn write_header(
+        &self,
+        out: &mut [u8],
+        base_offset: i64,
+        codec: Compression,
+        producer: ProducerIdentity,
+    ) {
+        let payload_len = out.len() - HEADER_LEN;
         let base_ts = self.base_timestamp.unwrap_or(0);
-        out.put_i64(base_offset);
-        out.put_i32((HEADER_LEN - LOG_OVERHEAD + payload.len()) as i32);
-        out.put_i32(-1);
-        out.put_i8(MAGIC);
-        out.put_u32(0); // CRC, filled below
-        out.put_i16(codec.id());
-        out.put_i32(self.last_offset_delta.unwrap_or(0));
-        out.put_i64(base_ts);
-        out.put_i64(self.max_timestamp.max(base_ts));
-        out.put_i64(producer.producer_id);
-        out.put_i16(producer.producer_epoch);
-        out.put_i32(producer.base_sequence);
-        out.put_i32(self.count);
-        out.put_slice(&payload);
+        let mut h = &mut out[..HEADER_LEN];
+        h.put_i64(base_offset);
+        h.put_i32((HEADER_LEN - LOG_OVERHEAD + payload_len) as i32);
+        h.put_i32(-1);
+        h.put_i8(MAGIC);
+        h.put_u32(0); // CRC, filled below
+        h.put_i16(codec.id());
+        h.put_i32(self.last_offset_delta.unwrap_or(0));
+        h.put_i64(base_ts);
+        h.put_i64(self.max_timestamp.max(base_ts));
+        h.put_i64(producer.producer_id);
+        h.put_i16(producer.producer_epoch);
+        h.put_i32(producer.base_sequence);
+        h.put_i32(self.count);
+        debug_assert!(h.is_empty(), "the header fields fill HEADER_LEN exactly");
         let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
         out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-        out.freeze()
     }
 
     /// Forgets the records so the builder's buffer can be reused.
     pub fn clear(&mut self) {
-        self.records.clear();
+        self.buf.truncate(HEADER_LEN);
         self.count = 0;
         self.last_offset_delta = None;
         self.base_timestamp = None;
@@ -806,7 +849,10 @@ mod tests {
                     .collect();
                 b.push(*ts, k.as_deref(), v.as_deref(), &headers);
             }
-            let built = b.build(codec, ProducerIdentity { producer_id: 7, producer_epoch: 1, base_sequence: 3 });
+            let producer = ProducerIdentity { producer_id: 7, producer_epoch: 1, base_sequence: 3 };
+            let built = b.build(codec, producer);
+            // Finishing in place gives the same bytes as building a copy.
+            prop_assert_eq!(&b.finish(codec, producer), &built);
             let mut bytes = built.to_vec();
             set_base_offset(&mut bytes, base);
             let bytes = Bytes::from(bytes);

@@ -164,7 +164,7 @@ pub fn decode_response<T: DeserializeOwned>(
 #[cfg(feature = "tokio-io")]
 pub mod io {
     use super::{FrameError, check_len};
-    use bytes::{Bytes, BytesMut};
+    use bytes::{BufMut, Bytes, BytesMut};
     use tokio::io::{AsyncRead, AsyncReadExt};
 
     /// Reads the next frame's bytes after its length prefix. `Ok(None)` means the stream
@@ -187,14 +187,14 @@ pub mod io {
             got += n;
         }
         let len = check_len(prefix, max)?;
-        let mut buf = BytesMut::zeroed(len);
-        reader.read_exact(&mut buf).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                FrameError::Truncated("frame ends before its length")
-            } else {
-                FrameError::Io(e)
+        // Read straight into spare capacity: no zeroing pass over a frame of megabytes.
+        let mut buf = BytesMut::with_capacity(len);
+        while buf.len() < len {
+            let room = len - buf.len();
+            if reader.read_buf(&mut (&mut buf).limit(room)).await? == 0 {
+                return Err(FrameError::Truncated("frame ends before its length"));
             }
-        })?;
+        }
         Ok(Some(buf.freeze()))
     }
 }

@@ -4,10 +4,10 @@
 //! - `spin`: loops forever (the host's deadline must stop it);
 //! - `hog`: allocates without bound (the memory cap must stop it);
 //! - `trap`: panics, which traps;
-//! - `read-file`: tries to read `/etc/passwd` and list `/`; keeps the record only if
-//!   either worked;
-//! - `socket`: tries to open a TCP connection to 127.0.0.1:80; keeps the record only if
-//!   it worked;
+//! - `read-file`: tries to read `/etc/passwd` and list `/`; fails the call with the
+//!   denial if both were refused (as the sandbox must), keeps the record if either worked;
+//! - `socket`: tries to open a TCP connection to 127.0.0.1:80; fails the call with the
+//!   denial if it was refused, keeps the record if it worked;
 //! - `env`: keeps the record only if it sees any environment variable;
 //! - `print`: writes the record value to stdout and stderr, keeps it;
 //! - `log`: logs the record value at info level, keeps it;
@@ -50,12 +50,22 @@ impl Filter for Misbehave {
                     file.as_ref().err(),
                     dir.as_ref().err()
                 ));
-                Ok(file.is_ok() || dir.is_ok())
+                match (file, dir) {
+                    (Err(f), Err(d)) => Err(Error::Failed(format!(
+                        "read-file denied: reading /etc/passwd: {f}; listing /: {d}"
+                    ))),
+                    _ => Ok(true),
+                }
             }
             b"socket" => {
                 let conn = std::net::TcpStream::connect("127.0.0.1:80");
                 log::info(&format!("socket: {:?}", conn.as_ref().err()));
-                Ok(conn.is_ok())
+                match conn {
+                    Err(e) => Err(Error::Failed(format!(
+                        "socket denied: connecting to 127.0.0.1:80: {e}"
+                    ))),
+                    Ok(_) => Ok(true),
+                }
             }
             b"env" => Ok(std::env::vars_os().next().is_some()),
             b"print" => {

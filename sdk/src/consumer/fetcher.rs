@@ -273,8 +273,35 @@ impl Fetcher {
         state.fetching = false;
         match result {
             Ok((resp, payload)) => {
-                let next = decode_into(&tp, &state.topic, offset, &payload, &mut state.buffered)?;
-                state.fetch_offset = Some(next.max(resp.next_offset));
+                // The response says where the next fetch starts: send it now, so the
+                // broker reads and the network carries it while these records decode.
+                let pipelined = resp.next_offset > offset;
+                if pipelined {
+                    state.fetch_offset = Some(resp.next_offset);
+                    self.start_fetches(Instant::now());
+                }
+                let Some(state) = self.partitions.get_mut(&tp) else {
+                    return Ok(());
+                };
+                let decoded = decode_into(&tp, &state.topic, offset, &payload, &mut state.buffered);
+                let next = match decoded {
+                    Ok(next) => next.max(resp.next_offset),
+                    Err(e) => {
+                        // Stay on the undecodable data, as before the pipelined fetch.
+                        state.epoch += 1;
+                        state.fetching = false;
+                        state.fetch_offset = Some(offset);
+                        return Err(e);
+                    }
+                };
+                if next != resp.next_offset || !pipelined {
+                    if pipelined {
+                        // The fetch sent ahead started elsewhere: drop its answer.
+                        state.epoch += 1;
+                        state.fetching = false;
+                    }
+                    state.fetch_offset = Some(next);
+                }
                 Ok(())
             }
             Err(e) if e.code() == Some(ErrorCode::OFFSET_OUT_OF_RANGE) => {

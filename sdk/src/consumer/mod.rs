@@ -1,5 +1,7 @@
 //! [`Consumer`]: reads partitions with long-poll fetches, one in flight per partition,
-//! prefetching while the application works through the previous records.
+//! prefetching while the application works through the previous records. The next fetch
+//! of a partition leaves as soon as a response arrives (its `next_offset` says where),
+//! before that response's records are decoded.
 //!
 //! Two ways to get partitions: [`Consumer::assign`] names them (positions are the
 //! consumer's own), or [`Consumer::subscribe`] joins the consumer group of

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use quiver_proto::api::{Acks, ProduceRequest, ProduceResponse};
 use quiver_proto::batch::{BatchBuilder, ProducerIdentity};
 use quiver_proto::{ErrorCode, Header};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
 use super::record::UNKNOWN_PARTITION;
@@ -48,7 +48,9 @@ pub(crate) struct Append<'a> {
     pub value: Option<&'a [u8]>,
     pub headers: &'a [Header],
     pub size: usize,
-    pub memory: OwnedSemaphorePermit,
+    /// Buffer memory already taken from the producer's semaphore for this record; the
+    /// batch gives it back when it is done.
+    pub memory: Reserved,
     pub report: oneshot::Sender<Result<RecordMetadata, Error>>,
 }
 
@@ -91,7 +93,55 @@ struct Batch {
     retry_at: Option<Instant>,
     base_sequence: Option<i32>,
     /// Buffer memory held until the batch is done; dropping it wakes waiting senders.
-    _memory: Option<OwnedSemaphorePermit>,
+    _memory: Reserved,
+}
+
+/// Bytes taken from the producer's buffer-memory semaphore, given back on drop. A batch
+/// absorbs the reservations of its records, so a record costs one addition, not a
+/// permit of its own.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    semaphore: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl Reserved {
+    /// Takes `bytes` permits from `semaphore` (waiting for them) and holds them.
+    pub async fn take(semaphore: &Arc<Semaphore>, bytes: u32) -> Result<Reserved, Error> {
+        let permit = semaphore
+            .acquire_many(bytes)
+            .await
+            .map_err(|_| Error::ProducerClosed)?;
+        permit.forget();
+        Ok(Reserved {
+            semaphore: semaphore.clone(),
+            bytes: bytes as usize,
+        })
+    }
+
+    /// Takes `bytes` permits if they are free now.
+    #[cfg(test)]
+    pub fn try_take(semaphore: &Arc<Semaphore>, bytes: u32) -> Option<Reserved> {
+        let permit = semaphore.try_acquire_many(bytes).ok()?;
+        permit.forget();
+        Some(Reserved {
+            semaphore: semaphore.clone(),
+            bytes: bytes as usize,
+        })
+    }
+
+    /// Moves `other`'s bytes into this reservation.
+    fn absorb(&mut self, mut other: Reserved) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.semaphore.add_permits(self.bytes);
+        }
+    }
 }
 
 impl Batch {
@@ -200,11 +250,23 @@ impl Accumulator {
         self.flushing = self.flushing.saturating_sub(1);
     }
 
-    /// Adds a record to its partition's open batch.
-    pub fn append(&mut self, rec: Append<'_>, now: Instant) -> Result<AppendOutcome, Error> {
+    /// Adds a record to its partition's open batch. `now` is read only when the record
+    /// opens a new batch (whose linger starts then).
+    pub fn append(
+        &mut self,
+        rec: Append<'_>,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<AppendOutcome, Error> {
         self.check_open()?;
         let batch_size = self.config.batch_size;
-        let tq = self.topics.entry(rec.topic.to_string()).or_default();
+        // Looked up by `&str` first: the topic's name is allocated once, not per record.
+        if !self.topics.contains_key(rec.topic) {
+            self.topics
+                .insert(rec.topic.to_owned(), TopicQueues::default());
+        }
+        let Some(tq) = self.topics.get_mut(rec.topic) else {
+            unreachable!("the topic's queues were inserted above");
+        };
         let topic = tq.name.get_or_insert_with(|| Arc::from(rec.topic)).clone();
         tq.count = rec.partitions;
         let mut closed = false;
@@ -240,24 +302,31 @@ impl Accumulator {
         }
         let pq = tq.partitions.entry(partition).or_default();
         let opened = pq.open.is_none();
-        let batch = pq.open.get_or_insert_with(|| {
-            self.next_batch_id += 1;
-            self.live += 1;
-            Batch {
-                id: self.next_batch_id,
-                topic,
-                partition,
-                builder: BatchBuilder::with_capacity(batch_size.min(rec.size * 2)),
-                payload: None,
-                deliveries: Vec::new(),
-                created: now,
-                attempts: 0,
-                resent: false,
-                retry_at: None,
-                base_sequence: None,
-                _memory: None,
+        let memory = rec.memory;
+        let batch = match &mut pq.open {
+            Some(batch) => {
+                batch._memory.absorb(memory);
+                batch
             }
-        });
+            open @ None => {
+                self.next_batch_id += 1;
+                self.live += 1;
+                open.insert(Batch {
+                    id: self.next_batch_id,
+                    topic,
+                    partition,
+                    builder: BatchBuilder::with_capacity(batch_size.min(rec.size * 2)),
+                    payload: None,
+                    deliveries: Vec::new(),
+                    created: now(),
+                    attempts: 0,
+                    resent: false,
+                    retry_at: None,
+                    base_sequence: None,
+                    _memory: memory,
+                })
+            }
+        };
         batch
             .builder
             .push(rec.timestamp, rec.key, rec.value, rec.headers);
@@ -265,10 +334,6 @@ impl Accumulator {
             report: rec.report,
             timestamp: rec.timestamp,
         });
-        match &mut batch._memory {
-            Some(held) => held.merge(rec.memory),
-            none => *none = Some(rec.memory),
-        }
         if batch.builder.size_estimate() >= batch_size {
             close_open(tq, partition, &mut self.sticky);
             closed = true;
@@ -466,9 +531,8 @@ fn send_ready(
                     }
                     _ => ProducerIdentity::NONE,
                 };
-                let built = batch.builder.build(config.compression, producer);
-                // The records now live in `built`; free the builder's copy.
-                batch.builder = BatchBuilder::new();
+                // The builder's buffer becomes the payload (uncompressed, without a copy).
+                let built = std::mem::take(&mut batch.builder).finish(config.compression, producer);
                 batch.payload = Some(built.clone());
                 built
             }

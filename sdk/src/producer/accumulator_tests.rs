@@ -51,11 +51,7 @@ impl Rig {
         value: &[u8],
     ) -> Result<(AppendOutcome, Report), Error> {
         let size = BatchBuilder::record_size(None, Some(value), &[]);
-        let memory = self
-            .memory
-            .clone()
-            .try_acquire_many_owned(size as u32)
-            .expect("memory");
+        let memory = Reserved::try_take(&self.memory, size as u32).expect("memory");
         let (report, rx) = oneshot::channel();
         let rec = Append {
             topic,
@@ -69,7 +65,8 @@ impl Rig {
             memory,
             report,
         };
-        self.acc.append(rec, self.now).map(|o| (o, rx))
+        let now = self.now;
+        self.acc.append(rec, || now).map(|o| (o, rx))
     }
 
     fn drain(&mut self) -> Vec<SendJob> {

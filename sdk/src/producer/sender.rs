@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::accumulator::{Accumulator, Append, ProducerId, Route};
+use super::accumulator::{Accumulator, Append, ProducerId, Reserved, Route};
 use crate::partitioner::partition_for_key;
 use crate::{DeliveryFuture, Error, ProducerConfig, ProducerRecord};
 
@@ -126,12 +126,7 @@ impl<T: ProduceTransport> Engine<T> {
             });
         }
         // `size` fits in u32: it is at most max_request_size <= buffer_memory < 4 GiB.
-        let memory = shared
-            .memory
-            .clone()
-            .acquire_many_owned(size as u32)
-            .await
-            .map_err(|_| Error::ProducerClosed)?;
+        let memory = Reserved::take(&shared.memory, size as u32).await?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (report, rx) = oneshot::channel();
         let outcome = shared.acc.lock().append(
@@ -147,7 +142,7 @@ impl<T: ProduceTransport> Engine<T> {
                 memory,
                 report,
             },
-            Instant::now(),
+            Instant::now,
         )?;
         if outcome.wake_sender() {
             shared.wake.notify_one();

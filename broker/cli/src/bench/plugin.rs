@@ -4,8 +4,10 @@
 //! - produce: keyed records, without a partition, through a topic bound to the Rust
 //!   `key-hash` plugin (the broker decodes each batch, calls the plugin and re-encodes
 //!   per partition) against the same records routed by the SDK's built-in key hash.
-//! - fetch: a whole topic read through a `json-filter` that keeps every record (so the
-//!   same bytes cross the network) against an unfiltered read.
+//! - fetch: a whole topic read unfiltered, then through two filters that keep every
+//!   record (so the same bytes cross the network): `header-filter` asked to drop records
+//!   carrying a header none has (it sees only headers: the cost of the plugin machinery
+//!   itself), and `json-filter` testing a field every record has (it parses each value).
 //! - `--reload`: a child `quiver dev --plugins DIR`; each round writes a new build of a
 //!   partitioner into DIR and times until a call is served by the new version (asked with
 //!   `plugin test`, which reports the version that ran).
@@ -67,14 +69,17 @@ pub async fn run(conn: &ConnectArgs, args: PluginBenchArgs) -> anyhow::Result<()
     }
     let key_hash = read_plugin(&dir, "key-hash")?;
     let json_filter = read_plugin(&dir, "json-filter")?;
+    let header_filter = read_plugin(&dir, "header-filter")?;
     let target = Target::start(conn, &args.target).await?;
     let client = target.client().await?;
     let admin = client.admin();
     let tag = std::process::id();
     let hash_plugin = format!("bench-key-hash-{tag}");
     let filter_plugin = format!("bench-json-filter-{tag}");
+    let header_plugin = format!("bench-header-filter-{tag}");
     admin.add_plugin(&hash_plugin, key_hash).await?;
     admin.add_plugin(&filter_plugin, json_filter).await?;
+    admin.add_plugin(&header_plugin, header_filter).await?;
 
     // (a) produce: the built-in key hash, then the plugin, each after a short warm-up.
     let builtin = format!("bench-plugin-builtin-{tag}");
@@ -121,7 +126,7 @@ pub async fn run(conn: &ConnectArgs, args: PluginBenchArgs) -> anyhow::Result<()
         .create_topic(&fetched, args.partitions, 1, Default::default())
         .await?;
     fill_json(&client, &fetched, args.records, args.record_size).await?;
-    let keep_all = FilterSpec {
+    let json_keep_all = FilterSpec {
         name: filter_plugin.clone(),
         version: None,
         params: [
@@ -130,20 +135,32 @@ pub async fn run(conn: &ConnectArgs, args: PluginBenchArgs) -> anyhow::Result<()
         ]
         .into(),
     };
-    // Warm the page cache and the plugin's instance pool before either is measured.
-    read_all(&client, &fetched, args.partitions, args.records, None).await?;
-    read_all(
-        &client,
-        &fetched,
-        args.partitions,
-        args.records,
-        Some(keep_all.clone()),
-    )
-    .await?;
-    for (name, filter) in [
+    let header_keep_all = FilterSpec {
+        name: header_plugin.clone(),
+        version: None,
+        params: [
+            ("header".to_string(), "no-record-has-this".to_string()),
+            ("invert".into(), "true".into()),
+        ]
+        .into(),
+    };
+    let runs = [
         ("fetch, unfiltered", None),
-        ("fetch, json-filter keeping all", Some(keep_all)),
-    ] {
+        ("fetch, header-filter keeping all", Some(header_keep_all)),
+        ("fetch, json-filter keeping all", Some(json_keep_all)),
+    ];
+    // Warm the page cache and the plugins' instance pools before anything is measured.
+    for (_, filter) in &runs {
+        read_all(
+            &client,
+            &fetched,
+            args.partitions,
+            args.records,
+            filter.clone(),
+        )
+        .await?;
+    }
+    for (name, filter) in runs {
         let cpu = CpuMeter::start(target.pid());
         let (took, bytes) =
             read_all(&client, &fetched, args.partitions, args.records, filter).await?;
@@ -154,7 +171,9 @@ pub async fn run(conn: &ConnectArgs, args: PluginBenchArgs) -> anyhow::Result<()
         target.annotate(&mut report);
         reports.push(report);
     }
-    let fetch_ratio = reports[3].records_per_sec / reports[2].records_per_sec.max(1e-9);
+    let unfiltered = reports[2].records_per_sec.max(1e-9);
+    let fetch_ratio = reports[3].records_per_sec / unfiltered;
+    let json_fetch_ratio = reports[4].records_per_sec / unfiltered;
 
     for r in &reports {
         r.print(args.json);
@@ -162,11 +181,19 @@ pub async fn run(conn: &ConnectArgs, args: PluginBenchArgs) -> anyhow::Result<()
     if args.json {
         say!(
             "{}",
-            serde_json::json!({"bench": "plugin", "produce_ratio": produce_ratio, "fetch_ratio": fetch_ratio})
+            serde_json::json!({
+                "bench": "plugin",
+                "produce_ratio": produce_ratio,
+                "fetch_ratio": fetch_ratio,
+                "json_fetch_ratio": json_fetch_ratio,
+            })
         );
     } else {
         say!("plugin/built-in produce throughput: {produce_ratio:.2}");
-        say!("filtered/unfiltered fetch throughput: {fetch_ratio:.2}");
+        say!("filtered (header-filter, keeps all)/unfiltered fetch throughput: {fetch_ratio:.2}");
+        say!(
+            "filtered (json-filter, keeps all)/unfiltered fetch throughput: {json_fetch_ratio:.2}"
+        );
     }
     Ok(())
 }

@@ -327,6 +327,30 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
         out.lines().collect::<Vec<_>>(),
         ["1 {\"n\":5}", "4 {\"n\":9}"]
     );
+    // The same filter on a consumer group's fetches.
+    let out = dev.ok(
+        &[
+            "consume",
+            "events",
+            "--group",
+            "big-readers",
+            "--filter",
+            "only-big",
+            "--param",
+            "field=n",
+            "--param",
+            "op=gt",
+            "--param",
+            "value=3",
+            "--format",
+            "{offset} {value}",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1 {\"n\":5}", "4 {\"n\":9}"]
+    );
     let out = dev.ok(
         &[
             "plugin", "test", "only-big", "--topic", "events", "--param", "field=n", "--param",

@@ -700,15 +700,32 @@ async fn misbehaving_plugins_are_contained_and_the_broker_carries_on() {
             .expect("the next request is served");
         assert_eq!(offsets_in(&payload), vec![offset_of("fine")]);
     }
-    // No ambient authority: files, sockets and the environment are not there, so the
-    // plugin drops those records (it keeps a record only if its probe worked).
-    for key in ["read-file", "socket", "env"] {
-        let (resp, payload) = fetch_filtered(&client, "chaos", offset_of(key), 1, spec.clone())
+    // No ambient authority: a file read and a socket are refused, and the plugin's own
+    // error saying so reaches the consumer as PLUGIN_FAILED naming the plugin.
+    for (key, what) in [
+        ("read-file", "read-file denied"),
+        ("socket", "socket denied"),
+    ] {
+        let err = fetch_filtered(&client, "chaos", offset_of(key), 1, spec.clone())
             .await
-            .expect(key);
-        assert!(payload.is_empty(), "{key}: the sandbox denied the probe");
-        assert_eq!(resp.next_offset, offset_of(key) + 1);
+            .expect_err(key);
+        assert_eq!(
+            code_of(&err),
+            Some(ErrorCode::PLUGIN_FAILED),
+            "{key}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("misbehave") && text.contains(what),
+            "{key}: {text}"
+        );
     }
+    // The environment is empty: the plugin drops the record that asked for it.
+    let (resp, payload) = fetch_filtered(&client, "chaos", offset_of("env"), 1, spec.clone())
+        .await
+        .expect("env");
+    assert!(payload.is_empty(), "env: the sandbox has no environment");
+    assert_eq!(resp.next_offset, offset_of("env") + 1);
     // What the plugin logged is readable, including the host's note of each failure.
     let (_, payload) = fetch_filtered(&client, "chaos", offset_of("log"), 1, spec.clone())
         .await
