@@ -76,23 +76,29 @@ pub(super) async fn produce_routed(
             (batches, partitions)
         }
     };
+    // Sized for an even spread, so a builder rarely grows while records are copied in.
+    let share = payload.len() / (count.max(1) as usize) + batch::HEADER_LEN;
     let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
     for (records, chosen) in batches.iter().zip(&partitions) {
         for (record, p) in records.iter().zip(chosen) {
-            builders.entry(*p).or_default().push(
-                record.timestamp,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &record.headers,
-            );
+            builders
+                .entry(*p)
+                .or_insert_with(|| BatchBuilder::with_capacity(share))
+                .push(
+                    record.timestamp,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    &record.headers,
+                );
         }
     }
     let mut routed = Vec::with_capacity(builders.len());
     for (p, builder) in builders {
         let partition = topic.partition(p)?;
+        let records = builder.len() as u32;
         let out = partition
             .append(
-                builder.build(codec, ProducerIdentity::NONE),
+                builder.finish(codec, ProducerIdentity::NONE),
                 now,
                 std::time::Duration::ZERO,
             )
@@ -101,7 +107,7 @@ pub(super) async fn produce_routed(
             partition: p,
             base_offset: out.base_offset,
             last_offset: out.last_offset,
-            records: builder.len() as u32,
+            records,
         });
     }
     let first = routed
