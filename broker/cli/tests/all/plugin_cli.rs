@@ -306,51 +306,33 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
     dev.ok(&["topic", "create", "events"], None);
     let events = "{\"n\":1}\n{\"n\":5}\nnot json\n{\"n\":2}\n{\"n\":9}\n{\"n\":3}\n";
     dev.ok(&["produce", "events"], Some(events));
-    let out = dev.ok(
-        &[
-            "consume",
-            "events",
-            "--filter",
-            "only-big",
-            "--param",
-            "field=n",
-            "--param",
-            "op=gt",
-            "--param",
-            "value=3",
-            "--format",
-            "{offset} {value}",
-        ],
-        None,
-    );
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        ["1 {\"n\":5}", "4 {\"n\":9}"]
-    );
-    // The same filter on a consumer group's fetches.
-    let out = dev.ok(
-        &[
-            "consume",
-            "events",
-            "--group",
-            "big-readers",
-            "--filter",
-            "only-big",
-            "--param",
-            "field=n",
-            "--param",
-            "op=gt",
-            "--param",
-            "value=3",
-            "--format",
-            "{offset} {value}",
-        ],
-        None,
-    );
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        ["1 {\"n\":5}", "4 {\"n\":9}"]
-    );
+    // The same filter on a plain consumer's fetches and on a consumer group's.
+    let filter = [
+        "--filter",
+        "only-big",
+        "--param",
+        "field=n",
+        "--param",
+        "op=gt",
+        "--param",
+        "value=3",
+        "--format",
+        "{offset} {value}",
+    ];
+    for group in [&[][..], &["--group", "big-readers"][..]] {
+        let args: Vec<&str> = ["consume", "events"]
+            .iter()
+            .chain(group)
+            .chain(&filter)
+            .copied()
+            .collect();
+        let out = dev.ok(&args, None);
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            ["1 {\"n\":5}", "4 {\"n\":9}"],
+            "{args:?}"
+        );
+    }
     let out = dev.ok(
         &[
             "plugin", "test", "only-big", "--topic", "events", "--param", "field=n", "--param",
