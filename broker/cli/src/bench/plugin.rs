@@ -235,13 +235,23 @@ async fn produce(
     keys: &[Bytes],
     values: &[Bytes],
 ) -> anyhow::Result<Duration> {
+    let records = (0..n as usize).map(|i| {
+        ProducerRecord::new(topic.to_string(), values[i % values.len()].clone())
+            .key(keys[i % keys.len()].clone())
+    });
+    send_all(client, records).await
+}
+
+/// Sends `records` through a new producer and waits for every acknowledgement; returns
+/// the time from the first send to the last acknowledgement.
+async fn send_all(
+    client: &Client,
+    records: impl Iterator<Item = ProducerRecord>,
+) -> anyhow::Result<Duration> {
     let producer = client.producer(ProducerConfig::default()).await?;
     let start = Instant::now();
     let mut deliveries = Vec::new();
-    for i in 0..n {
-        let i = i as usize;
-        let record = ProducerRecord::new(topic.to_string(), values[i % values.len()].clone())
-            .key(keys[i % keys.len()].clone());
+    for record in records {
         deliveries.push(producer.send(record).await?);
         // Bounded memory on long runs.
         if deliveries.len() >= 65_536 {
@@ -261,28 +271,12 @@ async fn produce(
 
 /// Writes `n` JSON records, `{"n":I,"pad":"xx.."}`, about `size` bytes each.
 async fn fill_json(client: &Client, topic: &str, n: u64, size: usize) -> anyhow::Result<()> {
-    let producer = client.producer(ProducerConfig::default()).await?;
-    let mut deliveries = Vec::new();
-    for i in 0..n {
+    let records = (0..n).map(|i| {
         let head = format!("{{\"n\":{i},\"pad\":\"");
         let pad = "x".repeat(size.saturating_sub(head.len() + 2));
-        let value = format!("{head}{pad}\"}}");
-        deliveries.push(
-            producer
-                .send(ProducerRecord::new(topic.to_string(), value))
-                .await?,
-        );
-        if deliveries.len() >= 65_536 {
-            for d in deliveries.drain(..) {
-                d.await?;
-            }
-        }
-    }
-    producer.flush().await;
-    for d in deliveries {
-        d.await?;
-    }
-    producer.close().await;
+        ProducerRecord::new(topic.to_string(), format!("{head}{pad}\"}}"))
+    });
+    send_all(client, records).await?;
     Ok(())
 }
 
@@ -383,14 +377,7 @@ async fn reload(args: &PluginBenchArgs, plugins: &Path) -> anyhow::Result<()> {
         .context("starting a child `quiver dev --plugins`")?;
     let stdout = child.stdout.take().context("the child has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .context("the child broker did not start within 30 s")??
-        .context("the child broker exited before listening")?;
-    let url = first
-        .strip_prefix("quiver dev: listening on ")
-        .context("unexpected first line from the child broker")?
-        .to_string();
+    let url = super::target::listening_url(&mut lines).await?;
     // The child's own figure for each reload ("reloaded NAME vN (kind) in X ms").
     let (tx, mut reported) = tokio::sync::mpsc::unbounded_channel::<u64>();
     tokio::spawn(async move {

@@ -70,14 +70,7 @@ impl Target {
         let mut child = cmd.spawn().context("starting a child broker")?;
         let stdout = child.stdout.take().context("child broker has no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("the child broker did not start within 30 s")??
-            .context("the child broker exited before listening")?;
-        let url = first
-            .strip_prefix("quiver dev: listening on ")
-            .context("unexpected first line from the child broker")?
-            .to_string();
+        let url = listening_url(&mut lines).await?;
         // Keep draining its stdout so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Target {
@@ -162,4 +155,19 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Waits (up to 30 s) for a child `quiver dev`'s first line and returns the URL it
+/// listens on.
+pub(super) async fn listening_url<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> anyhow::Result<String> {
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("the child broker did not start within 30 s")??
+        .context("the child broker exited before listening")?;
+    Ok(first
+        .strip_prefix("quiver dev: listening on ")
+        .context("unexpected first line from the child broker")?
+        .to_string())
 }
