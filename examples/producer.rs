@@ -3,6 +3,7 @@
 //! Run a dev broker first (`quiver dev`), then:
 //! `cargo run --example producer -- quic://localhost:7420 path/to/cert.pem orders 1000`
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use quiver_sdk::{Client, ClientOptions, Compression, ErrorCode, ProducerConfig, ProducerRecord};
@@ -39,6 +40,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(count as usize);
+    // Records share the topic name: cloning an `Arc<str>` copies no bytes.
+    let topic: Arc<str> = topic.into();
     for i in 0..count {
         let record = ProducerRecord::new(topic.clone(), format!("order #{i}"))
             .key(format!("customer-{}", i % 16))

@@ -7,7 +7,6 @@
 //! on connection loss; a request that may have reached the broker and is not safe to
 //! repeat (produce) is retried only by the producer, which knows its sequence numbers.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +16,10 @@ use quiver_proto::api::{
     ApiKey, FetchResponse, MetadataRequest, MetadataResponse, Request, SubscribeRequest,
     TopicMetadata,
 };
-use quiver_proto::frame::{self, io::read_frame};
+use quiver_proto::frame::{
+    self,
+    io::{read_bytes, read_frame, read_response_head},
+};
 use quiver_proto::{ErrorCode, WireError};
 
 use crate::url::BrokerUrl;
@@ -43,7 +45,7 @@ struct Inner {
     /// waiting request.
     dialling: tokio::sync::Mutex<()>,
     /// Topic metadata and when it was fetched.
-    metadata: parking_lot::Mutex<HashMap<String, (Instant, Arc<TopicMetadata>)>>,
+    metadata: parking_lot::Mutex<foldhash::HashMap<String, (Instant, Arc<TopicMetadata>)>>,
 }
 
 /// Requests that change nothing when repeated, so the client may retry them even when
@@ -110,7 +112,7 @@ impl Client {
                 endpoint,
                 current: parking_lot::Mutex::new(None),
                 dialling: tokio::sync::Mutex::new(()),
-                metadata: parking_lot::Mutex::new(HashMap::new()),
+                metadata: parking_lot::Mutex::new(foldhash::HashMap::default()),
             }),
         };
         client.connection().await?;
@@ -178,11 +180,27 @@ impl Client {
         req: &R,
         payload: Bytes,
     ) -> Result<(R::Response, Bytes), Error> {
+        self.call_early(req, payload, &mut |_| {}).await
+    }
+
+    /// [`Client::call`], calling `on_head` with the response body as soon as it has
+    /// arrived, before the payload that follows it: a fetch's `next_offset` lets the
+    /// consumer send its next fetch while this one's batches are still in transit. With
+    /// retries `on_head` may be called once per attempt.
+    pub(crate) async fn call_early<R: Request>(
+        &self,
+        req: &R,
+        payload: Bytes,
+        on_head: &mut (dyn FnMut(&R::Response) + Send),
+    ) -> Result<(R::Response, Bytes), Error> {
         let idempotent = is_idempotent(R::API);
         let mut attempt = 0;
         loop {
             let after = self.inner.options.request_timeout;
-            let failed = match self.attempt(req, payload.clone(), true, after).await {
+            let failed = match self
+                .attempt(req, payload.clone(), true, after, on_head)
+                .await
+            {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     return Err(Error::Transport {
@@ -213,7 +231,7 @@ impl Client {
         expect_response: bool,
     ) -> Result<Option<(R::Response, Bytes)>, Error> {
         let after = self.inner.options.request_timeout;
-        self.attempt(req, payload, expect_response, after)
+        self.attempt(req, payload, expect_response, after, &mut |_| {})
             .await
             .map_err(|f| f.error)
     }
@@ -226,7 +244,10 @@ impl Client {
         req: &R,
         after: std::time::Duration,
     ) -> Result<R::Response, Error> {
-        match self.attempt(req, Bytes::new(), true, after).await {
+        match self
+            .attempt(req, Bytes::new(), true, after, &mut |_| {})
+            .await
+        {
             Ok(Some((resp, _))) => Ok(resp),
             Ok(None) => Err(Error::Transport {
                 api: R::NAME,
@@ -244,7 +265,7 @@ impl Client {
         payload: Bytes,
         after: std::time::Duration,
     ) -> Result<R::Response, Error> {
-        match self.attempt(req, payload, true, after).await {
+        match self.attempt(req, payload, true, after, &mut |_| {}).await {
             Ok(Some((resp, _))) => Ok(resp),
             Ok(None) => Err(Error::Transport {
                 api: R::NAME,
@@ -260,6 +281,7 @@ impl Client {
         payload: Bytes,
         expect_response: bool,
         after: std::time::Duration,
+        on_head: &mut (dyn FnMut(&R::Response) + Send),
     ) -> Result<Option<(R::Response, Bytes)>, Failed> {
         let unsent = |error| Failed {
             error,
@@ -270,6 +292,10 @@ impl Client {
             .open_bi()
             .await
             .map_err(|e| unsent(Error::ConnectionLost(e)))?;
+        if payload.is_empty() {
+            // Fails only on a stream already closed, which the write below reports.
+            let _ = send.set_priority(crate::transport::CONTROL_PRIORITY);
+        }
         let exchange = async {
             let mut chunks = [frame::encode_request(req, payload.len()), payload];
             send.write_all_chunks(&mut chunks)
@@ -282,14 +308,19 @@ impl Client {
                 return Ok(None);
             }
             let max = self.inner.options.max_frame_size;
-            let frame = read_frame(&mut recv, max)
+            let head = read_response_head(&mut recv, max)
                 .await
                 .map_err(|e| read_error(&conn, R::NAME, e))?
                 .ok_or_else(|| Error::Transport {
                     api: R::NAME,
                     reason: "the broker closed the stream without a response".into(),
                 })?;
-            decode::<R>(frame).map(Some)
+            let (resp, _) = decode::<R>(head.head)?;
+            on_head(&resp);
+            let payload = read_bytes(&mut recv, head.payload_len)
+                .await
+                .map_err(|e| read_error(&conn, R::NAME, e))?;
+            Ok(Some((resp, payload)))
         };
         tokio::time::timeout(after, exchange)
             .await

@@ -8,7 +8,7 @@
 //!   default, and partitions keys exactly like Kafka's default partitioner.
 //! - [`Consumer`] reads assigned partitions, or joins a consumer group with
 //!   [`Consumer::subscribe`] (heartbeats in the background, rebalances inside `poll`,
-//!   auto or manual commits), with long-poll fetches, one in flight per partition, as
+//!   auto or manual commits), with pipelined long-poll fetches per partition, as
 //!   `poll` batches or a [`Stream`](futures_core::Stream).
 //! - [`Admin`] creates, lists, describes, alters and deletes topics, and lists,
 //!   describes, deletes and resets consumer groups.

@@ -7,8 +7,6 @@
 //! fill closes, then move on: batches fill up instead of spreading thin (Kafka's sticky
 //! partitioner, KIP-480).
 
-use std::collections::HashMap;
-
 /// Kafka's murmur2 (seed `0x9747b28c`), shared with the broker so that both route keys
 /// identically.
 pub use quiver_proto::murmur2::murmur2;
@@ -21,7 +19,7 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
 /// The sticky partition of each topic for keyless records.
 #[derive(Debug)]
 pub struct StickyPartitioner {
-    current: HashMap<String, u32>,
+    current: foldhash::HashMap<String, u32>,
     rng: u64,
 }
 
@@ -30,7 +28,7 @@ impl StickyPartitioner {
     /// seeds it from the clock).
     pub fn with_seed(seed: u64) -> Self {
         StickyPartitioner {
-            current: HashMap::new(),
+            current: foldhash::HashMap::default(),
             // xorshift must not start at zero.
             rng: seed | 1,
         }

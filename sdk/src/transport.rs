@@ -30,6 +30,10 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Idle timeout: how long a silent peer is tolerated before the connection is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Stream priority of requests that carry no payload (metadata, fetch, heartbeats...):
+/// above produce requests, so that they do not wait behind megabytes of batches.
+pub const CONTROL_PRIORITY: i32 = 1;
+
 /// quinn transport settings shared by every client connection.
 pub fn transport_config() -> TransportConfig {
     let mut config = TransportConfig::default();
@@ -38,6 +42,12 @@ pub fn transport_config() -> TransportConfig {
         .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         .send_window(SEND_WINDOW)
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
+        // Streams are sent in the order they were written, not interleaved: of the
+        // produce requests in flight the oldest arrives whole first, so the broker
+        // appends it while the next ones are still on the wire (interleaved, they would
+        // all arrive at once, then the link would idle while they are appended).
+        // Requests without a payload are sent ahead of them, see `CONTROL_PRIORITY`.
+        .send_fairness(false)
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
     config

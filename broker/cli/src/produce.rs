@@ -1,6 +1,7 @@
 //! `quiver produce TOPIC`: one record per line from stdin or a file.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -47,6 +48,9 @@ pub struct ProducerArgs {
     /// Idempotent delivery (true or false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub idempotence: bool,
+    /// Batches of one partition in flight at once (at most 16 with idempotence).
+    #[arg(long, default_value_t = quiver_sdk::ProducerConfig::default().max_in_flight_per_partition)]
+    pub max_in_flight: usize,
 }
 
 impl ProducerArgs {
@@ -58,6 +62,7 @@ impl ProducerArgs {
             batch_size: self.batch_size,
             // Acks 0 cannot be idempotent: nothing tells the producer what was stored.
             idempotence: self.idempotence && self.acks != Acks::None,
+            max_in_flight_per_partition: self.max_in_flight,
             ..ProducerConfig::default()
         }
     }
@@ -79,6 +84,7 @@ pub async fn run(conn: &ConnectArgs, args: ProduceArgs) -> anyhow::Result<()> {
     let mut lines = BufReader::new(input).lines();
     let mut deliveries = Vec::new();
     let mut count = 0u64;
+    let topic: Arc<str> = args.topic.as_str().into();
     while let Some(line) = lines.next_line().await.context("reading input")? {
         let (key, value) = match &args.key_separator {
             Some(sep) => match line.split_once(sep.as_str()) {
@@ -87,7 +93,7 @@ pub async fn run(conn: &ConnectArgs, args: ProduceArgs) -> anyhow::Result<()> {
             },
             None => (None, line),
         };
-        let mut record = ProducerRecord::new(args.topic.clone(), value);
+        let mut record = ProducerRecord::new(topic.clone(), value);
         if let Some(k) = key {
             record = record.key(k);
         }

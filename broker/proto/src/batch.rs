@@ -300,6 +300,13 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Batches of one idempotent producer that may be in flight to one partition at once.
+/// The broker remembers this many recent batches per producer, so that every batch a
+/// producer may resend after a lost connection is recognised as a duplicate. Kafka
+/// allows 5; Quiver's batches are ~1 MiB, and 5 of them do not keep a fast link busy
+/// while each waits for its acknowledgement.
+pub const MAX_IDEMPOTENT_IN_FLIGHT: usize = 16;
+
 /// Identity of an idempotent producer, stamped into every batch it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerIdentity {

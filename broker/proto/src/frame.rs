@@ -160,10 +160,10 @@ pub fn decode_response<T: DeserializeOwned>(
     }))
 }
 
-/// Reading whole frames from any tokio `AsyncRead`, such as a quinn `RecvStream`.
+/// Reading frames from any tokio `AsyncRead`, such as a quinn `RecvStream`.
 #[cfg(feature = "tokio-io")]
 pub mod io {
-    use super::{FrameError, check_len};
+    use super::{FrameError, RESPONSE_HEAD, check_len};
     use bytes::{BufMut, Bytes, BytesMut};
     use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -173,6 +173,70 @@ pub mod io {
         reader: &mut R,
         max: usize,
     ) -> Result<Option<Bytes>, FrameError> {
+        match read_prefix(reader, max).await? {
+            None => Ok(None),
+            Some(len) => read_bytes(reader, len).await.map(Some),
+        }
+    }
+
+    /// The head of a response frame, read before its payload.
+    #[derive(Debug)]
+    pub struct ResponseHead {
+        /// Code, body length and body: what [`super::decode_response`] takes, with an
+        /// empty payload.
+        pub head: Bytes,
+        /// Bytes of payload still on the stream after the head.
+        pub payload_len: usize,
+    }
+
+    /// Reads a response frame's length prefix, code and body, and leaves its payload on
+    /// the stream, so the caller can act on the body while the payload is still arriving
+    /// (the consumer starts its next fetch from a fetch response's `next_offset`). Read
+    /// the payload with [`read_bytes`]. `Ok(None)`: the stream ended before a frame.
+    pub async fn read_response_head<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        max: usize,
+    ) -> Result<Option<ResponseHead>, FrameError> {
+        let Some(len) = read_prefix(reader, max).await? else {
+            return Ok(None);
+        };
+        if len < RESPONSE_HEAD {
+            return Err(FrameError::Truncated("response head"));
+        }
+        let mut fixed = [0u8; RESPONSE_HEAD];
+        reader
+            .read_exact(&mut fixed)
+            .await
+            .map_err(|_| FrameError::Truncated("response head"))?;
+        let body_len = u32::from_be_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]) as usize;
+        let rest = len - RESPONSE_HEAD;
+        if body_len > rest {
+            return Err(FrameError::Truncated("response body"));
+        }
+        let mut head = BytesMut::with_capacity(RESPONSE_HEAD + body_len);
+        head.put_slice(&fixed);
+        fill(reader, &mut head, RESPONSE_HEAD + body_len).await?;
+        Ok(Some(ResponseHead {
+            head: head.freeze(),
+            payload_len: rest - body_len,
+        }))
+    }
+
+    /// Reads exactly `len` bytes (a frame, or a payload whose length a head gave).
+    pub async fn read_bytes<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        len: usize,
+    ) -> Result<Bytes, FrameError> {
+        let mut buf = BytesMut::with_capacity(len);
+        fill(reader, &mut buf, len).await?;
+        Ok(buf.freeze())
+    }
+
+    /// The length prefix, checked against `max`; `None` if the stream ended first.
+    async fn read_prefix<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        max: usize,
+    ) -> Result<Option<usize>, FrameError> {
         let mut prefix = [0u8; 4];
         let mut got = 0;
         while got < 4 {
@@ -186,16 +250,23 @@ pub mod io {
             }
             got += n;
         }
-        let len = check_len(prefix, max)?;
-        // Read straight into spare capacity: no zeroing pass over a frame of megabytes.
-        let mut buf = BytesMut::with_capacity(len);
+        check_len(prefix, max).map(Some)
+    }
+
+    /// Reads into `buf`'s spare capacity until it holds `len` bytes: no zeroing pass over
+    /// a frame of megabytes.
+    async fn fill<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        buf: &mut BytesMut,
+        len: usize,
+    ) -> Result<(), FrameError> {
         while buf.len() < len {
             let room = len - buf.len();
-            if reader.read_buf(&mut (&mut buf).limit(room)).await? == 0 {
+            if reader.read_buf(&mut (&mut *buf).limit(room)).await? == 0 {
                 return Err(FrameError::Truncated("frame ends before its length"));
             }
         }
-        Ok(Some(buf.freeze()))
+        Ok(())
     }
 }
 
@@ -221,6 +292,52 @@ mod tests {
         let err = got.expect_err("an error");
         assert_eq!(err.code, ErrorCode::UNKNOWN_TOPIC);
         assert_eq!(err.message, "no topic 'x'");
+    }
+
+    #[cfg(feature = "tokio-io")]
+    #[tokio::test]
+    async fn a_response_head_is_read_before_its_payload() {
+        let resp = FetchResponse {
+            high_watermark: 9,
+            log_start_offset: 0,
+            next_offset: 7,
+        };
+        let payload = b"batches".as_slice();
+        let mut wire = encode_response(&resp, payload.len()).to_vec();
+        wire.extend_from_slice(payload);
+        wire.extend_from_slice(b"next frame");
+        let mut reader = wire.as_slice();
+        let head = io::read_response_head(&mut reader, DEFAULT_MAX_FRAME)
+            .await
+            .expect("reads")
+            .expect("a frame");
+        assert_eq!(head.payload_len, payload.len());
+        let body = decode_response::<FetchResponse>(head.head, "fetch")
+            .expect("decodes")
+            .expect("not an error");
+        assert_eq!(body.body, resp);
+        assert!(body.payload.is_empty());
+        let rest = io::read_bytes(&mut reader, head.payload_len)
+            .await
+            .expect("payload");
+        assert_eq!(&rest[..], payload);
+        assert_eq!(reader, b"next frame", "nothing past the frame was consumed");
+
+        // A body longer than its frame, a stream cut inside the payload, and an
+        // oversized prefix are errors, not hangs or panics.
+        let mut lying = encode_response(&resp, 0).to_vec();
+        lying[4 + 2..4 + 6].copy_from_slice(&1000u32.to_be_bytes());
+        let err = io::read_response_head(&mut lying.as_slice(), DEFAULT_MAX_FRAME).await;
+        assert!(matches!(err, Err(FrameError::Truncated(_))), "{err:?}");
+        let err = io::read_bytes(&mut b"abc".as_slice(), 10).await;
+        assert!(matches!(err, Err(FrameError::Truncated(_))), "{err:?}");
+        let huge = (DEFAULT_MAX_FRAME as u32 + 1).to_be_bytes();
+        let err = io::read_response_head(&mut huge.as_slice(), DEFAULT_MAX_FRAME).await;
+        assert!(matches!(err, Err(FrameError::TooLarge { .. })), "{err:?}");
+        assert!(matches!(
+            io::read_response_head(&mut b"".as_slice(), 64).await,
+            Ok(None)
+        ));
     }
 
     proptest! {

@@ -14,11 +14,20 @@ pub const STREAM_WINDOW: u32 = 32 * 1024 * 1024;
 /// Bytes all streams of a connection together may have in flight.
 pub const CONNECTION_WINDOW: u32 = 256 * 1024 * 1024;
 
+/// Stream priority of responses without a payload (produce acknowledgements, metadata,
+/// heartbeats): above fetch responses, so that they do not wait behind megabytes.
+pub const CONTROL_PRIORITY: i32 = 1;
+
 /// The broker's transport config; `max_streams` bounds concurrent requests per connection.
 pub fn transport_config(max_streams: u32) -> TransportConfig {
     let mut t = TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(max_streams));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // Responses go out in the order they were written, not interleaved: of a
+    // consumer's pipelined fetches the oldest arrives whole first and is decoded while
+    // the next is on the wire. Responses without a payload go first, see
+    // `CONTROL_PRIORITY`.
+    t.send_fairness(false);
     t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
     t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
     t.send_window(u64::from(CONNECTION_WINDOW));

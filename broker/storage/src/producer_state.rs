@@ -10,9 +10,9 @@ use quiver_proto::batch::BatchHeader;
 
 use crate::error::StorageError;
 
-/// How many recent batches per producer are remembered for duplicate detection; Kafka
-/// allows five requests in flight per connection with idempotence, hence five.
-pub const CACHED_BATCHES: usize = 5;
+/// How many recent batches per producer are remembered for duplicate detection: as many
+/// as an idempotent producer may have in flight to one partition.
+pub const CACHED_BATCHES: usize = quiver_proto::batch::MAX_IDEMPOTENT_IN_FLIGHT;
 
 /// Where one batch of a producer went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,23 +250,25 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_five_batches_are_duplicates() {
+    fn only_the_last_cached_batches_are_duplicates() {
         let mut table = ProducerStateTable::default();
-        for i in 0..7 {
+        let total = CACHED_BATCHES as i32 + 2;
+        for i in 0..total {
             table.record(&header(9, 2, i, 1, i64::from(i)));
         }
         let kept = table.get(9).unwrap();
         assert_eq!(kept.batches.len(), CACHED_BATCHES);
+        // The oldest batch still remembered is a duplicate; the one before it is not.
         assert!(matches!(
             table.check(&[header(9, 2, 2, 1, 0)]),
             Ok(Verdict::Duplicate(ref stored)) if stored[0].base_offset == 2
         ));
         assert!(matches!(
             table.check(&[header(9, 2, 1, 1, 0)]),
-            Err(StorageError::OutOfOrderSequence { expected: 7, .. })
+            Err(StorageError::OutOfOrderSequence { expected, .. }) if expected == total
         ));
         assert!(matches!(
-            table.check(&[header(9, 1, 7, 1, 0)]),
+            table.check(&[header(9, 1, total, 1, 0)]),
             Err(StorageError::InvalidProducerEpoch {
                 current: 2,
                 got: 1,

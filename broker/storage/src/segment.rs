@@ -192,12 +192,24 @@ impl Segment {
             .map_err(StorageError::io(&self.paths.log, "fsync"))
     }
 
-    /// Reads `len` bytes at `position`.
+    /// Reads `len` bytes at `position`, straight into fresh memory: a fetch reads
+    /// megabytes, and zero-filling them first would cost as much as the read.
     pub(crate) fn read_exact(&self, position: u64, len: usize) -> Result<Vec<u8>, StorageError> {
-        let mut buf = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .map_err(StorageError::io(&self.paths.log, "read"))?;
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = position + buf.len() as u64;
+            match rustix::io::pread(&self.file, rustix::buffer::spare_capacity(&mut buf), at) {
+                Ok(0) => {
+                    let short = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{len} bytes at {position} asked, the file ends first"),
+                    );
+                    return Err(StorageError::io(&self.paths.log, "read")(short));
+                }
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(StorageError::io(&self.paths.log, "read")(e.into())),
+            }
+        }
         Ok(buf)
     }
 

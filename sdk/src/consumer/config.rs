@@ -28,6 +28,11 @@ pub struct ConsumerConfig {
     /// Upper bound on batch bytes per fetch of one partition. Default 4 MiB; keep it
     /// under the client's `max_frame_size`.
     pub max_bytes: u32,
+    /// Fetches of one partition that may be in flight at once, each of up to
+    /// `max_bytes`: the next is sent as soon as the previous response's head arrives, so
+    /// the broker reads while the network carries the batches before. Default 2; 1
+    /// sends the next fetch only once the previous one has arrived whole.
+    pub fetches_in_flight: usize,
     /// How long the broker holds a fetch open when the partition has nothing new
     /// (a long poll woken by appends). Default 500 ms.
     pub max_wait: Duration,
@@ -71,6 +76,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             auto_offset_reset: OffsetReset::Latest,
             max_bytes: 4 * 1024 * 1024,
+            fetches_in_flight: 2,
             max_wait: Duration::from_millis(500),
             min_bytes: 1,
             max_poll_records: 500,

@@ -1,5 +1,7 @@
-//! The fetch engine: one long-poll fetch in flight per assigned partition, decoded
-//! records buffered per partition, positions, seeks and offset resets.
+//! The fetch engine: long-poll fetches per assigned partition, pipelined (the next is
+//! sent as soon as the previous response's head says where it ends, while its batches
+//! are still arriving), decoded records buffered per partition, positions, seeks and
+//! offset resets.
 //!
 //! It knows nothing of groups: a group consumer drives it with [`Fetcher::assign`] on
 //! every rebalance and commits what [`Fetcher::position`] reports.
@@ -13,33 +15,83 @@ use quiver_proto::api::{
     FetchRequest, FetchResponse, Isolation, ListOffsetsRequest, OffsetSpec, TopicPartition,
 };
 use quiver_proto::batch::{self, BatchError};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::config::{ConsumerConfig, ConsumerRecord, OffsetReset};
 use crate::{Client, Error};
 
+/// One fetch sent and not yet applied.
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    /// Where it starts.
+    offset: i64,
+    /// Its whole result, held until every earlier fetch of the partition is applied.
+    done: Option<Result<(FetchResponse, Bytes), Error>>,
+    task: AbortHandle,
+}
+
+impl Drop for InFlight {
+    /// A fetch dropped before its answer (a seek, a reassignment) stops downloading.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[derive(Debug)]
 struct PartitionState {
     topic: Arc<str>,
-    /// Next offset to fetch; `None` until seeked or reset.
-    fetch_offset: Option<i64>,
+    /// Where the next fetch to send starts. `None` before a seek or reset, and while the
+    /// last fetch in flight has not yet said where it ends.
+    next_fetch: Option<i64>,
+    /// Fetches sent, oldest first; results are applied in this order.
+    in_flight: VecDeque<InFlight>,
     /// Prefetched records not yet returned; the first one's offset is the position.
     buffered: VecDeque<ConsumerRecord>,
-    /// Bumped by every seek, so the result of a fetch started before it is dropped.
+    /// Bumped whenever fetches in flight are dropped, so their late events are ignored.
     epoch: u64,
-    fetching: bool,
     backoff_until: Option<Instant>,
     /// Paused by the application: no fetches start and no buffered records are returned.
     paused: bool,
 }
 
-type FetchDone = (
-    TopicPartition,
-    u64,
-    i64,
-    Result<(FetchResponse, Bytes), Error>,
-);
+impl PartitionState {
+    /// Drops every fetch in flight; the next one starts at `from`.
+    fn restart(&mut self, from: i64) {
+        self.epoch += 1;
+        self.in_flight.clear();
+        self.next_fetch = Some(from);
+    }
+
+    /// The offset of the next record `poll` returns, if known.
+    fn position(&self) -> Option<i64> {
+        self.buffered
+            .front()
+            .map(|r| r.offset)
+            .or_else(|| self.in_flight.front().map(|f| f.offset))
+            .or(self.next_fetch)
+    }
+}
+
+/// What a fetch task reports, in this order: the response head (possibly once per
+/// attempt), then the whole result.
+#[derive(Debug)]
+enum FetchEvent {
+    Head {
+        tp: TopicPartition,
+        epoch: u64,
+        seq: u64,
+        next_offset: i64,
+    },
+    Done {
+        tp: TopicPartition,
+        epoch: u64,
+        seq: u64,
+        result: Result<(FetchResponse, Bytes), Error>,
+    },
+}
 
 /// See the module docs.
 #[derive(Debug)]
@@ -47,16 +99,23 @@ pub(crate) struct Fetcher {
     client: Client,
     config: ConsumerConfig,
     partitions: BTreeMap<TopicPartition, PartitionState>,
-    fetches: JoinSet<FetchDone>,
+    tasks: JoinSet<()>,
+    events_tx: mpsc::UnboundedSender<FetchEvent>,
+    events: mpsc::UnboundedReceiver<FetchEvent>,
+    next_seq: u64,
 }
 
 impl Fetcher {
     pub fn new(client: Client, config: ConsumerConfig) -> Self {
+        let (events_tx, events) = mpsc::unbounded_channel();
         Fetcher {
             client,
             config,
             partitions: BTreeMap::new(),
-            fetches: JoinSet::new(),
+            tasks: JoinSet::new(),
+            events_tx,
+            events,
+            next_seq: 0,
         }
     }
 
@@ -69,10 +128,10 @@ impl Fetcher {
                 .remove(&tp)
                 .unwrap_or_else(|| PartitionState {
                     topic: Arc::from(tp.topic.as_str()),
-                    fetch_offset: None,
+                    next_fetch: None,
+                    in_flight: VecDeque::new(),
                     buffered: VecDeque::new(),
                     epoch: 0,
-                    fetching: false,
                     backoff_until: None,
                     paused: false,
                 });
@@ -95,10 +154,8 @@ impl Fetcher {
     /// Next reads of `tp` start at `offset`.
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), Error> {
         let state = self.state(tp)?;
-        state.fetch_offset = Some(offset);
         state.buffered.clear();
-        state.epoch += 1;
-        state.fetching = false;
+        state.restart(offset);
         state.backoff_until = None;
         Ok(())
     }
@@ -120,15 +177,10 @@ impl Fetcher {
 
     /// The offset of the next record `poll` returns for `tp`, if known.
     pub fn position(&self, tp: &TopicPartition) -> Result<Option<i64>, Error> {
-        let state = self
-            .partitions
+        self.partitions
             .get(tp)
-            .ok_or_else(|| Error::NotAssigned(tp.clone()))?;
-        Ok(state
-            .buffered
-            .front()
-            .map(|r| r.offset)
-            .or(state.fetch_offset))
+            .map(PartitionState::position)
+            .ok_or_else(|| Error::NotAssigned(tp.clone()))
     }
 
     /// Looks up an offset of `tp` on the broker.
@@ -153,7 +205,7 @@ impl Fetcher {
         let missing: Vec<TopicPartition> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.fetch_offset.is_none())
+            .filter(|(_, s)| s.position().is_none())
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in missing {
@@ -172,21 +224,23 @@ impl Fetcher {
         self.lookup(tp, spec).await
     }
 
-    /// Starts a fetch for every partition that has a position, no fetch in flight, no
-    /// backoff, and fewer than `max_poll_records` records buffered (the prefetch).
+    /// Starts a fetch for every partition whose next fetch offset is known, with fewer
+    /// than `fetches_in_flight` fetches out, no backoff, and fewer than
+    /// `max_poll_records` records buffered (the prefetch).
     fn start_fetches(&mut self, now: Instant) {
+        let depth = self.config.fetches_in_flight.max(1);
         for (tp, state) in &mut self.partitions {
-            let Some(offset) = state.fetch_offset else {
+            let Some(offset) = state.next_fetch else {
                 continue;
             };
-            if state.fetching
-                || state.paused
+            if state.paused
+                || state.in_flight.len() >= depth
                 || state.buffered.len() >= self.config.max_poll_records
                 || state.backoff_until.is_some_and(|t| t > now)
             {
                 continue;
             }
-            state.fetching = true;
+            state.next_fetch = None;
             state.backoff_until = None;
             let req = FetchRequest {
                 topic: tp.topic.clone(),
@@ -199,10 +253,31 @@ impl Fetcher {
                 filter: self.config.filter.clone(),
             };
             let client = self.client.clone();
-            let (tp, epoch) = (tp.clone(), state.epoch);
-            self.fetches.spawn(async move {
-                let result = client.call(&req, Bytes::new()).await;
-                (tp, epoch, offset, result)
+            let events = self.events_tx.clone();
+            let (tp, epoch, seq) = (tp.clone(), state.epoch, self.next_seq);
+            self.next_seq += 1;
+            let task = self.tasks.spawn(async move {
+                let mut on_head = |resp: &FetchResponse| {
+                    let _ = events.send(FetchEvent::Head {
+                        tp: tp.clone(),
+                        epoch,
+                        seq,
+                        next_offset: resp.next_offset,
+                    });
+                };
+                let result = client.call_early(&req, Bytes::new(), &mut on_head).await;
+                let _ = events.send(FetchEvent::Done {
+                    tp,
+                    epoch,
+                    seq,
+                    result,
+                });
+            });
+            state.in_flight.push_back(InFlight {
+                seq,
+                offset,
+                done: None,
+                task,
             });
         }
     }
@@ -234,6 +309,8 @@ impl Fetcher {
     pub async fn poll(&mut self, deadline: Instant) -> Result<Vec<ConsumerRecord>, Error> {
         self.reset_positions().await?;
         loop {
+            // Finished tasks have reported through the channel; only reap them here.
+            while self.tasks.try_join_next().is_some() {}
             let now = Instant::now();
             self.start_fetches(now);
             let records = self.take_buffered();
@@ -249,10 +326,7 @@ impl Fetcher {
                 .min();
             let wake = backoff.map_or(deadline, |b| b.min(deadline));
             tokio::select! {
-                Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
-                    let Ok(done) = joined else { continue };
-                    self.apply(done).await?;
-                }
+                Some(event) = self.events.recv() => self.on_event(event).await?,
                 () = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= deadline {
                         return Ok(Vec::new());
@@ -262,61 +336,107 @@ impl Fetcher {
         }
     }
 
-    async fn apply(&mut self, (tp, epoch, offset, result): FetchDone) -> Result<(), Error> {
-        let backoff = self.config.retry_backoff;
-        let Some(state) = self.partitions.get_mut(&tp) else {
-            return Ok(());
-        };
-        if state.epoch != epoch {
-            return Ok(());
-        }
-        state.fetching = false;
-        match result {
-            Ok((resp, payload)) => {
-                // The response says where the next fetch starts: send it now, so the
-                // broker reads and the network carries it while these records decode.
-                let pipelined = resp.next_offset > offset;
-                if pipelined {
-                    state.fetch_offset = Some(resp.next_offset);
-                    self.start_fetches(Instant::now());
-                }
+    async fn on_event(&mut self, event: FetchEvent) -> Result<(), Error> {
+        match event {
+            FetchEvent::Head {
+                tp,
+                epoch,
+                seq,
+                next_offset,
+            } => {
                 let Some(state) = self.partitions.get_mut(&tp) else {
                     return Ok(());
                 };
-                let decoded = decode_into(&tp, &state.topic, offset, &payload, &mut state.buffered);
+                // The newest fetch said where it ends: the next can start from there
+                // while this one's batches are still arriving.
+                let newest = state.in_flight.back().filter(|f| f.seq == seq);
+                if state.epoch == epoch
+                    && state.next_fetch.is_none()
+                    && newest.is_some_and(|f| next_offset > f.offset)
+                {
+                    state.next_fetch = Some(next_offset);
+                    self.start_fetches(Instant::now());
+                }
+                Ok(())
+            }
+            FetchEvent::Done {
+                tp,
+                epoch,
+                seq,
+                result,
+            } => {
+                let Some(state) = self.partitions.get_mut(&tp) else {
+                    return Ok(());
+                };
+                if state.epoch != epoch {
+                    return Ok(());
+                }
+                if let Some(f) = state.in_flight.iter_mut().find(|f| f.seq == seq) {
+                    f.done = Some(result);
+                }
+                while self
+                    .partitions
+                    .get(&tp)
+                    .is_some_and(|s| s.in_flight.front().is_some_and(|f| f.done.is_some()))
+                {
+                    self.apply_front(&tp).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the oldest fetch of `tp`, whose result has arrived.
+    async fn apply_front(&mut self, tp: &TopicPartition) -> Result<(), Error> {
+        let backoff = self.config.retry_backoff;
+        let Some(state) = self.partitions.get_mut(tp) else {
+            return Ok(());
+        };
+        let Some(mut fetch) = state.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let Some(result) = fetch.done.take() else {
+            return Ok(());
+        };
+        let offset = fetch.offset;
+        match result {
+            Ok((resp, payload)) => {
+                let decoded = decode_into(tp, &state.topic, offset, &payload, &mut state.buffered);
                 let next = match decoded {
                     Ok(next) => next.max(resp.next_offset),
                     Err(e) => {
-                        // Stay on the undecodable data, as before the pipelined fetch.
-                        state.epoch += 1;
-                        state.fetching = false;
-                        state.fetch_offset = Some(offset);
+                        // Stay on the undecodable data.
+                        state.restart(offset);
                         return Err(e);
                     }
                 };
-                if next != resp.next_offset || !pipelined {
-                    if pipelined {
-                        // The fetch sent ahead started elsewhere: drop its answer.
-                        state.epoch += 1;
-                        state.fetching = false;
-                    }
-                    state.fetch_offset = Some(next);
+                // The fetch sent after this one (or about to be) must start where this
+                // one ended; if not (a retry answered differently), fetch again from there.
+                let follows = state
+                    .in_flight
+                    .front()
+                    .map(|f| f.offset)
+                    .or(state.next_fetch);
+                if follows != Some(next) {
+                    state.restart(next);
                 }
                 Ok(())
             }
             Err(e) if e.code() == Some(ErrorCode::OFFSET_OUT_OF_RANGE) => {
                 tracing::info!(%tp, offset, "offset out of range; applying auto_offset_reset");
-                let reset = self.reset_offset(&tp).await?;
-                self.seek(&tp, reset)
-            }
-            Err(e) if e.is_retriable() => {
-                tracing::debug!(%tp, error = %e, "fetch failed; retrying");
-                state.backoff_until = Some(Instant::now() + backoff);
-                Ok(())
+                state.restart(offset);
+                let reset = self.reset_offset(tp).await?;
+                self.seek(tp, reset)
             }
             Err(e) => {
+                state.restart(offset);
                 state.backoff_until = Some(Instant::now() + backoff);
-                Err(e)
+                if e.is_retriable() {
+                    tracing::debug!(%tp, error = %e, "fetch failed; retrying");
+                    Ok(())
+                } else {
+                    Err(e)
+                }
             }
         }
     }

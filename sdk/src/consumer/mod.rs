@@ -1,7 +1,8 @@
-//! [`Consumer`]: reads partitions with long-poll fetches, one in flight per partition,
-//! prefetching while the application works through the previous records. The next fetch
-//! of a partition leaves as soon as a response arrives (its `next_offset` says where),
-//! before that response's records are decoded.
+//! [`Consumer`]: reads partitions with long-poll fetches, prefetching while the
+//! application works through the previous records. Up to `fetches_in_flight` fetches of
+//! a partition are out at once (default 2): the next leaves as soon as the previous
+//! response's head has arrived (its `next_offset` says where), while that response's
+//! batches are still on the wire. Responses are applied in the order they were sent.
 //!
 //! Two ways to get partitions: [`Consumer::assign`] names them (positions are the
 //! consumer's own), or [`Consumer::subscribe`] joins the consumer group of

@@ -10,7 +10,7 @@
 //! it. After a failure the partition sends one batch at a time until a retried batch
 //! succeeds (with idempotence the broker would refuse later sequences anyway).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -40,7 +40,7 @@ pub(crate) enum Route {
 /// One record handed to [`Accumulator::append`].
 #[derive(Debug)]
 pub(crate) struct Append<'a> {
-    pub topic: &'a str,
+    pub topic: &'a Arc<str>,
     pub route: Route,
     pub partitions: u32,
     pub timestamp: i64,
@@ -161,14 +161,16 @@ struct PartitionQueue {
     next_sequence: i32,
     /// A batch failed and is being retried: send one at a time until one succeeds.
     recovering: bool,
+    /// Bytes the last batch closed with: a new batch starts with this much room (a full
+    /// one at full speed), so it does not grow by copying itself over and over.
+    last_batch_bytes: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TopicQueues {
-    name: Option<Arc<str>>,
     /// The topic's partition count at the last append, for the sticky partitioner.
     count: u32,
-    partitions: HashMap<Option<u32>, PartitionQueue>,
+    partitions: foldhash::HashMap<Option<u32>, PartitionQueue>,
 }
 
 /// The producer's batches and their state; see the module docs.
@@ -176,7 +178,7 @@ struct TopicQueues {
 pub(crate) struct Accumulator {
     config: ProducerConfig,
     identity: Option<ProducerId>,
-    topics: HashMap<String, TopicQueues>,
+    topics: foldhash::HashMap<Arc<str>, TopicQueues>,
     sticky: StickyPartitioner,
     next_batch_id: u64,
     /// Batches open, queued or in flight; zero means flushed.
@@ -209,7 +211,7 @@ impl Accumulator {
         Accumulator {
             config,
             identity,
-            topics: HashMap::new(),
+            topics: foldhash::HashMap::default(),
             sticky: StickyPartitioner::with_seed(seed),
             next_batch_id: 0,
             live: 0,
@@ -259,15 +261,13 @@ impl Accumulator {
     ) -> Result<AppendOutcome, Error> {
         self.check_open()?;
         let batch_size = self.config.batch_size;
-        // Looked up by `&str` first: the topic's name is allocated once, not per record.
-        if !self.topics.contains_key(rec.topic) {
-            self.topics
-                .insert(rec.topic.to_owned(), TopicQueues::default());
-        }
-        let Some(tq) = self.topics.get_mut(rec.topic) else {
-            unreachable!("the topic's queues were inserted above");
-        };
-        let topic = tq.name.get_or_insert_with(|| Arc::from(rec.topic)).clone();
+        let tq = self
+            .topics
+            .entry(Arc::clone(rec.topic))
+            .or_insert_with(|| TopicQueues {
+                count: 0,
+                partitions: foldhash::HashMap::default(),
+            });
         tq.count = rec.partitions;
         let mut closed = false;
         let partition = match rec.route {
@@ -313,9 +313,11 @@ impl Accumulator {
                 self.live += 1;
                 open.insert(Batch {
                     id: self.next_batch_id,
-                    topic,
+                    topic: Arc::clone(rec.topic),
                     partition,
-                    builder: BatchBuilder::with_capacity(batch_size.min(rec.size * 2)),
+                    builder: BatchBuilder::with_capacity(
+                        batch_size.min(pq.last_batch_bytes.max(rec.size * 2)),
+                    ),
                     payload: None,
                     deliveries: Vec::new(),
                     created: now(),
@@ -481,6 +483,7 @@ fn close_open(tq: &mut TopicQueues, partition: Option<u32>, sticky: &mut StickyP
         return;
     };
     if let Some(batch) = pq.open.take() {
+        pq.last_batch_bytes = batch.builder.size_estimate();
         if let Some(p) = partition {
             sticky.on_batch_closed(&batch.topic, p, tq.count);
         }

@@ -53,8 +53,9 @@ impl Rig {
         let size = BatchBuilder::record_size(None, Some(value), &[]);
         let memory = Reserved::try_take(&self.memory, size as u32).expect("memory");
         let (report, rx) = oneshot::channel();
+        let topic: Arc<str> = Arc::from(topic);
         let rec = Append {
-            topic,
+            topic: &topic,
             route,
             partitions,
             timestamp: 1_000,

@@ -20,7 +20,8 @@ pub const UNKNOWN_PARTITION: u32 = u32::MAX;
 /// A record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared, so that sending many records to one topic clones a pointer, not a name.
+    pub topic: Arc<str>,
     /// Send to this partition. Without one: the topic's Wasm partitioner on the broker if
     /// it has one, else the key's murmur2 hash, else the sticky partition.
     pub partition: Option<u32>,
@@ -34,7 +35,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A record with a value and nothing else.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
             topic: topic.into(),
             value: Some(value.into()),

@@ -98,7 +98,7 @@ impl<T: ProduceTransport> Engine<T> {
             (Some(p), _, _) if p < partitions => Route::Partition(p),
             (Some(p), _, _) => {
                 return Err(Error::UnknownPartition {
-                    topic: record.topic,
+                    topic: record.topic.to_string(),
                     partition: p,
                     count: partitions,
                 });
@@ -106,7 +106,7 @@ impl<T: ProduceTransport> Engine<T> {
             (None, Some(_), _) => Route::Broker,
             (None, None, _) if partitions == 0 => {
                 return Err(Error::UnknownPartition {
-                    topic: record.topic,
+                    topic: record.topic.to_string(),
                     partition: 0,
                     count: 0,
                 });

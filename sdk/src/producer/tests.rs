@@ -115,6 +115,10 @@ impl FakeBroker {
             }
             let expected = log.batches.last().map_or(0, |b| b.0 + b.2 as i32);
             if header.base_sequence != expected {
+                // A lost response is meant for a stored batch: move it to the next call.
+                if let Some(Fault::LoseResponse) = fault {
+                    state.faults.insert(call + 1, Fault::LoseResponse);
+                }
                 return Err(refuse(ErrorCode::OUT_OF_ORDER_SEQUENCE));
             }
         }
@@ -183,6 +187,12 @@ fn record(i: usize) -> ProducerRecord {
 
 #[tokio::test(start_paused = true)]
 async fn retried_and_duplicated_batches_stay_in_order_and_report_once() {
+    for in_flight in [1, 5, quiver_proto::batch::MAX_IDEMPOTENT_IN_FLIGHT] {
+        retried_and_duplicated_batches_with(in_flight).await;
+    }
+}
+
+async fn retried_and_duplicated_batches_with(in_flight: usize) {
     let broker = Arc::new(
         FakeBroker::new(1)
             .fail(2, Fault::Refuse(ErrorCode::NOT_LEADER))
@@ -190,9 +200,11 @@ async fn retried_and_duplicated_batches_stay_in_order_and_report_once() {
             .fail(9, Fault::Refuse(ErrorCode::REQUEST_TIMED_OUT))
             .fail(12, Fault::LoseResponse),
     );
-    let producer = Engine::start(broker.clone(), small_batches())
-        .await
-        .expect("starts");
+    let config = ProducerConfig {
+        max_in_flight_per_partition: in_flight,
+        ..small_batches()
+    };
+    let producer = Engine::start(broker.clone(), config).await.expect("starts");
     let mut deliveries = Vec::new();
     for i in 0..60 {
         deliveries.push(producer.send(record(i)).await.expect("queued"));
@@ -200,14 +212,17 @@ async fn retried_and_duplicated_batches_stay_in_order_and_report_once() {
     producer.flush().await;
     for (i, d) in deliveries.into_iter().enumerate() {
         let meta = d.await.expect("delivered");
-        assert_eq!(meta.offset, i as i64, "record {i}");
+        assert_eq!(meta.offset, i as i64, "in flight {in_flight}: record {i}");
         assert_eq!(meta.partition, 0);
     }
     let stored = broker.values(Some(0));
     let expected: Vec<Bytes> = (0..60)
         .map(|i| Bytes::from(format!("value-{i:04}")))
         .collect();
-    assert_eq!(stored, expected, "each record stored once, in order");
+    assert_eq!(
+        stored, expected,
+        "in flight {in_flight}: each record once, in order"
+    );
     let state = broker.state.lock();
     assert!(
         state.calls > 12,
@@ -216,7 +231,7 @@ async fn retried_and_duplicated_batches_stay_in_order_and_report_once() {
     );
     assert!(
         state.lost >= 1,
-        "a response was lost after its batch was stored"
+        "in flight {in_flight}: a response was lost after its batch was stored"
     );
     assert_eq!(
         state.duplicates, state.lost,

@@ -23,6 +23,9 @@ pub struct ConsumeBenchArgs {
     /// Largest fetch response, bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub max_bytes: u32,
+    /// Fetches of one partition in flight at once.
+    #[arg(long, default_value_t = ConsumerConfig::default().fetches_in_flight)]
+    pub fetches_in_flight: usize,
     #[command(flatten)]
     pub target: TargetArgs,
     #[arg(long)]
@@ -42,11 +45,12 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeBenchArgs) -> anyhow::Result<(
     let fill = progress(args.records, "fill");
     let producer = client.producer(ProducerConfig::default()).await?;
     let mut deliveries = Vec::new();
+    let name: std::sync::Arc<str> = topic.as_str().into();
     for i in 0..args.records {
         let value = pool[i as usize % pool.len()].clone();
         deliveries.push(
             producer
-                .send(ProducerRecord::new(topic.clone(), value))
+                .send(ProducerRecord::new(name.clone(), value))
                 .await?,
         );
         if deliveries.len() >= 65_536 {
@@ -67,6 +71,7 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeBenchArgs) -> anyhow::Result<(
     let mut consumer = client.consumer(ConsumerConfig {
         auto_offset_reset: OffsetReset::Earliest,
         max_bytes: args.max_bytes,
+        fetches_in_flight: args.fetches_in_flight,
         max_poll_records: 100_000,
         ..ConsumerConfig::default()
     })?;
@@ -105,6 +110,7 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeBenchArgs) -> anyhow::Result<(
     let mut report = Report::new("consume", got, bytes, elapsed).with_latency(&hist);
     report.settings = serde_json::json!({
         "record_size": args.record_size, "partitions": args.partitions, "max_bytes": args.max_bytes,
+        "fetches_in_flight": args.fetches_in_flight,
         "latency": "per poll call",
     });
     target.annotate(&mut report);

@@ -235,8 +235,9 @@ async fn produce(
     keys: &[Bytes],
     values: &[Bytes],
 ) -> anyhow::Result<Duration> {
+    let topic: std::sync::Arc<str> = topic.into();
     let records = (0..n as usize).map(|i| {
-        ProducerRecord::new(topic.to_string(), values[i % values.len()].clone())
+        ProducerRecord::new(topic.clone(), values[i % values.len()].clone())
             .key(keys[i % keys.len()].clone())
     });
     send_all(client, records).await
@@ -271,10 +272,11 @@ async fn send_all(
 
 /// Writes `n` JSON records, `{"n":I,"pad":"xx.."}`, about `size` bytes each.
 async fn fill_json(client: &Client, topic: &str, n: u64, size: usize) -> anyhow::Result<()> {
+    let topic: std::sync::Arc<str> = topic.into();
     let records = (0..n).map(|i| {
         let head = format!("{{\"n\":{i},\"pad\":\"");
         let pad = "x".repeat(size.saturating_sub(head.len() + 2));
-        ProducerRecord::new(topic.to_string(), format!("{head}{pad}\"}}"))
+        ProducerRecord::new(topic.clone(), format!("{head}{pad}\"}}"))
     });
     send_all(client, records).await?;
     Ok(())

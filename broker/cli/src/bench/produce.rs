@@ -145,6 +145,7 @@ async fn produce_one(
     seed: u32,
 ) -> anyhow::Result<()> {
     let producer = client.producer(config).await?;
+    let topic: Arc<str> = topic.into();
     // Deliveries are awaited by a collector task, so each latency is taken the moment its
     // acknowledgement arrives, not when the sending loop next looks.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, quiver_sdk::DeliveryFuture)>(65_536);

@@ -142,6 +142,77 @@ async fn hundred_thousand_records_round_trip_byte_exact_in_order() {
     );
 }
 
+/// Several small fetches of one partition in flight at once: records still come back
+/// contiguous and in order, and a seek drops what the fetches in flight would bring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_fetches_keep_order_and_a_seek_drops_them() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    client
+        .admin()
+        .create_topic("piped", 1, 1, BTreeMap::new())
+        .await
+        .expect("create");
+    // Many small batches, so that every fetch below ends inside the log.
+    let producer = client
+        .producer(ProducerConfig {
+            batch_size: 2048,
+            ..ProducerConfig::default()
+        })
+        .await
+        .expect("producer");
+    const N: i64 = 3000;
+    let value = |i: i64| format!("record-{i:05}-{}", "x".repeat((i % 50) as usize));
+    let mut deliveries = Vec::new();
+    for i in 0..N {
+        let record = ProducerRecord::new("piped", value(i)).partition(0);
+        deliveries.push(producer.send(record).await.expect("send"));
+    }
+    producer.flush().await;
+    for d in deliveries {
+        d.await.expect("delivered");
+    }
+    let tp = TopicPartition::new("piped", 0);
+    for in_flight in [1, 4] {
+        let mut consumer = client
+            .consumer(ConsumerConfig {
+                auto_offset_reset: OffsetReset::Earliest,
+                max_bytes: 4096,
+                fetches_in_flight: in_flight,
+                max_poll_records: 40,
+                ..ConsumerConfig::default()
+            })
+            .expect("consumer");
+        consumer.assign(vec![tp.clone()]);
+        consumer.seek(&tp, 0).expect("seek");
+        let mut next = 0;
+        let mut sought = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while next < N {
+            assert!(tokio::time::Instant::now() < deadline, "stuck at {next}");
+            let records = consumer
+                .poll(Duration::from_millis(500))
+                .await
+                .expect("poll");
+            for r in records {
+                assert_eq!(
+                    r.offset, next,
+                    "{in_flight} in flight: contiguous, in order"
+                );
+                assert_eq!(r.value.as_deref(), Some(value(next).as_bytes()));
+                next += 1;
+            }
+            // Jump back while the fetches sent ahead are still out.
+            if !sought && next >= 1000 {
+                sought = true;
+                consumer.seek(&tp, 200).expect("seek");
+                next = 200;
+            }
+        }
+        assert_eq!(consumer.position(&tp).expect("assigned"), Some(N));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_topics_configs_and_data() {
     let mut broker = TestBroker::start().await;

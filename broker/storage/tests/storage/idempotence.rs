@@ -11,7 +11,13 @@ fn a_retried_batch_returns_its_stored_offsets_and_appends_nothing() {
     log.append(&batch_of("plain", 2, 10, 0), 0).unwrap();
     let mut stored = Vec::new();
     let mut seq = 0;
-    for n in [3usize, 1, 4, 2, 5, 2] {
+    // One batch more than the broker remembers, of varied sizes.
+    let remembered = quiver_proto::batch::MAX_IDEMPOTENT_IN_FLIGHT;
+    for n in [3usize, 1, 4, 2, 5, 2]
+        .into_iter()
+        .cycle()
+        .take(remembered + 1)
+    {
         let out = log.append(&idempotent(7, 0, seq, n), 0).unwrap();
         assert!(!out.duplicate);
         stored.push((seq, n, out));
@@ -19,7 +25,7 @@ fn a_retried_batch_returns_its_stored_offsets_and_appends_nothing() {
     }
     let end = log.log_end_offset();
     let size = log.size_bytes();
-    // The last five batches are recognised; the sixth-newest is too old to tell.
+    // The last `remembered` batches are recognised; the one before is too old to tell.
     for (seq, n, original) in &stored[1..] {
         let again = log.append(&idempotent(7, 0, *seq, *n), 5).unwrap();
         assert!(again.duplicate);
@@ -34,7 +40,7 @@ fn a_retried_batch_returns_its_stored_offsets_and_appends_nothing() {
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(log.size_bytes(), size);
     let state = log.producer_state(7).unwrap();
-    assert_eq!(state.batches.len(), 5);
+    assert_eq!(state.batches.len(), remembered);
     assert_eq!(state.batches.last().unwrap().last_sequence, seq - 1);
 }
 
