@@ -17,13 +17,13 @@ use bytes::Bytes;
 use quiver_proto::api::{Acks, ProduceRequest, ProduceResponse};
 use quiver_proto::batch::{BatchBuilder, ProducerIdentity};
 use quiver_proto::{ErrorCode, Header};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::record::UNKNOWN_PARTITION;
+use super::record::{Placement, Reporter, UNKNOWN_PARTITION};
 use crate::options::backoff;
 use crate::partitioner::StickyPartitioner;
-use crate::{Error, ProducerConfig, RecordMetadata};
+use crate::{DeliveryFuture, Error, ProducerConfig};
 
 /// Where a record should go, decided before the accumulator's lock is taken except for
 /// the sticky choice, which depends on batch state.
@@ -51,7 +51,6 @@ pub(crate) struct Append<'a> {
     /// Buffer memory already taken from the producer's semaphore for this record; the
     /// batch gives it back when it is done.
     pub memory: Reserved,
-    pub report: oneshot::Sender<Result<RecordMetadata, Error>>,
 }
 
 /// A produce request the sender should issue now.
@@ -72,12 +71,6 @@ pub(crate) struct ProducerId {
 }
 
 #[derive(Debug)]
-struct Delivery {
-    report: oneshot::Sender<Result<RecordMetadata, Error>>,
-    timestamp: i64,
-}
-
-#[derive(Debug)]
 struct Batch {
     id: u64,
     topic: Arc<str>,
@@ -85,7 +78,9 @@ struct Batch {
     builder: BatchBuilder,
     /// Built once, at the first send, so retries resend the same bytes and sequence.
     payload: Option<Bytes>,
-    deliveries: Vec<Delivery>,
+    /// Where its records learn what became of them.
+    outcome: Reporter,
+    records: u32,
     created: Instant,
     attempts: u32,
     /// Sent more than once (after a failure or a refused gap).
@@ -146,9 +141,7 @@ impl Drop for Reserved {
 
 impl Batch {
     fn fail(self, error: &Error) {
-        for d in self.deliveries {
-            let _ = d.report.send(Err(error.clone()));
-        }
+        self.outcome.0.complete(Err(error.clone()));
     }
 }
 
@@ -258,7 +251,7 @@ impl Accumulator {
         &mut self,
         rec: Append<'_>,
         now: impl FnOnce() -> Instant,
-    ) -> Result<AppendOutcome, Error> {
+    ) -> Result<(AppendOutcome, DeliveryFuture), Error> {
         self.check_open()?;
         let batch_size = self.config.batch_size;
         let tq = self
@@ -319,7 +312,8 @@ impl Accumulator {
                         batch_size.min(pq.last_batch_bytes.max(rec.size * 2)),
                     ),
                     payload: None,
-                    deliveries: Vec::new(),
+                    outcome: Reporter::default(),
+                    records: 0,
                     created: now(),
                     attempts: 0,
                     resent: false,
@@ -332,15 +326,14 @@ impl Accumulator {
         batch
             .builder
             .push(rec.timestamp, rec.key, rec.value, rec.headers);
-        batch.deliveries.push(Delivery {
-            report: rec.report,
-            timestamp: rec.timestamp,
-        });
+        let delivery =
+            DeliveryFuture::new(Arc::clone(&batch.outcome.0), batch.records, rec.timestamp);
+        batch.records += 1;
         if batch.builder.size_estimate() >= batch_size {
             close_open(tq, partition, &mut self.sticky);
             closed = true;
         }
-        Ok(AppendOutcome { closed, opened })
+        Ok((AppendOutcome { closed, opened }, delivery))
     }
 
     /// Closes batches whose linger expired (all of them while flushing) and returns the
@@ -568,19 +561,16 @@ fn report_success(batch: Batch, resp: Option<&ProduceResponse>, acks: Acks) {
             Some(only) => (only.partition, only.base_offset),
             None => (r.partition, r.base_offset),
         });
-    for (i, d) in batch.deliveries.into_iter().enumerate() {
-        let (partition, offset) = match exact {
-            Some((p, base)) => (p, base + i as i64),
-            None if acks == Acks::None => (batch.partition.unwrap_or(UNKNOWN_PARTITION), -1),
-            None => (UNKNOWN_PARTITION, -1),
-        };
-        let _ = d.report.send(Ok(RecordMetadata {
-            topic: batch.topic.clone(),
-            partition,
-            offset,
-            timestamp: d.timestamp,
-        }));
-    }
+    let (partition, base_offset) = match exact {
+        Some((p, base)) => (p, Some(base)),
+        None if acks == Acks::None => (batch.partition.unwrap_or(UNKNOWN_PARTITION), None),
+        None => (UNKNOWN_PARTITION, None),
+    };
+    batch.outcome.0.complete(Ok(Placement {
+        topic: batch.topic.clone(),
+        partition,
+        base_offset,
+    }));
 }
 
 #[cfg(test)]

@@ -7,11 +7,20 @@ use quiver_proto::api::RoutedAppend;
 use quiver_proto::batch::{self, Compression};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::Semaphore;
-use tokio::sync::oneshot::Receiver;
 
 use super::*;
+use crate::RecordMetadata;
 
-type Report = Receiver<Result<RecordMetadata, Error>>;
+type Report = DeliveryFuture;
+
+/// The report, if the record's batch has one yet.
+fn try_report(report: &mut Report) -> Option<Result<RecordMetadata, Error>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(report).poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
+    }
+}
 
 const PID: ProducerId = ProducerId { id: 9, epoch: 2 };
 
@@ -52,7 +61,6 @@ impl Rig {
     ) -> Result<(AppendOutcome, Report), Error> {
         let size = BatchBuilder::record_size(None, Some(value), &[]);
         let memory = Reserved::try_take(&self.memory, size as u32).expect("memory");
-        let (report, rx) = oneshot::channel();
         let topic: Arc<str> = Arc::from(topic);
         let rec = Append {
             topic: &topic,
@@ -64,10 +72,9 @@ impl Rig {
             headers: &[],
             size,
             memory,
-            report,
         };
         let now = self.now;
-        self.acc.append(rec, || now).map(|o| (o, rx))
+        self.acc.append(rec, || now)
     }
 
     fn drain(&mut self) -> Vec<SendJob> {
@@ -108,7 +115,7 @@ fn header(job: &SendJob) -> batch::BatchHeader {
 }
 
 fn delivered(rx: &mut Report) -> Result<RecordMetadata, Error> {
-    rx.try_recv().expect("a report was sent")
+    try_report(rx).expect("a report was sent")
 }
 
 #[test]
@@ -301,7 +308,7 @@ fn retries_keep_order_and_sequences() {
     rig.complete(&sent[0], broker_error(ErrorCode::NOT_LEADER));
     rig.complete(&sent[1], broker_error(ErrorCode::OUT_OF_ORDER_SEQUENCE));
     assert!(
-        reports.iter_mut().all(|r| r.try_recv().is_err()),
+        reports.iter_mut().all(|r| try_report(r).is_none()),
         "nothing reported yet"
     );
 

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use quiver_proto::api::{InitProducerIdResponse, ProduceRequest, ProduceResponse, TopicMetadata};
 use quiver_proto::batch::BatchBuilder;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -128,8 +128,7 @@ impl<T: ProduceTransport> Engine<T> {
         // `size` fits in u32: it is at most max_request_size <= buffer_memory < 4 GiB.
         let memory = Reserved::take(&shared.memory, size as u32).await?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (report, rx) = oneshot::channel();
-        let outcome = shared.acc.lock().append(
+        let (outcome, delivery) = shared.acc.lock().append(
             Append {
                 topic: &record.topic,
                 route,
@@ -140,14 +139,13 @@ impl<T: ProduceTransport> Engine<T> {
                 headers: &record.headers,
                 size,
                 memory,
-                report,
             },
             Instant::now,
         )?;
         if outcome.wake_sender() {
             shared.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(delivery)
     }
 
     /// Sends everything buffered now, ignoring linger, and waits until every record
