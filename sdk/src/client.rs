@@ -294,7 +294,7 @@ impl Client {
             .map_err(|e| unsent(Error::ConnectionLost(e)))?;
         if payload.is_empty() {
             // Fails only on a stream already closed, which the write below reports.
-            let _ = send.set_priority(crate::transport::CONTROL_PRIORITY);
+            let _ = send.set_priority(quiver_quic::CONTROL_PRIORITY);
         }
         let exchange = async {
             let mut chunks = [frame::encode_request(req, payload.len()), payload];

@@ -13,8 +13,9 @@ use rustls::pki_types::CertificateDer;
 
 use crate::Error;
 
-/// The ALPN protocol id every Quiver client and broker speaks.
-pub const ALPN: &[u8] = b"quiver/1";
+pub use quiver_quic::{
+    ALPN, CONTROL_PRIORITY, UDP_BUFFER_BYTES, crypto_provider, endpoint, udp_socket,
+};
 
 /// Receive window of one stream: a few large batches may be in flight on it.
 pub const STREAM_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
@@ -29,10 +30,6 @@ pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 1024;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Idle timeout: how long a silent peer is tolerated before the connection is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Stream priority of requests that carry no payload (metadata, fetch, heartbeats...):
-/// above produce requests, so that they do not wait behind megabytes of batches.
-pub const CONTROL_PRIORITY: i32 = 1;
 
 /// quinn transport settings shared by every client connection.
 pub fn transport_config() -> TransportConfig {
@@ -51,21 +48,6 @@ pub fn transport_config() -> TransportConfig {
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
     config
-}
-
-/// The rustls crypto provider with TLS 1.3 suites ordered AES-128-GCM first: it is
-/// measurably faster than rustls's default first choice (AES-256-GCM) on this hardware
-/// at a security margin that suffices.
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    use rustls::crypto::ring::{cipher_suite, default_provider};
-    Arc::new(rustls::crypto::CryptoProvider {
-        cipher_suites: vec![
-            cipher_suite::TLS13_AES_128_GCM_SHA256,
-            cipher_suite::TLS13_AES_256_GCM_SHA384,
-            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-        ],
-        ..default_provider()
-    })
 }
 
 /// Parses the CA certificates a client trusts from PEM text.
@@ -103,50 +85,9 @@ pub fn client_config(roots: &[CertificateDer<'static>]) -> Result<quinn::ClientC
     Ok(config)
 }
 
-/// Bytes of kernel buffer asked for on each QUIC UDP socket. Linux's default (about
-/// 208 KiB) overflows at a few hundred MB/s and every dropped datagram makes congestion
-/// control back off; measured here, a quarter of all datagrams were dropped. The kernel
-/// caps the request at `net.core.rmem_max` / `wmem_max`; a smaller buffer still works.
-pub const UDP_BUFFER_BYTES: usize = 8 * 1024 * 1024;
-
-/// A UDP socket bound to `addr` with enlarged send and receive buffers, for quinn.
-pub fn udp_socket(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    // Best effort: a refused size leaves the default, which is slower but correct.
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}
-
-/// A quinn endpoint on [`udp_socket`], serving when `server` is given.
-pub fn endpoint(
-    addr: std::net::SocketAddr,
-    server: Option<quinn::ServerConfig>,
-) -> std::io::Result<quinn::Endpoint> {
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| std::io::Error::other("no async runtime for quinn (run inside tokio)"))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        udp_socket(addr)?,
-        runtime,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aes_128_gcm_is_preferred() {
-        let first = crypto_provider().cipher_suites[0].suite();
-        assert_eq!(first, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
-    }
 
     #[test]
     fn ca_pem_errors_are_typed() {

@@ -205,7 +205,7 @@ pub(crate) async fn write_response<T: serde::Serialize>(
     let head = frame::encode_response(body, payload.len());
     if payload.is_empty() {
         // Fails only on a stream already closed, which the write below reports.
-        let _ = send.set_priority(crate::transport::CONTROL_PRIORITY);
+        let _ = send.set_priority(quiver_quic::CONTROL_PRIORITY);
         send.write_all(&head).await
     } else {
         send.write_all_chunks(&mut [head, payload]).await

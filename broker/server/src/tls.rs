@@ -10,8 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
 
-/// The ALPN protocol id every Quiver client and broker speaks.
-pub const ALPN: &[u8] = b"quiver/1";
+pub use quiver_quic::{ALPN, crypto_provider};
 
 /// Why the listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -139,19 +138,6 @@ fn read_identity(cert_path: &Path, key_path: &Path) -> Result<Identity, TlsError
         cert_pem: String::from_utf8_lossy(&cert_bytes).into_owned(),
         cert_path: cert_path.to_path_buf(),
     })
-}
-
-/// The crypto provider with AES-128-GCM first.
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider
-        .cipher_suites
-        .sort_by_key(|suite| match suite.suite() {
-            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
-            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 1,
-            _ => 2,
-        });
-    Arc::new(provider)
 }
 
 /// The quinn server config for an identity: TLS 1.3, ALPN, and the transport tuning.
