@@ -1,6 +1,7 @@
 //! The append path: validate a request, check idempotence, assign offsets, write once,
 //! flush per policy, publish to readers; and rolling the active segment.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -12,6 +13,9 @@ use crate::index::IndexCursor;
 use crate::log::{AppendOutcome, PartitionLog, Writer};
 use crate::producer_state::Verdict;
 use crate::segment::{NO_TIMESTAMP, Segment, sync_dir};
+
+/// A batch starts with its base offset, an i64 the broker assigns (outside the CRC).
+const BASE_OFFSET_LEN: usize = 8;
 
 /// One batch of a request: where it sits in the request and its header.
 #[derive(Debug, Clone, Copy)]
@@ -106,30 +110,34 @@ impl PartitionLog {
             return Err(self.missing_active());
         };
 
-        // Stamp offsets into one buffer so the whole request is a single write.
+        // Each batch's base offset (its first 8 bytes, outside the CRC) is written from
+        // a small buffer of its own and the rest straight from the request: the whole
+        // request is one vectored write, and its bytes are never copied in memory.
         let base_offset = self.log_end_offset();
         let mut next_offset = base_offset;
         let mut max_timestamp = NO_TIMESTAMP;
         let start_position = active.len();
-        let Writer {
-            scratch, cursor, ..
-        } = &mut *writer;
-        scratch.clear();
-        scratch.extend_from_slice(batches);
         let mut stamped = Vec::with_capacity(request.len());
+        let mut offsets = Vec::with_capacity(request.len());
         for b in &request {
-            let len = b.header.total_len();
-            batch::set_base_offset(&mut scratch[b.start..b.start + len], next_offset);
             let mut header = b.header;
             header.base_offset = next_offset;
+            offsets.push(next_offset.to_be_bytes());
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.last_offset() + 1;
             stamped.push((b.start, header));
         }
-
-        if let Err(e) = self.write_batches(active, scratch, start_position) {
+        let mut pieces = Vec::with_capacity(2 * request.len());
+        for ((start, header), offset) in stamped.iter().zip(&offsets) {
+            pieces.push(IoSlice::new(offset));
+            pieces.push(IoSlice::new(
+                &batches[start + BASE_OFFSET_LEN..start + header.total_len()],
+            ));
+        }
+        if let Err(e) = self.write_batches(active, &mut pieces, start_position) {
             return Err(self.poison_with(e));
         }
+        let cursor = &mut writer.cursor;
         // Index entries only ever point at bytes that were written.
         {
             let mut index = active.index_mut();
@@ -172,7 +180,7 @@ impl PartitionLog {
     fn write_batches(
         &self,
         active: &Segment,
-        bytes: &[u8],
+        pieces: &mut [IoSlice<'_>],
         position: u64,
     ) -> Result<(), StorageError> {
         #[cfg(test)]
@@ -183,7 +191,7 @@ impl PartitionLog {
                 source: std::io::Error::other("injected write failure"),
             });
         }
-        active.write_at(bytes, position)
+        active.write_vectored_at(pieces, position)
     }
 
     /// Rolls before an append of `incoming` bytes and `span` offsets if the active

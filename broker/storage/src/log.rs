@@ -53,8 +53,6 @@ pub struct ReadOutcome {
 /// State only the writer touches, under the `writer` mutex.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    /// Reused buffer holding one append's bytes, so an append is one write call.
-    pub scratch: Vec<u8>,
     /// Where the next sparse index entries of the active segment go.
     pub cursor: IndexCursor,
     /// Bytes were written since the last fsync.
@@ -104,7 +102,6 @@ impl PartitionLog {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
             writer: Mutex::new(Writer {
-                scratch: Vec::new(),
                 cursor: recovered.cursor,
                 unflushed: false,
                 last_flush_ms: i64::MIN,

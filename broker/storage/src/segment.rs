@@ -7,7 +7,6 @@
 //! an append holds across its write or fsync.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -178,11 +177,29 @@ impl Segment {
         self.committed.fetch_min(len, Ordering::AcqRel);
     }
 
-    /// Writes `bytes` at `position` with one positional write.
-    pub(crate) fn write_at(&self, bytes: &[u8], position: u64) -> Result<(), StorageError> {
-        self.file
-            .write_all_at(bytes, position)
-            .map_err(StorageError::io(&self.paths.log, "write"))
+    /// Writes `pieces` back to back from `position`, in as few positional writes as
+    /// the kernel's limit on pieces per call and short writes allow.
+    pub(crate) fn write_vectored_at(
+        &self,
+        mut pieces: &mut [std::io::IoSlice<'_>],
+        mut position: u64,
+    ) -> Result<(), StorageError> {
+        // Well under IOV_MAX (1024 on Linux).
+        const PIECES_PER_CALL: usize = 512;
+        let failed = |e| StorageError::io(&self.paths.log, "write")(e);
+        while !pieces.is_empty() {
+            let n = pieces.len().min(PIECES_PER_CALL);
+            match rustix::io::pwritev(&self.file, &pieces[..n], position) {
+                Ok(0) => return Err(failed(std::io::ErrorKind::WriteZero.into())),
+                Ok(written) => {
+                    position += written as u64;
+                    std::io::IoSlice::advance_slices(&mut pieces, written);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(failed(e.into())),
+            }
+        }
+        Ok(())
     }
 
     /// fsyncs the log file's data.

@@ -37,6 +37,41 @@ fn records_round_trip_across_many_rolled_segments() {
     }
 }
 
+/// One request of hundreds of batches: more pieces than one vectored write may carry,
+/// each batch stamped with its own base offset, the bytes after it unchanged.
+#[test]
+fn a_request_of_many_batches_is_stamped_and_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 64 * 1024 * 1024,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    log.append(&batch_of("first", 3, 0, 0), 0).unwrap();
+    let mut request = Vec::new();
+    for i in 0..700usize {
+        request.extend_from_slice(&batch_of(&format!("m{i}"), 1 + i % 2, 0, i as i64));
+    }
+    let out = log.append(&request, 0).unwrap();
+    let total: i64 = (0..700).map(|i| 1 + i % 2).sum();
+    assert_eq!((out.base_offset, out.last_offset), (3, 2 + total));
+    assert_eq!(
+        log.size_bytes(),
+        (batch_of("first", 3, 0, 0).len() + request.len()) as u64
+    );
+    let records = read_all(&log);
+    assert_eq!(records.len() as i64, 3 + total);
+    let mut offset = 3;
+    for i in 0..700usize {
+        for j in 0..(1 + i % 2) {
+            let r = &records[offset as usize];
+            assert_eq!(r.offset, offset);
+            assert_eq!(r.value.as_deref(), Some(format!("m{i}-{j}").as_bytes()));
+            offset += 1;
+        }
+    }
+}
+
 #[test]
 fn a_read_in_the_middle_of_a_batch_starts_with_that_batch() {
     let dir = tempfile::tempdir().unwrap();
