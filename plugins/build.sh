@@ -15,6 +15,11 @@ target="$root/target/plugins"
 out="$target/wasm"
 mkdir -p "$out"
 
+# One build at a time: tests start this script from several threads and processes at
+# once, and two concurrent `rustup target add` runs break each other's install.
+exec 9>"$target/.build.lock"
+flock 9
+
 # RUSTUP_AUTO_INSTALL=0 on our machines: a missing target is never installed implicitly.
 if command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then

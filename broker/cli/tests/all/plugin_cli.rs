@@ -1,31 +1,14 @@
 //! The plugin developer loop as a user runs it: `quiver dev --plugins DIR` loads and
 //! hot-reloads the components in DIR, and `quiver plugin ...` and `quiver consume
 //! --filter` work against it with no flags. Plugins come from `plugins/build.sh`, run
-//! once per test process.
+//! once per test process (shared with the `plugins` tests).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use quiver_sdk::partitioner::partition_for_key;
-
-/// Runs `plugins/build.sh` (Rust plugins only) once and returns where the `.wasm`s are.
-fn built_plugins() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let status = Command::new("bash")
-            .arg(root.join("plugins/build.sh"))
-            .env("QUIVER_PLUGINS_RUST_ONLY", "1")
-            .status()
-            .expect("run plugins/build.sh");
-        assert!(status.success(), "plugins/build.sh failed: {status}");
-        root.join("target/plugins/wasm")
-    })
-}
 
 /// A `quiver dev --plugins DIR` child, its stdout as a stream of lines.
 struct Dev {
@@ -167,7 +150,7 @@ fn first_byte(key: &str, partitions: u32) -> u32 {
 
 #[test]
 fn dev_loads_tests_reloads_and_filters_plugins() {
-    let wasm = built_plugins();
+    let wasm = crate::plugins::plugin_dir();
     let dir = tempfile::tempdir().expect("plugins dir");
     let router = dir.path().join("router.wasm");
     std::fs::copy(wasm.join("key-hash.wasm"), &router).expect("copy key-hash");

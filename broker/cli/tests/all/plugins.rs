@@ -26,7 +26,7 @@ use crate::harness::TestBroker;
 
 /// Builds every plugin once per test binary and returns the directory of the `.wasm`
 /// files. `QUIVER_PLUGINS_RUST_ONLY` is removed so Python and JavaScript build too.
-fn plugin_dir() -> &'static Path {
+pub(crate) fn plugin_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
