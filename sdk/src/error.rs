@@ -69,10 +69,14 @@ pub enum Error {
         source: Arc<FrameError>,
     },
 
-    /// A record batch from the broker did not decode.
-    #[error("cannot decode a record batch of {tp}: {source}")]
+    /// A record batch from the broker failed its CRC or did not decode. The consumer
+    /// stays at `offset`: the records before it were returned, and polling again reports
+    /// the same error until the application seeks past the batch.
+    #[error("the record batch of {tp} at offset {offset} is corrupt: {source}")]
     Batch {
         tp: TopicPartition,
+        /// Where the corrupt batch was found: the consumer's position.
+        offset: i64,
         #[source]
         source: Arc<BatchError>,
     },

@@ -43,6 +43,13 @@ pub struct ConsumerConfig {
     /// A filter plugin run on the broker for every fetch; dropped records never cross the
     /// network and the position still moves past them. Default none.
     pub filter: Option<FilterSpec>,
+    /// Check each fetched batch's CRC-32C before decoding it, as Kafka's `check.crcs`:
+    /// a batch damaged on disk or on the way is reported as [`Error::Batch`] naming the
+    /// partition and offset, never handed over as records. Default true; it costs one
+    /// pass of hardware CRC over the fetched bytes.
+    ///
+    /// [`Error::Batch`]: crate::Error::Batch
+    pub check_crcs: bool,
     /// Delay before re-fetching a partition after a retriable fetch error. Default 100 ms.
     pub retry_backoff: Duration,
     /// The consumer group to join on [`Consumer::subscribe`](crate::Consumer::subscribe)
@@ -81,6 +88,7 @@ impl Default for ConsumerConfig {
             min_bytes: 1,
             max_poll_records: 500,
             filter: None,
+            check_crcs: true,
             retry_backoff: Duration::from_millis(100),
             group_id: None,
             client_id: "quiver-sdk".to_string(),

@@ -389,6 +389,7 @@ impl Fetcher {
     /// Applies the oldest fetch of `tp`, whose result has arrived.
     async fn apply_front(&mut self, tp: &TopicPartition) -> Result<(), Error> {
         let backoff = self.config.retry_backoff;
+        let check_crcs = self.config.check_crcs;
         let Some(state) = self.partitions.get_mut(tp) else {
             return Ok(());
         };
@@ -401,15 +402,21 @@ impl Fetcher {
         let offset = fetch.offset;
         match result {
             Ok((resp, payload)) => {
-                let decoded = decode_into(tp, &state.topic, offset, &payload, &mut state.buffered);
-                let next = match decoded {
-                    Ok(next) => next.max(resp.next_offset),
-                    Err(e) => {
-                        // Stay on the undecodable data.
-                        state.restart(offset);
-                        return Err(e);
-                    }
-                };
+                let (decoded, outcome) = decode_into(
+                    tp,
+                    &state.topic,
+                    offset,
+                    &payload,
+                    check_crcs,
+                    &mut state.buffered,
+                );
+                if let Err(e) = outcome {
+                    // Keep what decoded before the corrupt batch and stay on it: the
+                    // next poll returns those records, the one after fails here again.
+                    state.restart(decoded);
+                    return Err(e);
+                }
+                let next = decoded.max(resp.next_offset);
                 // The fetch sent after this one (or about to be) must start where this
                 // one ended; if not (a retry answered differently), fetch again from there.
                 let follows = state
@@ -443,32 +450,38 @@ impl Fetcher {
 }
 
 /// Decodes the batches of a fetch into `out`, skipping records below `offset` (a fetch
-/// returns whole batches, so the first may start earlier). Returns the offset after the
-/// last record decoded, or `offset` when there was none.
+/// returns whole batches, so the first may start earlier), and checking each batch's
+/// CRC first when `check_crcs`. Returns the offset after the last record decoded (or
+/// `offset` when there was none) and, if a batch was corrupt, the error that stopped
+/// decoding there: the records of the batches before it are kept.
 pub(crate) fn decode_into(
     tp: &TopicPartition,
     topic: &Arc<str>,
     offset: i64,
     payload: &Bytes,
+    check_crcs: bool,
     out: &mut VecDeque<ConsumerRecord>,
-) -> Result<i64, Error> {
+) -> (i64, Result<(), Error>) {
     let mut next = offset;
     for item in batch::split(payload) {
+        let corrupt = |source| Error::Batch {
+            tp: tp.clone(),
+            offset: next,
+            source: Arc::new(source),
+        };
         let bytes = match item {
             Ok((_, bytes)) => bytes,
             // A batch cut short at the end of a size-bounded response: fetch it again.
             Err(BatchError::Truncated { .. }) if next > offset => break,
-            Err(source) => {
-                return Err(Error::Batch {
-                    tp: tp.clone(),
-                    source: Arc::new(source),
-                });
-            }
+            Err(source) => return (next, Err(corrupt(source))),
         };
-        let records = batch::decode_records(&bytes).map_err(|source| Error::Batch {
-            tp: tp.clone(),
-            source: Arc::new(source),
-        })?;
+        if check_crcs && let Err(source) = batch::validate(&bytes) {
+            return (next, Err(corrupt(source)));
+        }
+        let records = match batch::decode_records(&bytes) {
+            Ok(records) => records,
+            Err(source) => return (next, Err(corrupt(source))),
+        };
         for r in records {
             if r.offset < offset {
                 continue;
@@ -485,7 +498,7 @@ pub(crate) fn decode_into(
             });
         }
     }
-    Ok(next)
+    (next, Ok(()))
 }
 
 #[cfg(test)]
@@ -509,8 +522,8 @@ mod tests {
         payload.extend(batch(13, &["d"], Compression::Zstd));
         let tp = TopicPartition::new("t", 2);
         let mut out = VecDeque::new();
-        let next = decode_into(&tp, &Arc::from("t"), 11, &Bytes::from(payload), &mut out)
-            .expect("decodes");
+        let (next, outcome) = decode_into(&tp, &"t".into(), 11, &payload.into(), true, &mut out);
+        outcome.expect("decodes");
         let got: Vec<(i64, &[u8])> = out
             .iter()
             .map(|r| (r.offset, r.value.as_deref().unwrap_or_default()))
@@ -527,8 +540,8 @@ mod tests {
         payload.extend_from_slice(&second[..second.len() - 3]);
         let mut out = VecDeque::new();
         let tp = TopicPartition::new("t", 0);
-        let next = decode_into(&tp, &Arc::from("t"), 0, &Bytes::from(payload), &mut out)
-            .expect("first batch decodes");
+        let (next, outcome) = decode_into(&tp, &"t".into(), 0, &payload.into(), true, &mut out);
+        outcome.expect("first batch decodes");
         assert_eq!((out.len(), next), (1, 1));
     }
 
@@ -537,7 +550,39 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let mut out = VecDeque::new();
         let garbage = Bytes::from(vec![0u8; 70]);
-        let err = decode_into(&tp, &Arc::from("t"), 0, &garbage, &mut out).expect_err("garbage");
-        assert!(matches!(err, Error::Batch { .. }));
+        let (next, outcome) = decode_into(&tp, &"t".into(), 5, &garbage, true, &mut out);
+        let err = outcome.expect_err("garbage");
+        assert!(matches!(err, Error::Batch { offset: 5, .. }), "{err}");
+        assert_eq!(next, 5);
+    }
+
+    /// A flipped bit in a value passes every length check; only the CRC catches it.
+    #[test]
+    fn a_batch_failing_its_crc_stops_decoding_there_and_keeps_the_batches_before() {
+        let mut payload = batch(0, &["a", "b"], Compression::None);
+        let second = batch(2, &["c", "d"], Compression::None);
+        let value_byte = second.len() - 2;
+        payload.extend_from_slice(&second);
+        let flip = payload.len() - second.len() + value_byte;
+        payload[flip] ^= 0x20;
+        let tp = TopicPartition::new("t", 0);
+        let payload = Bytes::from(payload);
+
+        let mut out = VecDeque::new();
+        let (next, outcome) = decode_into(&tp, &"t".into(), 0, &payload, true, &mut out);
+        let err = outcome.expect_err("the CRC fails");
+        assert!(
+            matches!(&err, Error::Batch { offset: 2, source, .. }
+                if matches!(**source, BatchError::CrcMismatch { .. })),
+            "{err}"
+        );
+        assert_eq!((next, out.len()), (2, 2), "the first batch is kept");
+
+        // Unchecked, the damaged value is handed over as it is.
+        let mut out = VecDeque::new();
+        let (next, outcome) = decode_into(&tp, &"t".into(), 0, &payload, false, &mut out);
+        outcome.expect("decodes without the check");
+        assert_eq!(next, 4);
+        assert_eq!(out[3].value.as_deref(), Some(&b"D"[..]));
     }
 }

@@ -1,9 +1,11 @@
-//! A torn or corrupted tail is cut off at start, and earlier data is still served.
+//! A torn or corrupted tail is cut off at start, and earlier data is still served; a
+//! batch damaged while being served fails the consumer's CRC check.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
-use quiver_sdk::{ProducerConfig, ProducerRecord};
+use quiver_sdk::{ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition};
 
 use crate::data_path::read_all;
 use crate::harness::{TestBroker, segment_files};
@@ -105,4 +107,87 @@ async fn corrupted_last_batch_is_dropped_and_earlier_data_served() {
         .collect();
     let want: Vec<String> = (0..19).map(|i| format!("record-{i}")).collect();
     assert_eq!(values, want);
+}
+
+/// A batch damaged on disk while the broker serves it (bit rot after the append's CRC
+/// check): the consumer returns the records before it, then a typed error at its offset
+/// on every poll, and reads on once the application seeks past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_damaged_at_rest_fails_the_consumers_crc_check_at_its_offset() {
+    use std::os::unix::fs::FileExt;
+
+    let broker = TestBroker::start().await;
+    fill(&broker, 50).await;
+    let log = segment_files(&broker.data_dir().join("tail-0"))
+        .pop()
+        .expect("a segment");
+    let bytes = std::fs::read(&log).expect("read");
+    let at = bytes
+        .windows(9)
+        .position(|w| w == b"record-20")
+        .expect("record 20 is in the log");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open")
+        .write_all_at(b"R", at as u64)
+        .expect("flip one byte");
+
+    let client = broker.client().await;
+    let mut consumer = client
+        .consumer(ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        })
+        .expect("consumer");
+    let tp = TopicPartition::new("tail", 0);
+    consumer.assign(vec![tp.clone()]);
+    let mut values = Vec::new();
+    let err = loop {
+        match consumer.poll(Duration::from_secs(5)).await {
+            Ok(records) => values.extend(records.into_iter().map(|r| r.value)),
+            Err(e) => break e,
+        }
+        assert!(
+            values.len() <= 20,
+            "records past the damaged batch came back"
+        );
+    };
+    assert!(
+        matches!(&err, quiver_sdk::Error::Batch { offset: 20, source, .. }
+            if matches!(**source, quiver_proto::batch::BatchError::CrcMismatch { .. })),
+        "{err}"
+    );
+    // The records before the damaged batch arrive exactly once, before or after the error.
+    while values.len() < 20 {
+        let more = consumer.poll(Duration::from_secs(5)).await.expect("poll");
+        assert!(!more.is_empty(), "stalled at {} records", values.len());
+        values.extend(more.into_iter().map(|r| r.value));
+    }
+    let want: Vec<_> = (0..20)
+        .map(|i| Some(format!("record-{i}").into()))
+        .collect();
+    assert_eq!(values, want);
+    for _ in 0..2 {
+        let again = consumer.poll(Duration::from_secs(5)).await;
+        assert!(
+            matches!(again, Err(quiver_sdk::Error::Batch { offset: 20, .. })),
+            "the consumer stays on the damaged batch, returning nothing twice: {again:?}"
+        );
+    }
+
+    consumer.seek(&tp, 21).expect("seek past it");
+    let rest = read_n(&mut consumer, 29).await;
+    assert_eq!(rest.first().map(|r| r.offset), Some(21));
+    assert_eq!(rest.last().map(|r| r.offset), Some(49));
+}
+
+async fn read_n(consumer: &mut quiver_sdk::Consumer, n: usize) -> Vec<quiver_sdk::ConsumerRecord> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let more = consumer.poll(Duration::from_secs(5)).await.expect("poll");
+        assert!(!more.is_empty(), "stalled at {} of {n} records", out.len());
+        out.extend(more);
+    }
+    out
 }
