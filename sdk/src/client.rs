@@ -18,7 +18,7 @@ use quiver_proto::api::{
 };
 use quiver_proto::frame::{
     self,
-    io::{read_bytes, read_frame, read_response_head},
+    io::{read_bytes_into, read_frame, read_response_head},
 };
 use quiver_proto::{ErrorCode, WireError};
 
@@ -46,6 +46,8 @@ struct Inner {
     dialling: tokio::sync::Mutex<()>,
     /// Topic metadata and when it was fetched.
     metadata: parking_lot::Mutex<foldhash::HashMap<String, (Instant, Arc<TopicMetadata>)>>,
+    /// Receive buffers of response payloads, reused.
+    payloads: crate::buffers::PayloadBuffers,
 }
 
 /// Requests that change nothing when repeated, so the client may retry them even when
@@ -112,6 +114,7 @@ impl Client {
                 endpoint,
                 current: parking_lot::Mutex::new(None),
                 dialling: tokio::sync::Mutex::new(()),
+                payloads: Default::default(),
                 metadata: parking_lot::Mutex::new(foldhash::HashMap::default()),
             }),
         };
@@ -317,9 +320,12 @@ impl Client {
                 })?;
             let (resp, _) = decode::<R>(head.head)?;
             on_head(&resp);
-            let payload = read_bytes(&mut recv, head.payload_len)
+            let payloads = &self.inner.payloads;
+            let mut buf = payloads.take(head.payload_len);
+            read_bytes_into(&mut recv, &mut buf, head.payload_len)
                 .await
                 .map_err(|e| read_error(&conn, R::NAME, e))?;
+            let payload = payloads.finish(buf);
             Ok(Some((resp, payload)))
         };
         tokio::time::timeout(after, exchange)

@@ -72,6 +72,7 @@
 //! ```
 
 mod admin;
+mod buffers;
 mod client;
 mod consumer;
 mod error;

@@ -253,6 +253,18 @@ pub mod io {
         check_len(prefix, max).map(Some)
     }
 
+    /// Appends exactly `len` bytes read from `reader` to `buf`, like [`read_bytes`] but
+    /// into a buffer the caller chose (one it reuses, say).
+    pub async fn read_bytes_into<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        buf: &mut BytesMut,
+        len: usize,
+    ) -> Result<(), FrameError> {
+        buf.reserve(len);
+        let end = buf.len() + len;
+        fill(reader, buf, end).await
+    }
+
     /// Reads into `buf`'s spare capacity until it holds `len` bytes: no zeroing pass over
     /// a frame of megabytes.
     async fn fill<R: AsyncRead + Unpin>(
@@ -317,10 +329,11 @@ mod tests {
             .expect("not an error");
         assert_eq!(body.body, resp);
         assert!(body.payload.is_empty());
-        let rest = io::read_bytes(&mut reader, head.payload_len)
+        let mut rest = bytes::BytesMut::from(&b"kept:"[..]);
+        io::read_bytes_into(&mut reader, &mut rest, head.payload_len)
             .await
             .expect("payload");
-        assert_eq!(&rest[..], payload);
+        assert_eq!(&rest[..], b"kept:batches", "appended after what was there");
         assert_eq!(reader, b"next frame", "nothing past the frame was consumed");
 
         // A body longer than its frame, a stream cut inside the payload, and an
@@ -330,6 +343,8 @@ mod tests {
         let err = io::read_response_head(&mut lying.as_slice(), DEFAULT_MAX_FRAME).await;
         assert!(matches!(err, Err(FrameError::Truncated(_))), "{err:?}");
         let err = io::read_bytes(&mut b"abc".as_slice(), 10).await;
+        assert!(matches!(err, Err(FrameError::Truncated(_))), "{err:?}");
+        let err = io::read_bytes_into(&mut b"abc".as_slice(), &mut Default::default(), 10).await;
         assert!(matches!(err, Err(FrameError::Truncated(_))), "{err:?}");
         let huge = (DEFAULT_MAX_FRAME as u32 + 1).to_be_bytes();
         let err = io::read_response_head(&mut huge.as_slice(), DEFAULT_MAX_FRAME).await;
