@@ -154,9 +154,19 @@ struct PartitionQueue {
     next_sequence: i32,
     /// A batch failed and is being retried: send one at a time until one succeeds.
     recovering: bool,
-    /// Bytes the last batch closed with: a new batch starts with this much room (a full
-    /// one at full speed), so it does not grow by copying itself over and over.
+    /// Bytes the last batch closed with, from which a new batch's room is sized (see
+    /// [`initial_capacity`]).
     last_batch_bytes: usize,
+}
+
+/// Room a new batch starts with: a quarter more than the last batch of its partition
+/// took, at most `batch_size`. Batches of a steady stream differ by a few bytes (the
+/// varint deltas), so starting at exactly the last size would make every other batch
+/// outgrow its buffer and copy itself into one twice as large; a full batch never
+/// exceeds `batch_size`, so at full speed each batch is allocated once, at that size.
+fn initial_capacity(last_batch_bytes: usize, first_record: usize, batch_size: usize) -> usize {
+    let roomy = last_batch_bytes.saturating_add(last_batch_bytes / 4);
+    batch_size.min(roomy.max(first_record.saturating_mul(2)))
 }
 
 #[derive(Debug)]
@@ -308,9 +318,11 @@ impl Accumulator {
                     id: self.next_batch_id,
                     topic: Arc::clone(rec.topic),
                     partition,
-                    builder: BatchBuilder::with_capacity(
-                        batch_size.min(pq.last_batch_bytes.max(rec.size * 2)),
-                    ),
+                    builder: BatchBuilder::with_capacity(initial_capacity(
+                        pq.last_batch_bytes,
+                        rec.size,
+                        batch_size,
+                    )),
                     payload: None,
                     outcome: Reporter::default(),
                     records: 0,

@@ -444,3 +444,24 @@ fn closing_refuses_records_and_drains_open_batches() {
     ));
     assert_eq!(rig.drain().len(), 1);
 }
+
+/// Batches of a steady stream come within bytes of each other: a new one gets room to
+/// spare, and a full one's successor gets all of `batch_size`, so neither is regrown.
+#[test]
+fn a_new_batch_has_room_for_one_as_large_as_the_last() {
+    let batch_size = 1 << 20;
+    let full = batch_size - 700;
+    assert_eq!(initial_capacity(full, 1100, batch_size), batch_size);
+    assert_eq!(initial_capacity(40_000, 1100, batch_size), 50_000);
+    assert!(initial_capacity(40_000, 1100, batch_size) > 40_000 + 1100);
+    assert_eq!(
+        initial_capacity(0, 1100, batch_size),
+        2200,
+        "the first batch"
+    );
+    assert_eq!(
+        initial_capacity(0, 3 << 20, batch_size),
+        batch_size,
+        "never above"
+    );
+}
