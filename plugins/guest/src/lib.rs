@@ -50,6 +50,11 @@ pub use filter::Filter;
 pub use partitioner::Partitioner;
 pub use record::{Batch, Parts, Record};
 
+/// Kafka's default key hash and partition choice, the same code the broker and SDK run:
+/// a partitioner that calls [`key_partition`] places keyed records exactly where Kafka
+/// clients and Quiver's built-in partitioner do.
+pub use quiver_murmur2::{key_partition, murmur2};
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;
