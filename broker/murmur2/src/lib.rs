@@ -78,11 +78,12 @@ mod tests {
 
     #[test]
     fn partitions_are_the_positive_hash_modulo_the_count() {
-        // murmur2(b"foobar") is negative as an i32: its sign bit is dropped, not negated.
-        let hash = murmur2(b"foobar");
-        assert!((hash as i32) < 0);
-        assert_eq!(key_partition(b"foobar", 7), (hash & 0x7fff_ffff) % 7);
+        // "21" hashes to -973932308: the sign bit is dropped (1173551340), not negated.
+        assert_eq!(key_partition(b"21", 1_000_000_000), 173_551_340);
+        assert_eq!(key_partition(b"21", 3), 1_173_551_340 % 3);
+        // "abc" hashes positive: the mask changes nothing.
+        assert_eq!(key_partition(b"abc", 7), 479_470_107 % 7);
         assert_eq!(key_partition(b"foobar", 0), 0);
-        assert!((0..100u32).all(|n| key_partition(&n.to_le_bytes(), 3) < 3));
+        assert!((1..50).all(|p| key_partition(b"foobar", p) < p));
     }
 }
