@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use quinn::{RecvStream, SendStream};
 use quiver_proto::api::ApiKey;
 use quiver_proto::frame::{self, FrameError, RequestFrame};
 use quiver_proto::{ErrorCode, WireError};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -163,19 +162,19 @@ async fn read_request(
     if len > max {
         buf.extend_from_slice(&api);
     }
-    while buf.len() < len {
-        let room = len - buf.len();
-        let short = |detail: String, got: usize| {
-            WireError::new(
-                ErrorCode::CORRUPT_FRAME,
-                format!("frame declared {len} bytes but the stream {detail} after {got}"),
-            )
+    let rest = len - buf.len();
+    if let Err(e) = frame::io::read_bytes_into(recv, &mut buf, rest).await {
+        let detail = match e {
+            FrameError::Io(io) => format!("failed ({io})"),
+            _ => "ended".to_string(),
         };
-        match recv.read_buf(&mut (&mut buf).limit(room)).await {
-            Ok(0) => return Err(short("ended".into(), buf.len())),
-            Ok(_) => {}
-            Err(e) => return Err(short(format!("failed ({e})"), buf.len())),
-        }
+        return Err(WireError::new(
+            ErrorCode::CORRUPT_FRAME,
+            format!(
+                "frame declared {len} bytes but the stream {detail} after {}",
+                buf.len()
+            ),
+        ));
     }
     let frame = RequestFrame::parse(buf.freeze()).map_err(|e| frame_error(&e))?;
     Ok(Some((frame, permit)))
