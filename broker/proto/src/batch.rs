@@ -29,6 +29,9 @@ use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_le
 
 /// Size of the fixed batch header that precedes the records.
 pub const HEADER_LEN: usize = 61;
+/// Bytes of the base offset that starts every batch: the broker assigns it, so the CRC
+/// does not cover it.
+pub const BASE_OFFSET_LEN: usize = 8;
 /// Bytes before the `batch length` field ends: base offset plus the length itself.
 pub const LOG_OVERHEAD: usize = 12;
 /// The only batch format version Quiver reads and writes.
@@ -292,7 +295,7 @@ impl Iterator for BatchSplit<'_> {
 
 /// Writes the base offset into a batch in place; the CRC does not cover it.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
-    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[..BASE_OFFSET_LEN].copy_from_slice(&base_offset.to_be_bytes());
 }
 
 /// Writes the partition leader epoch into a batch in place; the CRC does not cover it.

@@ -14,9 +14,6 @@ use crate::log::{AppendOutcome, PartitionLog, Writer};
 use crate::producer_state::Verdict;
 use crate::segment::{NO_TIMESTAMP, Segment, sync_dir};
 
-/// A batch starts with its base offset, an i64 the broker assigns (outside the CRC).
-const BASE_OFFSET_LEN: usize = 8;
-
 /// One batch of a request: where it sits in the request and its header.
 #[derive(Debug, Clone, Copy)]
 struct RequestBatch {
@@ -118,20 +115,22 @@ impl PartitionLog {
         let mut max_timestamp = NO_TIMESTAMP;
         let start_position = active.len();
         let mut stamped = Vec::with_capacity(request.len());
-        let mut offsets = Vec::with_capacity(request.len());
         for b in &request {
             let mut header = b.header;
             header.base_offset = next_offset;
-            offsets.push(next_offset.to_be_bytes());
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.last_offset() + 1;
             stamped.push((b.start, header));
         }
+        let offsets: Vec<[u8; batch::BASE_OFFSET_LEN]> = stamped
+            .iter()
+            .map(|(_, header)| header.base_offset.to_be_bytes())
+            .collect();
         let mut pieces = Vec::with_capacity(2 * request.len());
         for ((start, header), offset) in stamped.iter().zip(&offsets) {
             pieces.push(IoSlice::new(offset));
             pieces.push(IoSlice::new(
-                &batches[start + BASE_OFFSET_LEN..start + header.total_len()],
+                &batches[start + batch::BASE_OFFSET_LEN..start + header.total_len()],
             ));
         }
         if let Err(e) = self.write_batches(active, &mut pieces, start_position) {
