@@ -353,7 +353,13 @@ impl BatchBuilder {
     }
 
     pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
+        Self::with_buffer(Vec::with_capacity(bytes.max(HEADER_LEN)))
+    }
+
+    /// A builder that writes into `buf` (emptied first), for reusing a warm allocation;
+    /// see [`crate::buffers::BufferPool`].
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
         buf.resize(HEADER_LEN, 0);
         BatchBuilder {
             buf,

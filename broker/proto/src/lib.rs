@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod buffers;
 pub mod error;
 pub mod frame;
 pub mod murmur2;
