@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quiver_proto::api::{Acks, ProduceRequest, ProduceResponse};
 use quiver_proto::batch::{BatchBuilder, ProducerIdentity};
+use quiver_proto::buffers::BufferPool;
 use quiver_proto::{ErrorCode, Header};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -191,7 +192,16 @@ pub(crate) struct Accumulator {
     fatal: Option<Error>,
     /// No more records are accepted; what is buffered is sent without linger.
     closed: bool,
+    /// Buffers of acknowledged batches, which new batches are built in while still warm.
+    buffers: BufferPool,
 }
+
+/// Idle batch buffers a producer keeps. At full speed a batch is acknowledged about as
+/// often as one is opened, so a few suffice.
+const POOLED_BATCHES: usize = 4;
+
+/// Batches smaller than this are left to the allocator.
+const POOLED_MIN_BYTES: usize = 64 * 1024;
 
 /// What an append changed, so the sender is woken only when it has new work or a new
 /// linger deadline, not once per record.
@@ -212,7 +222,6 @@ impl AppendOutcome {
 impl Accumulator {
     pub fn new(config: ProducerConfig, identity: Option<ProducerId>, seed: u64) -> Self {
         Accumulator {
-            config,
             identity,
             topics: foldhash::HashMap::default(),
             sticky: StickyPartitioner::with_seed(seed),
@@ -221,6 +230,12 @@ impl Accumulator {
             flushing: 0,
             fatal: None,
             closed: false,
+            buffers: BufferPool::new(
+                POOLED_BATCHES,
+                POOLED_MIN_BYTES,
+                POOLED_BATCHES * config.batch_size.max(POOLED_MIN_BYTES),
+            ),
+            config,
         }
     }
 
@@ -318,11 +333,11 @@ impl Accumulator {
                     id: self.next_batch_id,
                     topic: Arc::clone(rec.topic),
                     partition,
-                    builder: BatchBuilder::with_capacity(initial_capacity(
+                    builder: BatchBuilder::with_buffer(self.buffers.take(initial_capacity(
                         pq.last_batch_bytes,
                         rec.size,
                         batch_size,
-                    )),
+                    ))),
                     payload: None,
                     outcome: Reporter::default(),
                     records: 0,
@@ -415,6 +430,10 @@ impl Accumulator {
             Ok(resp) => {
                 if batch.resent {
                     pq.recovering = false;
+                }
+                // Reused once the transport has let go of it too.
+                if let Some(payload) = batch.payload.take() {
+                    self.buffers.recycle(payload);
                 }
                 report_success(batch, resp.as_ref(), self.config.acks);
                 self.live -= 1;

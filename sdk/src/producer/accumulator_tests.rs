@@ -465,3 +465,55 @@ fn a_new_batch_has_room_for_one_as_large_as_the_last() {
         "never above"
     );
 }
+
+/// Appends 100 records of 1 KiB to partition 0 and drains them as one batch when its
+/// linger ends.
+fn fill_one_batch(rig: &mut Rig, byte: u8) -> SendJob {
+    for _ in 0..100 {
+        rig.send(Route::Partition(0), &[byte; 1024]);
+    }
+    rig.advance(Duration::from_millis(5));
+    let mut jobs = rig.drain();
+    assert_eq!(jobs.len(), 1);
+    jobs.remove(0)
+}
+
+#[test]
+fn an_acknowledged_batch_buffer_is_built_into_again_once_the_transport_lets_go() {
+    let mut rig = Rig::new(ProducerConfig {
+        batch_size: 128 * 1024,
+        ..config()
+    });
+    let first = fill_one_batch(&mut rig, 1);
+    let at = first.payload.as_ptr();
+    let sent = first.payload.clone();
+    rig.complete(&first, ok(0, 0, 100));
+    drop(first);
+
+    // The transport still holds the bytes (QUIC has not seen them acknowledged): the
+    // next batch gets another buffer, and the sent bytes stay as they were.
+    let second = fill_one_batch(&mut rig, 2);
+    assert_ne!(second.payload.as_ptr(), at);
+    // (The decoded records are slices of it, dropped at once so as not to hold it.)
+    let ones = Some(&[1u8; 1024][..]);
+    let intact = batch::decode_records(&sent).expect("intact");
+    assert!(intact.iter().all(|r| r.value.as_deref() == ones));
+    drop(intact);
+
+    // Once it lets go, the first buffer is reused for the batch after (the second's
+    // is still held this time).
+    drop(sent);
+    let held = second.payload.clone();
+    rig.complete(&second, ok(0, 100, 100));
+    drop(second);
+    let third = fill_one_batch(&mut rig, 3);
+    assert_eq!(third.payload.as_ptr(), at, "the first batch's buffer again");
+    drop(held);
+    let records = batch::decode_records(&third.payload).expect("valid batch");
+    assert!(!records.is_empty());
+    assert!(
+        records
+            .iter()
+            .all(|r| r.value.as_deref() == Some(&[3u8; 1024][..]))
+    );
+}
