@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use quiver_proto::api::ApiKey;
+use quiver_proto::buffers::BufferPool;
 use quiver_proto::frame::{self, FrameError, RequestFrame};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,8 +31,16 @@ pub(crate) struct Context {
     pub shutdown: CancellationToken,
     /// Bytes of request frames held in memory right now, across all connections.
     inflight: Arc<Semaphore>,
+    /// Buffers of answered requests, which the next large frames are read into.
+    frames: BufferPool,
     tracker: TaskTracker,
 }
+
+/// Idle request buffers the broker keeps: produce requests of about a megabyte arrive
+/// one after another, and each is done with before many more have been read.
+const POOLED_FRAMES: usize = 8;
+const POOLED_FRAME_MIN_BYTES: usize = 64 * 1024;
+const POOLED_FRAME_MAX_IDLE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Accepts connections until `shutdown` fires.
 pub(crate) async fn accept_loop(
@@ -45,6 +54,11 @@ pub(crate) async fn accept_loop(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let ctx = Arc::new(Context {
         inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
+        frames: BufferPool::new(
+            POOLED_FRAMES,
+            POOLED_FRAME_MIN_BYTES,
+            POOLED_FRAME_MAX_IDLE_BYTES,
+        ),
         broker: Arc::clone(&broker),
         groups,
         shutdown: shutdown.clone(),
@@ -97,7 +111,7 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, _permit: Owned
 }
 
 async fn request_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Context>) {
-    let (frame, permit) = match read_request(&mut recv, &ctx).await {
+    let (frame, whole, permit) = match read_request(&mut recv, &ctx).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
         Err(err) => {
@@ -108,6 +122,8 @@ async fn request_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Con
         }
     };
     handlers::dispatch(&ctx, frame, &mut send).await;
+    // The request is answered: its buffer is read into again if nothing kept a slice.
+    ctx.frames.recycle(whole);
     drop(permit);
     let _ = send.finish();
     // Wait for the peer to take the response before the stream's state is dropped, so a
@@ -116,10 +132,11 @@ async fn request_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Con
 }
 
 /// Reads one request frame, holding `len` bytes of the in-flight budget while it lives.
+/// Returns the frame, the whole buffer it was read into, and the permit.
 async fn read_request(
     recv: &mut RecvStream,
     ctx: &Context,
-) -> Result<Option<(RequestFrame, OwnedSemaphorePermit)>, WireError> {
+) -> Result<Option<(RequestFrame, Bytes, OwnedSemaphorePermit)>, WireError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -158,7 +175,7 @@ async fn read_request(
     // Gather the frame from the stream: one copy, and no zero-filling first. Each read
     // takes every chunk that has arrived (one lock of the connection for all of them,
     // where reading chunk by chunk took one per datagram).
-    let mut buf = BytesMut::with_capacity(len);
+    let mut buf = ctx.frames.take_bytes_mut(len);
     if len > max {
         buf.extend_from_slice(&api);
     }
@@ -176,8 +193,9 @@ async fn read_request(
             ),
         ));
     }
-    let frame = RequestFrame::parse(buf.freeze()).map_err(|e| frame_error(&e))?;
-    Ok(Some((frame, permit)))
+    let whole = buf.freeze();
+    let frame = RequestFrame::parse(whole.clone()).map_err(|e| frame_error(&e))?;
+    Ok(Some((frame, whole, permit)))
 }
 
 fn frame_error(e: &FrameError) -> WireError {
