@@ -25,20 +25,38 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let identity = tls::load_identity(&TlsConfig::SelfSigned, dir.path())?;
     let server_config = tls::server_config(&identity, transport::transport_config(16))?;
-    let server = transport::endpoint("127.0.0.1:0".parse()?, Some(server_config))?;
-    let addr = server.local_addr()?;
 
+    // The receiving end runs on a runtime and thread of its own, as a broker runs in a
+    // process of its own in `bench produce` and `consume`: one runtime for both ends
+    // would have them share (or steal) each other's workers.
     let total = args.bytes;
-    let receiver = tokio::spawn(async move {
-        let conn = server.accept().await.context("no connection")?.await?;
-        let (_send, mut recv) = conn.accept_bi().await?;
-        let mut got = 0u64;
-        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
-            got += chunk.bytes.len() as u64;
-        }
-        anyhow::ensure!(got == total, "received {got} of {total} bytes");
-        Ok::<_, anyhow::Error>(got)
-    });
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let receiver = std::thread::Builder::new()
+        .name("raw-receiver".into())
+        .spawn(move || -> anyhow::Result<u64> {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = crate::worker_threads() {
+                builder.worker_threads(n);
+            }
+            let runtime = builder.enable_all().build()?;
+            runtime.block_on(async move {
+                let server = transport::endpoint("127.0.0.1:0".parse()?, Some(server_config))?;
+                let _ = addr_tx.send(server.local_addr()?);
+                let conn = server.accept().await.context("no connection")?.await?;
+                let (_send, mut recv) = conn.accept_bi().await?;
+                let mut got = 0u64;
+                while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+                    got += chunk.bytes.len() as u64;
+                }
+                anyhow::ensure!(got == total, "received {got} of {total} bytes");
+                let _ = done_tx.send(());
+                // Stay until the sender closes, so that it sees everything acknowledged.
+                conn.closed().await;
+                Ok(got)
+            })
+        })?;
+    let addr = addr_rx.await.context("the receiver did not start")?;
 
     let roots = quiver_sdk::transport::parse_ca_pem(identity.cert_pem.as_bytes())?;
     let mut client = quiver_sdk::transport::endpoint("127.0.0.1:0".parse()?, None)?;
@@ -57,14 +75,18 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
         bar.set_position(sent);
     }
     send.finish()?;
-    let got = receiver.await.context("receiver task")??;
+    // Timed until the receiver has read the last byte (it reports a shortfall below).
+    let _ = done_rx.await;
     let elapsed = start.elapsed();
+    conn.close(0u32.into(), b"done");
+    let got = tokio::task::spawn_blocking(move || receiver.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the receiver thread panicked"))??;
     bar.finish_and_clear();
     let mut report = Report::new("raw", got / args.chunk as u64, got, elapsed);
     report.settings =
         serde_json::json!({"chunk": args.chunk, "stream": 1, "cipher": "TLS13_AES_128_GCM_SHA256"});
     cpu.finish(&mut report);
     report.print(args.json);
-    conn.close(0u32.into(), b"done");
     Ok(())
 }
