@@ -72,7 +72,6 @@
 //! ```
 
 mod admin;
-mod buffers;
 mod client;
 mod consumer;
 mod error;
