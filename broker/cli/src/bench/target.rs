@@ -63,6 +63,9 @@ impl Target {
                 "QUIVER_LOG",
                 std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // The child broker picks its own worker count: TOKIO_WORKER_THREADS given to
+            // the benchmark tunes the client side only.
+            .env_remove("TOKIO_WORKER_THREADS")
             .kill_on_drop(true);
         for (k, v) in &args.broker_configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
