@@ -479,13 +479,26 @@ impl BatchBuilder {
 
     /// Like [`build`](Self::build), consuming the builder: an uncompressed batch is
     /// finished in the builder's own buffer, without copying the records.
-    pub fn finish(mut self, codec: Compression, producer: ProducerIdentity) -> Bytes {
-        let mut out = match codec {
-            Compression::None => std::mem::take(&mut self.buf),
-            other => self.compressed(other, &self.buf[HEADER_LEN..]),
+    pub fn finish(self, codec: Compression, producer: ProducerIdentity) -> Bytes {
+        self.finish_with_spare(codec, producer).0
+    }
+
+    /// [`finish`](Self::finish), also handing back the builder's buffer when the records
+    /// were compressed into another one, so that it can be reused.
+    pub fn finish_with_spare(
+        mut self,
+        codec: Compression,
+        producer: ProducerIdentity,
+    ) -> (Bytes, Option<Vec<u8>>) {
+        let (mut out, spare) = match codec {
+            Compression::None => (std::mem::take(&mut self.buf), None),
+            other => {
+                let out = self.compressed(other, &self.buf[HEADER_LEN..]);
+                (out, Some(std::mem::take(&mut self.buf)))
+            }
         };
         self.write_header(&mut out, 0, codec, producer);
-        Bytes::from(out)
+        (Bytes::from(out), spare)
     }
 
     /// A buffer of `HEADER_LEN` placeholder bytes followed by the compressed records.

@@ -382,7 +382,14 @@ impl Accumulator {
                 let Some(pq) = tq.partitions.get_mut(&key) else {
                     continue;
                 };
-                send_ready(pq, &self.config, self.identity, now, &mut jobs);
+                send_ready(
+                    pq,
+                    &self.buffers,
+                    &self.config,
+                    self.identity,
+                    now,
+                    &mut jobs,
+                );
             }
         }
         jobs
@@ -517,6 +524,7 @@ fn close_open(tq: &mut TopicQueues, partition: Option<u32>, sticky: &mut StickyP
 
 fn send_ready(
     pq: &mut PartitionQueue,
+    buffers: &BufferPool,
     config: &ProducerConfig,
     identity: Option<ProducerId>,
     now: Instant,
@@ -558,8 +566,13 @@ fn send_ready(
                     }
                     _ => ProducerIdentity::NONE,
                 };
-                // The builder's buffer becomes the payload (uncompressed, without a copy).
-                let built = std::mem::take(&mut batch.builder).finish(config.compression, producer);
+                // The builder's buffer becomes the payload (uncompressed, without a copy);
+                // compressed, the payload is a new buffer and the builder's is reused.
+                let (built, spare) = std::mem::take(&mut batch.builder)
+                    .finish_with_spare(config.compression, producer);
+                if let Some(spare) = spare {
+                    buffers.recycle_vec(spare);
+                }
                 batch.payload = Some(built.clone());
                 built
             }

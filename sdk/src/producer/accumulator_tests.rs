@@ -517,3 +517,25 @@ fn an_acknowledged_batch_buffer_is_built_into_again_once_the_transport_lets_go()
             .all(|r| r.value.as_deref() == Some(&[3u8; 1024][..]))
     );
 }
+
+#[test]
+fn a_compressed_batch_hands_its_record_buffer_back_at_once() {
+    let mut rig = Rig::new(ProducerConfig {
+        batch_size: 128 * 1024,
+        compression: Compression::Lz4,
+        ..config()
+    });
+    let job = fill_one_batch(&mut rig, 4);
+    // The records were compressed into a new buffer; the one they were written in is
+    // free for the next batch straight away.
+    let (free, waiting, bytes) = rig.acc.buffers.held();
+    assert_eq!((free, waiting), (1, 0));
+    assert!(bytes >= 100 * 1024);
+    let records = batch::decode_records(&job.payload).expect("valid batch");
+    assert_eq!(records.len(), 100);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.value.as_deref() == Some(&[4u8; 1024][..]))
+    );
+}
