@@ -16,7 +16,7 @@ use quiver_proto::api::{
     ApiKey, FetchResponse, MetadataRequest, MetadataResponse, Request, SubscribeRequest,
     TopicMetadata,
 };
-use quiver_proto::buffers::BufferPool;
+use quiver_proto::buffers::{BufferPool, POOLED_MIN_BYTES};
 use quiver_proto::frame::{
     self,
     io::{read_bytes_into, read_frame, read_response_head},
@@ -57,8 +57,6 @@ struct Inner {
 /// Measured with `quiver bench consume` (8 MiB fetches), reusing them saved the client
 /// about 7% of its CPU per megabyte.
 const POOLED_PAYLOADS: usize = 4;
-/// Smaller payloads are left to the allocator, which recycles them cheaply.
-const POOLED_PAYLOAD_MIN_BYTES: usize = 64 * 1024;
 const POOLED_PAYLOAD_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Requests that change nothing when repeated, so the client may retry them even when
@@ -127,7 +125,7 @@ impl Client {
                 dialling: tokio::sync::Mutex::new(()),
                 payloads: BufferPool::new(
                     POOLED_PAYLOADS,
-                    POOLED_PAYLOAD_MIN_BYTES,
+                    POOLED_MIN_BYTES,
                     POOLED_PAYLOAD_MAX_BYTES,
                 ),
                 metadata: parking_lot::Mutex::new(foldhash::HashMap::default()),

@@ -22,6 +22,10 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 
+/// A sensible `min_capacity`: below this size the allocator recycles buffers cheaply
+/// by itself, from its heaps.
+pub const POOLED_MIN_BYTES: usize = 64 * 1024;
+
 /// Buffers kept for reuse, bounded by count and by their total size.
 #[derive(Debug)]
 pub struct BufferPool {

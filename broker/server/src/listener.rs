@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use quiver_proto::api::ApiKey;
-use quiver_proto::buffers::BufferPool;
+use quiver_proto::buffers::{BufferPool, POOLED_MIN_BYTES};
 use quiver_proto::frame::{self, FrameError, RequestFrame};
 use quiver_proto::{ErrorCode, WireError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,7 +39,6 @@ pub(crate) struct Context {
 /// Idle request buffers the broker keeps: produce requests of about a megabyte arrive
 /// one after another, and each is done with before many more have been read.
 const POOLED_FRAMES: usize = 8;
-const POOLED_FRAME_MIN_BYTES: usize = 64 * 1024;
 const POOLED_FRAME_MAX_IDLE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Accepts connections until `shutdown` fires.
@@ -54,11 +53,7 @@ pub(crate) async fn accept_loop(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let ctx = Arc::new(Context {
         inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
-        frames: BufferPool::new(
-            POOLED_FRAMES,
-            POOLED_FRAME_MIN_BYTES,
-            POOLED_FRAME_MAX_IDLE_BYTES,
-        ),
+        frames: BufferPool::new(POOLED_FRAMES, POOLED_MIN_BYTES, POOLED_FRAME_MAX_IDLE_BYTES),
         broker: Arc::clone(&broker),
         groups,
         shutdown: shutdown.clone(),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quiver_proto::api::{Acks, ProduceRequest, ProduceResponse};
 use quiver_proto::batch::{BatchBuilder, ProducerIdentity};
-use quiver_proto::buffers::BufferPool;
+use quiver_proto::buffers::{BufferPool, POOLED_MIN_BYTES};
 use quiver_proto::{ErrorCode, Header};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -199,9 +199,6 @@ pub(crate) struct Accumulator {
 /// Idle batch buffers a producer keeps. At full speed a batch is acknowledged about as
 /// often as one is opened, so a few suffice.
 const POOLED_BATCHES: usize = 4;
-
-/// Batches smaller than this are left to the allocator.
-const POOLED_MIN_BYTES: usize = 64 * 1024;
 
 /// What an append changed, so the sender is woken only when it has new work or a new
 /// linger deadline, not once per record.

@@ -56,7 +56,15 @@ pub async fn run(args: RawArgs) -> anyhow::Result<()> {
                 Ok(got)
             })
         })?;
-    let addr = addr_rx.await.context("the receiver did not start")?;
+    let Ok(addr) = addr_rx.await else {
+        // It failed before listening: its own error says why.
+        let failed = receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("the receiver panicked"))?;
+        return Err(failed
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the receiver did not start")));
+    };
 
     let roots = quiver_sdk::transport::parse_ca_pem(identity.cert_pem.as_bytes())?;
     let mut client = quiver_sdk::transport::endpoint("127.0.0.1:0".parse()?, None)?;
