@@ -127,6 +127,17 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
     for tp in &tps {
         start.insert(tp.partition, consumer.position(tp)?.unwrap_or(0));
     }
+    if !args.follow {
+        // Not an error (Kafka's console consumer would wait), but say why nothing prints.
+        for tp in &tps {
+            let (at, end) = (start[&tp.partition], ends[&tp.partition]);
+            if at > end {
+                eprintln!(
+                    "note: {tp} ends at offset {end}; reading from {at} finds nothing (--follow waits for it)"
+                );
+            }
+        }
+    }
     let mut printed = 0u64;
     loop {
         if !args.follow && partitions.iter().all(|p| start[p] >= ends[p]) {

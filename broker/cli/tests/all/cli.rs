@@ -143,6 +143,16 @@ fn dev_then_every_command_with_no_flags() {
         None,
     ));
     assert_eq!(out.lines().count(), 1);
+    // Past the end without --follow: nothing to print, and a note on stderr says why.
+    let out = run(
+        &["consume", "orders", "--partition", "1", "--from", "99"],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("orders-1 ends at offset "), "{note}");
+    assert!(note.contains("reading from 99 finds nothing"), "{note}");
     let desc = ok(&run(&["topic", "describe", "orders"], None));
     assert!(desc.contains("retention.ms = 3600000"), "{desc}");
 
