@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quiver_proto::api::{
@@ -45,8 +45,8 @@ struct Inner {
     /// Held while dialling so that a broken connection is re-dialled once, not once per
     /// waiting request.
     dialling: tokio::sync::Mutex<()>,
-    /// Topic metadata and when it was fetched.
-    metadata: parking_lot::Mutex<foldhash::HashMap<String, (Instant, Arc<TopicMetadata>)>>,
+    /// Topic metadata and the wall-clock millisecond it was fetched at (see [`now_ms`]).
+    metadata: parking_lot::Mutex<foldhash::HashMap<String, (i64, Arc<TopicMetadata>)>>,
     /// Buffers response payloads are read into, reused once the application has
     /// dropped every record cut from them.
     payloads: BufferPool,
@@ -378,12 +378,16 @@ impl Client {
     /// `metadata_max_age`, else fetched. Fails with `UNKNOWN_TOPIC` for a topic the
     /// broker does not know.
     pub async fn metadata(&self, topics: &[&str]) -> Result<Vec<Arc<TopicMetadata>>, Error> {
-        let max_age = self.inner.options.metadata_max_age;
+        let now = now_ms();
         let missing: Vec<String> = {
             let cache = self.inner.metadata.lock();
             topics
                 .iter()
-                .filter(|t| cache.get(**t).is_none_or(|(at, _)| at.elapsed() >= max_age))
+                .filter(|t| {
+                    cache
+                        .get(**t)
+                        .is_none_or(|(at, _)| !fresh(*at, now, self.inner.options.metadata_max_age))
+                })
                 .map(|t| t.to_string())
                 .collect()
         };
@@ -410,12 +414,22 @@ impl Client {
 
     /// Metadata of one topic, cached like [`Client::metadata`].
     pub async fn topic_metadata(&self, topic: &str) -> Result<Arc<TopicMetadata>, Error> {
-        // Fast path for the producer's per-record lookup: one lock, one hash, no Vec.
+        self.topic_metadata_at(topic, now_ms()).await
+    }
+
+    /// [`Client::topic_metadata`] with the clock already read: the producer's per-record
+    /// lookup, which reads the wall clock once for the record's timestamp and reuses it
+    /// here. One lock, one hash, no clock read and no `Vec` when the entry is fresh.
+    pub(crate) async fn topic_metadata_at(
+        &self,
+        topic: &str,
+        now_ms: i64,
+    ) -> Result<Arc<TopicMetadata>, Error> {
         let cached = {
             let cache = self.inner.metadata.lock();
             cache
                 .get(topic)
-                .filter(|(at, _)| at.elapsed() < self.inner.options.metadata_max_age)
+                .filter(|(at, _)| fresh(*at, now_ms, self.inner.options.metadata_max_age))
                 .map(|(_, m)| m.clone())
         };
         if let Some(meta) = cached {
@@ -434,7 +448,7 @@ impl Client {
         topics: Option<Vec<String>>,
     ) -> Result<MetadataResponse, Error> {
         let (resp, _) = self.call(&MetadataRequest { topics }, Bytes::new()).await?;
-        let now = Instant::now();
+        let now = now_ms();
         let mut cache = self.inner.metadata.lock();
         for topic in &resp.topics {
             cache.insert(topic.name.clone(), (now, Arc::new(topic.clone())));
@@ -539,9 +553,45 @@ impl Subscription {
     }
 }
 
+/// Milliseconds since the Unix epoch by the wall clock: record timestamps and the age of
+/// cached metadata. A clock before 1970 reads as 0.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether metadata fetched at wall-clock `fetched_ms` may still be used at `now_ms`.
+///
+/// A reading up to a second before the fetch is a send that read the clock just before
+/// another task refreshed the entry, and counts as fresh. A clock stepped back further
+/// counts as stale, so a clock change can make the cache refresh early but never keep an
+/// entry more than that second past `max_age`.
+fn fresh(fetched_ms: i64, now_ms: i64, max_age: std::time::Duration) -> bool {
+    const CLOCK_SKEW_MS: i64 = 1_000;
+    let max_age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    let age = now_ms.saturating_sub(fetched_ms);
+    age > -CLOCK_SKEW_MS && age < max_age
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_metadata_ages_by_the_wall_clock_and_a_clock_stepped_back_refreshes_it() {
+        let max_age = std::time::Duration::from_secs(300);
+        let fetched = 1_700_000_000_000;
+        assert!(fresh(fetched, fetched, max_age));
+        assert!(fresh(fetched, fetched + 299_999, max_age));
+        assert!(!fresh(fetched, fetched + 300_000, max_age));
+        // A send that read the clock just before another task's refresh landed.
+        assert!(fresh(fetched, fetched - 5, max_age));
+        // The clock was stepped back: refresh rather than trust the entry for longer.
+        assert!(!fresh(fetched, fetched - 60_000, max_age));
+        assert!(!fresh(fetched, 0, max_age));
+        assert!(!fresh(fetched, fetched + 1, std::time::Duration::ZERO));
+    }
 
     #[test]
     fn produce_is_not_repeated_blindly() {

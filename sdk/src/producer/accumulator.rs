@@ -104,6 +104,10 @@ pub(crate) struct Reserved {
 impl Reserved {
     /// Takes `bytes` permits from `semaphore` (waiting for them) and holds them.
     pub async fn take(semaphore: &Arc<Semaphore>, bytes: u32) -> Result<Reserved, Error> {
+        // Always through `acquire_many`, never a `try_acquire` shortcut: the semaphore
+        // spends tokio's cooperative budget, so a tight `send` loop yields now and then
+        // and the sender task and the connection on the same thread keep moving. Without
+        // that the loop runs until the buffer is full, and batches go out in bursts.
         let permit = semaphore
             .acquire_many(bytes)
             .await

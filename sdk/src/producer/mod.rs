@@ -77,8 +77,8 @@ impl Producer {
 }
 
 impl ProduceTransport for Client {
-    async fn topic(&self, topic: &str) -> Result<Arc<TopicMetadata>, Error> {
-        self.topic_metadata(topic).await
+    async fn topic(&self, topic: &str, now_ms: i64) -> Result<Arc<TopicMetadata>, Error> {
+        self.topic_metadata_at(topic, now_ms).await
     }
 
     async fn init_producer_id(&self) -> Result<InitProducerIdResponse, Error> {

@@ -17,13 +17,19 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::accumulator::{Accumulator, Append, ProducerId, Reserved, Route};
+use crate::client::now_ms;
 use crate::partitioner::partition_for_key;
 use crate::{DeliveryFuture, Error, ProducerConfig, ProducerRecord};
 
 /// What the producer needs from a broker connection.
 pub(crate) trait ProduceTransport: Send + Sync + 'static {
-    /// The topic's partitions and partitioner, cached by the implementation.
-    fn topic(&self, topic: &str) -> impl Future<Output = Result<Arc<TopicMetadata>, Error>> + Send;
+    /// The topic's partitions and partitioner, cached by the implementation; `now_ms` is
+    /// the wall clock the caller has just read, for the cache's age check.
+    fn topic(
+        &self,
+        topic: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Arc<TopicMetadata>, Error>> + Send;
     /// A fresh producer id and epoch.
     fn init_producer_id(
         &self,
@@ -92,7 +98,9 @@ impl<T: ProduceTransport> Engine<T> {
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, Error> {
         let shared = &self.shared;
         shared.acc.lock().check_open()?;
-        let meta = shared.transport.topic(&record.topic).await?;
+        // The one clock read of a send: the record's timestamp and the metadata age.
+        let now = now_ms();
+        let meta = shared.transport.topic(&record.topic, now).await?;
         let partitions = meta.partitions.len() as u32;
         let route = match (record.partition, &meta.partitioner, &record.key) {
             (Some(p), _, _) if p < partitions => Route::Partition(p),
@@ -127,7 +135,7 @@ impl<T: ProduceTransport> Engine<T> {
         }
         // `size` fits in u32: it is at most max_request_size <= buffer_memory < 4 GiB.
         let memory = Reserved::take(&shared.memory, size as u32).await?;
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let timestamp = record.timestamp.unwrap_or(now);
         let (outcome, delivery) = shared.acc.lock().append(
             Append {
                 topic: &record.topic,
@@ -261,10 +269,4 @@ async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(at).await;
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

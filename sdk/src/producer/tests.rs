@@ -141,7 +141,7 @@ impl FakeBroker {
 }
 
 impl ProduceTransport for Arc<FakeBroker> {
-    async fn topic(&self, topic: &str) -> Result<Arc<TopicMetadata>, Error> {
+    async fn topic(&self, topic: &str, _now_ms: i64) -> Result<Arc<TopicMetadata>, Error> {
         Ok(Arc::new(TopicMetadata {
             name: topic.to_string(),
             partitions: (0..self.partitions)
