@@ -5,7 +5,10 @@
 //! 1. ask the policy for each record's key and which of two records with the same key
 //!    survives, building key -> winning record;
 //! 2. rewrite each closed segment keeping a record when it is its key's winner (or has no
-//!    key) and the policy retains it, into `<name>.log.cleaned`, fsynced.
+//!    key) and the policy retains it, into `<name>.log.cleaned`, fsynced. A batch left
+//!    with no records is dropped, except an idempotent producer's last batch in the
+//!    segment, which stays as an empty batch so the producer is still known after a
+//!    restart.
 //!
 //! Only when every segment was rewritten without error are the files renamed over the
 //! originals (under the writer lock, briefly) and their indexes rebuilt. A policy error
@@ -134,7 +137,7 @@ impl PartitionLog {
         let mut winners: HashMap<Bytes, Record> = HashMap::new();
         for segment in &closed {
             for_each_batch(segment, &mut |_, header, records| {
-                if header.is_control() {
+                if header.is_control() || records.is_empty() {
                     return Ok(());
                 }
                 let keys = checked_len(policy.key(records)?, records.len(), "key")?;
@@ -227,8 +230,10 @@ fn rewrite(
     let mut out = BufWriter::new(file);
     let mut len = 0u64;
     let mut removed = 0u64;
+    let last_of_producer = last_batch_of_each_producer(segment)?;
     let result = for_each_batch(segment, &mut |bytes, header, records| {
-        let keep = if header.is_control() {
+        // Control batches, and empty ones left by an earlier pass, are kept as they are.
+        let keep = if header.is_control() || records.is_empty() {
             vec![true; records.len()]
         } else {
             let keys = checked_len(policy.key(records)?, records.len(), "key")?;
@@ -251,7 +256,14 @@ fn rewrite(
             // Untouched batches keep their exact bytes: no re-encoding, same CRC.
             bytes.clone()
         } else if kept == 0 {
-            return Ok(());
+            // An idempotent producer's last batch here stays as an empty stand-in, so
+            // that its sequence numbers survive a restart (producer state is rebuilt
+            // from batch headers). A later batch of it in this segment serves as well.
+            let last = last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+            if header.producer_id < 0 || !last {
+                return Ok(());
+            }
+            batch::empty_like(header)
         } else {
             rebuild(bytes, header, records, &keep)?
         };
@@ -283,6 +295,18 @@ fn rewrite(
         path,
         len,
     }))
+}
+
+/// Base offset of the last batch of each idempotent producer in a closed segment.
+fn last_batch_of_each_producer(segment: &Segment) -> Result<HashMap<i64, i64>, StorageError> {
+    let mut last = HashMap::new();
+    let mut scan = segment.scan_from(0);
+    while let Some((_, header)) = segment.step(&mut scan)? {
+        if header.producer_id >= 0 {
+            last.insert(header.producer_id, header.base_offset);
+        }
+    }
+    Ok(last)
 }
 
 /// Sees one decoded batch: its stored bytes, its header and its records.

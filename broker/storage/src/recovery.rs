@@ -187,7 +187,7 @@ pub(crate) fn load_segment(
             batch_bytes.resize(header.total_len(), 0);
             file.read_exact_at(&mut batch_bytes, position)
                 .map_err(StorageError::io(&paths.log, "read segment"))?;
-            if let Err(e) = batch::validate(&batch_bytes) {
+            if let Err(e) = batch::validate_stored(&batch_bytes) {
                 break Some((position, e.to_string()));
             }
         }

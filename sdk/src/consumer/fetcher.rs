@@ -451,8 +451,8 @@ impl Fetcher {
 
 /// Decodes the batches of a fetch into `out`, skipping records below `offset` (a fetch
 /// returns whole batches, so the first may start earlier), and checking each batch's
-/// CRC first when `check_crcs`. Returns the offset after the last record decoded (or
-/// `offset` when there was none) and, if a batch was corrupt, the error that stopped
+/// CRC first when `check_crcs`. Returns the offset after the last whole batch decoded
+/// (or `offset` when there was none) and, if a batch was corrupt, the error that stopped
 /// decoding there: the records of the batches before it are kept.
 pub(crate) fn decode_into(
     tp: &TopicPartition,
@@ -469,13 +469,13 @@ pub(crate) fn decode_into(
             offset: next,
             source: Arc::new(source),
         };
-        let bytes = match item {
-            Ok((_, bytes)) => bytes,
+        let (header, bytes) = match item {
+            Ok(piece) => piece,
             // A batch cut short at the end of a size-bounded response: fetch it again.
             Err(BatchError::Truncated { .. }) if next > offset => break,
             Err(source) => return (next, Err(corrupt(source))),
         };
-        if check_crcs && let Err(source) = batch::validate(&bytes) {
+        if check_crcs && let Err(source) = batch::validate_stored(&bytes) {
             return (next, Err(corrupt(source)));
         }
         let records = match batch::decode_records(&bytes) {
@@ -497,6 +497,9 @@ pub(crate) fn decode_into(
                 headers: r.headers,
             });
         }
+        // A compacted batch may end in removed records, or hold none at all (an empty
+        // stand-in for an idempotent producer): its offsets are passed all the same.
+        next = next.max(header.last_offset() + 1);
     }
     (next, Ok(()))
 }
@@ -554,6 +557,43 @@ mod tests {
         let err = outcome.expect_err("garbage");
         assert!(matches!(err, Error::Batch { offset: 5, .. }), "{err}");
         assert_eq!(next, 5);
+    }
+
+    /// Compaction leaves an empty batch for an idempotent producer's last batch: it is
+    /// stepped over, even when a truncated batch follows it at the end of a response.
+    #[test]
+    fn an_empty_batch_left_by_compaction_is_stepped_over() {
+        let mut payload = batch(0, &["a"], Compression::None);
+        let mut gone = BatchBuilder::new();
+        gone.push(1000, Some(b"k"), Some(b"superseded"), &[]);
+        gone.push(1000, Some(b"k"), Some(b"superseded"), &[]);
+        let identity = ProducerIdentity {
+            producer_id: 3,
+            producer_epoch: 0,
+            base_sequence: 0,
+        };
+        let gone = gone.build_at(1, Compression::None, identity);
+        let header = batch::validate(&gone).expect("valid");
+        payload.extend_from_slice(&batch::empty_like(&header));
+        let tail = batch(3, &["d"], Compression::None);
+        let tp = TopicPartition::new("t", 0);
+
+        let mut whole = payload.clone();
+        whole.extend_from_slice(&tail);
+        let mut out = VecDeque::new();
+        let (next, outcome) = decode_into(&tp, &"t".into(), 0, &whole.into(), true, &mut out);
+        outcome.expect("the empty batch is no error");
+        let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
+        assert_eq!((offsets, next), (vec![0, 3], 4));
+
+        // Starting at the empty batch with the next one cut short: nothing to hand over,
+        // no error, and the position moves past the empty batch.
+        let mut cut = payload[payload.len() - batch::HEADER_LEN..].to_vec();
+        cut.extend_from_slice(&tail[..tail.len() - 2]);
+        let mut out = VecDeque::new();
+        let (next, outcome) = decode_into(&tp, &"t".into(), 1, &cut.into(), true, &mut out);
+        outcome.expect("the truncated tail is left for the next fetch");
+        assert_eq!((out.len(), next), (0, 3));
     }
 
     /// A flipped bit in a value passes every length check; only the CRC catches it.

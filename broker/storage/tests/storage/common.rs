@@ -73,7 +73,7 @@ pub fn batches(bytes: &Bytes) -> Vec<Bytes> {
     batch::split(bytes)
         .map(|piece| {
             let (_, bytes) = piece.expect("reads return whole batches");
-            batch::validate(&bytes).expect("reads return valid batches");
+            batch::validate_stored(&bytes).expect("reads return valid batches");
             bytes
         })
         .collect()

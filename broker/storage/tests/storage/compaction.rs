@@ -254,3 +254,87 @@ fn a_failing_policy_changes_nothing_on_disk() {
         assert_eq!(read_all(&log), records);
     }
 }
+
+/// A batch of keyed records `(key, value)` from idempotent producer `pid`.
+fn keyed_from(pid: i64, sequence: i32, records: &[(&str, &str)]) -> Bytes {
+    let records: Vec<Rec> = records
+        .iter()
+        .map(|(k, v)| (Some(k.as_bytes().to_vec()), Some(v.as_bytes().to_vec()), 7))
+        .collect();
+    build(
+        &records,
+        ProducerIdentity {
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: sequence,
+        },
+    )
+}
+
+#[test]
+fn a_producer_whose_last_batch_was_compacted_away_is_still_known_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), compact_config()).unwrap();
+    // Producer 7 writes three keys in two batches; producer 8 then overwrites all three,
+    // so compaction removes every record producer 7 ever wrote.
+    log.append(&keyed_from(7, 0, &[("a", "7a"), ("b", "7b")]), 0)
+        .unwrap();
+    let last = log.append(&keyed_from(7, 2, &[("c", "7c")]), 0).unwrap();
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        log.append(&keyed_from(8, i as i32, &[(key, "8")]), 0)
+            .unwrap();
+    }
+    // Filler by a third producer until all of the above sit in closed segments.
+    let mut sequence = 0;
+    while active_base(dir.path()) <= 4 {
+        log.append(
+            &keyed_from(9, sequence, &[("filler", "xxxxxxxxxxxxxxxxxxxxxxxx")]),
+            0,
+        )
+        .unwrap();
+        sequence += 1;
+    }
+    let before = log.producer_state(7).unwrap();
+
+    let outcome = log
+        .compact(
+            &mut KeepLatest {
+                delete_retention_ms: 1_000_000,
+            },
+            1000,
+        )
+        .unwrap();
+    assert!(outcome.records_removed >= 3);
+    let values: Vec<_> = read_all(&log)
+        .iter()
+        .filter_map(|r| r.value.clone())
+        .collect();
+    assert!(
+        values.iter().all(|v| !v.starts_with(b"7")),
+        "producer 7's records are gone"
+    );
+    // A look-up by time steps over the empty batch to producer 8's first record.
+    assert_eq!(log.offset_for_timestamp(7).unwrap(), Some((3, 7)));
+    log.close().unwrap();
+
+    // Reopened, the log rebuilds producer state from batch headers: the emptied last
+    // batch still carries producer 7's sequence range and offsets. (Its first batch went
+    // entirely, so a retry of that one could no longer be recognised; it is long
+    // acknowledged by then.)
+    let log = PartitionLog::open(dir.path(), compact_config()).unwrap();
+    let after = log.producer_state(7).expect("producer 7 is still known");
+    assert_eq!(after.epoch, before.epoch);
+    assert_eq!(after.batches.last(), before.batches.last());
+    let retry = log.append(&keyed_from(7, 2, &[("c", "7c")]), 0).unwrap();
+    assert!(
+        retry.duplicate,
+        "a retry of the last batch is still recognised"
+    );
+    assert_eq!(retry.base_offset, last.base_offset);
+    let next = log.append(&keyed_from(7, 3, &[("d", "7d")]), 0).unwrap();
+    assert!(!next.duplicate);
+    // Reads step over the empty batch; the new record is there.
+    let all = read_all(&log);
+    assert!(all.iter().any(|r| r.value.as_deref() == Some(&b"7d"[..])));
+    assert!(all.iter().all(|r| r.offset != last.base_offset));
+}
