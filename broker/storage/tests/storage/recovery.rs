@@ -88,6 +88,31 @@ fn a_flipped_byte_in_the_last_batch_cuts_it() {
     assert_tail_batch_gone(dir.path(), last_start);
 }
 
+/// Compaction may leave an empty batch (see `batch::empty_like`); should its segment be
+/// the last one at open, recovery must keep it, not take it for damage and cut there.
+#[test]
+fn an_empty_batch_in_the_active_segment_is_kept_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (last_start, last_len) = five_batches(dir.path());
+    let log_file = &segment_files(dir.path(), "log")[0];
+    let mut bytes = std::fs::read(log_file).unwrap();
+    let start = last_start as usize;
+    let header = BatchHeader::parse(&bytes[start..start + last_len]).unwrap();
+    bytes.truncate(start);
+    bytes.extend_from_slice(&quiver_proto::batch::empty_like(&header));
+    std::fs::write(log_file, &bytes).unwrap();
+
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 20, "offsets 16..20 stay taken");
+    assert_eq!(read_all(&log).len(), 16);
+    assert_eq!(
+        std::fs::metadata(log_file).unwrap().len(),
+        bytes.len() as u64
+    );
+    let next = log.append(&batch_of("after", 1, 10, 0), 0).unwrap();
+    assert_eq!(next.base_offset, 20);
+}
+
 #[test]
 fn a_log_whose_only_segment_is_garbage_opens_empty_at_its_base() {
     let dir = tempfile::tempdir().unwrap();
