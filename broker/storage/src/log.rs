@@ -246,6 +246,9 @@ impl PartitionLog {
                     path: segment.paths().log.clone(),
                     reason: format!("batch at byte {position} does not decode: {e}"),
                 })?;
+            // The batch found has a record at its max timestamp, so this finds one: every
+            // stored batch with records does (compaction rebuilds a batch's header from
+            // the records it keeps), and an empty batch carries -1 and is never found.
             if let Some(record) = records.iter().find(|r| r.timestamp >= ts_ms) {
                 return Ok(Some((record.offset, record.timestamp)));
             }

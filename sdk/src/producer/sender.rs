@@ -98,7 +98,8 @@ impl<T: ProduceTransport> Engine<T> {
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, Error> {
         let shared = &self.shared;
         shared.acc.lock().check_open()?;
-        // The one clock read of a send: the record's timestamp and the metadata age.
+        // The one clock read of a send: the record's timestamp and the metadata age. A
+        // send that then waits for buffer memory keeps this time, as in Kafka's producer.
         let now = now_ms();
         let meta = shared.transport.topic(&record.topic, now).await?;
         let partitions = meta.partitions.len() as u32;
