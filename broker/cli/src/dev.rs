@@ -26,6 +26,11 @@ pub struct DevArgs {
     /// Do not write the CLI profile (used by benchmarks and tests that start their own).
     #[arg(long, hide = true)]
     pub no_profile: bool,
+    /// Stop when standard input closes, then delete the data directory: for a broker that
+    /// `quiver bench` starts as its child. The pipe closes however the parent ends (a
+    /// closed stdout, SIGTERM from `timeout`, SIGKILL), so the child never outlives it.
+    #[arg(long, hide = true)]
+    pub owned_by_parent: bool,
     /// Upload every *.wasm in DIR as a plugin named after its file stem, then upload a
     /// new version whenever a file there changes or appears.
     #[arg(long, value_name = "DIR")]
@@ -104,14 +109,38 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         },
         None => None,
     };
-    let result = wait_for_ctrl_c(&broker).await;
+    let parent_gone = args.owned_by_parent.then(stdin_closed);
+    let result = wait_for_stop(&broker, parent_gone).await;
     if let Some((cancel, task)) = watch {
         cancel.cancel();
         let _ = task.await;
     }
     eprintln!("shutting down");
     broker.shutdown().await.context("shutting down")?;
+    if args.owned_by_parent {
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("removing the data directory {}", data.display()))?;
+    }
     result
+}
+
+/// Resolves when standard input reaches its end or fails. Read on a plain thread, not
+/// tokio's blocking pool: a read that never ends must not hold up the runtime's shutdown.
+fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
+    let (closed, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(move || {
+            let mut sink = std::io::sink();
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sink);
+            let _ = closed.send(());
+        });
+    if let Err(e) = spawned {
+        // Without the watcher the broker still stops on SIGTERM and when its parent
+        // drops it; say why the usual way is missing.
+        eprintln!("warning: cannot watch standard input: {e}");
+    }
+    rx
 }
 
 /// Starts the task that keeps the plugins of `dir` loaded in `broker`, and returns what
@@ -148,7 +177,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "quiver: listening on quic://{}\n",
         broker.local_addr()
     ));
-    let result = wait_for_ctrl_c(&broker).await;
+    let result = wait_for_stop(&broker, None).await;
     eprintln!("shutting down");
     broker.shutdown().await.context("shutting down")?;
     result
@@ -161,14 +190,29 @@ fn print_quietly(text: &str) {
 }
 
 /// Waits for Ctrl-C, SIGTERM or the broker stopping on its own.
-async fn wait_for_ctrl_c(broker: &quiver_server::RunningBroker) -> anyhow::Result<()> {
+/// Waits for Ctrl-C, SIGTERM, the broker's own shutdown, or `parent_gone`.
+async fn wait_for_stop(
+    broker: &quiver_server::RunningBroker,
+    parent_gone: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<()> {
     let token = broker.shutdown_token();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    let parent_gone = async {
+        // A watcher that could not start drops its sender: that is no reason to stop.
+        let closed = match parent_gone {
+            Some(rx) => rx.await.is_ok(),
+            None => false,
+        };
+        if !closed {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
         _ = terminate.recv() => {}
         () = token.cancelled() => {}
+        () = parent_gone => {}
     }
     Ok(())
 }

@@ -16,7 +16,6 @@
 //! whatever else the machine is doing; the ratios are the point, not the absolutes.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -357,26 +356,12 @@ async fn reload(args: &PluginBenchArgs, plugins: &Path) -> anyhow::Result<()> {
     std::fs::write(&file, &base).context("writing the first build")?;
     let data = work.path().join("data");
 
-    let exe = std::env::current_exe().context("finding the quiver binary")?;
-    let mut child = tokio::process::Command::new(exe)
-        .arg("dev")
-        .arg("--data")
-        .arg(&data)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--no-profile")
+    let mut child = super::target::child_dev_command(&data)?
         .arg("--plugins")
         .arg(&watched)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .stdin(Stdio::null())
-        .env(
-            "QUIVER_LOG",
-            std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .kill_on_drop(true)
         .spawn()
         .context("starting a child `quiver dev --plugins`")?;
+    let _lifeline = child.stdin.take();
     let stdout = child.stdout.take().context("the child has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let url = super::target::listening_url(&mut lines).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use quiver_sdk::{Client, ClientOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 use super::report::Report;
 use crate::connect::ConnectArgs;
@@ -20,6 +20,8 @@ pub struct Target {
     pub url: String,
     pub ca: PathBuf,
     child: Option<Child>,
+    /// The child broker's stdin: it stops when this closes (see `--owned-by-parent`).
+    _lifeline: Option<ChildStdin>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -35,6 +37,37 @@ pub struct TargetArgs {
     pub broker_configs: Vec<(String, String)>,
 }
 
+/// `quiver dev` as a child of this process, on an ephemeral port and without a CLI
+/// profile, logging only warnings and errors (they interleave with the report).
+///
+/// It is given `--owned-by-parent` and a piped stdin: keep the `ChildStdin` for as long
+/// as the broker should run. The child stops when the pipe closes, which happens however
+/// this process ends (a closed stdout, `timeout`'s SIGTERM, SIGKILL), whereas
+/// `kill_on_drop` covers only an orderly drop; it then deletes its data directory.
+pub(super) fn child_dev_command(data: &std::path::Path) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("finding the quiver binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("dev")
+        .arg("--data")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--no-profile")
+        .arg("--owned-by-parent")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::piped())
+        .env(
+            "QUIVER_LOG",
+            std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        // The child broker picks its own worker count: TOKIO_WORKER_THREADS given to
+        // the benchmark tunes the client side only.
+        .env_remove("TOKIO_WORKER_THREADS")
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
 impl Target {
     pub async fn start(conn: &ConnectArgs, args: &TargetArgs) -> anyhow::Result<Target> {
         if args.external {
@@ -43,34 +76,17 @@ impl Target {
                 url,
                 ca,
                 child: None,
+                _lifeline: None,
                 _dir: None,
             });
         }
         let dir = tempfile::tempdir().context("creating a temporary data dir")?;
-        let exe = std::env::current_exe().context("finding the quiver binary")?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("dev")
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--no-profile")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .stdin(Stdio::null())
-            // Only warnings and errors from the child interleave with the report.
-            .env(
-                "QUIVER_LOG",
-                std::env::var("QUIVER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            // The child broker picks its own worker count: TOKIO_WORKER_THREADS given to
-            // the benchmark tunes the client side only.
-            .env_remove("TOKIO_WORKER_THREADS")
-            .kill_on_drop(true);
+        let mut cmd = child_dev_command(&dir.path().join("data"))?;
         for (k, v) in &args.broker_configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
         }
         let mut child = cmd.spawn().context("starting a child broker")?;
+        let lifeline = child.stdin.take();
         let stdout = child.stdout.take().context("child broker has no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let url = listening_url(&mut lines).await?;
@@ -80,6 +96,7 @@ impl Target {
             url,
             ca: dir.path().join("data").join("tls").join("cert.pem"),
             child: Some(child),
+            _lifeline: lifeline,
             _dir: Some(dir),
         })
     }

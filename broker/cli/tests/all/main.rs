@@ -3,6 +3,7 @@
 //! harness.
 
 mod bad_input;
+mod bench_child;
 mod cli;
 mod compaction;
 mod crash;
