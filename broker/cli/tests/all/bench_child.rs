@@ -53,8 +53,12 @@ impl Drop for Reaper {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_killed_benchmark_takes_its_child_broker_and_its_data_with_it() {
+    // The benchmark's own temporary directory outlives a SIGKILL (empty, once the broker
+    // deleted its data in it): keep it inside one this test removes.
+    let tmp = tempfile::tempdir().expect("tempdir");
     let mut bench = Command::new(env!("CARGO_BIN_EXE_quiver"))
         .args(["bench", "produce", "--records", "1000000000", "--json"])
+        .env("TMPDIR", tmp.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
