@@ -77,14 +77,28 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     }
 }
 
+/// Rewrites the one segment of a closed log: `edit` gets its bytes and the start and
+/// length of its last batch. Returns the segment's path and its new length.
+fn edit_segment(
+    dir: &std::path::Path,
+    last_start: u64,
+    last_len: usize,
+    edit: impl FnOnce(&mut Vec<u8>, usize, usize),
+) -> (std::path::PathBuf, u64) {
+    let log_file = segment_files(dir, "log")[0].clone();
+    let mut bytes = std::fs::read(&log_file).unwrap();
+    edit(&mut bytes, last_start as usize, last_len);
+    std::fs::write(&log_file, &bytes).unwrap();
+    (log_file, bytes.len() as u64)
+}
+
 #[test]
 fn a_flipped_byte_in_the_last_batch_cuts_it() {
     let dir = tempfile::tempdir().unwrap();
     let (last_start, last_len) = five_batches(dir.path());
-    let log_file = &segment_files(dir.path(), "log")[0];
-    let mut bytes = std::fs::read(log_file).unwrap();
-    bytes[last_start as usize + last_len / 2] ^= 0x40;
-    std::fs::write(log_file, bytes).unwrap();
+    edit_segment(dir.path(), last_start, last_len, |bytes, start, len| {
+        bytes[start + len / 2] ^= 0x40;
+    });
     assert_tail_batch_gone(dir.path(), last_start);
 }
 
@@ -94,21 +108,17 @@ fn a_flipped_byte_in_the_last_batch_cuts_it() {
 fn an_empty_batch_in_the_active_segment_is_kept_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let (last_start, last_len) = five_batches(dir.path());
-    let log_file = &segment_files(dir.path(), "log")[0];
-    let mut bytes = std::fs::read(log_file).unwrap();
-    let start = last_start as usize;
-    let header = BatchHeader::parse(&bytes[start..start + last_len]).unwrap();
-    bytes.truncate(start);
-    bytes.extend_from_slice(&quiver_proto::batch::empty_like(&header));
-    std::fs::write(log_file, &bytes).unwrap();
+    let (log_file, new_len) =
+        edit_segment(dir.path(), last_start, last_len, |bytes, start, len| {
+            let header = BatchHeader::parse(&bytes[start..start + len]).unwrap();
+            bytes.truncate(start);
+            bytes.extend_from_slice(&quiver_proto::batch::empty_like(&header));
+        });
 
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), 20, "offsets 16..20 stay taken");
     assert_eq!(read_all(&log).len(), 16);
-    assert_eq!(
-        std::fs::metadata(log_file).unwrap().len(),
-        bytes.len() as u64
-    );
+    assert_eq!(std::fs::metadata(&log_file).unwrap().len(), new_len);
     let next = log.append(&batch_of("after", 1, 10, 0), 0).unwrap();
     assert_eq!(next.base_offset, 20);
 }
