@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::RwLock;
-use quiver_proto::api::{PartitionDescription, TopicDescription};
 use quiver_storage::PartitionLog;
 
 use crate::catalog::{Catalog, TopicRecord, partition_dir};
@@ -21,6 +20,7 @@ use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::plugins::PluginService;
 use crate::producer_ids::ProducerIds;
+use crate::service::types::{PartitionInfo, TopicInfo};
 use crate::topic_config::{self, EffectiveConfig};
 
 /// A topic and its open partitions.
@@ -259,9 +259,9 @@ impl Broker {
     }
 
     /// Describes a topic with the live state of every partition.
-    pub fn describe(&self, topic: &Topic) -> TopicDescription {
+    pub fn describe(&self, topic: &Topic) -> TopicInfo {
         let node = self.config.node_id;
-        TopicDescription {
+        TopicInfo {
             name: topic.record.name.clone(),
             replication_factor: topic.record.replication_factor,
             internal: topic.record.internal,
@@ -271,7 +271,7 @@ impl Broker {
                 .iter()
                 .map(|p| {
                     let log = p.log();
-                    PartitionDescription {
+                    PartitionInfo {
                         partition: p.index,
                         leader: node,
                         leader_epoch: 0,

@@ -1,6 +1,6 @@
-//! The broker's domain errors, and the one place they become wire error codes.
+//! The broker's domain errors. They say what went wrong in the broker's terms; a door
+//! turns them into its protocol's codes (the QUIC door in `quic/errors.rs`).
 
-use quiver_proto::{ErrorCode, WireError};
 use quiver_storage::StorageError;
 
 use crate::catalog::CatalogError;
@@ -55,48 +55,4 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl BrokerError {
-    /// The error code and message sent to the client.
-    pub fn to_wire(&self) -> WireError {
-        WireError::new(self.code(), self.to_string())
-    }
-
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            BrokerError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
-            BrokerError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
-            BrokerError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
-            BrokerError::InvalidTopicName(_) => ErrorCode::INVALID_TOPIC_NAME,
-            BrokerError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,
-            BrokerError::InvalidRequest(_) => ErrorCode::INVALID_REQUEST,
-            BrokerError::CorruptBatch(_) => ErrorCode::CORRUPT_BATCH,
-            BrokerError::UnknownPlugin(_) => ErrorCode::UNKNOWN_PLUGIN,
-            BrokerError::InvalidPlugin(_) => ErrorCode::INVALID_PLUGIN,
-            BrokerError::PluginFailed(_) => ErrorCode::PLUGIN_FAILED,
-            BrokerError::PluginInUse(_) => ErrorCode::PLUGIN_IN_USE,
-            BrokerError::Storage { source, .. } => storage_code(source),
-            BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
-            BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
-            BrokerError::Group(e) => e.code(),
-        }
-    }
-}
-
-fn storage_code(err: &StorageError) -> ErrorCode {
-    match err {
-        StorageError::CorruptBatch { .. } => ErrorCode::CORRUPT_BATCH,
-        StorageError::BatchTooLarge { .. } => ErrorCode::RECORD_TOO_LARGE,
-        StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-        StorageError::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
-        StorageError::OutOfOrderSequence { .. } => ErrorCode::OUT_OF_ORDER_SEQUENCE,
-        _ => ErrorCode::STORAGE_ERROR,
-    }
-}
-
-impl From<BrokerError> for WireError {
-    fn from(e: BrokerError) -> WireError {
-        e.to_wire()
-    }
 }

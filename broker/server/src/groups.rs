@@ -37,7 +37,7 @@ use crate::broker::Broker;
 use crate::catalog::TopicRecord;
 use crate::config::GroupsConfig;
 use crate::error::BrokerError;
-use crate::handlers::now_ms;
+use crate::service::now_ms;
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

@@ -28,11 +28,12 @@ pub mod config;
 mod error;
 mod groups;
 mod handlers;
-mod listener;
 mod maintenance;
 mod partition;
 mod plugins;
 mod producer_ids;
+mod quic;
+pub mod service;
 pub mod tls;
 pub mod topic_config;
 pub mod transport;
@@ -47,6 +48,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{BrokerConfig, GroupsConfig, Limits, PluginsConfig, TlsConfig};
 pub use error::BrokerError;
+pub use service::BrokerService;
 
 /// Why the broker could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -165,24 +167,20 @@ async fn start_with(
         .clone()
         .unwrap_or_else(|| local_addr.to_string());
     let grace = Duration::from_millis(config.shutdown_grace_ms);
-    let open_config = config.clone();
-    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(open_config, advertised))
-        .await
-        .map_err(|e| ServerError::Task(e.to_string()))??;
-    let broker = Arc::new(broker);
     // Committed offsets are replayed before the listener serves a single request.
-    let groups = Arc::new(groups::GroupService::open(&broker, &config.groups).await?);
+    let service = BrokerService::open(config.clone(), advertised, shutdown.clone()).await?;
     tracing::info!(addr = %local_addr, data = %config.data_dir.display(), "broker listening");
 
     let tracker = TaskTracker::new();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        tracker.spawn(maintenance::run(Arc::clone(&broker), token.clone()));
-        tracker.spawn(Arc::clone(&groups).run_timer(Arc::clone(&broker), token.clone()));
-        listener::accept_loop(
+        tracker.spawn(maintenance::run(Arc::clone(&service.broker), token.clone()));
+        tracker.spawn(
+            Arc::clone(&service.groups).run_timer(Arc::clone(&service.broker), token.clone()),
+        );
+        quic::listener::accept_loop(
             endpoint.clone(),
-            Arc::clone(&broker),
-            groups,
+            service.clone(),
             token.clone(),
             tracker.clone(),
         )
@@ -194,8 +192,7 @@ async fn start_with(
             tracing::warn!("in-flight requests did not finish within the grace period; closing");
         }
         endpoint.close(0u32.into(), b"broker shutting down");
-        let b = Arc::clone(&broker);
-        let _ = tokio::task::spawn_blocking(move || b.close()).await;
+        let _ = tokio::task::spawn_blocking(move || service.close()).await;
         endpoint.wait_idle().await;
         tracing::info!("broker stopped");
     });

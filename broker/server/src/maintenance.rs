@@ -14,8 +14,8 @@ use quiver_plugin_host::log::{LogLevel, LogSource};
 
 use crate::broker::{Broker, Topic};
 use crate::compaction_plugin::PluginPolicy;
-use crate::handlers::now_ms;
 use crate::partition::Partition;
+use crate::service::now_ms;
 
 /// Runs until `shutdown` fires; one pass over all partitions per period.
 pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {

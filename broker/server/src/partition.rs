@@ -77,6 +77,21 @@ impl Partition {
         Ok(outcome)
     }
 
+    /// Appends batches that carry no producer sequence (nothing to wait for) from a
+    /// thread that may block, and wakes readers: for callers already on the blocking pool.
+    pub fn append_blocking(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendOutcome, BrokerError> {
+        let outcome = self
+            .log
+            .append(batches, now_ms)
+            .map_err(|source| self.storage_error(source))?;
+        self.high_watermark.send_replace(self.log.high_watermark());
+        Ok(outcome)
+    }
+
     async fn await_predecessor(&self, batches: &[u8], wait: std::time::Duration) {
         let Ok(header) = quiver_proto::batch::BatchHeader::parse(batches) else {
             return; // the append itself reports what is wrong with the batch

@@ -15,38 +15,38 @@ use quiver_proto::api::{
 };
 
 use crate::error::BrokerError;
-use crate::listener::Context;
 use crate::partition::Partition;
+use crate::quic::listener::Context;
 
-pub(super) async fn join(
+pub(crate) async fn join(
     ctx: &Context,
     req: JoinGroupRequest,
 ) -> Result<JoinGroupResponse, BrokerError> {
     ctx.groups.join(&ctx.broker, req, &ctx.shutdown).await
 }
 
-pub(super) async fn sync(
+pub(crate) async fn sync(
     ctx: &Context,
     req: SyncGroupRequest,
 ) -> Result<SyncGroupResponse, BrokerError> {
     ctx.groups.sync(&req)
 }
 
-pub(super) async fn heartbeat(
+pub(crate) async fn heartbeat(
     ctx: &Context,
     req: HeartbeatRequest,
 ) -> Result<HeartbeatResponse, BrokerError> {
     ctx.groups.heartbeat(&req)
 }
 
-pub(super) async fn leave(
+pub(crate) async fn leave(
     ctx: &Context,
     req: LeaveGroupRequest,
 ) -> Result<LeaveGroupResponse, BrokerError> {
     ctx.groups.leave(&ctx.broker, &req)
 }
 
-pub(super) async fn commit(
+pub(crate) async fn commit(
     ctx: &Context,
     req: OffsetCommitRequest,
 ) -> Result<OffsetCommitResponse, BrokerError> {
@@ -54,14 +54,14 @@ pub(super) async fn commit(
     Ok(OffsetCommitResponse {})
 }
 
-pub(super) async fn fetch_offsets(
+pub(crate) async fn fetch_offsets(
     ctx: &Context,
     req: OffsetFetchRequest,
 ) -> Result<OffsetFetchResponse, BrokerError> {
     Ok(ctx.groups.fetch_offsets(&req))
 }
 
-pub(super) async fn list(
+pub(crate) async fn list(
     ctx: &Context,
     _req: ListGroupsRequest,
 ) -> Result<ListGroupsResponse, BrokerError> {
@@ -69,7 +69,7 @@ pub(super) async fn list(
 }
 
 /// The coordinator's description with each partition's end offset and the group's lag.
-pub(super) async fn describe(
+pub(crate) async fn describe(
     ctx: &Context,
     req: DescribeGroupRequest,
 ) -> Result<GroupDescription, BrokerError> {
@@ -88,7 +88,7 @@ pub(super) async fn describe(
     Ok(desc)
 }
 
-pub(super) async fn delete(
+pub(crate) async fn delete(
     ctx: &Context,
     req: DeleteGroupRequest,
 ) -> Result<DeleteGroupResponse, BrokerError> {
@@ -100,7 +100,7 @@ pub(super) async fn delete(
 /// Resolves the target on every partition of the topic and commits it for the group.
 /// Refused while the group has members, checked before reading any partition; the
 /// coordinator checks again when it applies the offsets, in case one joined meanwhile.
-pub(super) async fn reset_offsets(
+pub(crate) async fn reset_offsets(
     ctx: &Context,
     req: ResetGroupOffsetsRequest,
 ) -> Result<ResetGroupOffsetsResponse, BrokerError> {

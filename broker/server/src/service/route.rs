@@ -14,25 +14,41 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quiver_plugin_host::RecordView;
 use quiver_proto::Record;
-use quiver_proto::api::{ProduceResponse, RoutedAppend};
 use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
 use quiver_proto::murmur2::key_partition;
 
-use super::plugin::blocking;
+use super::blocking;
+use super::types::{ProduceOutcome, RoutedAppend};
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
-use crate::plugins::call_error;
+use crate::plugins::{PluginService, call_error};
 
 pub(super) async fn produce_routed(
-    b: &Broker,
-    topic: &Topic,
+    b: &Arc<Broker>,
+    topic: &Arc<Topic>,
     payload: Bytes,
     now: i64,
-) -> Result<ProduceResponse, BrokerError> {
+) -> Result<ProduceOutcome, BrokerError> {
+    let plugins = Arc::clone(&b.plugins);
+    let round_robin = b.next_round_robin();
+    let topic = Arc::clone(topic);
+    // One hop to the blocking pool for the whole request: decoding, the plugin call,
+    // re-encoding and the appends are all blocking work, and hopping once per step (or
+    // per partition) costs a thread hand-off each time.
+    blocking(move || route_and_append(&plugins, &topic, &payload, round_robin, now)).await
+}
+
+fn route_and_append(
+    plugins: &PluginService,
+    topic: &Topic,
+    payload: &Bytes,
+    round_robin: u64,
+    now: i64,
+) -> Result<ProduceOutcome, BrokerError> {
     let count = topic.partitions.len() as u32;
     let mut batches: Vec<Vec<Record>> = Vec::new();
     let mut codec = Compression::None;
-    for piece in batch::split(&payload) {
+    for piece in batch::split(payload) {
         let (_, bytes) = piece?;
         let header = batch::validate(&bytes)?;
         codec = header.compression()?;
@@ -40,28 +56,20 @@ pub(super) async fn produce_routed(
     }
     // Every partition is chosen before anything is appended, so a failing partitioner
     // fails the whole produce with nothing stored.
-    let (batches, partitions) = match &topic.config.partitioner {
+    let partitions: Vec<Vec<u32>> = match &topic.config.partitioner {
         Some(reference) => {
-            let plugins = Arc::clone(&b.plugins);
-            let reference = reference.clone();
-            let params = topic.config.partitioner_params.clone();
-            blocking(move || {
-                let plugin = plugins.partitioner(&reference, &params)?;
-                let partitions = batches
-                    .iter()
-                    .map(|records| {
-                        let views: Vec<RecordView<'_>> =
-                            records.iter().map(RecordView::from).collect();
-                        plugin.partition(&views, count).map_err(call_error)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((batches, partitions))
-            })
-            .await?
+            let plugin = plugins.partitioner(reference, &topic.config.partitioner_params)?;
+            batches
+                .iter()
+                .map(|records| {
+                    let views: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
+                    plugin.partition(&views, count).map_err(call_error)
+                })
+                .collect::<Result<Vec<_>, _>>()?
         }
         None => {
-            let keyless_partition = (b.next_round_robin() % u64::from(count)) as u32;
-            let partitions = batches
+            let keyless_partition = (round_robin % u64::from(count)) as u32;
+            batches
                 .iter()
                 .map(|records| {
                     records
@@ -72,8 +80,7 @@ pub(super) async fn produce_routed(
                         })
                         .collect()
                 })
-                .collect();
-            (batches, partitions)
+                .collect()
         }
     };
     // Sized for an even spread, so a builder rarely grows while records are copied in.
@@ -92,17 +99,15 @@ pub(super) async fn produce_routed(
                 );
         }
     }
+    // Every chosen partition exists before the first append, for the same reason.
+    for p in builders.keys() {
+        topic.partition(*p)?;
+    }
     let mut routed = Vec::with_capacity(builders.len());
     for (p, builder) in builders {
         let partition = topic.partition(p)?;
         let records = builder.len() as u32;
-        let out = partition
-            .append(
-                builder.finish(codec, ProducerIdentity::NONE),
-                now,
-                std::time::Duration::ZERO,
-            )
-            .await?;
+        let out = partition.append_blocking(&builder.finish(codec, ProducerIdentity::NONE), now)?;
         routed.push(RoutedAppend {
             partition: p,
             base_offset: out.base_offset,
@@ -114,7 +119,7 @@ pub(super) async fn produce_routed(
         .first()
         .cloned()
         .ok_or_else(|| BrokerError::InvalidRequest("produce request holds no records".into()))?;
-    Ok(ProduceResponse {
+    Ok(ProduceOutcome {
         partition: first.partition,
         base_offset: first.base_offset,
         last_offset: first.last_offset,

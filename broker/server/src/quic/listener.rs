@@ -18,13 +18,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::dispatch;
 use crate::broker::Broker;
 use crate::groups::GroupService;
-use crate::handlers;
+use crate::service::BrokerService;
 
 /// What every connection and stream task shares.
 #[derive(Debug)]
 pub(crate) struct Context {
+    /// What requests are served by; this door only reads, decodes, calls and answers.
+    pub service: BrokerService,
     pub broker: Arc<Broker>,
     /// Consumer groups and committed offsets.
     pub groups: Arc<GroupService>,
@@ -44,18 +47,18 @@ const POOLED_FRAME_MAX_IDLE_BYTES: usize = 16 * 1024 * 1024;
 /// Accepts connections until `shutdown` fires.
 pub(crate) async fn accept_loop(
     endpoint: quinn::Endpoint,
-    broker: Arc<Broker>,
-    groups: Arc<GroupService>,
+    service: BrokerService,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let limits = &broker.config.limits;
+    let limits = &service.config().limits;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let ctx = Arc::new(Context {
         inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
         frames: BufferPool::new(POOLED_FRAMES, POOLED_MIN_BYTES, POOLED_FRAME_MAX_IDLE_BYTES),
-        broker: Arc::clone(&broker),
-        groups,
+        broker: Arc::clone(&service.broker),
+        groups: Arc::clone(&service.groups),
+        service,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
@@ -116,7 +119,7 @@ async fn request_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Con
             return;
         }
     };
-    handlers::dispatch(&ctx, frame, &mut send).await;
+    dispatch::dispatch(&ctx, frame, &mut send).await;
     // The request is answered: its buffer is read into again if nothing kept a slice.
     ctx.frames.recycle(whole);
     drop(permit);

@@ -14,45 +14,91 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use quiver_plugin_host::{FilterPlugin, RecordView};
 use quiver_proto::Record;
-use quiver_proto::api::FilterSpec;
 use quiver_proto::batch::{self, BatchBuilder, BatchHeader, ProducerIdentity};
+use quiver_storage::ReadOutcome;
 
-use super::plugin::blocking;
-use crate::broker::Broker;
+use super::types::FilterRef;
 use crate::error::BrokerError;
-use crate::plugins::call_error;
+use crate::partition::Partition;
+use crate::plugins::{PluginService, call_error};
 
-/// The warm binding of the filter a request names (created on first use, on the
-/// blocking pool since that compiles and initialises the plugin).
-pub(super) async fn bind(b: &Broker, spec: &FilterSpec) -> Result<Arc<FilterPlugin>, BrokerError> {
-    let plugins = Arc::clone(&b.plugins);
-    let name = spec.name.clone();
-    let version = spec.version;
-    let params: Vec<(String, String)> = spec
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    blocking(move || plugins.filter(&name, version, &params)).await
+/// A filter a read names, bound to its warm plugin on first use (binding may compile
+/// the component and run its `init`, so it happens on the blocking pool, inside the
+/// first read's hop).
+#[derive(Debug)]
+pub(super) struct ReadFilter {
+    spec: FilterRef,
+    plugins: Arc<PluginService>,
+    bound: Option<Arc<FilterPlugin>>,
 }
 
-/// The kept records of `stored` (whole batches from one read), from offset `from` on.
-pub(super) async fn apply(
-    filter: &Arc<FilterPlugin>,
-    stored: Bytes,
-    from: i64,
-) -> Result<Bytes, BrokerError> {
-    if stored.is_empty() {
-        return Ok(stored);
+impl ReadFilter {
+    pub(super) fn new(spec: FilterRef, plugins: Arc<PluginService>) -> Self {
+        ReadFilter {
+            spec,
+            plugins,
+            bound: None,
+        }
     }
-    let filter = Arc::clone(filter);
-    blocking(move || {
-        keep_records(&stored, from, |records| {
-            let views: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
-            filter.keep(&views).map_err(call_error)
-        })
+
+    fn plugin(&mut self) -> Result<Arc<FilterPlugin>, BrokerError> {
+        if let Some(bound) = &self.bound {
+            return Ok(Arc::clone(bound));
+        }
+        let params: Vec<(String, String)> = self
+            .spec
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let bound = self
+            .plugins
+            .filter(&self.spec.name, self.spec.version, &params)?;
+        self.bound = Some(Arc::clone(&bound));
+        Ok(bound)
+    }
+}
+
+/// One read of `partition` from `offset`, passed through `filter` when there is one:
+/// the read and the filter share one hop to the blocking pool. Returns what the log
+/// said and the bytes to send (the stored bytes, or only the kept records).
+pub(super) async fn read(
+    partition: &Arc<Partition>,
+    filter: &mut Option<ReadFilter>,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<(ReadOutcome, Bytes), BrokerError> {
+    let partition = Arc::clone(partition);
+    let mut taken = filter.take();
+    let (result, back) = tokio::task::spawn_blocking(move || {
+        let result = read_blocking(&partition, taken.as_mut(), offset, max_bytes);
+        (result, taken)
     })
     .await
+    .map_err(|e| BrokerError::Internal(format!("read task failed: {e}")))?;
+    *filter = back;
+    result
+}
+
+fn read_blocking(
+    partition: &Partition,
+    filter: Option<&mut ReadFilter>,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<(ReadOutcome, Bytes), BrokerError> {
+    let plugin = filter.map(ReadFilter::plugin).transpose()?;
+    let out = partition
+        .log()
+        .read(offset, max_bytes)
+        .map_err(|source| partition.storage_error(source))?;
+    let payload = match plugin {
+        Some(plugin) if !out.bytes.is_empty() => keep_records(&out.bytes, offset, |records| {
+            let views: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
+            plugin.keep(&views).map_err(call_error)
+        })?,
+        _ => out.bytes.clone(),
+    };
+    Ok((out, payload))
 }
 
 /// Runs `decide` once per data batch of `stored` over its records at or after `from`,

@@ -1,0 +1,44 @@
+//! The one place domain errors become wire error codes: each [`BrokerError`] (and the
+//! storage and group errors inside it) maps to a code of the append-only table in
+//! `quiver_proto::ErrorCode`, with the error's own message.
+
+use quiver_proto::{ErrorCode, WireError};
+use quiver_storage::StorageError;
+
+use crate::error::BrokerError;
+
+/// The error code and message sent to the client.
+pub(crate) fn wire_error(e: &BrokerError) -> WireError {
+    WireError::new(code(e), e.to_string())
+}
+
+fn code(e: &BrokerError) -> ErrorCode {
+    match e {
+        BrokerError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
+        BrokerError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        BrokerError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
+        BrokerError::InvalidTopicName(_) => ErrorCode::INVALID_TOPIC_NAME,
+        BrokerError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,
+        BrokerError::InvalidRequest(_) => ErrorCode::INVALID_REQUEST,
+        BrokerError::CorruptBatch(_) => ErrorCode::CORRUPT_BATCH,
+        BrokerError::UnknownPlugin(_) => ErrorCode::UNKNOWN_PLUGIN,
+        BrokerError::InvalidPlugin(_) => ErrorCode::INVALID_PLUGIN,
+        BrokerError::PluginFailed(_) => ErrorCode::PLUGIN_FAILED,
+        BrokerError::PluginInUse(_) => ErrorCode::PLUGIN_IN_USE,
+        BrokerError::Storage { source, .. } => storage_code(source),
+        BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
+        BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
+        BrokerError::Group(e) => e.code(),
+    }
+}
+
+fn storage_code(err: &StorageError) -> ErrorCode {
+    match err {
+        StorageError::CorruptBatch { .. } => ErrorCode::CORRUPT_BATCH,
+        StorageError::BatchTooLarge { .. } => ErrorCode::RECORD_TOO_LARGE,
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+        StorageError::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
+        StorageError::OutOfOrderSequence { .. } => ErrorCode::OUT_OF_ORDER_SEQUENCE,
+        _ => ErrorCode::STORAGE_ERROR,
+    }
+}

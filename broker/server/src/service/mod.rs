@@ -1,0 +1,101 @@
+//! The broker service: every operation the broker offers, as methods that take and
+//! return the broker's own types ([`types`]) and fail with [`BrokerError`].
+//!
+//! This is the middle of the house. A door (today the QUIC listener in `quic/`; a Kafka
+//! listener could be another) reads a request in its protocol, converts it, calls one
+//! method here, and converts the answer back. Nothing in this module knows a frame, a
+//! stream, a wire struct or an error code, so two doors share one behaviour and tests
+//! drive it without sockets ([`BrokerService::open`] on a temporary directory).
+//!
+//! What it is not: a place for I/O details. Partition logs are read and written on the
+//! blocking pool through [`Partition`](crate::partition::Partition); plugins are called on
+//! the blocking pool, once per step of a request (one hop that reads and filters, one
+//! that routes and appends), never once per record.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::groups::GroupService;
+
+mod fetch;
+mod filter;
+mod offsets;
+mod plugin;
+mod produce;
+mod route;
+mod subscribe;
+mod topics;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use plugin::{
+    PluginAdded, PluginDecision, PluginLogPage, PluginSummary, PluginTest, PluginTrial,
+};
+pub use subscribe::Subscription;
+
+/// The broker's operations over its topics, partitions, groups and plugins.
+#[derive(Debug, Clone)]
+pub struct BrokerService {
+    pub(crate) broker: Arc<Broker>,
+    /// Consumer groups and committed offsets.
+    pub(crate) groups: Arc<GroupService>,
+    /// Cancelled at shutdown: long polls and subscriptions end instead of waiting on.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl BrokerService {
+    /// Opens the data directory (topics, partition logs, plugins) and replays committed
+    /// offsets, without listening anywhere. `advertised` is the address clients are told
+    /// to dial. The open itself runs on the blocking pool: recovery reads every segment.
+    pub async fn open(
+        config: BrokerConfig,
+        advertised: String,
+        shutdown: CancellationToken,
+    ) -> Result<BrokerService, BrokerError> {
+        let groups_config = config.groups.clone();
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config, advertised))
+            .await
+            .map_err(|e| BrokerError::Internal(format!("opening the broker failed: {e}")))??;
+        let broker = Arc::new(broker);
+        let groups = Arc::new(GroupService::open(&broker, &groups_config).await?);
+        Ok(BrokerService {
+            broker,
+            groups,
+            shutdown,
+        })
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.broker.config
+    }
+
+    /// Flushes and closes every partition, for a clean shutdown (blocking: call it from
+    /// the blocking pool).
+    pub fn close(&self) {
+        self.broker.close();
+    }
+}
+
+/// Runs blocking work (storage, plugins) on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BrokerError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// Milliseconds since the Unix epoch: the broker's one wall clock (append times,
+/// retention, group deadlines).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

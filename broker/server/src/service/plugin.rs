@@ -1,0 +1,276 @@
+//! Plugin registry operations: add, list, describe, remove, test and logs.
+//!
+//! Registry work compiles components and calls guests, so it runs on the blocking pool.
+//! A test runs the plugin over stored records through a binding of its own, pinned to one
+//! version and dropped afterwards: it never touches the bindings topics use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_plugin_host::log::LogEntry;
+use quiver_plugin_host::{PluginInfo, PluginKind, RecordView};
+use quiver_proto::Record;
+use quiver_proto::batch;
+
+use super::{BrokerService, blocking, now_ms};
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::plugins::{bound_topics, call_error, registry_error};
+
+/// Log entries returned by one page of a plugin's log at most.
+const MAX_LOG_ENTRIES: usize = 1000;
+
+/// A version added to the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginAdded {
+    pub name: String,
+    pub version: u32,
+    pub kind: PluginKind,
+}
+
+/// A plugin's versions and the topics bound to it.
+#[derive(Debug, Clone)]
+pub struct PluginSummary {
+    pub info: PluginInfo,
+    pub bound_topics: Vec<String>,
+}
+
+/// What a plugin decided for one record in a test run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginDecision {
+    Partition(u32),
+    Keep(bool),
+    Compaction { key: Option<Vec<u8>>, retain: bool },
+}
+
+/// The result of running a plugin over stored records: each record's offset and the
+/// plugin's decision for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginTrial {
+    pub version: u32,
+    pub kind: PluginKind,
+    pub decisions: Vec<(i64, PluginDecision)>,
+}
+
+/// A page of a plugin's log and the sequence number the next page starts at.
+#[derive(Debug, Clone)]
+pub struct PluginLogPage {
+    pub entries: Vec<LogEntry>,
+    pub next_seq: u64,
+}
+
+/// Which plugin a test runs, over which records.
+#[derive(Debug, Clone)]
+pub struct PluginTest {
+    pub name: String,
+    pub version: Option<u32>,
+    pub topic: String,
+    pub partition: u32,
+    pub from_offset: i64,
+    pub count: u32,
+    pub params: BTreeMap<String, String>,
+}
+
+impl BrokerService {
+    /// Adds a version of plugin `name` from its component bytes; `kind`, when given, must
+    /// match the world the component implements.
+    pub async fn add_plugin(
+        &self,
+        name: String,
+        kind: Option<String>,
+        component: Bytes,
+    ) -> Result<PluginAdded, BrokerError> {
+        let max = self.broker.plugins.config().max_component_bytes;
+        if component.is_empty() {
+            return Err(BrokerError::InvalidPlugin(format!(
+                "plugin `{name}`: the upload carries no component bytes"
+            )));
+        }
+        if component.len() > max {
+            return Err(BrokerError::InvalidPlugin(format!(
+                "plugin `{name}` is {} bytes; the broker accepts components up to {max} bytes \
+                 (plugins.max_component_bytes)",
+                component.len()
+            )));
+        }
+        let plugins = Arc::clone(&self.broker.plugins);
+        let meta = blocking(move || plugins.add(&name, &component, kind.as_deref())).await?;
+        tracing::info!(plugin = %meta.name, version = meta.version, kind = %meta.kind, "plugin version added");
+        Ok(PluginAdded {
+            name: meta.name,
+            version: meta.version,
+            kind: meta.kind,
+        })
+    }
+
+    /// Every plugin with its versions and bound topics.
+    pub fn list_plugins(&self) -> Vec<PluginSummary> {
+        let topics = self.broker.topics();
+        self.broker
+            .plugins
+            .registry()
+            .list()
+            .into_iter()
+            .map(|info| PluginSummary {
+                bound_topics: bound_topics(&topics, &info.name, None, None),
+                info,
+            })
+            .collect()
+    }
+
+    /// One plugin with its versions and bound topics.
+    pub fn describe_plugin(&self, name: &str) -> Result<PluginSummary, BrokerError> {
+        let info = self
+            .broker
+            .plugins
+            .registry()
+            .describe(name)
+            .map_err(registry_error)?;
+        Ok(PluginSummary {
+            bound_topics: bound_topics(&self.broker.topics(), name, None, None),
+            info,
+        })
+    }
+
+    /// Removes one version (or all, for `None`) of a plugin; refused while topics are
+    /// bound to what would go, unless `force`. Answers with the versions removed.
+    pub async fn remove_plugin(
+        &self,
+        name: String,
+        version: Option<u32>,
+        force: bool,
+    ) -> Result<Vec<u32>, BrokerError> {
+        let info = self
+            .broker
+            .plugins
+            .registry()
+            .describe(&name)
+            .map_err(registry_error)?;
+        let bound = bound_topics(&self.broker.topics(), &name, version, Some(info.current));
+        let plugins = Arc::clone(&self.broker.plugins);
+        let removed = blocking(move || plugins.remove(&name, version, &bound, force)).await?;
+        tracing::info!(?removed, "plugin versions removed");
+        Ok(removed)
+    }
+
+    /// Runs a plugin over up to `count` stored records of a partition, from
+    /// `from_offset` on, and reports each decision. Reading and the guest calls share
+    /// one hop to the blocking pool.
+    pub async fn test_plugin(&self, test: PluginTest) -> Result<PluginTrial, BrokerError> {
+        let topic = self.broker.topic(&test.topic)?;
+        let partition = Arc::clone(topic.partition(test.partition)?);
+        let partition_count = topic.partitions.len() as u32;
+        let count = test
+            .count
+            .min(self.broker.plugins.config().max_test_records) as usize;
+        let max_bytes = self.broker.config.limits.max_fetch_bytes as usize;
+        let plugins = Arc::clone(&self.broker.plugins);
+        blocking(move || {
+            let records = read_records(&partition, test.from_offset, count, max_bytes)?;
+            let registry = plugins.registry();
+            let loaded = registry
+                .get(&test.name, test.version)
+                .map_err(registry_error)?;
+            let version = Some(loaded.version());
+            let params: Vec<(String, String)> = test.params.into_iter().collect();
+            let views: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
+            let outcomes: Vec<PluginDecision> = match loaded.kind() {
+                PluginKind::Partitioner => registry
+                    .partitioner(&test.name, version, params)
+                    .map_err(registry_error)?
+                    .partition(&views, partition_count)
+                    .map_err(call_error)?
+                    .into_iter()
+                    .map(PluginDecision::Partition)
+                    .collect(),
+                PluginKind::Filter => registry
+                    .filter(&test.name, version, params)
+                    .map_err(registry_error)?
+                    .keep(&views)
+                    .map_err(call_error)?
+                    .into_iter()
+                    .map(PluginDecision::Keep)
+                    .collect(),
+                PluginKind::Compactor => {
+                    let policy = registry
+                        .compactor(&test.name, version, params)
+                        .map_err(registry_error)?;
+                    let keys = policy.keys(&views).map_err(call_error)?;
+                    let retained = policy.retain(&views, now_ms()).map_err(call_error)?;
+                    keys.into_iter()
+                        .zip(retained)
+                        .map(|(key, retain)| PluginDecision::Compaction { key, retain })
+                        .collect()
+                }
+            };
+            Ok(PluginTrial {
+                version: loaded.version(),
+                kind: loaded.kind(),
+                decisions: records.iter().map(|r| r.offset).zip(outcomes).collect(),
+            })
+        })
+        .await
+    }
+
+    /// A page of a plugin's log from sequence number `since` on. With `follow`, an empty
+    /// page waits (up to `plugins.logs_follow_max_ms`) for the next entry.
+    pub async fn plugin_logs(
+        &self,
+        name: &str,
+        since: u64,
+        follow: bool,
+    ) -> Result<PluginLogPage, BrokerError> {
+        let plugins = &self.broker.plugins;
+        let log = plugins.registry().log(name).map_err(registry_error)?;
+        let mut entries = log.read(since, MAX_LOG_ENTRIES);
+        if entries.is_empty() && follow {
+            // The wait parks a blocking-pool thread for at most the configured bound; the
+            // request itself ends early on shutdown.
+            let wait = Duration::from_millis(u64::from(plugins.config().logs_follow_max_ms));
+            let waiting = Arc::clone(&log);
+            let follow = blocking(move || Ok(waiting.wait(since, MAX_LOG_ENTRIES, wait)));
+            tokio::select! {
+                got = follow => entries = got?,
+                () = self.shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+            }
+        }
+        let next_seq = entries
+            .last()
+            .map_or_else(|| since.min(log.next_seq()), |e| e.seq + 1);
+        Ok(PluginLogPage { entries, next_seq })
+    }
+}
+
+/// Whole batches read until `count` records at or after `from` are in hand (fewer if
+/// the log ends first).
+fn read_records(
+    partition: &Partition,
+    from: i64,
+    count: usize,
+    max_bytes: usize,
+) -> Result<Vec<Record>, BrokerError> {
+    let log = partition.log();
+    let mut records: Vec<Record> = Vec::with_capacity(count.min(1024));
+    let mut offset = from.max(log.log_start_offset());
+    while records.len() < count {
+        let out = log
+            .read(offset, max_bytes)
+            .map_err(|e| partition.storage_error(e))?;
+        if out.bytes.is_empty() {
+            break;
+        }
+        for piece in batch::split(&out.bytes) {
+            let (header, bytes) = piece?;
+            if header.is_control() {
+                continue;
+            }
+            let decoded = batch::decode_records(&bytes)?;
+            records.extend(decoded.into_iter().filter(|r| r.offset >= from));
+        }
+        offset = out.next_offset;
+    }
+    records.truncate(count);
+    Ok(records)
+}

@@ -1,0 +1,52 @@
+//! Produce: append a producer's batches to a partition (or route them), and hand out
+//! producer ids.
+
+use super::types::{ProduceInput, ProduceOutcome, ProducerId};
+use super::{BrokerService, blocking, now_ms, route};
+use crate::error::BrokerError;
+
+impl BrokerService {
+    /// Appends the batches of `input` and says where they landed. With no partition
+    /// named, the broker routes each record (see `route.rs`).
+    pub async fn produce(&self, input: ProduceInput) -> Result<ProduceOutcome, BrokerError> {
+        let topic = self.broker.topic(&input.topic)?;
+        if topic.record.internal {
+            return Err(BrokerError::InvalidRequest(format!(
+                "topic '{}' is internal to the broker; clients cannot produce to it",
+                input.topic
+            )));
+        }
+        if input.batches.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "produce request carries no record batch".to_string(),
+            ));
+        }
+        let now = now_ms();
+        let Some(index) = input.partition else {
+            return route::produce_routed(&self.broker, &topic, input.batches, now).await;
+        };
+        let partition = topic.partition(index)?;
+        let out = partition.append(input.batches, now, input.timeout).await?;
+        Ok(ProduceOutcome {
+            partition: index,
+            base_offset: out.base_offset,
+            last_offset: out.last_offset,
+            log_append_time: out.log_append_time,
+            log_start_offset: partition.log().log_start_offset(),
+            duplicate: out.duplicate,
+            routed: Vec::new(),
+        })
+    }
+
+    /// A producer id never handed out before, for an idempotent producer.
+    /// Crossing a block boundary persists the block with an fsync, so it runs on the
+    /// blocking pool.
+    pub async fn init_producer_id(&self) -> Result<ProducerId, BrokerError> {
+        let broker = std::sync::Arc::clone(&self.broker);
+        let producer_id = blocking(move || broker.producer_ids.next()).await?;
+        Ok(ProducerId {
+            producer_id,
+            producer_epoch: 0,
+        })
+    }
+}

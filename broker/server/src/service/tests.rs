@@ -1,0 +1,309 @@
+//! The service driven directly, with no socket: what a door relies on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
+use tokio_util::sync::CancellationToken;
+
+use super::BrokerService;
+use super::types::{Acks, FetchInput, NewTopic, OffsetQuery, ProduceInput, SubscribeInput};
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+
+struct Harness {
+    service: BrokerService,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn open() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shutdown = CancellationToken::new();
+    let service = BrokerService::open(
+        BrokerConfig::dev(dir.path()),
+        "127.0.0.1:0".into(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("open");
+    Harness {
+        service,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+async fn topic(s: &BrokerService, name: &str, partitions: u32) {
+    s.create_topic(NewTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    })
+    .await
+    .expect("create topic");
+}
+
+fn records(values: &[(&str, &str)]) -> Bytes {
+    let mut b = BatchBuilder::new();
+    for (i, (k, v)) in values.iter().enumerate() {
+        b.push(
+            1_000 + i as i64,
+            Some(k.as_bytes()),
+            Some(v.as_bytes()),
+            &[],
+        );
+    }
+    b.build(Compression::None, ProducerIdentity::NONE)
+}
+
+fn produce(topic: &str, partition: Option<u32>, batches: Bytes) -> ProduceInput {
+    ProduceInput {
+        topic: topic.into(),
+        partition,
+        acks: Acks::Leader,
+        timeout: Duration::from_secs(1),
+        batches,
+    }
+}
+
+fn fetch(topic: &str, partition: u32, offset: i64, wait: Duration) -> FetchInput {
+    FetchInput {
+        topic: topic.into(),
+        partition,
+        offset,
+        max_bytes: 1 << 20,
+        min_bytes: 1,
+        max_wait: wait,
+        filter: None,
+    }
+}
+
+fn values(bytes: &Bytes) -> Vec<(i64, String)> {
+    batch::split(bytes)
+        .flat_map(|p| batch::decode_records(&p.expect("whole batch").1).expect("decodes"))
+        .map(|r| {
+            let v = r.value.as_deref().unwrap_or_default();
+            (r.offset, String::from_utf8_lossy(v).into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_produced_batch_is_fetched_back_as_stored() {
+    let h = open().await;
+    topic(&h.service, "orders", 2).await;
+    let batch = records(&[("a", "apple"), ("b", "banana")]);
+    let out = h
+        .service
+        .produce(produce("orders", Some(1), batch))
+        .await
+        .expect("produce");
+    assert_eq!((out.partition, out.base_offset, out.last_offset), (1, 0, 1));
+    let read = h
+        .service
+        .fetch(fetch("orders", 1, 0, Duration::ZERO))
+        .await
+        .expect("fetch");
+    assert_eq!(read.next_offset, 2);
+    assert_eq!(read.high_watermark, 2);
+    assert_eq!(
+        values(&read.records),
+        vec![(0, "apple".into()), (1, "banana".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_fetch_answers_when_an_append_lands() {
+    let h = open().await;
+    topic(&h.service, "t", 1).await;
+    let waiting = {
+        let s = h.service.clone();
+        tokio::spawn(async move { s.fetch(fetch("t", 0, 0, Duration::from_secs(30))).await })
+    };
+    tokio::task::yield_now().await;
+    h.service
+        .produce(produce("t", Some(0), records(&[("k", "v")])))
+        .await
+        .expect("produce");
+    let read = waiting.await.expect("task").expect("fetch");
+    assert_eq!(values(&read.records), vec![(0, "v".into())]);
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_waiting_fetch() {
+    let h = open().await;
+    topic(&h.service, "t", 1).await;
+    let waiting = {
+        let s = h.service.clone();
+        tokio::spawn(async move { s.fetch(fetch("t", 0, 0, Duration::from_secs(30))).await })
+    };
+    tokio::task::yield_now().await;
+    h.shutdown.cancel();
+    let err = waiting.await.expect("task").expect_err("shutting down");
+    assert!(matches!(err, BrokerError::ShuttingDown), "{err}");
+}
+
+#[tokio::test]
+async fn a_routed_produce_places_keys_as_kafka_does_and_says_where() {
+    let h = open().await;
+    topic(&h.service, "t", 3).await;
+    let keys = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (*k, *k)).collect();
+    let out = h
+        .service
+        .produce(produce("t", None, records(&pairs)))
+        .await
+        .expect("routed produce");
+    let total: u32 = out.routed.iter().map(|r| r.records).sum();
+    assert_eq!(total, keys.len() as u32);
+    for key in keys {
+        let p = quiver_proto::murmur2::key_partition(key.as_bytes(), 3);
+        let read = h
+            .service
+            .fetch(fetch("t", p, 0, Duration::ZERO))
+            .await
+            .expect("fetch");
+        assert!(
+            values(&read.records).iter().any(|(_, v)| v == key),
+            "{key} is in partition {p}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_yields_what_is_appended_after_it_starts() {
+    let h = open().await;
+    topic(&h.service, "t", 1).await;
+    let mut sub = h
+        .service
+        .subscribe(SubscribeInput {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+            filter: None,
+        })
+        .expect("subscribe");
+    let next = tokio::spawn(async move { sub.next().await });
+    tokio::task::yield_now().await;
+    h.service
+        .produce(produce("t", Some(0), records(&[("k", "pushed")])))
+        .await
+        .expect("produce");
+    let pushed = next.await.expect("task").expect("next").expect("a read");
+    assert_eq!(values(&pushed.records), vec![(0, "pushed".into())]);
+}
+
+#[tokio::test]
+async fn unknown_names_and_internal_topics_are_typed_errors() {
+    let h = open().await;
+    let err = h
+        .service
+        .produce(produce("nope", Some(0), records(&[("k", "v")])))
+        .await
+        .expect_err("unknown topic");
+    assert!(
+        matches!(err, BrokerError::UnknownTopic(ref t) if t == "nope"),
+        "{err}"
+    );
+    topic(&h.service, "t", 2).await;
+    let err = h
+        .service
+        .fetch(fetch("t", 7, 0, Duration::ZERO))
+        .await
+        .expect_err("unknown partition");
+    assert!(
+        matches!(
+            err,
+            BrokerError::UnknownPartition {
+                partition: 7,
+                count: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let internal = h
+        .service
+        .list_topics()
+        .into_iter()
+        .find(|t| t.internal)
+        .expect("the offsets topic exists");
+    let err = h
+        .service
+        .produce(produce(&internal.name, Some(0), records(&[("k", "v")])))
+        .await
+        .expect_err("internal topic");
+    assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
+}
+
+#[tokio::test]
+async fn topics_are_created_altered_described_and_deleted() {
+    let h = open().await;
+    topic(&h.service, "t", 2).await;
+    let info = h
+        .service
+        .alter_topic(
+            "t",
+            BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]),
+            Vec::new(),
+        )
+        .await
+        .expect("alter");
+    assert_eq!(
+        info.configs.get("retention.ms").map(String::as_str),
+        Some("60000")
+    );
+    assert_eq!(info.partitions.len(), 2);
+    let view = h
+        .service
+        .cluster_view(Some(&["t".to_string()]))
+        .expect("cluster view");
+    assert_eq!(view.topics[0].partitions.len(), 2);
+    h.service.delete_topic("t").await.expect("delete");
+    assert!(matches!(
+        h.service.describe_topic("t"),
+        Err(BrokerError::UnknownTopic(_))
+    ));
+}
+
+#[tokio::test]
+async fn list_offsets_answers_earliest_latest_and_by_time() {
+    let h = open().await;
+    topic(&h.service, "t", 1).await;
+    h.service
+        .produce(produce(
+            "t",
+            Some(0),
+            records(&[("a", "1"), ("b", "2"), ("c", "3")]),
+        ))
+        .await
+        .expect("produce");
+    let s = &h.service;
+    let earliest = s
+        .list_offsets("t", 0, OffsetQuery::Earliest)
+        .await
+        .expect("earliest");
+    let latest = s
+        .list_offsets("t", 0, OffsetQuery::Latest)
+        .await
+        .expect("latest");
+    let by_time = s
+        .list_offsets("t", 0, OffsetQuery::Timestamp(1_001))
+        .await
+        .expect("by time");
+    assert_eq!(earliest.offset, Some(0));
+    assert_eq!(latest.offset, Some(3));
+    assert_eq!((by_time.offset, by_time.timestamp), (Some(1), Some(1_001)));
+}
+
+#[tokio::test]
+async fn producer_ids_are_fresh() {
+    let h = open().await;
+    let a = h.service.init_producer_id().await.expect("id");
+    let b = h.service.init_producer_id().await.expect("id");
+    assert_ne!(a.producer_id, b.producer_id);
+}

@@ -1,0 +1,101 @@
+//! Topic administration and the cluster view clients route by.
+
+use super::BrokerService;
+use super::types::{
+    BrokerAddress, ClusterView, NewTopic, PartitionRoute, TopicInfo, TopicRoute, TopicSummary,
+};
+use crate::catalog::TopicRecord;
+use crate::error::BrokerError;
+
+impl BrokerService {
+    /// Creates a topic and answers with its description.
+    pub async fn create_topic(&self, new: NewTopic) -> Result<TopicInfo, BrokerError> {
+        let topic = self
+            .broker
+            .create_topic(TopicRecord {
+                name: new.name,
+                partitions: new.partitions,
+                replication_factor: new.replication_factor,
+                configs: new.configs,
+                internal: false,
+            })
+            .await?;
+        tracing::info!(topic = %topic.record.name, partitions = topic.record.partitions, "topic created");
+        Ok(self.broker.describe(&topic))
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.broker.delete_topic(name).await?;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// Every topic, internal ones included.
+    pub fn list_topics(&self) -> Vec<TopicSummary> {
+        self.broker
+            .topics()
+            .iter()
+            .map(|t| TopicSummary {
+                name: t.record.name.clone(),
+                partitions: t.record.partitions,
+                replication_factor: t.record.replication_factor,
+                internal: t.record.internal,
+            })
+            .collect()
+    }
+
+    /// One topic with its effective configs and every partition's state.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        let topic = self.broker.topic(name)?;
+        Ok(self.broker.describe(&topic))
+    }
+
+    /// Sets and removes configs of a topic; answers with its new description.
+    pub async fn alter_topic(
+        &self,
+        name: &str,
+        set: std::collections::BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<TopicInfo, BrokerError> {
+        let topic = self.broker.alter_topic(name, set, delete).await?;
+        Ok(self.broker.describe(&topic))
+    }
+
+    /// The brokers and the leaders of the named topics (all topics for `None`).
+    pub fn cluster_view(&self, topics: Option<&[String]>) -> Result<ClusterView, BrokerError> {
+        let b = &self.broker;
+        let topics = match topics {
+            None => b.topics(),
+            Some(names) => names
+                .iter()
+                .map(|n| b.topic(n))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let node = b.config.node_id;
+        Ok(ClusterView {
+            cluster_id: "quiver-single-node".to_string(),
+            controller: node,
+            brokers: vec![BrokerAddress {
+                id: node,
+                address: b.advertised.clone(),
+            }],
+            topics: topics
+                .iter()
+                .map(|t| TopicRoute {
+                    name: t.record.name.clone(),
+                    partitioner: t.config.partitioner.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionRoute {
+                            partition: p.index,
+                            leader: node,
+                            leader_epoch: 0,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+}
