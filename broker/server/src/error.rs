@@ -48,7 +48,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    /// A consumer-group request the coordinator refused; it carries its own wire code.
+    /// A consumer-group request the coordinator refused; its wire code comes from the
+    /// groups' front door.
     #[error(transparent)]
     Group(#[from] quiver_group::GroupError),
     #[error("the broker is shutting down")]
@@ -79,7 +80,7 @@ impl BrokerError {
             BrokerError::Storage { source, .. } => storage_code(source),
             BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
             BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
-            BrokerError::Group(e) => e.code(),
+            BrokerError::Group(e) => crate::handlers::group_convert::error_code(e),
         }
     }
 }

@@ -11,9 +11,10 @@ use quiver_proto::api::{
     LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     ResetGroupOffsetsRequest, ResetGroupOffsetsResponse, ResetTarget, SyncGroupRequest,
-    SyncGroupResponse, TopicPartition,
+    SyncGroupResponse,
 };
 
+use super::group_convert as convert;
 use crate::error::BrokerError;
 use crate::listener::Context;
 use crate::partition::Partition;
@@ -22,34 +23,43 @@ pub(super) async fn join(
     ctx: &Context,
     req: JoinGroupRequest,
 ) -> Result<JoinGroupResponse, BrokerError> {
-    ctx.groups.join(&ctx.broker, req, &ctx.shutdown).await
+    let joined = ctx
+        .groups
+        .join(&ctx.broker, convert::join_request(req), &ctx.shutdown)
+        .await?;
+    Ok(convert::join_response(joined))
 }
 
 pub(super) async fn sync(
     ctx: &Context,
     req: SyncGroupRequest,
 ) -> Result<SyncGroupResponse, BrokerError> {
-    ctx.groups.sync(&req)
+    let assignment = ctx.groups.sync(&convert::sync_request(req))?;
+    Ok(convert::sync_response(assignment))
 }
 
 pub(super) async fn heartbeat(
     ctx: &Context,
     req: HeartbeatRequest,
 ) -> Result<HeartbeatResponse, BrokerError> {
-    ctx.groups.heartbeat(&req)
+    ctx.groups.heartbeat(&convert::heartbeat_request(req))?;
+    Ok(HeartbeatResponse {})
 }
 
 pub(super) async fn leave(
     ctx: &Context,
     req: LeaveGroupRequest,
 ) -> Result<LeaveGroupResponse, BrokerError> {
-    ctx.groups.leave(&ctx.broker, &req)
+    ctx.groups
+        .leave(&ctx.broker, &convert::leave_request(req))?;
+    Ok(LeaveGroupResponse {})
 }
 
 pub(super) async fn commit(
     ctx: &Context,
     req: OffsetCommitRequest,
 ) -> Result<OffsetCommitResponse, BrokerError> {
+    let req = convert::commit_request(req)?;
     ctx.groups.commit(&ctx.broker, req).await?;
     Ok(OffsetCommitResponse {})
 }
@@ -58,14 +68,18 @@ pub(super) async fn fetch_offsets(
     ctx: &Context,
     req: OffsetFetchRequest,
 ) -> Result<OffsetFetchResponse, BrokerError> {
-    Ok(ctx.groups.fetch_offsets(&req))
+    let partitions = convert::fetch_partitions(&req);
+    let offsets = ctx
+        .groups
+        .fetch_offsets(&req.group_id, partitions.as_deref());
+    Ok(convert::offset_fetch_response(offsets))
 }
 
 pub(super) async fn list(
     ctx: &Context,
     _req: ListGroupsRequest,
 ) -> Result<ListGroupsResponse, BrokerError> {
-    Ok(ctx.groups.list())
+    Ok(convert::list_response(ctx.groups.list()))
 }
 
 /// The coordinator's description with each partition's end offset and the group's lag.
@@ -73,7 +87,7 @@ pub(super) async fn describe(
     ctx: &Context,
     req: DescribeGroupRequest,
 ) -> Result<GroupDescription, BrokerError> {
-    let mut desc = ctx.groups.describe(&req.group_id)?;
+    let mut desc = convert::group_description(ctx.groups.describe(&req.group_id)?);
     for row in &mut desc.offsets {
         let tp = &row.partition;
         row.end_offset = ctx
@@ -109,13 +123,18 @@ pub(super) async fn reset_offsets(
     let mut offsets = Vec::with_capacity(topic.partitions.len());
     for partition in &topic.partitions {
         offsets.push(CommittedOffset {
-            partition: TopicPartition::new(req.topic.clone(), partition.index),
+            partition: quiver_proto::api::TopicPartition::new(req.topic.clone(), partition.index),
             offset: resolve(partition, req.to).await?,
             metadata: String::new(),
         });
     }
+    let resolved = offsets
+        .iter()
+        .cloned()
+        .map(convert::committed_offset)
+        .collect();
     ctx.groups
-        .reset(&ctx.broker, &req.group_id, offsets.clone())
+        .reset(&ctx.broker, &req.group_id, resolved)
         .await?;
     tracing::info!(group = %req.group_id, topic = %req.topic, to = ?req.to, "group offsets reset");
     Ok(ResetGroupOffsetsResponse { offsets })

@@ -16,6 +16,7 @@ mod admin;
 mod fetch;
 mod filter;
 mod group;
+pub(crate) mod group_convert;
 mod offsets;
 mod plugin;
 mod produce;
