@@ -317,7 +317,7 @@ impl GroupCoordinator {
             .collect())
     }
 
-    /// Fails with `GROUP_NOT_EMPTY` while the group has members. The server checks this
+    /// Fails with [`GroupError::GroupNotEmpty`] while the group has members. The server checks this
     /// before resolving a reset target, which costs a read of every partition.
     pub fn check_resettable(&self, group_id: &str) -> Result<(), GroupError> {
         match self.groups.get(group_id) {
