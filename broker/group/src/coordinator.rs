@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use quiver_proto::api::{
-    CommittedOffset, GroupDescription, GroupSummary, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
-    OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse,
-};
-
 use crate::assignor::{self, Assignor};
 use crate::catalog::TopicCatalog;
+use crate::committed::{CommitTicket, PendingCommit};
+use crate::description::{GroupDescription, GroupSummary};
 use crate::error::GroupError;
-use crate::group::{Committer, Group, Rules};
+use crate::group::{Group, Rules};
 use crate::offsets::OffsetRecord;
+use crate::partition::TopicPartition;
+use crate::requests::{
+    CommitRequest, CommittedOffset, Committer, HeartbeatRequest, JoinRequest, Joined, LeaveRequest,
+    SyncRequest,
+};
 use crate::state::GroupState;
 
 #[cfg(test)]
@@ -67,7 +67,7 @@ pub struct JoinTicket(u64);
 /// What a join produced: an answer now, or a ticket to wait on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {
-    Ready(JoinGroupResponse),
+    Ready(Joined),
     /// The join waits for the rest of the group; the answer arrives as a [`Completion`]
     /// with this ticket.
     Pending(JoinTicket),
@@ -77,7 +77,7 @@ pub enum JoinOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub ticket: JoinTicket,
-    pub result: Result<JoinGroupResponse, GroupError>,
+    pub result: Result<Joined, GroupError>,
 }
 
 /// Every consumer group on this broker, as a deterministic state machine.
@@ -93,6 +93,9 @@ pub struct GroupCoordinator {
     groups: BTreeMap<String, Group>,
     next_ticket: u64,
     next_member: u64,
+    /// Numbers accepted commits (and loaded records) in acceptance order; see
+    /// [`CommitTicket`].
+    next_commit: u64,
     /// Completions produced between polls, delivered by the next one.
     outbox: Vec<Completion>,
 }
@@ -106,6 +109,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             next_ticket: 0,
             next_member: 0,
+            next_commit: 0,
             outbox: Vec::new(),
         }
     }
@@ -126,7 +130,7 @@ impl GroupCoordinator {
     /// [`poll`](Self::poll). Errors here are answered at once.
     pub fn join(
         &mut self,
-        req: JoinGroupRequest,
+        req: JoinRequest,
         now_ms: u64,
         catalog: &dyn TopicCatalog,
     ) -> Result<JoinOutcome, GroupError> {
@@ -166,116 +170,125 @@ impl GroupCoordinator {
 
     /// The member's assignment for the generation it joined. Never waits: assignment
     /// happens on the broker when the join phase completes.
+    /// Returns the partitions the member owns in this generation, sorted.
     pub fn sync(
         &mut self,
-        req: &SyncGroupRequest,
+        req: &SyncRequest,
         now_ms: u64,
-    ) -> Result<SyncGroupResponse, GroupError> {
+    ) -> Result<Vec<TopicPartition>, GroupError> {
         let group = self.member_group(&req.group_id, &req.member_id)?;
-        let assignment = group.sync(&req.member_id, req.generation, now_ms)?;
-        Ok(SyncGroupResponse { assignment })
+        group.sync(&req.member_id, req.generation, now_ms)
     }
 
-    /// Keeps a session alive. `REBALANCE_IN_PROGRESS` tells the member to rejoin.
-    pub fn heartbeat(
-        &mut self,
-        req: &HeartbeatRequest,
-        now_ms: u64,
-    ) -> Result<HeartbeatResponse, GroupError> {
+    /// Keeps a session alive. [`GroupError::RebalanceInProgress`] tells the member to
+    /// rejoin.
+    pub fn heartbeat(&mut self, req: &HeartbeatRequest, now_ms: u64) -> Result<(), GroupError> {
         let group = self.member_group(&req.group_id, &req.member_id)?;
-        group.heartbeat(&req.member_id, req.generation, now_ms)?;
-        Ok(HeartbeatResponse {})
+        group.heartbeat(&req.member_id, req.generation, now_ms)
     }
 
     /// Removes a member at once and rebalances the rest.
-    pub fn leave(
-        &mut self,
-        req: &LeaveGroupRequest,
-        now_ms: u64,
-    ) -> Result<LeaveGroupResponse, GroupError> {
+    pub fn leave(&mut self, req: &LeaveRequest, now_ms: u64) -> Result<(), GroupError> {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return Err(unknown_member(&req.group_id, &req.member_id));
         };
-        group.leave(&req.member_id, now_ms, &mut self.outbox)?;
-        Ok(LeaveGroupResponse {})
+        group.leave(&req.member_id, now_ms, &mut self.outbox)
     }
 
-    /// Validates and applies a commit, returning the records the server must append to
-    /// `__consumer_offsets`. The offsets are visible to fetches at once; should the
-    /// append fail, the server answers the commit with an error and the client retries.
+    /// Validates and accepts a commit, returning the records the server must append to
+    /// `__consumer_offsets` and the ticket to settle the commit with. The offsets stay
+    /// invisible (to offset fetches, descriptions and lag) until the server reports the
+    /// append with [`complete_commit`](Self::complete_commit); should it fail, the server
+    /// calls [`abort_commit`](Self::abort_commit), answers the commit with an error and
+    /// the client retries. See [`CommitTicket`] for concurrent commits.
     pub fn commit(
         &mut self,
-        req: OffsetCommitRequest,
+        req: CommitRequest,
         now_ms: u64,
         catalog: &dyn TopicCatalog,
-    ) -> Result<Vec<OffsetRecord>, GroupError> {
+    ) -> Result<PendingCommit, GroupError> {
         check_group_id(&req.group_id)?;
-        let who = match (&req.member_id, req.generation) {
-            (None, -1) => Committer::Outside,
-            (None, generation) => {
-                return Err(GroupError::InvalidCommit {
-                    group_id: req.group_id,
-                    reason: format!(
-                        "generation {generation} needs a member id; commit from outside the \
-                         group with no member and generation -1"
-                    ),
-                });
-            }
-            (Some(id), generation) => Committer::Member { id, generation },
-        };
         self.check_offsets(&req.group_id, &req.offsets, catalog)?;
-        let group = match (self.groups.get_mut(&req.group_id), &who) {
+        let group = match (self.groups.get_mut(&req.group_id), &req.committer) {
             (Some(group), _) => group,
             (None, Committer::Outside) => self
                 .groups
                 .entry(req.group_id.clone())
                 .or_insert_with(|| Group::new(&req.group_id)),
-            (None, Committer::Member { id, .. }) => {
-                return Err(unknown_member(&req.group_id, id));
+            (None, Committer::Member { member_id, .. }) => {
+                return Err(unknown_member(&req.group_id, member_id));
             }
         };
-        group.check_committer(&who, now_ms)?;
-        Ok(group.apply_commit(req.offsets, now_ms))
+        group.check_committer(&req.committer, now_ms)?;
+        self.next_commit += 1;
+        let seq = self.next_commit;
+        let records = group.hold_commit(seq, req.offsets, now_ms);
+        Ok(PendingCommit {
+            ticket: CommitTicket {
+                group_id: req.group_id,
+                seq,
+            },
+            records,
+        })
     }
 
-    /// The group's committed offsets, sorted; partitions without a commit are left out,
-    /// and an unknown group has none.
-    pub fn fetch_offsets(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
-        let Some(group) = self.groups.get(&req.group_id) else {
-            return OffsetFetchResponse {
-                offsets: Vec::new(),
-            };
+    /// The commit's records are durable: its offsets become visible, except on
+    /// partitions where a commit accepted after it is visible already. A ticket already
+    /// settled, or whose group was deleted meanwhile, changes nothing.
+    pub fn complete_commit(&mut self, ticket: &CommitTicket) {
+        if let Some(group) = self.groups.get_mut(&ticket.group_id) {
+            group.offsets.complete(ticket.seq);
+        }
+    }
+
+    /// The commit's records could not be appended: its offsets are dropped and the
+    /// group keeps showing the ones it had.
+    pub fn abort_commit(&mut self, ticket: &CommitTicket) {
+        if let Some(group) = self.groups.get_mut(&ticket.group_id) {
+            group.offsets.abort(ticket.seq);
+            if group.is_forgettable() {
+                self.groups.remove(&ticket.group_id);
+            }
+        }
+    }
+
+    /// The group's durable committed offsets, for `partitions` or all, sorted;
+    /// partitions without a commit are left out, and an unknown group has none.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Vec<CommittedOffset> {
+        let Some(group) = self.groups.get(group_id) else {
+            return Vec::new();
         };
-        let wanted = |tp: &_| req.partitions.as_ref().is_none_or(|p| p.contains(tp));
-        let offsets = group
+        let wanted = |tp: &TopicPartition| partitions.is_none_or(|p| p.contains(tp));
+        group
             .offsets
             .iter()
-            .filter(|(tp, _)| wanted(*tp))
+            .filter(|(tp, _)| wanted(tp))
             .map(|(tp, v)| CommittedOffset {
                 partition: tp.clone(),
                 offset: v.offset,
                 metadata: v.metadata.clone(),
             })
-            .collect();
-        OffsetFetchResponse { offsets }
+            .collect()
     }
 
     /// Every group, sorted by id.
-    pub fn list(&self) -> ListGroupsResponse {
-        let groups = self
-            .groups
+    pub fn list(&self) -> Vec<GroupSummary> {
+        self.groups
             .values()
             .map(|g| GroupSummary {
                 group_id: g.id.clone(),
-                state: g.state.as_str().to_string(),
-                members: u32::try_from(g.members.len()).unwrap_or(u32::MAX),
+                state: g.state,
+                members: g.members.len(),
             })
-            .collect();
-        ListGroupsResponse { groups }
+            .collect()
     }
 
-    /// A group's members, assignments and commits. End offsets and lag are left for the
-    /// server to fill (`-1` and `None`), since only it can read the partitions.
+    /// A group's members, assignments and durable commits. End offsets and lag are the
+    /// server's to add, since only it can read the partitions.
     pub fn describe(&self, group_id: &str) -> Result<GroupDescription, GroupError> {
         self.groups
             .get(group_id)
@@ -288,7 +301,8 @@ impl GroupCoordinator {
         self.groups.get(group_id).map(|g| g.state)
     }
 
-    /// Deletes an empty group and returns tombstones for its committed offsets.
+    /// Deletes an empty group and returns tombstones for its committed offsets, those
+    /// still being committed included; commits in flight are dropped with the group.
     pub fn delete(&mut self, group_id: &str) -> Result<Vec<OffsetRecord>, GroupError> {
         self.check_resettable(group_id)?;
         let Some(mut group) = self.groups.remove(group_id) else {
@@ -297,12 +311,13 @@ impl GroupCoordinator {
         group.state = GroupState::Dead;
         Ok(group
             .offsets
-            .into_keys()
+            .into_all_partitions()
+            .into_iter()
             .map(|tp| OffsetRecord::tombstone(group_id, tp))
             .collect())
     }
 
-    /// Fails with `GROUP_NOT_EMPTY` while the group has members. The server checks this
+    /// Fails with [`GroupError::GroupNotEmpty`] while the group has members. The server checks this
     /// before resolving a reset target, which costs a read of every partition.
     pub fn check_resettable(&self, group_id: &str) -> Result<(), GroupError> {
         match self.groups.get(group_id) {
@@ -312,19 +327,19 @@ impl GroupCoordinator {
     }
 
     /// Overwrites an empty group's offsets with ones the server resolved from a reset
-    /// target, creating the group if needed; returns the records to persist.
+    /// target, creating the group if needed. Like a commit, the new offsets are visible
+    /// only once completed.
     pub fn reset_offsets(
         &mut self,
         group_id: &str,
         offsets: Vec<CommittedOffset>,
         now_ms: u64,
         catalog: &dyn TopicCatalog,
-    ) -> Result<Vec<OffsetRecord>, GroupError> {
+    ) -> Result<PendingCommit, GroupError> {
         self.commit(
-            OffsetCommitRequest {
+            CommitRequest {
                 group_id: group_id.to_string(),
-                member_id: None,
-                generation: -1,
+                committer: Committer::Outside,
                 offsets,
             },
             now_ms,
@@ -333,22 +348,20 @@ impl GroupCoordinator {
     }
 
     /// Replays records of `__consumer_offsets`, oldest first: at startup, or after the
-    /// server appended records it got from elsewhere. A tombstone deletes the commit.
+    /// server appended records it got from elsewhere. They are durable, so they are
+    /// visible at once, and count as accepted now: a commit still in flight does not
+    /// overwrite them when it completes. A tombstone deletes the commit.
     pub fn load(&mut self, records: impl IntoIterator<Item = OffsetRecord>) {
         for record in records {
             let group = self
                 .groups
                 .entry(record.group_id.clone())
                 .or_insert_with(|| Group::new(&record.group_id));
-            match record.value {
-                Some(value) => {
-                    group.offsets.insert(record.partition, value);
-                }
-                None => {
-                    group.offsets.remove(&record.partition);
-                }
-            }
-            if group.members.is_empty() && group.offsets.is_empty() {
+            self.next_commit += 1;
+            group
+                .offsets
+                .load(record.partition, record.value, self.next_commit);
+            if group.is_forgettable() {
                 self.groups.remove(&record.group_id);
             }
         }
@@ -365,9 +378,7 @@ impl GroupCoordinator {
         for group in self.groups.values_mut() {
             group.poll(now_ms, &rules, catalog, &mut self.outbox);
         }
-        self.groups.retain(|_, g| {
-            !(g.state == GroupState::Empty && g.members.is_empty() && g.offsets.is_empty())
-        });
+        self.groups.retain(|_, g| !g.is_forgettable());
         std::mem::take(&mut self.outbox)
     }
 
@@ -382,7 +393,7 @@ impl GroupCoordinator {
             .min()
     }
 
-    fn check_join(&self, req: &JoinGroupRequest) -> Result<(), GroupError> {
+    fn check_join(&self, req: &JoinRequest) -> Result<(), GroupError> {
         check_group_id(&req.group_id)?;
         let invalid = |reason: String| GroupError::InvalidJoin {
             group_id: req.group_id.clone(),

@@ -1,9 +1,8 @@
 //! Why a group operation was refused.
 
-use quiver_proto::ErrorCode;
-
 /// A refused group request. Each variant names the group and says what the caller should
-/// do; [`GroupError::code`] gives the wire code the server answers with.
+/// do. The coordinator knows no wire protocol: a server maps each variant to its own
+/// protocol's error code at its front door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
     #[error("no consumer group '{group_id}' exists; check the group id")]
@@ -78,47 +77,26 @@ pub enum GroupError {
     JoinSuperseded { group_id: String, member_id: String },
 }
 
-impl GroupError {
-    /// The wire code the server answers with.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            GroupError::UnknownGroup { .. } => ErrorCode::UNKNOWN_GROUP,
-            GroupError::UnknownMember { .. } => ErrorCode::UNKNOWN_MEMBER,
-            GroupError::IllegalGeneration { .. } => ErrorCode::ILLEGAL_GENERATION,
-            // A superseded join is answered like a rebalance: the client joins again.
-            GroupError::RebalanceInProgress { .. } | GroupError::JoinSuperseded { .. } => {
-                ErrorCode::REBALANCE_IN_PROGRESS
-            }
-            GroupError::GroupNotEmpty { .. } => ErrorCode::GROUP_NOT_EMPTY,
-            // The table has no dedicated codes for these yet; the message carries the detail.
-            GroupError::NoCommonAssignor { .. }
-            | GroupError::GroupFull { .. }
-            | GroupError::InvalidGroupId { .. }
-            | GroupError::InvalidJoin { .. }
-            | GroupError::InvalidCommit { .. } => ErrorCode::INVALID_REQUEST,
-            GroupError::UnknownTopic { .. } => ErrorCode::UNKNOWN_TOPIC,
-            GroupError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn codes_follow_the_wire_table() {
+    fn messages_name_the_group_and_what_to_do() {
         let stale = GroupError::IllegalGeneration {
             group_id: "g".into(),
             got: 1,
             current: 2,
         };
-        assert_eq!(stale.code(), ErrorCode::ILLEGAL_GENERATION);
-        assert!(stale.to_string().contains("generation 1"));
+        assert!(stale.to_string().contains("generation 1"), "{stale}");
+        assert!(
+            stale.to_string().contains("join the group again"),
+            "{stale}"
+        );
         let busy = GroupError::GroupNotEmpty {
-            group_id: "g".into(),
+            group_id: "billing".into(),
             members: 2,
         };
-        assert_eq!(busy.code(), ErrorCode::GROUP_NOT_EMPTY);
+        assert!(busy.to_string().contains("'billing' has 2"), "{busy}");
     }
 }

@@ -6,33 +6,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use quiver_proto::api::{
-    CommittedOffset, GroupDescription, JoinGroupRequest, JoinGroupResponse, MemberDescription,
-    PartitionLag, TopicPartition,
-};
-
 use crate::assignor::{Assignor, MemberSubscription, assignable};
 use crate::catalog::TopicCatalog;
+use crate::committed::CommittedOffsets;
 use crate::coordinator::{Completion, CoordinatorConfig, JoinTicket};
+use crate::description::{GroupDescription, MemberDescription, PartitionCommit};
 use crate::error::GroupError;
 use crate::member::Member;
 use crate::offsets::{OffsetRecord, OffsetValue};
+use crate::partition::TopicPartition;
+use crate::requests::{CommittedOffset, Committer, JoinRequest, Joined};
 use crate::state::GroupState;
 
 /// The coordinator-wide settings a group obeys.
 pub(crate) struct Rules<'a> {
     pub config: &'a CoordinatorConfig,
     pub assignors: &'a [Box<dyn Assignor>],
-}
-
-/// Who is committing, as the request states it.
-pub(crate) enum Committer<'a> {
-    /// A standalone consumer or an admin tool: no member, generation -1.
-    Outside,
-    Member {
-        id: &'a str,
-        generation: i32,
-    },
 }
 
 #[derive(Debug)]
@@ -45,7 +34,7 @@ pub(crate) struct Group {
     pub assignor: Option<String>,
     leader: Option<String>,
     pub members: BTreeMap<String, Member>,
-    pub offsets: BTreeMap<TopicPartition, OffsetValue>,
+    pub offsets: CommittedOffsets,
     /// When the current rebalance or sync phase began; member deadlines count from here.
     phase_started_ms: u64,
     /// A rebalance out of Empty waits until here for more members to arrive, so a group
@@ -70,7 +59,7 @@ impl Group {
             assignor: None,
             leader: None,
             members: BTreeMap::new(),
-            offsets: BTreeMap::new(),
+            offsets: CommittedOffsets::default(),
             phase_started_ms: 0,
             hold_until_ms: 0,
             revokers: BTreeSet::new(),
@@ -86,14 +75,14 @@ impl Group {
     #[allow(clippy::too_many_arguments)]
     pub fn join(
         &mut self,
-        req: JoinGroupRequest,
+        req: JoinRequest,
         ticket: JoinTicket,
         new_member_id: String,
         now: u64,
         rules: &Rules<'_>,
         catalog: &dyn TopicCatalog,
         outbox: &mut Vec<Completion>,
-    ) -> Result<Option<JoinGroupResponse>, GroupError> {
+    ) -> Result<Option<Joined>, GroupError> {
         let topics: BTreeSet<String> = req.topics.into_iter().collect();
         match req.member_id {
             Some(id) => {
@@ -256,16 +245,19 @@ impl Group {
     }
 
     /// Checks who commits; offsets themselves are checked by the caller.
-    pub fn check_committer(&mut self, who: &Committer<'_>, now: u64) -> Result<(), GroupError> {
-        match *who {
+    pub fn check_committer(&mut self, who: &Committer, now: u64) -> Result<(), GroupError> {
+        match who {
             Committer::Outside => {
                 if !self.members.is_empty() {
                     return Err(self.not_empty());
                 }
             }
-            Committer::Member { id, generation } => {
+            Committer::Member {
+                member_id: id,
+                generation,
+            } => {
                 self.check_member(id)?;
-                self.check_generation(generation)?;
+                self.check_generation(*generation)?;
                 let synced = self.members.get(id).is_some_and(|m| m.synced);
                 // During PreparingRebalance the generation is still valid and the member
                 // still owns its partitions: it must be able to commit what it processed
@@ -282,9 +274,15 @@ impl Group {
         Ok(())
     }
 
-    /// Stores offsets already validated, returning the records to persist.
-    pub fn apply_commit(&mut self, offsets: Vec<CommittedOffset>, now: u64) -> Vec<OffsetRecord> {
-        offsets
+    /// Holds offsets already validated under `seq`, invisible until the commit is
+    /// completed, and returns the records to persist.
+    pub fn hold_commit(
+        &mut self,
+        seq: u64,
+        offsets: Vec<CommittedOffset>,
+        now: u64,
+    ) -> Vec<OffsetRecord> {
+        let held: Vec<(TopicPartition, OffsetValue)> = offsets
             .into_iter()
             .map(|c| {
                 let value = OffsetValue {
@@ -292,10 +290,21 @@ impl Group {
                     metadata: c.metadata,
                     commit_time_ms: now,
                 };
-                self.offsets.insert(c.partition.clone(), value.clone());
-                OffsetRecord::commit(&self.id, c.partition, value)
+                (c.partition, value)
             })
-            .collect()
+            .collect();
+        let records = held
+            .iter()
+            .map(|(tp, value)| OffsetRecord::commit(&self.id, tp.clone(), value.clone()))
+            .collect();
+        self.offsets.hold(seq, held);
+        records
+    }
+
+    /// Whether the coordinator may forget the group: nobody in it, nothing committed
+    /// and nothing being committed.
+    pub fn is_forgettable(&self) -> bool {
+        self.state == GroupState::Empty && self.members.is_empty() && self.offsets.is_empty()
     }
 
     /// Expires members, times out rebalance phases and notices topic changes.
@@ -375,23 +384,21 @@ impl Group {
             .collect();
         let partitions: BTreeSet<&TopicPartition> = self
             .offsets
-            .keys()
+            .partitions()
             .chain(self.members.values().flat_map(|m| &m.assignment))
             .collect();
         let offsets = partitions
             .into_iter()
-            .map(|tp| PartitionLag {
+            .map(|tp| PartitionCommit {
                 partition: tp.clone(),
                 committed: self.offsets.get(tp).map(|v| v.offset),
-                end_offset: -1,
-                lag: None,
             })
             .collect();
         GroupDescription {
             group_id: self.id.clone(),
-            state: self.state.as_str().to_string(),
+            state: self.state,
             generation: self.generation,
-            assignor: self.assignor.clone().unwrap_or_default(),
+            assignor: self.assignor.clone(),
             members,
             offsets,
         }
@@ -583,8 +590,8 @@ impl Group {
         }
     }
 
-    fn join_response(&self, member_id: &str) -> JoinGroupResponse {
-        JoinGroupResponse {
+    fn join_response(&self, member_id: &str) -> Joined {
+        Joined {
             member_id: member_id.to_string(),
             generation: self.generation,
             leader: self.leader.clone().unwrap_or_default(),

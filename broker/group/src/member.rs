@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use quiver_proto::api::TopicPartition;
+use crate::partition::TopicPartition;
 
 use crate::coordinator::JoinTicket;
 

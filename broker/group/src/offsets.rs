@@ -15,7 +15,7 @@
 //! group membership) in the same topic; [`OffsetRecordError::UnknownKind`] lets a reader
 //! skip kinds it does not know.
 
-use quiver_proto::api::TopicPartition;
+use crate::partition::TopicPartition;
 
 /// Key kind of a committed offset.
 const KIND_OFFSET: u8 = 1;

@@ -23,7 +23,7 @@ pub enum GroupState {
 }
 
 impl GroupState {
-    /// The name used on the wire and by the CLI.
+    /// The name reported to clients and shown by the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             GroupState::Empty => "Empty",

@@ -48,7 +48,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    /// A consumer-group request the coordinator refused; it carries its own wire code.
+    /// A consumer-group request the coordinator refused; its wire code comes from the
+    /// groups' front door.
     #[error(transparent)]
     Group(#[from] quiver_group::GroupError),
     #[error("the broker is shutting down")]

@@ -8,11 +8,16 @@
 //! the timer task sleeps until `next_deadline`, re-armed through a [`Notify`] after every
 //! event, so it never spins.
 //!
-//! Durability: a commit is applied to the coordinator and appended to the offsets topic
-//! as one batch under a per-partition lock, so the log holds a group's records in the
-//! order the coordinator applied them; the client is answered only after the append.
-//! At startup the whole topic is replayed into the coordinator before the listener
-//! serves anything. Memberships are not stored: after a restart members rejoin.
+//! Durability: a commit is accepted by the coordinator, appended to the offsets topic as
+//! one batch, and then completed (made visible to offset fetches, descriptions and lag)
+//! or, if the append failed, aborted, so nothing a restart would lose is ever shown.
+//! All three steps happen under a per-partition lock, so the log holds a group's records
+//! in the order the coordinator accepted them; the client is answered only after the
+//! append. At startup the whole topic is replayed into the coordinator before the
+//! listener serves anything. Memberships are not stored: after a restart members rejoin.
+//!
+//! This file speaks the coordinator's types; translating the wire's requests and error
+//! codes is the request handlers' job.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,14 +25,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use quiver_group::{
-    CoordinatorConfig, GroupCoordinator, GroupError, JoinOutcome, JoinTicket, OffsetRecord,
-    OffsetRecordError, TopicCatalog,
-};
-use quiver_proto::api::{
-    CommittedOffset, GroupDescription, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
-    OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    CommitRequest, CommitTicket, CommittedOffset, CoordinatorConfig, GroupCoordinator,
+    GroupDescription, GroupError, GroupSummary, HeartbeatRequest, JoinOutcome, JoinRequest,
+    JoinTicket, Joined, LeaveRequest, OffsetRecord, OffsetRecordError, PendingCommit, SyncRequest,
+    TopicCatalog, TopicPartition,
 };
 use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
 use tokio::sync::{Notify, oneshot};
@@ -50,7 +51,7 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// the coordinator should never produce) costs a poll per millisecond, not a spin.
 const MIN_TIMER_SLEEP: Duration = Duration::from_millis(1);
 
-type JoinReply = oneshot::Sender<Result<JoinGroupResponse, GroupError>>;
+type JoinReply = oneshot::Sender<Result<Joined, GroupError>>;
 
 /// The broker's consumer groups. See the module docs.
 #[derive(Debug)]
@@ -58,10 +59,14 @@ pub struct GroupService {
     state: Mutex<State>,
     /// Re-arms the timer after an event that may have moved the next deadline.
     wake: Notify,
-    /// One lock per partition of the offsets topic, held from applying a commit to the
-    /// end of its append, so the log order of a group's records is the applied order
-    /// and a replay ends with the latest commit.
+    /// One lock per partition of the offsets topic, held from accepting a commit to
+    /// settling it after its append, so the log order of a group's records is the
+    /// acceptance order and a replay ends with the commit the coordinator shows.
     append_order: Vec<tokio::sync::Mutex<()>>,
+    /// Makes the next offsets append fail or never finish, so tests can check what a
+    /// failed or abandoned append leaves visible.
+    #[cfg(test)]
+    next_append_fault: Mutex<Option<tests::AppendFault>>,
 }
 
 #[derive(Debug)]
@@ -148,7 +153,7 @@ impl GroupService {
         coordinator.load(records);
         tracing::info!(
             records = loaded,
-            groups = coordinator.list().groups.len(),
+            groups = coordinator.list().len(),
             "committed offsets loaded"
         );
         Ok(GroupService {
@@ -163,6 +168,8 @@ impl GroupService {
                 .iter()
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            #[cfg(test)]
+            next_append_fault: Mutex::new(None),
         })
     }
 
@@ -171,9 +178,9 @@ impl GroupService {
     pub async fn join(
         &self,
         broker: &Broker,
-        req: JoinGroupRequest,
+        req: JoinRequest,
         shutdown: &CancellationToken,
-    ) -> Result<JoinGroupResponse, BrokerError> {
+    ) -> Result<Joined, BrokerError> {
         let waiting = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -206,7 +213,8 @@ impl GroupService {
         }
     }
 
-    pub fn sync(&self, req: &SyncGroupRequest) -> Result<SyncGroupResponse, BrokerError> {
+    /// The member's assignment in the generation it joined, sorted.
+    pub fn sync(&self, req: &SyncRequest) -> Result<Vec<TopicPartition>, BrokerError> {
         let result = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -219,17 +227,13 @@ impl GroupService {
 
     /// Does not re-arm the timer: a heartbeat only moves a deadline later, and a timer
     /// that wakes early costs one poll, where re-arming would cost one per heartbeat.
-    pub fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, BrokerError> {
+    pub fn heartbeat(&self, req: &HeartbeatRequest) -> Result<(), BrokerError> {
         let mut s = self.state.lock();
         let now = s.now();
         Ok(s.coordinator.heartbeat(req, now)?)
     }
 
-    pub fn leave(
-        &self,
-        broker: &Broker,
-        req: &LeaveGroupRequest,
-    ) -> Result<LeaveGroupResponse, BrokerError> {
+    pub fn leave(&self, broker: &Broker, req: &LeaveRequest) -> Result<(), BrokerError> {
         let result = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -242,11 +246,19 @@ impl GroupService {
         Ok(result?)
     }
 
-    pub fn fetch_offsets(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
-        self.state.lock().coordinator.fetch_offsets(req)
+    /// The group's durable committed offsets, for `partitions` or all, sorted.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Vec<CommittedOffset> {
+        self.state
+            .lock()
+            .coordinator
+            .fetch_offsets(group_id, partitions)
     }
 
-    pub fn list(&self) -> ListGroupsResponse {
+    pub fn list(&self) -> Vec<GroupSummary> {
         self.state.lock().coordinator.list()
     }
 
@@ -260,23 +272,26 @@ impl GroupService {
         Ok(self.state.lock().coordinator.check_resettable(group_id)?)
     }
 
-    /// Applies and persists a commit; answers only once the records are appended.
-    pub async fn commit(
-        &self,
-        broker: &Broker,
-        req: OffsetCommitRequest,
-    ) -> Result<(), BrokerError> {
+    /// Accepts and persists a commit; answers only once the records are appended, and
+    /// only then do fetches see the new offsets.
+    pub async fn commit(&self, broker: &Broker, req: CommitRequest) -> Result<(), BrokerError> {
         let group_id = req.group_id.clone();
         self.persist(broker, &group_id, |c, now, topics| {
-            c.commit(req, now, topics)
+            c.commit(req, now, topics).map(Persist::Commit)
         })
         .await
     }
 
     /// Deletes an empty group, appending tombstones for its commits.
+    ///
+    /// Unlike a commit, a deletion takes effect before its append: should the append
+    /// fail, the group is gone until a restart replays the commits the tombstones were
+    /// meant to delete.
     pub async fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), BrokerError> {
-        self.persist(broker, group_id, |c, _, _| c.delete(group_id))
-            .await
+        self.persist(broker, group_id, |c, _, _| {
+            c.delete(group_id).map(Persist::Deletion)
+        })
+        .await
     }
 
     /// Overwrites an empty group's offsets with resolved ones and persists them.
@@ -288,38 +303,71 @@ impl GroupService {
     ) -> Result<(), BrokerError> {
         self.persist(broker, group_id, |c, now, topics| {
             c.reset_offsets(group_id, offsets, now, topics)
+                .map(Persist::Commit)
         })
         .await
     }
 
-    /// Runs `apply` on the coordinator and appends the records it returns to the
-    /// group's partition of the offsets topic, in the applied order.
+    /// Runs `apply` on the coordinator, appends the records it returns to the group's
+    /// partition of the offsets topic, and settles a commit by the append's outcome:
+    /// completed once durable, aborted if the append failed.
     async fn persist(
         &self,
         broker: &Broker,
         group_id: &str,
-        apply: impl FnOnce(
-            &mut GroupCoordinator,
-            u64,
-            &dyn TopicCatalog,
-        ) -> Result<Vec<OffsetRecord>, GroupError>,
+        apply: impl FnOnce(&mut GroupCoordinator, u64, &dyn TopicCatalog) -> Result<Persist, GroupError>,
     ) -> Result<(), BrokerError> {
         let index = offsets_partition(group_id, self.append_order.len());
         let lock = self.append_order.get(index as usize).ok_or_else(|| {
             BrokerError::Internal(format!("no append lock for offsets partition {index}"))
         })?;
         let _order = lock.lock().await;
-        let records = {
+        let (ticket, records) = {
             let mut s = self.state.lock();
             let now = s.now();
-            apply(&mut s.coordinator, now, &Topics(broker))?
+            match apply(&mut s.coordinator, now, &Topics(broker))? {
+                Persist::Commit(PendingCommit { ticket, records }) => (Some(ticket), records),
+                Persist::Deletion(records) => (None, records),
+            }
         };
+        let mut unsettled = Unsettled {
+            service: self,
+            ticket,
+        };
+        let appended = self.append(broker, index, &records).await;
+        if let Some(ticket) = unsettled.ticket.take() {
+            let mut s = self.state.lock();
+            match &appended {
+                Ok(()) => s.coordinator.complete_commit(&ticket),
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "offset commit not durable; dropped");
+                    s.coordinator.abort_commit(&ticket);
+                }
+            }
+        }
+        appended
+    }
+
+    /// Appends `records` as one batch to partition `index` of the offsets topic.
+    async fn append(
+        &self,
+        broker: &Broker,
+        index: u32,
+        records: &[OffsetRecord],
+    ) -> Result<(), BrokerError> {
         if records.is_empty() {
             return Ok(());
         }
+        #[cfg(test)]
+        {
+            let fault = self.next_append_fault.lock().take();
+            if let Some(fault) = fault {
+                return fault.inject().await;
+            }
+        }
         let now = now_ms();
         let mut builder = BatchBuilder::new();
-        for record in &records {
+        for record in records {
             let (key, value) = record.encode();
             builder.push(now, Some(&key), value.as_deref(), &[]);
         }
@@ -360,6 +408,32 @@ impl GroupService {
                     s.deliver(now, &broker);
                 }
             }
+        }
+    }
+}
+
+/// What an operation on the coordinator asks to persist.
+enum Persist {
+    /// A commit (or reset), visible once its records are appended.
+    Commit(PendingCommit),
+    /// A deletion's tombstones; the coordinator has forgotten the group already.
+    Deletion(Vec<OffsetRecord>),
+}
+
+/// A commit whose append is under way. Should the request be dropped before the append
+/// reports back (the client went away, the broker stops), the commit is aborted rather
+/// than left pending for ever. Its records may still have reached the log; then a
+/// restart shows an offset the coordinator did not, which only makes the group re-read
+/// records, where the opposite would skip them.
+struct Unsettled<'a> {
+    service: &'a GroupService,
+    ticket: Option<CommitTicket>,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.service.state.lock().coordinator.abort_commit(&ticket);
         }
     }
 }
@@ -410,7 +484,117 @@ async fn replay_partition(
 
 #[cfg(test)]
 mod tests {
+    use quiver_group::{Committer, GroupState};
+
     use super::*;
+    use crate::config::BrokerConfig;
+
+    /// How the next offsets append goes wrong.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) enum AppendFault {
+        /// It fails, as on a full or broken disk.
+        Fail,
+        /// It never finishes, so the request can be dropped while it waits.
+        Hang,
+    }
+
+    impl AppendFault {
+        pub(super) async fn inject(self) -> Result<(), BrokerError> {
+            match self {
+                AppendFault::Fail => Err(BrokerError::Internal(
+                    "injected offsets append failure".into(),
+                )),
+                AppendFault::Hang => std::future::pending().await,
+            }
+        }
+    }
+
+    async fn open_broker(dir: &std::path::Path) -> (Broker, GroupService) {
+        let broker =
+            Broker::open(BrokerConfig::dev(dir), "localhost:7420".into()).expect("broker opens");
+        broker
+            .create_topic(TopicRecord {
+                name: "t".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: BTreeMap::new(),
+                internal: false,
+            })
+            .await
+            .expect("topic created");
+        let groups = GroupService::open(&broker, &GroupsConfig::default())
+            .await
+            .expect("groups open");
+        (broker, groups)
+    }
+
+    fn commit(offset: i64) -> CommitRequest {
+        commit_to("billing", offset)
+    }
+
+    fn commit_to(group_id: &str, offset: i64) -> CommitRequest {
+        CommitRequest {
+            group_id: group_id.into(),
+            committer: Committer::Outside,
+            offsets: vec![CommittedOffset {
+                partition: TopicPartition::new("t", 0),
+                offset,
+                metadata: String::new(),
+            }],
+        }
+    }
+
+    /// The committed offset of `t-0` as offset fetch and describe show it.
+    fn shown(groups: &GroupService) -> (Vec<i64>, Option<i64>) {
+        let fetched = groups
+            .fetch_offsets("billing", None)
+            .iter()
+            .map(|c| c.offset)
+            .collect();
+        let described = groups.describe("billing").ok().and_then(|d| {
+            assert_eq!(d.state, GroupState::Empty);
+            d.offsets.first().and_then(|p| p.committed)
+        });
+        (fetched, described)
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_append_fails_is_refused_and_never_shown() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (broker, groups) = open_broker(dir.path()).await;
+
+        groups
+            .commit(&broker, commit(5))
+            .await
+            .expect("a durable commit");
+        assert_eq!(shown(&groups), (vec![5], Some(5)));
+
+        *groups.next_append_fault.lock() = Some(AppendFault::Fail);
+        let err = groups
+            .commit(&broker, commit(9))
+            .await
+            .expect_err("the append fails, so the commit does");
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(
+            shown(&groups),
+            (vec![5], Some(5)),
+            "the failed commit is not shown"
+        );
+
+        // A restart replays what is durable, which is what was shown.
+        let replayed = GroupService::open(&broker, &GroupsConfig::default())
+            .await
+            .expect("groups reopen");
+        assert_eq!(shown(&replayed), (vec![5], Some(5)));
+
+        // The client's retry succeeds.
+        groups
+            .commit(&broker, commit(9))
+            .await
+            .expect("the retry is durable");
+        assert_eq!(shown(&groups), (vec![9], Some(9)));
+        broker.close();
+    }
 
     #[test]
     fn a_group_always_maps_to_the_same_offsets_partition() {
@@ -419,5 +603,32 @@ mod tests {
         assert!(p < 8);
         assert_eq!(offsets_partition("billing", 8), p);
         assert_eq!(offsets_partition("billing", 0), 0);
+    }
+
+    #[tokio::test]
+    async fn a_commit_dropped_during_its_append_is_aborted_not_left_pending() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (broker, groups) = open_broker(dir.path()).await;
+        *groups.next_append_fault.lock() = Some(AppendFault::Hang);
+        {
+            let abandoned = groups.commit(&broker, commit_to("gone", 3));
+            // Polls the commit once, into its append, and then drops it, as when the
+            // client's connection closes.
+            let waited = tokio::time::timeout(Duration::ZERO, abandoned).await;
+            assert!(waited.is_err(), "the append never finishes");
+        }
+        assert!(groups.fetch_offsets("gone", None).is_empty());
+        assert!(
+            groups.list().iter().all(|g| g.group_id != "gone"),
+            "a commit left pending would keep its group: {:?}",
+            groups.list()
+        );
+        // The append order lock was released with the dropped request.
+        groups
+            .commit(&broker, commit_to("gone", 4))
+            .await
+            .expect("a later commit goes through");
+        assert_eq!(groups.fetch_offsets("gone", None)[0].offset, 4);
+        broker.close();
     }
 }

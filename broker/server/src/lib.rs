@@ -27,7 +27,6 @@ mod compaction_plugin;
 pub mod config;
 mod error;
 mod groups;
-mod handlers;
 mod maintenance;
 mod partition;
 mod plugins;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-use quiver_proto::api::TopicPartition;
+use crate::partition::TopicPartition;
 
 mod range;
 mod roundrobin;

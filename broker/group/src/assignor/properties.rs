@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::partition::TopicPartition;
 use proptest::prelude::*;
-use quiver_proto::api::TopicPartition;
 
 use super::sticky::target;
 use super::*;

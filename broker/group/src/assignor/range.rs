@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use quiver_proto::api::TopicPartition;
+use crate::partition::TopicPartition;
 
 use super::{Assignor, MemberSubscription, empty_assignment};
 

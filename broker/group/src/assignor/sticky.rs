@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use quiver_proto::api::TopicPartition;
+use crate::partition::TopicPartition;
 
 use super::{Assignor, MemberSubscription, assignable, empty_assignment};
 

@@ -1,14 +1,11 @@
 //! Scenario tests: simulated consumers driving a coordinator in virtual time.
 
+mod pending;
 mod sim;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use quiver_proto::ErrorCode;
-use quiver_proto::api::{
-    CommittedOffset, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest, TopicPartition,
-};
+use crate::{CommittedOffset, LeaveRequest, TopicPartition};
 
 use super::*;
 use sim::*;
@@ -32,7 +29,7 @@ fn three_members_share_six_partitions_evenly_with_every_strategy() {
             assert_eq!(sim.held(name), 2, "{assignor}: {name}");
         }
         let description = sim.coord.describe(GROUP).expect("exists");
-        assert_eq!(description.assignor, assignor);
+        assert_eq!(description.assignor.as_deref(), Some(assignor));
         assert_eq!(description.members.len(), 3);
     }
 }
@@ -111,7 +108,10 @@ fn heartbeats_during_a_rebalance_ask_members_to_rejoin() {
         generation: 1,
     };
     let err = sim.coord.heartbeat(&req, sim.now).expect_err("rebalancing");
-    assert_eq!(err.code(), ErrorCode::REBALANCE_IN_PROGRESS);
+    assert!(
+        matches!(err, GroupError::RebalanceInProgress { .. }),
+        "{err}"
+    );
     sim.settle();
 }
 
@@ -160,29 +160,39 @@ fn commits_are_checked_against_member_and_generation() {
     let current = sim.generation();
 
     let stale = sim.commit(Some("a"), current - 1, 5).expect_err("stale");
-    assert_eq!(stale.code(), ErrorCode::ILLEGAL_GENERATION);
+    assert!(
+        matches!(stale, GroupError::IllegalGeneration { .. }),
+        "{stale}"
+    );
     let records = sim.commit(Some("a"), current, 5).expect("current");
     assert_eq!(records.len(), 1);
 
     let outside = sim.commit(None, -1, 7).expect_err("members exist");
-    assert_eq!(outside.code(), ErrorCode::GROUP_NOT_EMPTY);
+    assert!(
+        matches!(outside, GroupError::GroupNotEmpty { .. }),
+        "{outside}"
+    );
 
-    let req = OffsetCommitRequest {
+    let req = CommitRequest {
         group_id: GROUP.into(),
-        member_id: Some("nobody".into()),
-        generation: current,
+        committer: Committer::Member {
+            member_id: "nobody".into(),
+            generation: current,
+        },
         offsets: vec![],
     };
     let unknown = sim
         .coord
         .commit(req, sim.now, &sim.topics)
         .expect_err("unknown");
-    assert_eq!(unknown.code(), ErrorCode::UNKNOWN_MEMBER);
+    assert!(
+        matches!(unknown, GroupError::UnknownMember { .. }),
+        "{unknown}"
+    );
 
-    let req = OffsetCommitRequest {
+    let req = CommitRequest {
         group_id: GROUP.into(),
-        member_id: None,
-        generation: -1,
+        committer: Committer::Outside,
         offsets: vec![CommittedOffset {
             partition: TopicPartition::new("t", 9),
             offset: 1,
@@ -193,11 +203,14 @@ fn commits_are_checked_against_member_and_generation() {
         .coord
         .commit(req, sim.now, &sim.topics)
         .expect_err("no such partition");
-    assert_eq!(missing.code(), ErrorCode::UNKNOWN_PARTITION);
+    assert!(
+        matches!(missing, GroupError::UnknownPartition { .. }),
+        "{missing}"
+    );
 }
 
-fn join_req(client: &str, member_id: Option<String>, assignors: &[&str]) -> JoinGroupRequest {
-    JoinGroupRequest {
+pub(super) fn join_req(client: &str, member_id: Option<String>, assignors: &[&str]) -> JoinRequest {
+    JoinRequest {
         group_id: GROUP.into(),
         member_id,
         client_id: client.into(),
@@ -209,11 +222,13 @@ fn join_req(client: &str, member_id: Option<String>, assignors: &[&str]) -> Join
     }
 }
 
-fn commit_req(member_id: &str, generation: i32) -> OffsetCommitRequest {
-    OffsetCommitRequest {
+fn commit_req(member_id: &str, generation: i32) -> CommitRequest {
+    CommitRequest {
         group_id: GROUP.into(),
-        member_id: Some(member_id.into()),
-        generation,
+        committer: Committer::Member {
+            member_id: member_id.into(),
+            generation,
+        },
         offsets: vec![CommittedOffset {
             partition: TopicPartition::new("t", 0),
             offset: 3,
@@ -222,7 +237,7 @@ fn commit_req(member_id: &str, generation: i32) -> OffsetCommitRequest {
     }
 }
 
-fn no_delay() -> GroupCoordinator {
+pub(super) fn no_delay() -> GroupCoordinator {
     GroupCoordinator::new(CoordinatorConfig {
         initial_rebalance_delay_ms: 0,
         ..Default::default()
@@ -240,20 +255,20 @@ fn commits_wait_for_sync_but_are_allowed_while_others_rejoin() {
         panic!("a lone member is answered at once");
     };
     let early = coord.commit(commit_req(&a.member_id, 1), 1, &topics);
-    assert_eq!(
-        early.map_err(|e| e.code()),
-        Err(ErrorCode::REBALANCE_IN_PROGRESS),
-        "a has not synced generation 1"
+    assert!(
+        matches!(early, Err(GroupError::RebalanceInProgress { .. })),
+        "a has not synced generation 1: {early:?}"
     );
-    let sync = SyncGroupRequest {
+    let sync = SyncRequest {
         group_id: GROUP.into(),
         member_id: a.member_id.clone(),
         generation: 1,
     };
     coord.sync(&sync, 2).unwrap();
-    coord
+    let synced = coord
         .commit(commit_req(&a.member_id, 1), 3, &topics)
         .unwrap();
+    coord.complete_commit(&synced.ticket);
 
     // b's arrival starts a rebalance; a still owns its partitions until it rejoins and
     // must be able to commit what it processed.
@@ -262,9 +277,11 @@ fn commits_wait_for_sync_but_are_allowed_while_others_rejoin() {
         .unwrap();
     assert!(matches!(pending, JoinOutcome::Pending(_)));
     assert_eq!(coord.state(GROUP), Some(GroupState::PreparingRebalance));
-    coord
+    let rejoining = coord
         .commit(commit_req(&a.member_id, 1), 5, &topics)
         .unwrap();
+    coord.complete_commit(&rejoining.ticket);
+    assert_eq!(coord.fetch_offsets(GROUP, None)[0].offset, 3);
 }
 
 #[test]
@@ -358,7 +375,10 @@ fn delete_and_reset_are_refused_while_members_exist() {
     sim.commit(Some("a"), generation, 4).unwrap();
 
     let delete = sim.coord.delete(GROUP).expect_err("has members");
-    assert_eq!(delete.code(), ErrorCode::GROUP_NOT_EMPTY);
+    assert!(
+        matches!(delete, GroupError::GroupNotEmpty { .. }),
+        "{delete}"
+    );
     let reset = CommittedOffset {
         partition: TopicPartition::new("t", 0),
         offset: 0,
@@ -368,28 +388,32 @@ fn delete_and_reset_are_refused_while_members_exist() {
         .coord
         .reset_offsets(GROUP, vec![reset.clone()], sim.now, &sim.topics)
         .expect_err("has members");
-    assert_eq!(refused.code(), ErrorCode::GROUP_NOT_EMPTY);
-    assert_eq!(
-        sim.coord.check_resettable(GROUP).map_err(|e| e.code()),
-        Err(ErrorCode::GROUP_NOT_EMPTY)
+    assert!(
+        matches!(refused, GroupError::GroupNotEmpty { .. }),
+        "{refused}"
     );
+    assert!(matches!(
+        sim.coord.check_resettable(GROUP),
+        Err(GroupError::GroupNotEmpty { .. })
+    ));
 
     sim.leave("a");
     assert_eq!(sim.coord.state(GROUP), Some(GroupState::Empty));
-    let records = sim
+    let reset = sim
         .coord
         .reset_offsets(GROUP, vec![reset], sim.now, &sim.topics)
         .unwrap();
-    assert_eq!(records[0].value.as_ref().map(|v| v.offset), Some(0));
+    assert_eq!(reset.records[0].value.as_ref().map(|v| v.offset), Some(0));
+    sim.coord.complete_commit(&reset.ticket);
     let tombstones = sim.coord.delete(GROUP).unwrap();
     assert_eq!(
         tombstones,
         vec![OffsetRecord::tombstone(GROUP, TopicPartition::new("t", 0))]
     );
-    assert_eq!(
-        sim.coord.describe(GROUP).map_err(|e| e.code()),
-        Err(ErrorCode::UNKNOWN_GROUP)
-    );
+    assert!(matches!(
+        sim.coord.describe(GROUP),
+        Err(GroupError::UnknownGroup { .. })
+    ));
 }
 
 #[test]
@@ -398,18 +422,18 @@ fn load_after_commits_restores_offsets() {
     let mut coord = no_delay();
     let mut log: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     for (group, partition, offset) in [("g", 0, 10), ("g", 1, 20), ("h", 0, 5), ("g", 0, 11)] {
-        let req = OffsetCommitRequest {
+        let req = CommitRequest {
             group_id: group.into(),
-            member_id: None,
-            generation: -1,
+            committer: Committer::Outside,
             offsets: vec![CommittedOffset {
                 partition: TopicPartition::new("t", partition),
                 offset,
                 metadata: format!("at {offset}"),
             }],
         };
-        let records = coord.commit(req, 100, &topics).unwrap();
-        log.extend(records.iter().map(OffsetRecord::encode));
+        let pending = coord.commit(req, 100, &topics).unwrap();
+        coord.complete_commit(&pending.ticket);
+        log.extend(pending.records.iter().map(OffsetRecord::encode));
     }
     log.extend(coord.delete("h").unwrap().iter().map(OffsetRecord::encode));
 
@@ -418,36 +442,23 @@ fn load_after_commits_restores_offsets() {
         log.iter()
             .map(|(k, v)| OffsetRecord::decode(k, v.as_deref()).unwrap()),
     );
-    let all = OffsetFetchRequest {
-        group_id: "g".into(),
-        partitions: None,
-    };
-    assert_eq!(restarted.fetch_offsets(&all), coord.fetch_offsets(&all));
+    assert_eq!(
+        restarted.fetch_offsets("g", None),
+        coord.fetch_offsets("g", None)
+    );
     let got: Vec<(u32, i64)> = restarted
-        .fetch_offsets(&all)
-        .offsets
+        .fetch_offsets("g", None)
         .iter()
         .map(|c| (c.partition.partition, c.offset))
         .collect();
     assert_eq!(got, [(0, 11), (1, 20)]);
-    let one = OffsetFetchRequest {
-        group_id: "g".into(),
-        partitions: Some(vec![
-            TopicPartition::new("t", 1),
-            TopicPartition::new("t", 2),
-        ]),
-    };
-    assert_eq!(restarted.fetch_offsets(&one).offsets.len(), 1);
+    let one = [TopicPartition::new("t", 1), TopicPartition::new("t", 2)];
+    assert_eq!(restarted.fetch_offsets("g", Some(&one)).len(), 1);
     assert!(
         restarted.describe("h").is_err(),
         "deleted groups stay deleted"
     );
-    let listed: Vec<String> = restarted
-        .list()
-        .groups
-        .into_iter()
-        .map(|g| g.group_id)
-        .collect();
+    let listed: Vec<String> = restarted.list().into_iter().map(|g| g.group_id).collect();
     assert_eq!(listed, ["g"]);
 }
 
@@ -465,7 +476,7 @@ fn a_member_sharing_no_assignor_with_the_group_is_refused() {
             &topics,
         )
         .expect_err("nothing in common");
-    assert_eq!(err.code(), ErrorCode::INVALID_REQUEST);
+    assert!(matches!(err, GroupError::NoCommonAssignor { .. }), "{err}");
     assert!(err.to_string().contains("range"), "{err}");
     let unknown = coord
         .join(
@@ -525,7 +536,7 @@ fn next_deadline_is_the_earliest_session_expiry() {
     else {
         panic!("lone member");
     };
-    let sync = SyncGroupRequest {
+    let sync = SyncRequest {
         group_id: GROUP.into(),
         member_id: a.member_id,
         generation: a.generation,
@@ -554,10 +565,10 @@ fn requests_with_bad_fields_are_refused_with_reasons() {
         Err(GroupError::InvalidGroupId { .. })
     ));
     let stranger = join_req("a", Some("ghost".into()), &["range"]);
-    assert_eq!(
-        coord.join(stranger, 0, &topics).map_err(|e| e.code()),
-        Err(ErrorCode::UNKNOWN_MEMBER)
-    );
+    assert!(matches!(
+        coord.join(stranger, 0, &topics),
+        Err(GroupError::UnknownMember { .. })
+    ));
 }
 
 /// What a randomly driven cooperative group may go through.
@@ -612,7 +623,7 @@ proptest::proptest! {
                     let member_id = sim.clients[name].member_id.clone();
                     sim.crash(name);
                     if let Some(member_id) = member_id {
-                        let req = LeaveGroupRequest { group_id: GROUP.into(), member_id };
+                        let req = LeaveRequest { group_id: GROUP.into(), member_id };
                         // The group may have expired the member already.
                         let _ = sim.coord.leave(&req, sim.now);
                     }
@@ -676,7 +687,7 @@ fn next_deadline_wakes_the_server_for_the_initial_delay_and_never_lies_in_the_pa
     let a = done[0].result.clone().unwrap();
     // Waiting for a's sync: its session runs out before its rebalance timeout.
     assert_eq!(coord.next_deadline(), Some(3_000 + u64::from(SESSION)));
-    let sync = SyncGroupRequest {
+    let sync = SyncRequest {
         group_id: GROUP.into(),
         member_id: a.member_id.clone(),
         generation: a.generation,

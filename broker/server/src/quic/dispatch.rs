@@ -10,11 +10,10 @@ use quiver_proto::api::{self, ApiKey, Request};
 use quiver_proto::frame::RequestFrame;
 use quiver_proto::{ErrorCode, WireError};
 
-use super::convert;
+use super::convert::{self, group};
 use super::errors::wire_error;
 use super::listener::{Context, write_error, write_response};
 use crate::error::BrokerError;
-use crate::handlers::group;
 use crate::service::types::Acks;
 
 /// Decodes the frame as its API's request, calls the service, and writes the reply.
@@ -92,17 +91,79 @@ pub(crate) async fn dispatch(ctx: &Context, frame: RequestFrame, send: &mut Send
             )
             .await;
         }
-        ApiKey::JOIN_GROUP => unary(&frame, send, |r, _| group::join(ctx, r)).await,
-        ApiKey::SYNC_GROUP => unary(&frame, send, |r, _| group::sync(ctx, r)).await,
-        ApiKey::HEARTBEAT => unary(&frame, send, |r, _| group::heartbeat(ctx, r)).await,
-        ApiKey::LEAVE_GROUP => unary(&frame, send, |r, _| group::leave(ctx, r)).await,
-        ApiKey::OFFSET_COMMIT => unary(&frame, send, |r, _| group::commit(ctx, r)).await,
-        ApiKey::OFFSET_FETCH => unary(&frame, send, |r, _| group::fetch_offsets(ctx, r)).await,
-        ApiKey::LIST_GROUPS => unary(&frame, send, |r, _| group::list(ctx, r)).await,
-        ApiKey::DESCRIBE_GROUP => unary(&frame, send, |r, _| group::describe(ctx, r)).await,
-        ApiKey::DELETE_GROUP => unary(&frame, send, |r, _| group::delete(ctx, r)).await,
+        ApiKey::JOIN_GROUP => {
+            unary(&frame, send, |r: api::JoinGroupRequest, _| async move {
+                let joined = s.join_group(group::join_request(r)).await?;
+                Ok(group::join_response(joined))
+            })
+            .await;
+        }
+        ApiKey::SYNC_GROUP => {
+            unary(&frame, send, |r: api::SyncGroupRequest, _| async move {
+                let assignment = s.sync_group(&group::sync_request(r))?;
+                Ok(group::sync_response(assignment))
+            })
+            .await;
+        }
+        ApiKey::HEARTBEAT => {
+            unary(&frame, send, |r: api::HeartbeatRequest, _| async move {
+                s.heartbeat(&group::heartbeat_request(r))?;
+                Ok(api::HeartbeatResponse {})
+            })
+            .await;
+        }
+        ApiKey::LEAVE_GROUP => {
+            unary(&frame, send, |r: api::LeaveGroupRequest, _| async move {
+                s.leave_group(&group::leave_request(r))?;
+                Ok(api::LeaveGroupResponse {})
+            })
+            .await;
+        }
+        ApiKey::OFFSET_COMMIT => {
+            unary(&frame, send, |r: api::OffsetCommitRequest, _| async move {
+                s.commit_offsets(group::commit_request(r)?).await?;
+                Ok(api::OffsetCommitResponse {})
+            })
+            .await;
+        }
+        ApiKey::OFFSET_FETCH => {
+            unary(&frame, send, |r: api::OffsetFetchRequest, _| async move {
+                let partitions = group::fetch_partitions(&r);
+                let offsets = s.fetch_offsets(&r.group_id, partitions.as_deref());
+                Ok(group::offset_fetch_response(offsets))
+            })
+            .await;
+        }
+        ApiKey::LIST_GROUPS => {
+            unary(&frame, send, |_: api::ListGroupsRequest, _| async move {
+                Ok(group::list_response(s.list_groups()))
+            })
+            .await;
+        }
+        ApiKey::DESCRIBE_GROUP => {
+            unary(&frame, send, |r: api::DescribeGroupRequest, _| async move {
+                Ok(group::group_description(s.describe_group(&r.group_id)?))
+            })
+            .await;
+        }
+        ApiKey::DELETE_GROUP => {
+            unary(&frame, send, |r: api::DeleteGroupRequest, _| async move {
+                s.delete_group(&r.group_id).await?;
+                Ok(api::DeleteGroupResponse {})
+            })
+            .await;
+        }
         ApiKey::RESET_GROUP_OFFSETS => {
-            unary(&frame, send, |r, _| group::reset_offsets(ctx, r)).await;
+            unary(
+                &frame,
+                send,
+                |r: api::ResetGroupOffsetsRequest, _| async move {
+                    let to = group::reset_target(r.to);
+                    let offsets = s.reset_group_offsets(&r.group_id, &r.topic, to).await?;
+                    Ok(group::reset_response(offsets))
+                },
+            )
+            .await;
         }
         ApiKey::PLUGIN_ADD => {
             unary(

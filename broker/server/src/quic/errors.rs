@@ -28,7 +28,7 @@ fn code(e: &BrokerError) -> ErrorCode {
         BrokerError::Storage { source, .. } => storage_code(source),
         BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
-        BrokerError::Group(e) => e.code(),
+        BrokerError::Group(e) => super::convert::group::error_code(e),
     }
 }
 

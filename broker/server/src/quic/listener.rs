@@ -19,8 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::dispatch;
-use crate::broker::Broker;
-use crate::groups::GroupService;
 use crate::service::BrokerService;
 
 /// What every connection and stream task shares.
@@ -28,9 +26,6 @@ use crate::service::BrokerService;
 pub(crate) struct Context {
     /// What requests are served by; this door only reads, decodes, calls and answers.
     pub service: BrokerService,
-    pub broker: Arc<Broker>,
-    /// Consumer groups and committed offsets.
-    pub groups: Arc<GroupService>,
     pub shutdown: CancellationToken,
     /// Bytes of request frames held in memory right now, across all connections.
     inflight: Arc<Semaphore>,
@@ -56,8 +51,6 @@ pub(crate) async fn accept_loop(
     let ctx = Arc::new(Context {
         inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
         frames: BufferPool::new(POOLED_FRAMES, POOLED_MIN_BYTES, POOLED_FRAME_MAX_IDLE_BYTES),
-        broker: Arc::clone(&service.broker),
-        groups: Arc::clone(&service.groups),
         service,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
@@ -146,7 +139,7 @@ async fn read_request(
             ));
         }
     }
-    let config = &ctx.broker.config;
+    let config = ctx.service.config();
     let max = config.limits.max_frame_bytes;
     // A plugin upload carries a whole component (a Python one is ~17 MiB), so it alone
     // may go past the frame limit, up to its own bound; its API key is read first.

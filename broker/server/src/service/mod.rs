@@ -23,6 +23,7 @@ use crate::groups::GroupService;
 
 mod fetch;
 mod filter;
+mod groups;
 mod offsets;
 mod plugin;
 mod produce;

@@ -201,3 +201,36 @@ pub struct ProducerId {
     pub producer_id: i64,
     pub producer_epoch: i16,
 }
+
+/// Where a group-offsets reset moves each partition of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: skip everything not yet read.
+    Latest,
+    /// This offset, clamped to the partition's readable range.
+    Offset(i64),
+    /// The first offset whose record timestamp (ms) is at or after this one.
+    Timestamp(i64),
+}
+
+/// A group as the coordinator describes it, with the lag of every partition it has a
+/// commit for or assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    pub group: quiver_group::GroupDescription,
+    /// In the order of `group.offsets`.
+    pub lag: Vec<PartitionLag>,
+}
+
+/// One partition's committed offset against its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: quiver_group::TopicPartition,
+    pub committed: Option<i64>,
+    /// The high watermark; -1 when the partition no longer exists.
+    pub end_offset: i64,
+    /// `None` without a commit or without the partition.
+    pub lag: Option<i64>,
+}

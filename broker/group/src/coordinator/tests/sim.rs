@@ -2,15 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use quiver_proto::ErrorCode;
-use quiver_proto::api::{
-    CommittedOffset, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    OffsetCommitRequest, SyncGroupRequest, TopicPartition,
-};
-
 use crate::{
-    CoordinatorConfig, GroupCoordinator, GroupError, GroupState, JoinOutcome, JoinTicket,
-    OffsetRecord,
+    CommitRequest, CommittedOffset, Committer, CoordinatorConfig, GroupCoordinator, GroupError,
+    GroupState, HeartbeatRequest, JoinOutcome, JoinRequest, JoinTicket, Joined, LeaveRequest,
+    OffsetRecord, SyncRequest, TopicPartition,
 };
 
 pub(super) const GROUP: &str = "g";
@@ -78,12 +73,12 @@ impl Sim {
         self.clients.get_mut(name).expect("client exists")
     }
 
-    pub(super) fn join_request(&mut self, name: &str) -> JoinGroupRequest {
+    pub(super) fn join_request(&mut self, name: &str) -> JoinRequest {
         let c = self.client(name);
         if c.assignor != "cooperative-sticky" {
             c.held.clear();
         }
-        JoinGroupRequest {
+        JoinRequest {
             group_id: GROUP.into(),
             member_id: c.member_id.clone(),
             client_id: name.into(),
@@ -105,21 +100,21 @@ impl Sim {
         self.check_disjoint();
     }
 
-    pub(super) fn joined(&mut self, name: &str, response: JoinGroupResponse) {
+    pub(super) fn joined(&mut self, name: &str, response: Joined) {
         self.record_generation();
         let c = self.client(name);
         c.member_id = Some(response.member_id.clone());
         c.generation = response.generation;
         c.ticket = None;
-        let req = SyncGroupRequest {
+        let req = SyncRequest {
             group_id: GROUP.into(),
             member_id: response.member_id,
             generation: response.generation,
         };
         match self.coord.sync(&req, self.now) {
-            Ok(sync) => self.client(name).held = sync.assignment.into_iter().collect(),
-            Err(e) if e.code() == ErrorCode::REBALANCE_IN_PROGRESS => self.join(name),
-            Err(e) if e.code() == ErrorCode::UNKNOWN_MEMBER => self.rejoin_afresh(name),
+            Ok(assignment) => self.client(name).held = assignment.into_iter().collect(),
+            Err(GroupError::RebalanceInProgress { .. }) => self.join(name),
+            Err(GroupError::UnknownMember { .. }) => self.rejoin_afresh(name),
             Err(e) => panic!("{name} could not sync: {e}"),
         }
         self.check_disjoint();
@@ -130,7 +125,10 @@ impl Sim {
         let Ok(description) = self.coord.describe(GROUP) else {
             return;
         };
-        if description.state == "CompletingRebalance" || description.state == "Stable" {
+        if matches!(
+            description.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) {
             let assignment = description
                 .members
                 .into_iter()
@@ -163,7 +161,7 @@ impl Sim {
                 }
                 match completion.result {
                     Ok(response) => self.joined(&name, response),
-                    Err(e) if e.code() == ErrorCode::UNKNOWN_MEMBER => self.rejoin_afresh(&name),
+                    Err(GroupError::UnknownMember { .. }) => self.rejoin_afresh(&name),
                     Err(e) => panic!("{name}'s join failed: {e}"),
                 }
             }
@@ -185,7 +183,7 @@ impl Sim {
         };
         match self.coord.heartbeat(&req, self.now) {
             Ok(_) => {}
-            Err(e) if e.code() == ErrorCode::UNKNOWN_MEMBER => self.rejoin_afresh(name),
+            Err(GroupError::UnknownMember { .. }) => self.rejoin_afresh(name),
             Err(_) => self.join(name),
         }
     }
@@ -236,7 +234,7 @@ impl Sim {
         let c = self.client(name);
         c.alive = false;
         c.held.clear();
-        let req = LeaveGroupRequest {
+        let req = LeaveRequest {
             group_id: GROUP.into(),
             member_id: c.member_id.clone().expect("joined"),
         };
@@ -274,16 +272,25 @@ impl Sim {
         generation: i32,
         offset: i64,
     ) -> Result<Vec<OffsetRecord>, GroupError> {
-        let req = OffsetCommitRequest {
+        let committer = match name {
+            Some(n) => Committer::Member {
+                member_id: self.member_id(n),
+                generation,
+            },
+            None => Committer::Outside,
+        };
+        let req = CommitRequest {
             group_id: GROUP.into(),
-            member_id: name.map(|n| self.member_id(n)),
-            generation,
+            committer,
             offsets: vec![CommittedOffset {
                 partition: TopicPartition::new("t", 0),
                 offset,
                 metadata: String::new(),
             }],
         };
-        self.coord.commit(req, self.now, &self.topics)
+        // The simulated server's appends always succeed.
+        let pending = self.coord.commit(req, self.now, &self.topics)?;
+        self.coord.complete_commit(&pending.ticket);
+        Ok(pending.records)
     }
 }

@@ -1,5 +1,8 @@
-//! Wire structs of `quiver_proto::api` to the service's types and back. This file and
-//! `errors.rs` are the only places where the two meet.
+//! Wire structs of `quiver_proto::api` to the service's types and back. This module and
+//! `errors.rs` are the only places where the two meet; consumer groups have their own
+//! file (`group.rs`).
+
+pub(crate) mod group;
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use crate::service::{
     PluginAdded, PluginDecision, PluginLogPage, PluginSummary, PluginTest, PluginTrial,
 };
 
-pub(super) fn produce(req: api::ProduceRequest, batches: bytes::Bytes) -> ProduceInput {
+pub(crate) fn produce(req: api::ProduceRequest, batches: bytes::Bytes) -> ProduceInput {
     ProduceInput {
         topic: req.topic,
         partition: req.partition,
@@ -28,7 +31,7 @@ pub(super) fn produce(req: api::ProduceRequest, batches: bytes::Bytes) -> Produc
     }
 }
 
-pub(super) fn produced(out: ProduceOutcome) -> api::ProduceResponse {
+pub(crate) fn produced(out: ProduceOutcome) -> api::ProduceResponse {
     api::ProduceResponse {
         partition: out.partition,
         base_offset: out.base_offset,
@@ -49,7 +52,7 @@ pub(super) fn produced(out: ProduceOutcome) -> api::ProduceResponse {
     }
 }
 
-pub(super) fn producer_id(id: ProducerId) -> api::InitProducerIdResponse {
+pub(crate) fn producer_id(id: ProducerId) -> api::InitProducerIdResponse {
     api::InitProducerIdResponse {
         producer_id: id.producer_id,
         producer_epoch: id.producer_epoch,
@@ -64,7 +67,7 @@ fn filter(spec: Option<api::FilterSpec>) -> Option<FilterRef> {
     })
 }
 
-pub(super) fn fetch(req: api::FetchRequest) -> FetchInput {
+pub(crate) fn fetch(req: api::FetchRequest) -> FetchInput {
     // The only isolation level is read-uncommitted: there are no transactions yet.
     let api::Isolation::ReadUncommitted = req.isolation;
     FetchInput {
@@ -78,7 +81,7 @@ pub(super) fn fetch(req: api::FetchRequest) -> FetchInput {
     }
 }
 
-pub(super) fn subscribe(req: api::SubscribeRequest) -> SubscribeInput {
+pub(crate) fn subscribe(req: api::SubscribeRequest) -> SubscribeInput {
     SubscribeInput {
         topic: req.topic,
         partition: req.partition,
@@ -89,7 +92,7 @@ pub(super) fn subscribe(req: api::SubscribeRequest) -> SubscribeInput {
 }
 
 /// A read's answer: the body, and the records that travel as the frame's payload.
-pub(super) fn fetched(out: FetchOutcome) -> (api::FetchResponse, bytes::Bytes) {
+pub(crate) fn fetched(out: FetchOutcome) -> (api::FetchResponse, bytes::Bytes) {
     (
         api::FetchResponse {
             high_watermark: out.high_watermark,
@@ -100,7 +103,7 @@ pub(super) fn fetched(out: FetchOutcome) -> (api::FetchResponse, bytes::Bytes) {
     )
 }
 
-pub(super) fn offset_query(spec: api::OffsetSpec) -> OffsetQuery {
+pub(crate) fn offset_query(spec: api::OffsetSpec) -> OffsetQuery {
     match spec {
         api::OffsetSpec::Earliest => OffsetQuery::Earliest,
         api::OffsetSpec::Latest => OffsetQuery::Latest,
@@ -108,14 +111,14 @@ pub(super) fn offset_query(spec: api::OffsetSpec) -> OffsetQuery {
     }
 }
 
-pub(super) fn offset_answer(a: OffsetAnswer) -> api::ListOffsetsResponse {
+pub(crate) fn offset_answer(a: OffsetAnswer) -> api::ListOffsetsResponse {
     api::ListOffsetsResponse {
         offset: a.offset,
         timestamp: a.timestamp,
     }
 }
 
-pub(super) fn new_topic(req: api::CreateTopicRequest) -> NewTopic {
+pub(crate) fn new_topic(req: api::CreateTopicRequest) -> NewTopic {
     NewTopic {
         name: req.name,
         partitions: req.partitions,
@@ -124,7 +127,7 @@ pub(super) fn new_topic(req: api::CreateTopicRequest) -> NewTopic {
     }
 }
 
-pub(super) fn topic(t: TopicInfo) -> api::TopicDescription {
+pub(crate) fn topic(t: TopicInfo) -> api::TopicDescription {
     api::TopicDescription {
         name: t.name,
         replication_factor: t.replication_factor,
@@ -148,7 +151,7 @@ pub(super) fn topic(t: TopicInfo) -> api::TopicDescription {
     }
 }
 
-pub(super) fn topic_list(topics: Vec<TopicSummary>) -> api::ListTopicsResponse {
+pub(crate) fn topic_list(topics: Vec<TopicSummary>) -> api::ListTopicsResponse {
     api::ListTopicsResponse {
         topics: topics
             .into_iter()
@@ -162,7 +165,7 @@ pub(super) fn topic_list(topics: Vec<TopicSummary>) -> api::ListTopicsResponse {
     }
 }
 
-pub(super) fn cluster(view: ClusterView) -> api::MetadataResponse {
+pub(crate) fn cluster(view: ClusterView) -> api::MetadataResponse {
     api::MetadataResponse {
         cluster_id: view.cluster_id,
         controller: view.controller,
@@ -194,7 +197,7 @@ pub(super) fn cluster(view: ClusterView) -> api::MetadataResponse {
     }
 }
 
-pub(super) fn plugin_added(added: PluginAdded) -> api::PluginAddResponse {
+pub(crate) fn plugin_added(added: PluginAdded) -> api::PluginAddResponse {
     api::PluginAddResponse {
         name: added.name,
         version: added.version,
@@ -202,7 +205,7 @@ pub(super) fn plugin_added(added: PluginAdded) -> api::PluginAddResponse {
     }
 }
 
-pub(super) fn plugin(summary: PluginSummary) -> api::PluginDescription {
+pub(crate) fn plugin(summary: PluginSummary) -> api::PluginDescription {
     let info = summary.info;
     api::PluginDescription {
         kind: info.kind().map_or_else(String::new, |k| k.to_string()),
@@ -223,7 +226,7 @@ pub(super) fn plugin(summary: PluginSummary) -> api::PluginDescription {
     }
 }
 
-pub(super) fn plugin_test(req: api::PluginTestRequest) -> PluginTest {
+pub(crate) fn plugin_test(req: api::PluginTestRequest) -> PluginTest {
     PluginTest {
         name: req.name,
         version: req.version,
@@ -235,7 +238,7 @@ pub(super) fn plugin_test(req: api::PluginTestRequest) -> PluginTest {
     }
 }
 
-pub(super) fn plugin_trial(trial: PluginTrial) -> api::PluginTestResponse {
+pub(crate) fn plugin_trial(trial: PluginTrial) -> api::PluginTestResponse {
     api::PluginTestResponse {
         version: trial.version,
         kind: trial.kind.to_string(),
@@ -256,7 +259,7 @@ pub(super) fn plugin_trial(trial: PluginTrial) -> api::PluginTestResponse {
     }
 }
 
-pub(super) fn plugin_logs(page: PluginLogPage) -> api::PluginLogsResponse {
+pub(crate) fn plugin_logs(page: PluginLogPage) -> api::PluginLogsResponse {
     api::PluginLogsResponse {
         entries: page.entries.into_iter().map(log_entry).collect(),
         next_seq: page.next_seq,

@@ -1,3 +1,0 @@
-//! Consumer-group requests, until they move into the service.
-
-pub(crate) mod group;
