@@ -553,3 +553,6 @@ fn needed_kind(key: &str) -> Option<PluginKind> {
         .find(|(k, _)| *k == key)
         .map(|(_, kind)| *kind)
 }
+
+#[cfg(test)]
+mod tests;

@@ -144,3 +144,128 @@ pub fn register_plugin_record(image: &MetadataImage, upload: PluginUpload) -> Me
         limits: upload.limits,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RegisterBroker;
+
+    fn image_with_brokers(ids: &[BrokerId]) -> MetadataImage {
+        let mut image = MetadataImage::empty();
+        for (i, id) in ids.iter().enumerate() {
+            let record = MetadataRecord::RegisterBroker(RegisterBroker {
+                broker_id: *id,
+                listener: format!("h{id}:1"),
+                incarnation: 1,
+            });
+            image.apply(i as u64 + 1, &record).expect("register");
+        }
+        image
+    }
+
+    fn request(partitions: u32, replication_factor: u16) -> NewTopic {
+        NewTopic {
+            name: "orders".into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn partitions_go_round_robin_from_the_start_offset() {
+        let image = image_with_brokers(&[30, 10, 20]);
+        let record = create_topic_record(&image, request(4, 2), TopicId(1), 1).expect("record");
+        let MetadataRecord::CreateTopic(create) = &record else {
+            panic!("not a create: {record:?}");
+        };
+        // Brokers in id order are 10, 20, 30; start 1 begins at 20.
+        assert_eq!(
+            create.assignment,
+            vec![vec![20, 30], vec![30, 10], vec![10, 20], vec![20, 30]]
+        );
+        let mut applied = image.clone();
+        applied.apply(4, &record).expect("applies");
+        assert_eq!(
+            applied.partition("orders", 1).and_then(|p| p.leader),
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn create_needs_enough_brokers_and_sane_counts() {
+        let image = image_with_brokers(&[1]);
+        assert_eq!(
+            create_topic_record(&image, request(1, 2), TopicId(1), 0),
+            Err(MetadataError::NotEnoughBrokers {
+                needed: 2,
+                available: 1
+            })
+        );
+        assert!(matches!(
+            create_topic_record(&image, request(0, 1), TopicId(1), 0),
+            Err(MetadataError::BadPartitionCount { .. })
+        ));
+        assert!(matches!(
+            create_topic_record(&image, request(1, 0), TopicId(1), 0),
+            Err(MetadataError::BadReplicationFactor { .. })
+        ));
+        let bad_name = NewTopic {
+            name: "..".into(),
+            ..request(1, 1)
+        };
+        assert!(matches!(
+            create_topic_record(&image, bad_name, TopicId(1), 0),
+            Err(MetadataError::InvalidTopicName { .. })
+        ));
+    }
+
+    #[test]
+    fn delete_takes_the_current_id() {
+        let mut image = image_with_brokers(&[1]);
+        let create = create_topic_record(&image, request(1, 1), TopicId(77), 0).expect("create");
+        image.apply(2, &create).expect("apply");
+        assert_eq!(
+            delete_topic_record(&image, "orders"),
+            Ok(MetadataRecord::DeleteTopic(DeleteTopic {
+                name: "orders".into(),
+                topic_id: TopicId(77)
+            }))
+        );
+        assert!(delete_topic_record(&image, "nope").is_err());
+        assert!(matches!(
+            create_topic_record(&image, request(1, 1), TopicId(78), 0),
+            Err(MetadataError::TopicExists { .. })
+        ));
+    }
+
+    #[test]
+    fn producer_ids_and_plugin_versions_come_next() {
+        let mut image = image_with_brokers(&[1]);
+        let block = allocate_producer_ids_record(&image, 1, PRODUCER_ID_BLOCK);
+        image.apply(2, &block).expect("block");
+        assert_eq!(
+            allocate_producer_ids_record(&image, 1, 5),
+            MetadataRecord::AllocateProducerIds(AllocateProducerIds {
+                broker_id: 1,
+                first: 1000,
+                count: 5
+            })
+        );
+        let upload = PluginUpload {
+            name: "p".into(),
+            kind: PluginKind::Filter,
+            content_hash: "0".repeat(64),
+            size: 1,
+            uploaded_at_ms: 0,
+            limits: None,
+        };
+        let first = register_plugin_record(&image, upload.clone());
+        assert!(matches!(&first, MetadataRecord::RegisterPlugin(r) if r.version == 1));
+        image.apply(3, &first).expect("v1");
+        let second = register_plugin_record(&image, upload);
+        assert!(matches!(&second, MetadataRecord::RegisterPlugin(r) if r.version == 2));
+        image.apply(4, &second).expect("v2");
+    }
+}
