@@ -3,6 +3,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::record::PluginLimits;
 
+/// Whether an error is the one a case expects.
+type Expect = fn(&MetadataError) -> bool;
+type ExpectFn = dyn Fn(&MetadataError) -> bool;
+
 fn next(image: &MetadataImage) -> u64 {
     image.last_applied() + 1
 }
@@ -171,7 +175,7 @@ fn create_topic_places_partitions_with_the_first_replica_leading() {
 #[test]
 fn create_topic_rejections() {
     let mut image = cluster();
-    let cases: Vec<(CreateTopic, fn(&MetadataError) -> bool)> = vec![
+    let cases: Vec<(CreateTopic, Expect)> = vec![
         (topic("a/b", 2, vec![vec![1]]), |e| {
             matches!(e, MetadataError::InvalidTopicName { .. })
         }),
@@ -376,7 +380,7 @@ fn partition_change_rejections() {
     let mut image = cluster();
     let bad = |e: &MetadataError| matches!(e, MetadataError::BadReplicas { .. });
     let stale = |e: &MetadataError| matches!(e, MetadataError::StaleLeaderEpoch { .. });
-    let cases: Vec<(MetadataRecord, &dyn Fn(&MetadataError) -> bool)> = vec![
+    let cases: Vec<(MetadataRecord, &ExpectFn)> = vec![
         (change(5, Some(1), 1, &[1]), &|e| {
             matches!(e, MetadataError::UnknownPartition { partitions: 2, .. })
         }),

@@ -44,8 +44,9 @@ pub enum LocalLogError {
         path: PathBuf,
         offset: u64,
         index: u64,
+        /// Boxed: it is rare and would make every result of this type large.
         #[source]
-        source: MetadataError,
+        source: Box<MetadataError>,
     },
     #[error(
         "metadata snapshot {} is unusable: {reason}; restore the metadata directory from a backup",

@@ -344,7 +344,7 @@ fn replay_file(
             path: path.to_path_buf(),
             offset: f.offset as u64,
             index: f.index,
-            source,
+            source: Box::new(source),
         };
         let record = MetadataRecord::decode(f.record).map_err(replay)?;
         image.apply(f.index, &record).map_err(replay)?;

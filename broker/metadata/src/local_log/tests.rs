@@ -314,10 +314,7 @@ fn a_record_that_no_longer_applies_stops_replay() {
     std::fs::write(&path, bytes).expect("write");
     assert!(matches!(
         LocalMetadataLog::open_with(dir.path(), rarely()),
-        Err(LocalLogError::Replay {
-            index: 3,
-            source: MetadataError::ProducerIdsReused { .. },
-            ..
-        })
+        Err(LocalLogError::Replay { index: 3, source, .. })
+            if matches!(*source, MetadataError::ProducerIdsReused { .. })
     ));
 }
