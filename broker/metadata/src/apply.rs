@@ -63,7 +63,13 @@ pub enum Applied {
 impl MetadataImage {
     /// Applies the record at log index `index`. Indexes must grow (a replicated log may
     /// skip some, for entries that are not metadata records); a rejected record changes
-    /// nothing and returns why.
+    /// nothing, not even [`MetadataImage::last_applied`], and returns why.
+    ///
+    /// With a replicated log a committed record can still be rejected: its proposer
+    /// checked it against an image that a concurrent record has since changed. Every
+    /// replica rejects it alike, so the state stays the same everywhere; the Raft state
+    /// machine notes the entry as applied in its own bookkeeping (it keeps the log id
+    /// with its term anyway) and answers the proposer with the error.
     pub fn apply(&mut self, index: u64, record: &MetadataRecord) -> Result<Applied, MetadataError> {
         if index <= self.state.last_applied {
             return Err(MetadataError::IndexOutOfOrder {

@@ -20,6 +20,10 @@
 //!   machine calls `apply` on committed entries and `snapshot` / `restore` to build and
 //!   install snapshots.
 //!
+//! Formats: records are tagged JSON objects ([`record`]); a snapshot is a versioned JSON
+//! document ([`SNAPSHOT_FORMAT`]); the local log frames records with their length,
+//! CRC-32C and index ([`local_log`]).
+//!
 //! The [`proposal`] module builds records from requests on the proposing side (placing
 //! partitions on brokers, numbering plugin versions, taking the next producer-id block).
 //!

@@ -23,6 +23,17 @@
 //! covers are skipped and removed. Damage anywhere else is an error naming the file and
 //! byte offset: silently dropping metadata would lose topics.
 //!
+//! Files, in the directory given to [`LocalMetadataLog::open`]:
+//!
+//! ```text
+//! <first:020>.log       "QVMETLOG" | format u32, then frames:
+//!                       length u32 | crc32c u32 (of index and record) | index u64 | record
+//! <index:020>.snapshot  "QVMETSNP" | format u32 | index u64 | length u32 | crc32c u32
+//!                       | MetadataImage::snapshot bytes
+//! ```
+//!
+//! Integers are little-endian; a record is [`MetadataRecord::encode`]'s JSON.
+//!
 //! One process owns a directory at a time; this module does not lock it.
 
 mod error;
@@ -246,14 +257,16 @@ impl LocalMetadataLog {
         self.active.sync_data().map_err(io("sync"))
     }
 
-    /// Removes log files other than the active one that start at or before the
-    /// snapshot (the active file is the only one with records after it), and every
-    /// snapshot but the newest.
+    /// Removes the log files before the active one, and every snapshot but the newest.
+    /// A new file is started only right after a snapshot, so every record before the
+    /// active file is covered by the newest snapshot; the check on `active_first` keeps
+    /// that true even in a directory this code did not write.
     fn remove_covered(&self) -> Result<(), LocalLogError> {
         let listing = list(&self.dir)?;
         let mut removed = false;
+        let covered = self.active_first <= self.snapshot_index + 1;
         for (first, path) in &listing.logs {
-            if *first < self.active_first && *path != self.active_path {
+            if covered && *first < self.active_first && *path != self.active_path {
                 remove(path)?;
                 removed = true;
             }
