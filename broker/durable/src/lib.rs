@@ -20,8 +20,9 @@
 //! permissions to the new file. [`remove_durably`] is the same last step for deletion.
 //!
 //! What this is not: a log or a database. It suits files that are small and rewritten
-//! whole; appending to a segment log is `broker/storage`'s business. It does not create
-//! missing parent directories, and it does not serialise writers: two processes or
+//! whole; appending to a segment log is `broker/storage`'s business. [`write_atomic`]
+//! does not create missing parent directories ([`create_dir_all_durably`] does, and syncs
+//! each new one into its parent), and nothing here serialises writers: two processes or
 //! threads writing the same path at once must be kept apart by the caller.
 //!
 //! Errors are `std::io::Error`s of the underlying kind whose message names the step
@@ -69,6 +70,26 @@ pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn remove_durably(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path).map_err(failed("remove", path))?;
     sync_dir(parent(path))
+}
+
+/// Creates `dir` and any missing ancestors, syncing the parent of each one it creates,
+/// so that the directories survive a crash along with the files later written in them.
+/// A file synced inside a directory whose own entry was never synced can vanish with it.
+/// An existing directory is fine; anything else in the way is an error.
+pub fn create_dir_all_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let up = parent(dir);
+    if up != dir {
+        create_dir_all_durably(up)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_dir(up),
+        // Another writer made it meanwhile; its parent sync is that writer's business.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(failed("create directory", dir)(e)),
+    }
 }
 
 /// Flushes a directory's entries to disk: the last step of any create, rename or removal
@@ -259,6 +280,30 @@ mod tests {
         let err = remove_durably(&path).expect_err("already gone");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("2.wasm"), "{err}");
+    }
+
+    #[test]
+    fn missing_directories_are_created_and_existing_ones_are_fine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("plugins").join("key-hash");
+        create_dir_all_durably(&nested).expect("create");
+        assert!(nested.is_dir());
+        create_dir_all_durably(&nested).expect("again");
+        write_atomic(&nested.join("1.json"), b"{}").expect("write inside");
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blocker = dir.path().join("meta");
+        std::fs::write(&blocker, b"not a directory").expect("write");
+        let err = create_dir_all_durably(&blocker.join("inner")).expect_err("blocked");
+        assert!(err.to_string().contains("meta"), "{err}");
+        let err = create_dir_all_durably(&blocker).expect_err("a file, not a directory");
+        assert!(
+            err.to_string().starts_with("cannot create directory"),
+            "{err}"
+        );
     }
 
     #[test]
