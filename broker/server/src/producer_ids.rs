@@ -81,4 +81,17 @@ mod tests {
         let again = ProducerIds::open(dir.path()).expect("reopen");
         assert!(again.next().expect("id") > b);
     }
+
+    #[test]
+    fn a_torn_temporary_block_from_a_crash_is_ignored_and_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = ProducerIds::open(dir.path()).expect("open");
+        let a = ids.next().expect("id");
+        // A crash while persisting the next block: only its temporary file was written.
+        let block = dir.path().join("meta").join("producer-id-block");
+        std::fs::write(quiver_durable::temp_path(&block), b"20").expect("torn write");
+        let again = ProducerIds::open(dir.path()).expect("reopen");
+        assert!(again.next().expect("id") > a);
+        assert!(!quiver_durable::temp_path(&block).exists());
+    }
 }

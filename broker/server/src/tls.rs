@@ -141,3 +141,29 @@ pub fn server_config(
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_identity_is_written_owner_only_once_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let data = tempfile::tempdir().expect("tempdir");
+        let first = load_identity(&TlsConfig::SelfSigned, data.path()).expect("generate");
+        let tls = data.path().join("tls");
+        for name in ["cert.pem", "key.pem"] {
+            let mode = std::fs::metadata(tls.join(name))
+                .expect("written")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+            assert!(!quiver_durable::temp_path(&tls.join(name)).exists());
+        }
+        let again = load_identity(&TlsConfig::SelfSigned, data.path()).expect("reload");
+        assert_eq!(
+            first.cert_pem, again.cert_pem,
+            "the stored identity is reused"
+        );
+    }
+}
