@@ -8,10 +8,10 @@ use super::header::{ATTRIBUTES_OFFSET, CODEC_MASK, CRC_OFFSET, HEADER_LEN, LOG_O
 /// A batch with no records that stands in for the batch of `header`: the same offsets,
 /// leader epoch, producer identity and so the same sequence range. The codec is cleared,
 /// and both timestamps are -1: having no records, it has no time, so a look-up by
-/// timestamp never lands on it and it extends no segment's retention. Compaction writes one when every record of an idempotent producer's
-/// last batch was superseded: the broker rebuilds producer state from batch headers
-/// when it opens a log, and without it would forget the producer and refuse its next
-/// sequence number. Kafka keeps such a batch for the same reason.
+/// timestamp never lands on it and it extends no segment's retention. Compaction writes
+/// one when every record of an idempotent producer's last batch was superseded: the
+/// broker rebuilds producer state from batch headers when it opens a log, and without it
+/// would forget the producer and refuse its next sequence number. Kafka keeps such a batch for the same reason.
 pub fn empty_like(header: &BatchHeader) -> Bytes {
     let mut out = vec![0u8; HEADER_LEN];
     let mut h = &mut out[..];

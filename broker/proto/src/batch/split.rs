@@ -6,7 +6,8 @@ use super::{BatchError, BatchHeader};
 
 /// Splits a buffer of back-to-back batches, yielding each batch's header and bytes.
 ///
-/// The split is by the length fields only; call [`validate`](super::validate) on each piece to check its CRC.
+/// The split is by the length fields only; call [`validate`](super::validate) on each
+/// piece to check its CRC.
 /// A trailing fragment shorter than its declared length is reported as `Truncated`.
 pub fn split(buf: &Bytes) -> BatchSplit<'_> {
     BatchSplit { buf, pos: 0 }

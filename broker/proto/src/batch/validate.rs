@@ -15,8 +15,8 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// Like [`validate`], but also accepts a batch without records, as a log may hold one:
 /// compaction leaves an empty batch in place of an idempotent producer's last batch
-/// whose records were all superseded (see [`empty_like`](super::empty_like)). Readers of a log use this and
-/// skip such a batch's offsets.
+/// whose records were all superseded (see [`empty_like`](super::empty_like)). Readers of
+/// a log use this and skip such a batch's offsets.
 pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(buf)?;
     if header.total_len() != buf.len() {
