@@ -11,7 +11,8 @@ use super::header::{ATTRIBUTES_OFFSET, CODEC_MASK, CRC_OFFSET, HEADER_LEN, LOG_O
 /// timestamp never lands on it and it extends no segment's retention. Compaction writes
 /// one when every record of an idempotent producer's last batch was superseded: the
 /// broker rebuilds producer state from batch headers when it opens a log, and without it
-/// would forget the producer and refuse its next sequence number. Kafka keeps such a batch for the same reason.
+/// would forget the producer and refuse its next sequence number. Kafka keeps such a
+/// batch for the same reason.
 pub fn empty_like(header: &BatchHeader) -> Bytes {
     let mut out = vec![0u8; HEADER_LEN];
     let mut h = &mut out[..];
