@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quiver_proto::api::{
@@ -21,6 +20,7 @@ use quiver_proto::frame::{
     self,
     io::{read_bytes_into, read_frame, read_response_head},
 };
+use quiver_proto::time::now_ms;
 use quiver_proto::{ErrorCode, WireError};
 
 use crate::url::BrokerUrl;
@@ -551,14 +551,6 @@ impl Subscription {
             Err(e) => Some(Err(read_error(&self.conn, SubscribeRequest::NAME, e))),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch by the wall clock: record timestamps and the age of
-/// cached metadata. A clock before 1970 reads as 0.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Whether metadata fetched at wall-clock `fetched_ms` may still be used at `now_ms`.

@@ -6,7 +6,7 @@
 //! follower can tell that it missed entries.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
@@ -82,9 +82,7 @@ impl PluginLog {
     /// Appends an entry, dropping the oldest when full, and wakes followers.
     pub fn push(&self, level: LogLevel, source: LogSource, version: u32, message: &str) {
         let message = truncate(message);
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let time_ms = quiver_proto::time::now_ms();
         let mut ring = self.ring.lock();
         if ring.entries.len() == self.capacity {
             ring.entries.pop_front();

@@ -15,13 +15,12 @@
 //! version at once, while calls already running finish on the old one.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use quiver_proto::time::now_ms;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -135,7 +134,7 @@ impl Registry {
     /// version's metadata. Components are compiled lazily, on first use.
     pub fn open(data_dir: &Path, host: PluginHost) -> Result<Registry, RegistryError> {
         let dir = data_dir.join("plugins");
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        quiver_durable::create_dir_all_durably(&dir).map_err(io("create", &dir))?;
         let mut entries = BTreeMap::new();
         for item in std::fs::read_dir(&dir).map_err(io("read", &dir))? {
             let item = item.map_err(io("read", &dir))?;
@@ -235,7 +234,8 @@ impl Registry {
             limits,
         };
         let dir = self.dir.join(name);
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        // Durably, so that a new name's directory survives a crash along with its files.
+        quiver_durable::create_dir_all_durably(&dir).map_err(io("create", &dir))?;
         write_durably(&dir.join(format!("{version}.wasm")), bytes)?;
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| RegistryError::Corrupt {
             path: dir.clone(),
@@ -410,6 +410,8 @@ impl Registry {
             {
                 return Err(io("remove", &dir)(e));
             }
+            // Until the parent is synced, a crash could bring the removed name back.
+            quiver_durable::sync_dir(&self.dir).map_err(io("remove", &dir))?;
             self.entries.lock().remove(name);
             return Ok(removed);
         }
@@ -420,6 +422,8 @@ impl Registry {
                 std::fs::remove_file(&path).map_err(io("remove", &path))?;
             }
         }
+        // Until the directory is synced, a crash could bring the removed versions back.
+        quiver_durable::sync_dir(&dir).map_err(io("remove versions in", &dir))?;
         let mut entries = self.entries.lock();
         let Some(entry) = entries.get_mut(name) else {
             return Ok(removed);
@@ -537,31 +541,13 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Regis
     }
 }
 
-/// Writes `bytes` to `path` so that after a crash the file is either absent or complete:
-/// write a temporary file, fsync it, rename it over, fsync the directory.
+/// Writes `bytes` to `path` so that after a crash the file is either absent or complete.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(bytes).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("sync", &tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io("rename", path))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync", dir))?;
-    }
-    Ok(())
+    quiver_durable::write_atomic(path, bytes).map_err(io("write", path))
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! append-only table of error codes ([`error`]), and Kafka's RecordBatch v2 format with
 //! its codecs ([`batch`]).
 //!
-//! What is not: sockets, QUIC, an async runtime, or any broker state. The optional
+//! What is not: sockets, QUIC, an async runtime, or any broker state. The one reading of
+//! the outside world is the wall clock ([`time::now_ms`]), shared so that broker and SDK
+//! stamp time the same way. The optional
 //! `tokio-io` feature adds [`frame::io::read_frame`] for any `AsyncRead`, without a runtime.
 //!
 //! ```
@@ -26,6 +28,7 @@ pub mod error;
 pub mod frame;
 pub mod murmur2;
 pub mod record;
+pub mod time;
 pub mod topic_name;
 mod varint;
 

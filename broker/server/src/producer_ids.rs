@@ -3,7 +3,6 @@
 //! Ids are handed out from blocks; the end of the current block is persisted before any
 //! id in it is given, so after a crash the broker starts past every id it may have used.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -61,13 +60,11 @@ impl ProducerIds {
 
 fn persist(path: &Path, end: i64) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        quiver_durable::create_dir_all_durably(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(end.to_string().as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    // The block end must survive a crash once ids from it are handed out, so the
+    // directory is synced after the rename too.
+    quiver_durable::write_atomic(path, end.to_string().as_bytes())
 }
 
 #[cfg(test)]
@@ -83,5 +80,18 @@ mod tests {
         assert_ne!(a, b);
         let again = ProducerIds::open(dir.path()).expect("reopen");
         assert!(again.next().expect("id") > b);
+    }
+
+    #[test]
+    fn a_torn_temporary_block_from_a_crash_is_ignored_and_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = ProducerIds::open(dir.path()).expect("open");
+        let a = ids.next().expect("id");
+        // A crash while persisting the next block: only its temporary file was written.
+        let block = dir.path().join("meta").join("producer-id-block");
+        std::fs::write(quiver_durable::temp_path(&block), b"20").expect("torn write");
+        let again = ProducerIds::open(dir.path()).expect("reopen");
+        assert!(again.next().expect("id") > a);
+        assert!(!quiver_durable::temp_path(&block).exists());
     }
 }

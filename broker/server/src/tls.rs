@@ -71,8 +71,9 @@ fn generate_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsEr
     ];
     let generated = rcgen::generate_simple_self_signed(names)?;
     let write = |path: &Path, text: String| {
-        std::fs::create_dir_all(dir)
-            .and_then(|()| write_private(path, text.as_bytes()))
+        quiver_durable::create_dir_all_durably(dir)
+            // Owner-only from creation on, and durable: a crash never leaves half a key.
+            .and_then(|()| quiver_durable::write_atomic_private(path, text.as_bytes()))
             .map_err(|source| TlsError::Write {
                 path: path.to_path_buf(),
                 source,
@@ -81,22 +82,6 @@ fn generate_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsEr
     write(key, generated.key_pair.serialize_pem())?;
     write(cert, generated.cert.pem())?;
     Ok(())
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves half a key.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 fn read_identity(cert_path: &Path, key_path: &Path) -> Result<Identity, TlsError> {
@@ -155,4 +140,30 @@ pub fn server_config(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_identity_is_written_owner_only_once_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let data = tempfile::tempdir().expect("tempdir");
+        let first = load_identity(&TlsConfig::SelfSigned, data.path()).expect("generate");
+        let tls = data.path().join("tls");
+        for name in ["cert.pem", "key.pem"] {
+            let mode = std::fs::metadata(tls.join(name))
+                .expect("written")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+            assert!(!quiver_durable::temp_path(&tls.join(name)).exists());
+        }
+        let again = load_identity(&TlsConfig::SelfSigned, data.path()).expect("reload");
+        assert_eq!(
+            first.cert_pem, again.cert_pem,
+            "the stored identity is reused"
+        );
+    }
 }

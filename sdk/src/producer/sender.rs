@@ -17,9 +17,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::accumulator::{Accumulator, Append, ProducerId, Reserved, Route};
-use crate::client::now_ms;
 use crate::partitioner::partition_for_key;
 use crate::{DeliveryFuture, Error, ProducerConfig, ProducerRecord};
+use quiver_proto::time::now_ms;
 
 /// What the producer needs from a broker connection.
 pub(crate) trait ProduceTransport: Send + Sync + 'static {

@@ -55,6 +55,33 @@ fn versions_survive_a_reopen() {
 }
 
 #[test]
+fn a_torn_upload_from_a_crash_is_no_version_and_the_next_upload_writes_over_it() {
+    let (host, dir) = host();
+    let registry = Registry::open(dir.path(), host.clone()).expect("opens");
+    registry
+        .add("router", &plugin("key-hash"), None, None)
+        .expect("adds");
+    drop(registry);
+    // A crash while version 2 was being written: only temporary files, one of them torn.
+    let name_dir = dir.path().join("plugins").join("router");
+    std::fs::write(name_dir.join("2.wasm.tmp"), b"\0asm torn").expect("torn component");
+    std::fs::write(name_dir.join("2.json.tmp"), b"{\"name\": \"rou").expect("torn metadata");
+
+    let reopened = Registry::open(dir.path(), host).expect("reopens past the leftovers");
+    assert_eq!(reopened.describe("router").expect("described").current, 1);
+    let v2 = reopened
+        .add("router", &plugin("first-byte"), None, None)
+        .expect("adds over the leftovers");
+    assert_eq!(v2.version, 2);
+    assert!(!name_dir.join("2.wasm.tmp").exists());
+    assert!(!name_dir.join("2.json.tmp").exists());
+    assert_eq!(
+        std::fs::read(name_dir.join("2.wasm")).expect("stored"),
+        plugin("first-byte")
+    );
+}
+
+#[test]
 fn same_bytes_again_is_the_same_version() {
     let (host, dir) = host();
     let registry = Registry::open(dir.path(), host).expect("opens");
