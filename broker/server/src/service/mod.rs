@@ -93,10 +93,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| BrokerError::Internal(format!("blocking task failed: {e}")))?
 }
 
-/// Milliseconds since the Unix epoch: the broker's one wall clock (append times,
-/// retention, group deadlines).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// The broker's one wall clock (append times, retention, group deadlines): milliseconds
+/// since the Unix epoch, shared with the SDK and the plugin host.
+pub(crate) use quiver_proto::time::now_ms;
