@@ -1,10 +1,11 @@
 //! The broker's state: the topics it hosts, their partitions, and the admin operations
 //! that change them.
 //!
-//! Reads of the topic map are lock-free in practice (a short read lock to clone an
-//! `Arc<Topic>`); changes (create, delete, alter) are serialized by one async mutex and
-//! written to the catalog before they take effect, so a restart sees exactly what was
-//! acknowledged.
+//! What topics exist is the metadata's to say ([`MetadataStore`]); this file keeps
+//! the open partitions of those topics. Reads of the topic map are lock-free in practice
+//! (a short read lock to clone an `Arc<Topic>`); changes (create, delete, alter) are
+//! serialized by one async mutex and appended to the metadata log before they take
+//! effect, so a restart sees exactly what was acknowledged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,14 +15,45 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use parking_lot::RwLock;
 use quiver_storage::PartitionLog;
 
-use crate::catalog::{Catalog, TopicRecord, partition_dir};
+use quiver_metadata::proposal::{NewTopic, create_topic_record, delete_topic_record};
+use quiver_metadata::{AlterTopicConfigs, MetadataRecord, TopicImage};
+
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::metadata::{self, MetadataStore, ProducerIds};
 use crate::partition::Partition;
 use crate::plugins::PluginService;
-use crate::producer_ids::ProducerIds;
 use crate::service::types::{PartitionInfo, TopicInfo};
 use crate::topic_config::{self, EffectiveConfig};
+
+/// A topic's definition, as the metadata holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRecord {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+    /// Only the configs set on this topic; the rest come from defaults.
+    pub configs: BTreeMap<String, String>,
+    /// Internal topics (group offsets) are hidden from produce by users.
+    pub internal: bool,
+}
+
+impl TopicRecord {
+    fn from_image(t: &TopicImage) -> Self {
+        TopicRecord {
+            name: t.name.clone(),
+            partitions: t.partition_count(),
+            replication_factor: t.replication_factor,
+            configs: t.configs.clone(),
+            internal: t.internal,
+        }
+    }
+}
+
+/// The directory of one partition's log: `<data>/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
 
 /// A topic and its open partitions.
 #[derive(Debug)]
@@ -50,9 +82,10 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// Address clients are told to dial.
     pub advertised: String,
-    catalog: Catalog,
+    /// Which topics, plugins and producer-id blocks exist.
+    pub metadata: Arc<MetadataStore>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Serializes topic changes so the catalog and the map never disagree.
+    /// Serializes topic changes so the metadata and the map never disagree.
     admin: tokio::sync::Mutex<()>,
     pub producer_ids: ProducerIds,
     /// Round-robin counter for keyless records routed by the broker.
@@ -62,8 +95,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens every topic in the catalog, recovering each partition's log, and removes
-    /// partition directories the catalog no longer names.
+    /// Opens the metadata log (importing the files of an older data directory), every
+    /// topic it names, recovering each partition's log, and removes partition
+    /// directories it no longer names. Blocking: call from the blocking pool.
     pub fn open(config: BrokerConfig, advertised: String) -> Result<Broker, BrokerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| {
@@ -72,26 +106,34 @@ impl Broker {
                 data_dir.display()
             ))
         })?;
-        let catalog = Catalog::new(&data_dir);
-        let records = catalog.load()?;
+        let metadata = Arc::new(MetadataStore::open(&data_dir)?);
+        let incarnation = u64::try_from(crate::service::now_ms()).unwrap_or(0);
+        metadata.register_broker(config.node_id, &advertised, incarnation)?;
+        let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
+        metadata::migrate::run(&metadata, &data_dir, config.node_id)?;
         let mut topics = BTreeMap::new();
-        for record in records {
-            let topic = open_topic(&config, record)?;
+        for image in metadata.image().topics() {
+            let topic = open_topic(&config, TopicRecord::from_image(image))?;
             topics.insert(topic.record.name.clone(), Arc::new(topic));
         }
         remove_orphans(&data_dir, &topics);
-        let producer_ids = ProducerIds::open(&data_dir)?;
-        let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
+        let producer_ids = ProducerIds::new(Arc::clone(&metadata), config.node_id);
         Ok(Broker {
             plugins,
             advertised,
-            catalog,
+            metadata,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             producer_ids,
             round_robin: AtomicI64::new(0),
             config,
         })
+    }
+
+    /// Appends a metadata record on the blocking pool (the append fsyncs).
+    async fn append_metadata(&self, record: MetadataRecord) -> Result<(), BrokerError> {
+        let metadata = Arc::clone(&self.metadata);
+        crate::service::blocking(move || metadata.append(&record).map(|_| ())).await
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
@@ -110,7 +152,7 @@ impl Broker {
         self.topics.read().values().cloned().collect()
     }
 
-    /// Creates a topic: validates, writes the catalog, then opens its partitions.
+    /// Creates a topic: validates, appends it to the metadata, then opens its partitions.
     pub async fn create_topic(&self, record: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
         quiver_proto::topic_name::validate(&record.name).map_err(BrokerError::InvalidTopicName)?;
         if record.partitions == 0 || record.partitions > self.config.limits.max_partitions {
@@ -132,13 +174,6 @@ impl Broker {
         if self.topics.read().contains_key(&record.name) {
             return Err(BrokerError::TopicExists(record.name));
         }
-        let mut all: Vec<TopicRecord> = self
-            .topics
-            .read()
-            .values()
-            .map(|t| t.record.clone())
-            .collect();
-        all.push(record.clone());
         // Stale directories of an earlier topic of the same name must not be adopted.
         for p in 0..record.partitions {
             let dir = partition_dir(&self.config.data_dir, &record.name, p);
@@ -146,7 +181,20 @@ impl Broker {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
-        self.catalog.store(&all)?;
+        let image = self.metadata.image();
+        let proposal = create_topic_record(
+            &image,
+            NewTopic {
+                name: record.name.clone(),
+                partitions: record.partitions,
+                replication_factor: record.replication_factor,
+                configs: record.configs.clone(),
+                internal: record.internal,
+            },
+            metadata::migrate::new_topic_id(),
+            u32::try_from(image.topics().count()).unwrap_or(0),
+        )?;
+        self.append_metadata(proposal).await?;
         let config = self.config.clone();
         let topic = tokio::task::spawn_blocking(move || open_topic(&config, record))
             .await
@@ -158,7 +206,7 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Deletes a topic: removes it from the catalog, then its data.
+    /// Deletes a topic: removes it from the metadata, then its data.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         let _guard = self.admin.lock().await;
         let topic = self.topic(name)?;
@@ -167,14 +215,8 @@ impl Broker {
                 "topic '{name}' is internal to the broker and cannot be deleted"
             )));
         }
-        let rest: Vec<TopicRecord> = self
-            .topics
-            .read()
-            .values()
-            .filter(|t| t.record.name != name)
-            .map(|t| t.record.clone())
-            .collect();
-        self.catalog.store(&rest)?;
+        let record = delete_topic_record(&self.metadata.image(), name)?;
+        self.append_metadata(record).await?;
         self.topics.write().remove(name);
         for p in &topic.partitions {
             p.mark_deleted();
@@ -211,23 +253,22 @@ impl Broker {
             }
             record.configs.remove(key);
         }
+        let set_now = set.clone();
         record.configs.extend(set);
         let config = topic_config::resolve(&self.config.topic_defaults, &record.configs)?;
         self.check_plugins(config.clone(), Some(old.config.clone()))
             .await?;
-        let all: Vec<TopicRecord> = self
-            .topics
-            .read()
-            .values()
-            .map(|t| {
-                if t.record.name == name {
-                    record.clone()
-                } else {
-                    t.record.clone()
-                }
-            })
+        // A key both set and deleted is set, as it is in the map above.
+        let delete = delete
+            .into_iter()
+            .filter(|k| !set_now.contains_key(k))
             .collect();
-        self.catalog.store(&all)?;
+        self.append_metadata(MetadataRecord::AlterTopicConfigs(AlterTopicConfigs {
+            name: name.to_string(),
+            set: set_now,
+            delete,
+        }))
+        .await?;
         for p in &old.partitions {
             p.log().set_config(config.log.clone());
         }
@@ -260,7 +301,7 @@ impl Broker {
 
     /// Describes a topic with the live state of every partition.
     pub fn describe(&self, topic: &Topic) -> TopicInfo {
-        let node = self.config.node_id;
+        let image = self.metadata.image();
         TopicInfo {
             name: topic.record.name.clone(),
             replication_factor: topic.record.replication_factor,
@@ -271,12 +312,14 @@ impl Broker {
                 .iter()
                 .map(|p| {
                     let log = p.log();
+                    let placed = image.partition(&topic.record.name, p.index);
                     PartitionInfo {
                         partition: p.index,
-                        leader: node,
-                        leader_epoch: 0,
-                        replicas: vec![node],
-                        in_sync_replicas: vec![node],
+                        leader: placed.and_then(|a| a.leader).unwrap_or(self.config.node_id),
+                        leader_epoch: placed
+                            .map_or(0, |a| i32::try_from(a.leader_epoch).unwrap_or(i32::MAX)),
+                        replicas: placed.map(|a| a.replicas.clone()).unwrap_or_default(),
+                        in_sync_replicas: placed.map(|a| a.isr.clone()).unwrap_or_default(),
                         log_start_offset: log.log_start_offset(),
                         high_watermark: log.high_watermark(),
                         size_bytes: log.size_bytes(),
@@ -321,7 +364,7 @@ fn open_topic(config: &BrokerConfig, record: TopicRecord) -> Result<Topic, Broke
     })
 }
 
-/// Removes `<topic>-<n>` directories that belong to no topic in the catalog: what an
+/// Removes `<topic>-<n>` directories that belong to no topic in the metadata: what an
 /// interrupted delete left behind.
 fn remove_orphans(data_dir: &Path, topics: &BTreeMap<String, Arc<Topic>>) {
     let Ok(entries) = std::fs::read_dir(data_dir) else {

@@ -3,7 +3,6 @@
 
 use quiver_storage::StorageError;
 
-use crate::catalog::CatalogError;
 use crate::topic_config::ConfigError;
 
 /// What went wrong while serving a request.
@@ -46,8 +45,12 @@ pub enum BrokerError {
         #[source]
         source: StorageError,
     },
+    /// The metadata refused a change (a topic that exists, a plugin a topic uses, ...).
     #[error(transparent)]
-    Catalog(#[from] CatalogError),
+    Metadata(#[from] quiver_metadata::MetadataError),
+    /// The metadata log could not be read or written.
+    #[error(transparent)]
+    MetadataLog(quiver_metadata::LocalLogError),
     /// A consumer-group request the coordinator refused; its wire code comes from the
     /// groups' front door.
     #[error(transparent)]

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::catalog::TopicRecord;
+use crate::broker::TopicRecord;
 use crate::config::GroupsConfig;
 use crate::error::BrokerError;
 use crate::service::now_ms;

@@ -22,15 +22,14 @@
 //! ```
 
 mod broker;
-mod catalog;
 mod compaction_plugin;
 pub mod config;
 mod error;
 mod groups;
 mod maintenance;
+mod metadata;
 mod partition;
 mod plugins;
-mod producer_ids;
 mod quic;
 pub mod service;
 pub mod tls;

@@ -5,6 +5,8 @@
 use quiver_proto::{ErrorCode, WireError};
 use quiver_storage::StorageError;
 
+use quiver_metadata::MetadataError;
+
 use crate::error::BrokerError;
 
 /// The error code and message sent to the client.
@@ -26,7 +28,8 @@ fn code(e: &BrokerError) -> ErrorCode {
         BrokerError::PluginFailed(_) => ErrorCode::PLUGIN_FAILED,
         BrokerError::PluginInUse(_) => ErrorCode::PLUGIN_IN_USE,
         BrokerError::Storage { source, .. } => storage_code(source),
-        BrokerError::Catalog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
+        BrokerError::Metadata(e) => metadata_code(e),
+        BrokerError::MetadataLog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
         BrokerError::Group(e) => super::convert::group::error_code(e),
     }
@@ -40,5 +43,30 @@ fn storage_code(err: &StorageError) -> ErrorCode {
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OUT_OF_ORDER_SEQUENCE,
         _ => ErrorCode::STORAGE_ERROR,
+    }
+}
+
+fn metadata_code(err: &MetadataError) -> ErrorCode {
+    match err {
+        MetadataError::TopicExists { .. } => ErrorCode::TOPIC_ALREADY_EXISTS,
+        MetadataError::UnknownTopic { .. } | MetadataError::TopicIdMismatch { .. } => {
+            ErrorCode::UNKNOWN_TOPIC
+        }
+        MetadataError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        MetadataError::InvalidTopicName { .. } => ErrorCode::INVALID_TOPIC_NAME,
+        MetadataError::BadPartitionCount { .. }
+        | MetadataError::BadReplicationFactor { .. }
+        | MetadataError::NotEnoughBrokers { .. } => ErrorCode::INVALID_REQUEST,
+        MetadataError::ConflictingConfig { .. }
+        | MetadataError::BadPluginReference { .. }
+        | MetadataError::PluginKindMismatch { .. } => ErrorCode::INVALID_CONFIG,
+        MetadataError::UnknownPlugin { .. } | MetadataError::UnknownPluginVersion { .. } => {
+            ErrorCode::UNKNOWN_PLUGIN
+        }
+        MetadataError::PluginInUse { .. } => ErrorCode::PLUGIN_IN_USE,
+        MetadataError::InvalidPluginName { .. }
+        | MetadataError::PluginKindChanged { .. }
+        | MetadataError::BadContentHash { .. } => ErrorCode::INVALID_PLUGIN,
+        _ => ErrorCode::INTERNAL,
     }
 }

@@ -4,7 +4,7 @@ use super::BrokerService;
 use super::types::{
     BrokerAddress, ClusterView, NewTopic, PartitionRoute, TopicInfo, TopicRoute, TopicSummary,
 };
-use crate::catalog::TopicRecord;
+use crate::broker::TopicRecord;
 use crate::error::BrokerError;
 
 impl BrokerService {

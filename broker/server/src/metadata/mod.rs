@@ -1,0 +1,133 @@
+//! The broker's one owner of metadata: which brokers, topics, partitions, producer-id
+//! blocks and plugin versions exist.
+//!
+//! Changes are records of `quiver_metadata`, appended to a [`LocalMetadataLog`] in
+//! `<data>/meta/log/` (fsynced before the append returns, snapshotted to stay bounded)
+//! and applied to a [`MetadataImage`]. Readers take the current image from an
+//! `ArcSwap`, never waiting on a writer; a writer swaps in the new image only once its
+//! record is durable, so nothing anyone sees can be lost by a crash. On a cluster a
+//! Raft-replicated log takes the local log's place behind this same type.
+//!
+//! On first start over a data directory written before the log existed, `migrate.rs`
+//! turns the old files (`meta/topics.json`, `meta/producer-id-block`, the plugin
+//! registry's per-name directories) into records.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use quiver_metadata::{
+    Applied, BrokerId, LocalLogError, LocalMetadataLog, MetadataImage, MetadataRecord,
+    RegisterBroker,
+};
+
+use crate::error::BrokerError;
+
+pub(crate) mod migrate;
+mod producer_ids;
+
+pub use producer_ids::ProducerIds;
+
+/// The metadata log and the image it gives.
+#[derive(Debug)]
+pub struct MetadataStore {
+    /// Held across an append's fsync, so it is only ever taken on the blocking pool; a
+    /// plain mutex, since no await happens under it.
+    log: Mutex<LocalMetadataLog>,
+    /// The image after the last durable record.
+    image: ArcSwap<MetadataImage>,
+}
+
+impl MetadataStore {
+    /// Opens (or creates) the log under `<data_dir>/meta/log` and replays it.
+    pub fn open(data_dir: &Path) -> Result<MetadataStore, BrokerError> {
+        let dir = data_dir.join("meta").join("log");
+        quiver_durable::create_dir_all_durably(&dir).map_err(|e| {
+            BrokerError::Internal(format!("cannot create metadata directory {}: {e}", dir.display()))
+        })?;
+        let (log, image) = LocalMetadataLog::open(&dir).map_err(log_error)?;
+        tracing::debug!(dir = %dir.display(), last_applied = image.last_applied(), "metadata log opened");
+        Ok(MetadataStore {
+            log: Mutex::new(log),
+            image: ArcSwap::from_pointee(image),
+        })
+    }
+
+    /// The current image: every record durable so far, applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.load_full()
+    }
+
+    /// Appends `record` durably and applies it. A record the image refuses is not
+    /// written and changes nothing. Blocking (an fsync): call from the blocking pool.
+    pub fn append(&self, record: &MetadataRecord) -> Result<Applied, BrokerError> {
+        let mut log = self.log.lock();
+        let appended = log.append(record).map_err(log_error)?;
+        self.image.store(Arc::new(appended.image));
+        Ok(appended.applied)
+    }
+
+    /// Records that this broker is up at `listener`. A node registers at every start, so
+    /// its epoch (the index of this record) tells one run from the next.
+    pub fn register_broker(
+        &self,
+        broker_id: BrokerId,
+        listener: &str,
+        incarnation: u64,
+    ) -> Result<(), BrokerError> {
+        self.append(&MetadataRecord::RegisterBroker(RegisterBroker {
+            broker_id,
+            listener: listener.to_string(),
+            incarnation,
+        }))
+        .map(|_| ())
+    }
+}
+
+/// A record the image refused is the caller's mistake (a topic that exists, a plugin in
+/// use); anything else is the log's trouble.
+fn log_error(e: LocalLogError) -> BrokerError {
+    match e {
+        LocalLogError::Rejected(refused) => BrokerError::Metadata(refused),
+        other => BrokerError::MetadataLog(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_is_visible_once_durable_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(dir.path()).expect("open");
+        assert!(store.image().broker(3).is_none());
+        store.register_broker(3, "127.0.0.1:7420", 1).expect("register");
+        assert_eq!(
+            store.image().broker(3).map(|b| b.listener.as_str()),
+            Some("127.0.0.1:7420")
+        );
+        drop(store);
+        let again = MetadataStore::open(dir.path()).expect("reopen");
+        assert!(again.image().broker(3).is_some());
+    }
+
+    #[test]
+    fn a_refused_record_is_a_metadata_error_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(dir.path()).expect("open");
+        let before = store.image().snapshot();
+        let err = store
+            .append(&MetadataRecord::AllocateProducerIds(
+                quiver_metadata::record::AllocateProducerIds {
+                    broker_id: 9,
+                    first: 0,
+                    count: 10,
+                },
+            ))
+            .expect_err("no such broker");
+        assert!(matches!(err, BrokerError::Metadata(_)), "{err}");
+        assert_eq!(store.image().snapshot(), before);
+    }
+}
