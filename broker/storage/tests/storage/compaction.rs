@@ -205,8 +205,8 @@ impl CompactionPolicy for FailingPolicy {
     fn key(&mut self, records: &[Record]) -> Result<Vec<Option<Bytes>>, PolicyError> {
         self.inner.key(records)
     }
-    fn survivor(&mut self, older: &Record, newer: &Record) -> Result<Survivor, PolicyError> {
-        self.inner.survivor(older, newer)
+    fn survivors(&mut self, pairs: &[(&Record, &Record)]) -> Result<Vec<Survivor>, PolicyError> {
+        self.inner.survivors(pairs)
     }
     fn retain(&mut self, records: &[Record], now_ms: i64) -> Result<Vec<bool>, PolicyError> {
         if self.retain_calls_left == 0 {
