@@ -6,6 +6,8 @@ mod append_read;
 mod common;
 mod compaction;
 mod idempotence;
+mod leader_epochs;
 mod recovery;
+mod replica;
 mod retention;
 mod round_trip_prop;
