@@ -6,6 +6,7 @@ mod append_read;
 mod common;
 mod compaction;
 mod idempotence;
+mod leader_epoch_prop;
 mod leader_epochs;
 mod recovery;
 mod replica;
