@@ -10,8 +10,8 @@ use quiver_proto::batch::{self, BatchError, BatchHeader};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::StorageError;
 use crate::index::IndexCursor;
-use crate::log::{AppendOutcome, PartitionLog, Writer};
 use crate::leader_epoch::EPOCH_CHECKPOINT;
+use crate::log::{AppendOutcome, PartitionLog, Writer};
 use crate::producer_state::Verdict;
 use crate::segment::{NO_TIMESTAMP, Segment, sync_dir};
 

@@ -164,7 +164,9 @@ mod tests {
     #[test]
     fn every_truncation_and_every_flipped_byte_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        PAIRS.write(dir.path(), &[vec![1, 10], vec![2, 20]]).unwrap();
+        PAIRS
+            .write(dir.path(), &[vec![1, 10], vec![2, 20]])
+            .unwrap();
         let path = PAIRS.path(dir.path());
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
@@ -198,6 +200,9 @@ mod tests {
             name: "renamed",
             width: 2,
         };
-        assert!(renamed.read(dir.path()).is_err(), "the checksum covers the kind");
+        assert!(
+            renamed.read(dir.path()).is_err(),
+            "the checksum covers the kind"
+        );
     }
 }

@@ -110,7 +110,9 @@ impl LeaderEpochCache {
     /// Forgets the epochs that started at or after `end_offset`, the new log end after a
     /// truncation. Returns whether the cache changed.
     pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
-        let keep = self.entries.partition_point(|e| e.start_offset < end_offset);
+        let keep = self
+            .entries
+            .partition_point(|e| e.start_offset < end_offset);
         let changed = keep < self.entries.len();
         self.entries.truncate(keep);
         changed

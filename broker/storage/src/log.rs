@@ -252,9 +252,7 @@ impl PartitionLog {
                 continue;
             };
             let at_least_one = outcome.bytes.is_empty() && gathered.is_none();
-            let Some(collected) =
-                segment.collect(position, limit, budget, at_least_one)?
-            else {
+            let Some(collected) = segment.collect(position, limit, budget, at_least_one)? else {
                 break;
             };
             budget = budget.saturating_sub(collected.bytes.len());

@@ -50,8 +50,7 @@ pub(crate) fn load_epoch_cache(
         Some(mut cache) => {
             // Epochs recorded past the end were written just before batches a crash
             // lost; epochs before the start lost their batches to retention.
-            let clipped =
-                cache.truncate_from_end(log_end) | cache.truncate_from_start(log_start);
+            let clipped = cache.truncate_from_end(log_end) | cache.truncate_from_start(log_start);
             if cache.agrees_with(runs) {
                 (cache, clipped)
             } else {
@@ -152,7 +151,10 @@ impl PartitionLog {
     }
 
     /// Writes the high-watermark checkpoint if the mark moved since the last one.
-    pub(crate) fn checkpoint_high_watermark(&self, writer: &mut Writer) -> Result<(), StorageError> {
+    pub(crate) fn checkpoint_high_watermark(
+        &self,
+        writer: &mut Writer,
+    ) -> Result<(), StorageError> {
         let high_watermark = self.high_watermark();
         if writer.checkpointed_high_watermark == Some(high_watermark) {
             return Ok(());

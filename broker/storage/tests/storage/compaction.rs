@@ -384,7 +384,8 @@ fn survivors_are_asked_once_per_batch_of_contested_keys() {
         build(&records, ProducerIdentity::NONE)
     };
     for round in 0..5 {
-        log.append(&keyed(round, &["a", "b", "c", "d", "e"]), 0).unwrap();
+        log.append(&keyed(round, &["a", "b", "c", "d", "e"]), 0)
+            .unwrap();
     }
     log.append(&keyed(5, &["a", "x", "a", "a"]), 0).unwrap();
     while active_base(dir.path()) < 29 {

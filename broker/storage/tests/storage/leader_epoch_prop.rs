@@ -10,7 +10,10 @@ use crate::leader_epochs::{EPOCH_CHECKPOINT, headers};
 #[derive(Debug, Clone)]
 enum Op {
     /// A new leader epoch this much above the current one, then appends.
-    Append { bump: i32, batches: usize },
+    Append {
+        bump: i32,
+        batches: usize,
+    },
     /// Truncate at this fraction (per mille) of the log.
     Truncate(i64),
     Reopen,
@@ -28,7 +31,10 @@ fn arb_op() -> impl Strategy<Value = Op> {
 fn from_headers(log: &PartitionLog) -> Vec<EpochEntry> {
     let mut out: Vec<EpochEntry> = Vec::new();
     for header in headers(log) {
-        if out.last().is_none_or(|e| e.epoch < header.partition_leader_epoch) {
+        if out
+            .last()
+            .is_none_or(|e| e.epoch < header.partition_leader_epoch)
+        {
             out.push(EpochEntry {
                 epoch: header.partition_leader_epoch,
                 start_offset: header.base_offset,

@@ -43,7 +43,12 @@ pub fn three_epochs(dir: &Path, config: LogConfig) -> PartitionLog {
                 .unwrap();
         }
     }
-    assert!(log.segment_count() > 2, "{} segments, {} bytes", log.segment_count(), log.size_bytes());
+    assert!(
+        log.segment_count() > 2,
+        "{} segments, {} bytes",
+        log.segment_count(),
+        log.size_bytes()
+    );
     log
 }
 
@@ -52,8 +57,16 @@ fn assert_three_epochs(log: &PartitionLog) {
     assert_eq!(log.latest_epoch(), Some(3));
     assert_eq!(log.epoch_end_offset(0), Some((0, 12)));
     assert_eq!(log.epoch_end_offset(1), Some((1, 24)));
-    assert_eq!(log.epoch_end_offset(2), Some((1, 24)), "epoch 2 never wrote");
-    assert_eq!(log.epoch_end_offset(3), Some((3, 36)), "the latest ends at the log end");
+    assert_eq!(
+        log.epoch_end_offset(2),
+        Some((1, 24)),
+        "epoch 2 never wrote"
+    );
+    assert_eq!(
+        log.epoch_end_offset(3),
+        Some((3, 36)),
+        "the latest ends at the log end"
+    );
     assert_eq!(log.epoch_end_offset(4), None);
     let stamped: Vec<(i64, i32)> = headers(log)
         .iter()
@@ -72,19 +85,32 @@ fn a_leader_append_stamps_its_epoch_outside_the_crc() {
     assert_eq!(log.leader_epoch(), 0);
     assert_eq!(log.latest_epoch(), None);
     let sent = batch_of("a", 2, 10, 0);
-    assert_eq!(BatchHeader::parse(&sent).unwrap().partition_leader_epoch, -1);
+    assert_eq!(
+        BatchHeader::parse(&sent).unwrap().partition_leader_epoch,
+        -1
+    );
     log.append(&sent, 0).unwrap();
     log.set_leader_epoch(7).unwrap();
     log.append(&sent, 0).unwrap();
     let stored = headers(&log);
-    assert_eq!(stored[0].partition_leader_epoch, 0, "a single node writes epoch 0");
+    assert_eq!(
+        stored[0].partition_leader_epoch, 0,
+        "a single node writes epoch 0"
+    );
     assert_eq!(stored[1].partition_leader_epoch, 7);
     // The producer's CRC still holds (batches() checked it), and is the producer's.
-    assert!(stored.iter().all(|h| h.crc == BatchHeader::parse(&sent).unwrap().crc));
+    assert!(
+        stored
+            .iter()
+            .all(|h| h.crc == BatchHeader::parse(&sent).unwrap().crc)
+    );
     assert_eq!(log.leader_epochs(), entries(&[(0, 0), (7, 2)]));
     assert!(matches!(
         log.set_leader_epoch(6),
-        Err(StorageError::StaleLeaderEpoch { epoch: 6, latest: 7 })
+        Err(StorageError::StaleLeaderEpoch {
+            epoch: 6,
+            latest: 7
+        })
     ));
 }
 
@@ -96,8 +122,17 @@ fn epochs_0_1_and_3_read_back_the_same_after_a_reopen() {
     log.close().unwrap();
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_three_epochs(&log);
-    assert_eq!(log.leader_epoch(), 3, "a reopened log stamps its latest epoch");
-    assert_eq!(log.append(&batch_of("after", 1, 1, 0), 0).unwrap().base_offset, 36);
+    assert_eq!(
+        log.leader_epoch(),
+        3,
+        "a reopened log stamps its latest epoch"
+    );
+    assert_eq!(
+        log.append(&batch_of("after", 1, 1, 0), 0)
+            .unwrap()
+            .base_offset,
+        36
+    );
     assert_eq!(log.leader_epochs().len(), 3);
 }
 
@@ -110,7 +145,11 @@ fn a_deleted_epoch_checkpoint_is_rebuilt_from_the_batches() {
     std::fs::remove_file(&checkpoint).unwrap();
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_three_epochs(&log);
-    assert_eq!(std::fs::read(&checkpoint).unwrap(), written, "and written back");
+    assert_eq!(
+        std::fs::read(&checkpoint).unwrap(),
+        written,
+        "and written back"
+    );
 }
 
 #[test]
@@ -210,7 +249,10 @@ fn retention_clips_the_first_epoch_to_the_log_start() {
     let log = three_epochs(dir.path(), config.clone());
     log.tick(0).unwrap();
     let start = log.log_start_offset();
-    assert!(start > 12, "epoch 0 is gone entirely, epoch 1 partly: {start}");
+    assert!(
+        start > 12,
+        "epoch 0 is gone entirely, epoch 1 partly: {start}"
+    );
     assert!(start < 24);
     assert_eq!(log.leader_epochs(), entries(&[(1, start), (3, 24)]));
     assert_eq!(log.epoch_end_offset(0), Some((0, start)));
@@ -226,7 +268,11 @@ fn emptying_the_log_restarts_it_at_an_offset_without_epochs_or_producers() {
     log.append(&idempotent(4, 0, 0, 2), 0).unwrap();
     log.truncate_fully_and_start_at(100).unwrap();
     assert_eq!(
-        (log.log_start_offset(), log.log_end_offset(), log.high_watermark()),
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark()
+        ),
         (100, 100, 100)
     );
     assert_eq!(log.segment_count(), 1);
@@ -236,7 +282,10 @@ fn emptying_the_log_restarts_it_at_an_offset_without_epochs_or_producers() {
         log.read(0, 100),
         Err(StorageError::OffsetOutOfRange { .. })
     ));
-    assert_eq!(log.append(&batch_of("x", 2, 1, 0), 0).unwrap().base_offset, 100);
+    assert_eq!(
+        log.append(&batch_of("x", 2, 1, 0), 0).unwrap().base_offset,
+        100
+    );
     drop(log);
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 102));

@@ -43,12 +43,27 @@ fn a_follower_keeps_the_leaders_offsets_epochs_and_producers() {
     assert_eq!(follower.leader_epochs(), leader.leader_epochs());
     assert_eq!(follower.producer_state(9), leader.producer_state(9));
     assert_eq!(follower.log_end_offset(), 41);
-    assert_eq!(follower.high_watermark(), 0, "a follower's mark waits for its leader");
+    assert_eq!(
+        follower.high_watermark(),
+        0,
+        "a follower's mark waits for its leader"
+    );
     // The follower's producer state is live: the producer's next batch is accepted
     // after the follower takes over, and a retry of the last one is recognised.
     follower.set_leader_epoch(4).unwrap();
-    assert!(follower.append(&idempotent(9, 1, 3, 2), 0).unwrap().duplicate);
-    assert_eq!(follower.append(&idempotent(9, 1, 5, 1), 0).unwrap().base_offset, 41);
+    assert!(
+        follower
+            .append(&idempotent(9, 1, 3, 2), 0)
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(
+        follower
+            .append(&idempotent(9, 1, 5, 1), 0)
+            .unwrap()
+            .base_offset,
+        41
+    );
     assert_eq!(follower.epoch_end_offset(3), Some((3, 41)));
     drop(follower);
 
@@ -56,7 +71,10 @@ fn a_follower_keeps_the_leaders_offsets_epochs_and_producers() {
     let mut expected = leader.leader_epochs();
     expected.extend(entries(&[(4, 41)]));
     assert_eq!(follower.leader_epochs(), expected);
-    assert_eq!(headers(&follower)[..headers(&leader).len()], headers(&leader)[..]);
+    assert_eq!(
+        headers(&follower)[..headers(&leader).len()],
+        headers(&leader)[..]
+    );
 }
 
 #[test]
@@ -72,19 +90,28 @@ fn a_follower_append_refuses_a_gap_an_overlap_or_a_stale_epoch() {
     };
     assert!(matches!(
         follower.append_replicated(&at(3), 0),
-        Err(StorageError::UnexpectedReplicaOffset { expected: 0, got: 3 })
+        Err(StorageError::UnexpectedReplicaOffset {
+            expected: 0,
+            got: 3
+        })
     ));
     follower.append_replicated(&at(0), 0).unwrap();
     assert!(matches!(
         follower.append_replicated(&at(0), 0),
-        Err(StorageError::UnexpectedReplicaOffset { expected: 3, got: 0 })
+        Err(StorageError::UnexpectedReplicaOffset {
+            expected: 3,
+            got: 0
+        })
     ));
     // Two batches that do not follow each other, in one request.
     let mut gapped = at(3).to_vec();
     gapped.extend_from_slice(&at(9));
     assert!(matches!(
         follower.append_replicated(&gapped, 0),
-        Err(StorageError::UnexpectedReplicaOffset { expected: 6, got: 9 })
+        Err(StorageError::UnexpectedReplicaOffset {
+            expected: 6,
+            got: 9
+        })
     ));
     // A flipped byte in the records fails the CRC.
     let mut corrupt = at(3).to_vec();
@@ -94,7 +121,11 @@ fn a_follower_append_refuses_a_gap_an_overlap_or_a_stale_epoch() {
         follower.append_replicated(&corrupt, 0),
         Err(StorageError::CorruptBatch { .. })
     ));
-    assert_eq!(follower.log_end_offset(), 3, "nothing of a refused request is written");
+    assert_eq!(
+        follower.log_end_offset(),
+        3,
+        "nothing of a refused request is written"
+    );
 
     // Epoch 3 arrives, then a batch of epoch 1 would go back in time.
     let catch = leader.read_with(3, 1 << 20, ReadBound::LogEnd).unwrap();
@@ -107,7 +138,10 @@ fn a_follower_append_refuses_a_gap_an_overlap_or_a_stale_epoch() {
     let stale = old.read_with(36, 100, ReadBound::LogEnd).unwrap();
     assert!(matches!(
         follower.append_replicated(&stale.bytes, 0),
-        Err(StorageError::StaleLeaderEpoch { epoch: 1, latest: 3 })
+        Err(StorageError::StaleLeaderEpoch {
+            epoch: 1,
+            latest: 3
+        })
     ));
 }
 
@@ -116,7 +150,8 @@ fn the_high_watermark_bounds_consumer_reads_but_not_follower_reads() {
     let dir = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(dir.path(), replicated()).unwrap();
     for i in 0..4 {
-        log.append(&batch_of(&format!("b{i}"), 3, 10, 0), 0).unwrap();
+        log.append(&batch_of(&format!("b{i}"), 3, 10, 0), 0)
+            .unwrap();
     }
     assert_eq!((log.high_watermark(), log.log_end_offset()), (0, 12));
     let consumer = log.read(0, 1 << 20).unwrap();
@@ -128,7 +163,11 @@ fn the_high_watermark_bounds_consumer_reads_but_not_follower_reads() {
     assert_eq!(log.advance_high_watermark(6), 6);
     assert_eq!(log.read(0, 1 << 20).unwrap().next_offset, 6);
     assert_eq!(read_all(&log).len(), 6);
-    assert_eq!(log.read(7, 1 << 20).unwrap().next_offset, 7, "nothing above the mark");
+    assert_eq!(
+        log.read(7, 1 << 20).unwrap().next_offset,
+        7,
+        "nothing above the mark"
+    );
     assert_eq!(log.advance_high_watermark(3), 6, "the mark never goes down");
     assert_eq!(log.advance_high_watermark(99), 12, "nor past the log end");
     assert_eq!(read_all(&log).len(), 12);
@@ -142,7 +181,11 @@ fn the_high_watermark_bounds_consumer_reads_but_not_follower_reads() {
     log.append(&batch_of("s", 3, 10, 0), 0).unwrap();
     assert_eq!(log.high_watermark(), 3);
     log.set_config(small_config());
-    assert_eq!(log.high_watermark(), 6, "a sole replica commits what it holds");
+    assert_eq!(
+        log.high_watermark(),
+        6,
+        "a sole replica commits what it holds"
+    );
 }
 
 #[test]
@@ -150,7 +193,8 @@ fn the_high_watermark_is_checkpointed_on_flush_and_tick_and_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let log = PartitionLog::open(dir.path(), replicated()).unwrap();
     for i in 0..4 {
-        log.append(&batch_of(&format!("b{i}"), 3, 10, 0), 0).unwrap();
+        log.append(&batch_of(&format!("b{i}"), 3, 10, 0), 0)
+            .unwrap();
     }
     log.advance_high_watermark(6);
     log.flush().unwrap();
@@ -172,7 +216,8 @@ fn the_high_watermark_is_checkpointed_on_flush_and_tick_and_recovered() {
 fn replicated_log_at_hw_12(dir: &Path) {
     let log = PartitionLog::open(dir, replicated()).unwrap();
     for i in 0..4 {
-        log.append(&batch_of(&format!("b{i}"), 3, 10, 0), 0).unwrap();
+        log.append(&batch_of(&format!("b{i}"), 3, 10, 0), 0)
+            .unwrap();
     }
     log.advance_high_watermark(12);
     log.close().unwrap();
