@@ -150,10 +150,15 @@ impl PartitionLog {
     /// Replaces the configuration; the next append, tick or compaction uses it. A log
     /// that becomes its partition's sole replica commits everything it holds at once.
     pub fn set_config(&self, config: LogConfig) {
-        let _writer = self.writer.lock();
-        if config.sole_replica {
+        let becomes_sole = config.sole_replica && !self.config.read().sole_replica;
+        if becomes_sole {
+            // The writer lock keeps a truncation from lowering the log end in between;
+            // only this rare change takes it, so altering a topic never waits on appends.
+            let _writer = self.writer.lock();
             self.high_watermark
                 .fetch_max(self.log_end_offset(), Ordering::AcqRel);
+            *self.config.write() = config;
+            return;
         }
         *self.config.write() = config;
     }

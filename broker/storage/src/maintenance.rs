@@ -245,6 +245,10 @@ impl PartitionLog {
         }
         let mut writer = self.writer.lock();
         self.check_poison()?;
+        // The epochs go first: a crash before the files are gone leaves batches the
+        // empty checkpoint disagrees with, and opening rebuilds it from them; the other
+        // order could leave old epochs clipped onto the new, empty log.
+        self.change_epochs(|epochs| epochs.clear())?;
         let segments = self.snapshot();
         // Readers must stop short of what is about to disappear.
         self.high_watermark.fetch_min(offset, Ordering::AcqRel);
@@ -265,7 +269,6 @@ impl PartitionLog {
         writer.unflushed = false;
         self.producers.lock().clear();
         sync_dir(&self.dir)?;
-        self.change_epochs(|epochs| epochs.clear())?;
         self.checkpoint_high_watermark(&mut writer)?;
         tracing::info!(dir = %self.dir.display(), offset, "log emptied, restarting at offset");
         Ok(())
