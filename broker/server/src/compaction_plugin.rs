@@ -1,8 +1,9 @@
 //! A compactor plugin as the storage cleaner's [`CompactionPolicy`].
 //!
 //! The cleaner hands the policy decoded records a batch at a time; this adapter passes
-//! them to the plugin as borrowed views (one guest call per batch for keys and retention,
-//! one per contested key for survivors) and turns a plugin failure into a
+//! them to the plugin as borrowed views (one guest call per batch for keys, retention and
+//! the survivors of the keys the batch contests; the cleaner checks there is one answer
+//! per pair) and turns a plugin failure into a
 //! [`PolicyError`] naming the plugin, on which the cleaner leaves every segment as it
 //! was.
 
@@ -41,21 +42,20 @@ impl CompactionPolicy for PluginPolicy<'_> {
         Ok(keys.into_iter().map(|k| k.map(Bytes::from)).collect())
     }
 
-    fn survivor(&mut self, older: &Record, newer: &Record) -> Result<Survivor, PolicyError> {
-        let older = [RecordView::from(older)];
-        let newer = [RecordView::from(newer)];
-        let answer = self
+    fn survivors(&mut self, pairs: &[(&Record, &Record)]) -> Result<Vec<Survivor>, PolicyError> {
+        let older: Vec<RecordView<'_>> = pairs.iter().map(|(o, _)| RecordView::from(*o)).collect();
+        let newer: Vec<RecordView<'_>> = pairs.iter().map(|(_, n)| RecordView::from(*n)).collect();
+        let answers = self
             .plugin
             .survivors(&older, &newer)
             .map_err(|e| self.error(e))?;
-        match answer.first() {
-            Some(quiver_plugin_host::Survivor::Older) => Ok(Survivor::Older),
-            Some(quiver_plugin_host::Survivor::Newer) => Ok(Survivor::Newer),
-            None => Err(PolicyError::new(
-                format!("plugin `{}`", self.plugin.current().name()),
-                "survivor returned no answer for one pair",
-            )),
-        }
+        Ok(answers
+            .into_iter()
+            .map(|s| match s {
+                quiver_plugin_host::Survivor::Older => Survivor::Older,
+                quiver_plugin_host::Survivor::Newer => Survivor::Newer,
+            })
+            .collect())
     }
 
     fn retain(&mut self, records: &[Record], now_ms: i64) -> Result<Vec<bool>, PolicyError> {

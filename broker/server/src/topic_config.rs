@@ -230,6 +230,8 @@ pub fn resolve(
         flush,
         cleanup,
         delete_retention_ms: positive(&all, "delete.retention.ms")? as i64,
+        // One broker holds every partition's only replica.
+        sole_replica: true,
     };
     let min_insync = positive(&all, "min.insync.replicas")?;
     let min_insync_replicas = u16::try_from(min_insync).map_err(|_| {

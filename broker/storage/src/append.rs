@@ -10,9 +10,13 @@ use quiver_proto::batch::{self, BatchError, BatchHeader};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::StorageError;
 use crate::index::IndexCursor;
+use crate::leader_epoch::EPOCH_CHECKPOINT;
 use crate::log::{AppendOutcome, PartitionLog, Writer};
 use crate::producer_state::Verdict;
 use crate::segment::{NO_TIMESTAMP, Segment, sync_dir};
+
+/// Where a batch's partition leader epoch starts: after the base offset and the length.
+const LEADER_EPOCH_AT: usize = batch::BASE_OFFSET_LEN + 4;
 
 /// One batch of a request: where it sits in the request and its header.
 #[derive(Debug, Clone, Copy)]
@@ -73,16 +77,66 @@ fn validate_request(
     Ok(out)
 }
 
+/// Splits and checks the batches a follower received before anything is written: each
+/// whole, with a valid CRC (empty batches left by the leader's compaction included), and
+/// starting where the previous one ended.
+fn validate_replicated(batches: &[u8]) -> Result<Vec<RequestBatch>, StorageError> {
+    if batches.is_empty() {
+        return Err(StorageError::CorruptBatch {
+            index_in_request: 0,
+            source: BatchError::Empty,
+        });
+    }
+    let mut out: Vec<RequestBatch> = Vec::new();
+    let mut start = 0;
+    while start < batches.len() {
+        let index_in_request = out.len();
+        let corrupt = |source| StorageError::CorruptBatch {
+            index_in_request,
+            source,
+        };
+        let rest = &batches[start..];
+        let header = BatchHeader::parse(rest).map_err(corrupt)?;
+        let len = header.total_len();
+        if len > rest.len() {
+            return Err(corrupt(BatchError::Truncated {
+                needed: len,
+                available: rest.len(),
+            }));
+        }
+        let header = batch::validate_stored(&rest[..len]).map_err(corrupt)?;
+        if let Some(previous) = out.last() {
+            let expected = previous.header.last_offset() + 1;
+            if header.base_offset != expected {
+                return Err(StorageError::UnexpectedReplicaOffset {
+                    expected,
+                    got: header.base_offset,
+                });
+            }
+        }
+        out.push(RequestBatch { start, header });
+        start += len;
+    }
+    Ok(out)
+}
+
 impl PartitionLog {
     /// Validates every batch in `batches` (back-to-back RecordBatch v2 as a producer sent
-    /// them), runs the idempotent-producer checks, assigns offsets, appends with one write
-    /// and flushes per policy. A corrupt batch anywhere appends nothing.
+    /// them), runs the idempotent-producer checks, assigns offsets, stamps the leader
+    /// epoch, appends with one write and flushes per policy. A corrupt batch anywhere
+    /// appends nothing.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendOutcome, StorageError> {
         let config = self.config();
         let request = validate_request(batches, config.max_batch_bytes)?;
         let records: u32 = request.iter().map(|b| b.header.record_count as u32).sum();
         let mut writer = self.writer.lock();
         self.check_poison()?;
+        let epoch = self.leader_epoch();
+        if let Some(latest) = self.latest_epoch()
+            && epoch < latest
+        {
+            return Err(StorageError::StaleLeaderEpoch { epoch, latest });
+        }
 
         let headers: Vec<BatchHeader> = request.iter().map(|b| b.header).collect();
         if let Verdict::Duplicate(stored) = self.producers.lock().check(&headers)? {
@@ -102,23 +156,18 @@ impl PartitionLog {
             .map(|b| i64::from(b.header.last_offset_delta) + 1)
             .sum();
         self.roll_if_needed(&mut writer, &config, batches.len() as u64, span, now_ms)?;
-        let segments = self.snapshot();
-        let Some(active) = segments.last() else {
-            return Err(self.missing_active());
-        };
 
-        // Each batch's base offset (its first 8 bytes, outside the CRC) is written from
-        // a small buffer of its own and the rest straight from the request: the whole
-        // request is one vectored write, and its bytes are never copied in memory.
+        // Each batch's base offset (its first 8 bytes) and leader epoch (bytes 12..16),
+        // both outside the CRC, are written from small buffers of their own and the rest
+        // straight from the request: the whole request is one vectored write, and its
+        // bytes are never copied in memory.
         let base_offset = self.log_end_offset();
         let mut next_offset = base_offset;
-        let mut max_timestamp = NO_TIMESTAMP;
-        let start_position = active.len();
         let mut stamped = Vec::with_capacity(request.len());
         for b in &request {
             let mut header = b.header;
             header.base_offset = next_offset;
-            max_timestamp = max_timestamp.max(header.max_timestamp);
+            header.partition_leader_epoch = epoch;
             next_offset = header.last_offset() + 1;
             stamped.push((b.start, header));
         }
@@ -126,21 +175,140 @@ impl PartitionLog {
             .iter()
             .map(|(_, header)| header.base_offset.to_be_bytes())
             .collect();
-        let mut pieces = Vec::with_capacity(2 * request.len());
+        let epoch_bytes = epoch.to_be_bytes();
+        let mut pieces = Vec::with_capacity(4 * request.len());
         for ((start, header), offset) in stamped.iter().zip(&offsets) {
             pieces.push(IoSlice::new(offset));
             pieces.push(IoSlice::new(
-                &batches[start + batch::BASE_OFFSET_LEN..start + header.total_len()],
+                &batches[start + batch::BASE_OFFSET_LEN..start + LEADER_EPOCH_AT],
+            ));
+            pieces.push(IoSlice::new(&epoch_bytes));
+            pieces.push(IoSlice::new(
+                &batches[start + LEADER_EPOCH_AT + 4..start + header.total_len()],
             ));
         }
-        if let Err(e) = self.write_batches(active, &mut pieces, start_position) {
+        self.commit(
+            &mut writer,
+            &config,
+            &mut pieces,
+            batches.len() as u64,
+            &stamped,
+            now_ms,
+        )?;
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time: now_ms,
+            records,
+            duplicate: false,
+        })
+    }
+
+    /// Appends batches a leader already stored, for a follower: offsets and leader epochs
+    /// are kept as they are, never stamped. Every batch is checked (header, CRC) before
+    /// anything is written; the first must start at the log end and each next one where
+    /// the previous ended ([`StorageError::UnexpectedReplicaOffset`] otherwise), and their
+    /// epochs must not go below the newest in the log. Producer state and the
+    /// leader-epoch cache follow the batches, so they travel with the log.
+    pub fn append_replicated(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        let config = self.config();
+        let request = validate_replicated(batches)?;
+        let records: u32 = request
+            .iter()
+            .map(|b| b.header.record_count.max(0) as u32)
+            .sum();
+        let mut writer = self.writer.lock();
+        self.check_poison()?;
+        let log_end = self.log_end_offset();
+        let (Some(first), Some(last)) = (request.first(), request.last()) else {
+            return Err(StorageError::CorruptBatch {
+                index_in_request: 0,
+                source: BatchError::Empty,
+            });
+        };
+        if first.header.base_offset != log_end {
+            return Err(StorageError::UnexpectedReplicaOffset {
+                expected: log_end,
+                got: first.header.base_offset,
+            });
+        }
+        // Epochs never go down along the log (batches from before epochs were stamped
+        // carry none and are let through), or the cache could not place them.
+        let mut latest = self.latest_epoch().unwrap_or(0);
+        for epoch in request.iter().map(|b| b.header.partition_leader_epoch) {
+            if (0..latest).contains(&epoch) {
+                return Err(StorageError::StaleLeaderEpoch { epoch, latest });
+            }
+            latest = latest.max(epoch);
+        }
+        let next_offset = last.header.last_offset() + 1;
+        let span = next_offset - log_end;
+        self.roll_if_needed(&mut writer, &config, batches.len() as u64, span, now_ms)?;
+        let stamped: Vec<(usize, BatchHeader)> =
+            request.iter().map(|b| (b.start, b.header)).collect();
+        let mut pieces = [IoSlice::new(batches)];
+        self.commit(
+            &mut writer,
+            &config,
+            &mut pieces,
+            batches.len() as u64,
+            &stamped,
+            now_ms,
+        )?;
+        Ok(AppendOutcome {
+            base_offset: log_end,
+            last_offset: next_offset - 1,
+            log_append_time: now_ms,
+            records,
+            duplicate: false,
+        })
+    }
+
+    /// Writes `pieces` (`len` bytes: the batches of `stamped`, each at its position in the
+    /// request, as they will be stored) to the active segment, indexes them, flushes per
+    /// policy and publishes them with the leader-epoch cache, producer state, log end
+    /// and, for a sole replica, high watermark.
+    fn commit(
+        &self,
+        writer: &mut Writer,
+        config: &LogConfig,
+        pieces: &mut [IoSlice<'_>],
+        len: u64,
+        stamped: &[(usize, BatchHeader)],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let segments = self.snapshot();
+        let Some(active) = segments.last() else {
+            return Err(self.missing_active());
+        };
+        // A new epoch is checkpointed before its first batch is written: a crash in
+        // between leaves an epoch starting past the log end, which opening drops. The
+        // other order would leave batches of an epoch the checkpoint does not know, and
+        // opening would have to rebuild the whole cache from the log.
+        let mut epochs = self.epochs.lock().clone();
+        let mut new_epoch = false;
+        for (_, header) in stamped {
+            new_epoch |= epochs.assign(header.partition_leader_epoch, header.base_offset);
+        }
+        if new_epoch {
+            EPOCH_CHECKPOINT.write(&self.dir, &epochs.to_checkpoint())?;
+        }
+
+        let start_position = active.len();
+        if let Err(e) = self.write_batches(active, pieces, start_position) {
             return Err(self.poison_with(e));
         }
         let cursor = &mut writer.cursor;
+        let mut max_timestamp = NO_TIMESTAMP;
         // Index entries only ever point at bytes that were written.
         {
             let mut index = active.index_mut();
-            for (start, header) in &stamped {
+            for (start, header) in stamped {
+                max_timestamp = max_timestamp.max(header.max_timestamp);
                 cursor.add(
                     &mut index,
                     (header.base_offset - active.base_offset()) as u32,
@@ -159,21 +327,22 @@ impl PartitionLog {
             writer.unflushed = false;
         }
 
-        let end_position = start_position + batches.len() as u64;
-        active.publish(end_position, next_offset, max_timestamp, now_ms);
+        let next_offset = stamped
+            .last()
+            .map_or(self.log_end_offset(), |(_, h)| h.last_offset() + 1);
+        active.publish(start_position + len, next_offset, max_timestamp, now_ms);
+        if new_epoch {
+            *self.epochs.lock() = epochs;
+        }
         self.log_end.store(next_offset, Ordering::Release);
-        self.high_watermark.store(next_offset, Ordering::Release);
+        if config.sole_replica {
+            self.high_watermark.store(next_offset, Ordering::Release);
+        }
         let mut producers = self.producers.lock();
-        for (_, header) in &stamped {
+        for (_, header) in stamped {
             producers.record(header);
         }
-        Ok(AppendOutcome {
-            base_offset,
-            last_offset: next_offset - 1,
-            log_append_time: now_ms,
-            records,
-            duplicate: false,
-        })
+        Ok(())
     }
 
     fn write_batches(

@@ -2,8 +2,8 @@
 //! surviving record at its original offset.
 //!
 //! Two passes over the closed segments (the active one is never touched):
-//! 1. ask the policy for each record's key and which of two records with the same key
-//!    survives, building key -> winning record;
+//! 1. ask the policy for each record's key and, for every key a batch contests, which of
+//!    the two records survives (one call per batch), building key -> winning record;
 //! 2. rewrite each closed segment keeping a record when it is its key's winner (or has no
 //!    key) and the policy retains it, into `<name>.log.cleaned`, fsynced. A batch left
 //!    with no records is dropped, except an idempotent producer's last batch in the
@@ -63,8 +63,10 @@ pub trait CompactionPolicy {
     /// The compaction key of each record, in order; `None` means the record has no key
     /// and is never replaced by another.
     fn key(&mut self, records: &[Record]) -> Result<Vec<Option<Bytes>>, PolicyError>;
-    /// Which of two records with the same key survives; `older` has the lower offset.
-    fn survivor(&mut self, older: &Record, newer: &Record) -> Result<Survivor, PolicyError>;
+    /// For each pair `(older, newer)` of records with the same key (`older` has the
+    /// lower offset), which one survives: one answer per pair, in order. The cleaner
+    /// gathers the contested keys of a whole batch into one call.
+    fn survivors(&mut self, pairs: &[(&Record, &Record)]) -> Result<Vec<Survivor>, PolicyError>;
     /// Whether each record is kept at all at broker time `now_ms` (expiry, tombstones).
     fn retain(&mut self, records: &[Record], now_ms: i64) -> Result<Vec<bool>, PolicyError>;
 }
@@ -82,8 +84,8 @@ impl CompactionPolicy for KeepLatest {
         Ok(records.iter().map(|r| r.key.clone()).collect())
     }
 
-    fn survivor(&mut self, _older: &Record, _newer: &Record) -> Result<Survivor, PolicyError> {
-        Ok(Survivor::Newer)
+    fn survivors(&mut self, pairs: &[(&Record, &Record)]) -> Result<Vec<Survivor>, PolicyError> {
+        Ok(vec![Survivor::Newer; pairs.len()])
     }
 
     fn retain(&mut self, records: &[Record], now_ms: i64) -> Result<Vec<bool>, PolicyError> {
@@ -141,17 +143,7 @@ impl PartitionLog {
                     return Ok(());
                 }
                 let keys = checked_len(policy.key(records)?, records.len(), "key")?;
-                for (record, key) in records.iter().zip(keys) {
-                    let Some(key) = key else { continue };
-                    let newer_wins = match winners.get(&key) {
-                        None => true,
-                        Some(older) => policy.survivor(older, record)? == Survivor::Newer,
-                    };
-                    if newer_wins {
-                        winners.insert(key, detached(record));
-                    }
-                }
-                Ok(())
+                contest(policy, &mut winners, records, keys)
             })?;
         }
 
@@ -214,6 +206,53 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// Settles the records of one batch against the winners so far, with one call to the
+/// policy for all the keys they contest. A key that occurs again in the same batch must
+/// be settled against the outcome of its earlier occurrence, so such repeats go into a
+/// further call (one per repeat; a batch with distinct keys needs one call).
+fn contest(
+    policy: &mut dyn CompactionPolicy,
+    winners: &mut HashMap<Bytes, Record>,
+    records: &[Record],
+    keys: Vec<Option<Bytes>>,
+) -> Result<(), StorageError> {
+    let mut pending: Vec<(&Record, Bytes)> = records
+        .iter()
+        .zip(keys)
+        .filter_map(|(record, key)| key.map(|k| (record, k)))
+        .collect();
+    while !pending.is_empty() {
+        // This round takes the first remaining occurrence of each key.
+        let mut seen = std::collections::HashSet::new();
+        let (round, later): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, key)| seen.insert(key.clone()));
+        pending = later;
+        let (contested, fresh): (Vec<_>, Vec<_>) = round
+            .into_iter()
+            .partition(|(_, key)| winners.contains_key(key));
+        for (record, key) in fresh {
+            winners.insert(key, detached(record));
+        }
+        if contested.is_empty() {
+            continue;
+        }
+        let answers = {
+            let pairs: Vec<(&Record, &Record)> = contested
+                .iter()
+                .filter_map(|(record, key)| winners.get(key).map(|older| (older, *record)))
+                .collect();
+            checked_len(policy.survivors(&pairs)?, pairs.len(), "survivors")?
+        };
+        for ((record, key), answer) in contested.into_iter().zip(answers) {
+            if answer == Survivor::Newer {
+                winners.insert(key, detached(record));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites one closed segment into `<name>.log.cleaned`; `None` if nothing would change.
@@ -326,13 +365,13 @@ fn for_each_batch(segment: &Segment, visit: &mut BatchVisitor<'_>) -> Result<(),
     Ok(())
 }
 
-/// A policy must answer once per record; anything else is its error, not ours.
-fn checked_len<T>(answers: Vec<T>, records: usize, call: &str) -> Result<Vec<T>, StorageError> {
-    if answers.len() != records {
+/// A policy must answer once per record (or pair); anything else is its error, not ours.
+fn checked_len<T>(answers: Vec<T>, asked: usize, call: &str) -> Result<Vec<T>, StorageError> {
+    if answers.len() != asked {
         return Err(PolicyError::new(
             "compaction",
             format!(
-                "{call} returned {} answers for {records} records",
+                "{call} returned {} answers where {asked} were asked",
                 answers.len()
             ),
         )

@@ -82,6 +82,12 @@ pub struct LogConfig {
     pub cleanup: CleanupPolicy,
     /// How long a tombstone survives compaction, measured from its timestamp (default 1 day).
     pub delete_retention_ms: i64,
+    /// This log is the partition's only replica (default true): every append is
+    /// committed at once, so the high watermark follows the log end and is the log end
+    /// again after a restart. With `false` the owner advances it
+    /// ([`PartitionLog::advance_high_watermark`](crate::PartitionLog::advance_high_watermark))
+    /// as replicas catch up, and a restart takes it from its checkpoint.
+    pub sole_replica: bool,
 }
 
 impl Default for LogConfig {
@@ -97,6 +103,7 @@ impl Default for LogConfig {
             flush: FlushPolicy::Os,
             cleanup: CleanupPolicy::Delete,
             delete_retention_ms: DAY_MS as i64,
+            sole_replica: true,
         }
     }
 }

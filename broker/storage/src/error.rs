@@ -61,6 +61,20 @@ pub enum StorageError {
         expected: i32,
         got: i32,
     },
+    /// Replicated batches must continue the log exactly where it ends (and each other):
+    /// anything else means the follower and its leader disagree on what it holds.
+    #[error(
+        "replicated batch starts at offset {got} but the log expects {expected}; \
+         fetch from the log end, or truncate to the leader's epoch end offset first"
+    )]
+    UnexpectedReplicaOffset { expected: i64, got: i64 },
+    /// A leader epoch older than the newest one already in the log: its writer was
+    /// replaced by a newer leader.
+    #[error(
+        "leader epoch {epoch} is older than epoch {latest} already in the log; \
+         a newer leader has written here, so follow it (or truncate) instead"
+    )]
+    StaleLeaderEpoch { epoch: i32, latest: i32 },
     /// A segment is damaged where recovery cannot repair it by truncating the tail.
     #[error("segment {} is corrupt: {reason}; move it aside or restore it from a replica", path.display())]
     CorruptSegment { path: PathBuf, reason: String },

@@ -1,5 +1,7 @@
 //! Quiver's partition logs: segments, sparse indexes, crash recovery, retention,
-//! idempotent-producer checks and the compaction driver.
+//! idempotent-producer checks, the compaction driver, and what replication needs of a
+//! log: leader epochs in every batch and their cache, appends of a leader's batches as
+//! they are, and a high watermark apart from the log end.
 //!
 //! What it is not: no network, no async runtime, no Wasm. Every call is plain blocking
 //! `std` I/O on `Send + Sync` types that the server calls directly; appends are short,
@@ -14,10 +16,34 @@
 //! <dir>/00000000000000000000.index      sparse: relative offset u32 + position u32, big endian
 //! <dir>/00000000000000000000.timeindex  timestamp i64 + relative offset u32, big endian
 //! <dir>/00000000000004096000.log        next segment, named by its base offset
+//! <dir>/leader-epoch-checkpoint          leader epoch -> first offset written in it
+//! <dir>/high-watermark-checkpoint        the high watermark at the last flush
 //! ```
 //!
-//! A high-watermark or leader-epoch checkpoint file will sit beside them; recovery ignores
-//! (with a warning) any file whose name is not a segment's.
+//! Each batch carries the leader epoch that wrote it in its header (partitionLeaderEpoch,
+//! outside the CRC like the base offset): a leader append stamps the log's current epoch,
+//! a follower append ([`PartitionLog::append_replicated`]) keeps the leader's.
+//!
+//! Both checkpoints are small text files, each line `<kind> 1`, an entry count, one entry
+//! per line (`epoch start_offset`, or the high watermark) and a `crc32c <hex>` line over
+//! everything before it, so a torn write is detected. They are replaced durably: a
+//! temporary `<name>.tmp` is written and fsynced, renamed over the old file, and the
+//! directory fsynced; recovery removes a leftover `.tmp`. The epoch checkpoint is written
+//! when an epoch starts and on truncation; opening clips it to the log and rebuilds it
+//! from the batch headers when it is missing, damaged or disagrees with them. The high
+//! watermark is checkpointed on flush, close and (for a replicated log) `tick`, never
+//! per append; opening takes it from the checkpoint but never above the log end, and
+//! from the log start when the checkpoint is missing or damaged, except for a sole
+//! replica ([`LogConfig::sole_replica`], the default), whose high watermark is its log
+//! end. Recovery ignores (with a warning) any other file whose name is not a segment's.
+//!
+//! ```text
+//! leader-epoch-checkpoint 1
+//! 2
+//! 0 0
+//! 3 4096
+//! crc32c 3f93e6e5
+//! ```
 //!
 //! # Guarantees
 //!
@@ -51,21 +77,25 @@
 //! ```
 
 mod append;
+mod checkpoint;
 pub mod compaction;
 mod config;
 mod error;
 mod index;
+mod leader_epoch;
 mod log;
 mod maintenance;
 pub mod producer_state;
 mod recovery;
+mod replication;
 mod scan;
 mod segment;
 
 pub use compaction::{CompactionOutcome, CompactionPolicy, KeepLatest, PolicyError, Survivor};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::StorageError;
-pub use log::{AppendOutcome, PartitionLog, ReadOutcome};
+pub use leader_epoch::EpochEntry;
+pub use log::{AppendOutcome, PartitionLog, ReadBound, ReadOutcome};
 pub use maintenance::MaintenanceOutcome;
 pub use producer_state::{BatchMetadata, ProducerEntry};
 

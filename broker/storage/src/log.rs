@@ -3,11 +3,11 @@
 //! Appends, rolls, retention and truncation are serialised by one mutex (`writer`).
 //! Readers never take it: they snapshot the segment list (an `Arc` swapped by the writer)
 //! and read with positional reads bounded by each segment's committed length and by the
-//! high watermark.
+//! high watermark (consumers) or the log end (followers).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
@@ -16,8 +16,10 @@ use quiver_proto::batch;
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::IndexCursor;
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{ProducerEntry, ProducerStateTable};
 use crate::recovery;
+use crate::replication;
 use crate::segment::Segment;
 
 /// The segments of a log, oldest first; the last one is active.
@@ -50,6 +52,16 @@ pub struct ReadOutcome {
     pub log_start_offset: i64,
 }
 
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadBound {
+    /// Up to the high watermark: only committed records, what consumers see.
+    #[default]
+    HighWatermark,
+    /// Up to the log end: everything appended, what a follower replicates.
+    LogEnd,
+}
+
 /// State only the writer touches, under the `writer` mutex.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -59,6 +71,8 @@ pub(crate) struct Writer {
     pub unflushed: bool,
     /// Broker clock of the last flush by `tick`, for `FlushPolicy::Interval`.
     pub last_flush_ms: i64,
+    /// The high watermark in the checkpoint file, if this process knows it.
+    pub checkpointed_high_watermark: Option<i64>,
 }
 
 /// The log of one partition: segments in a directory, appended to by one writer at a
@@ -74,6 +88,11 @@ pub struct PartitionLog {
     pub(crate) log_start: AtomicI64,
     pub(crate) log_end: AtomicI64,
     pub(crate) high_watermark: AtomicI64,
+    /// The epoch a leader append stamps into its batches; set by the log's owner.
+    pub(crate) leader_epoch: AtomicI32,
+    /// First offset of every leader epoch in the log. Changed only by the writer (while
+    /// it holds `writer`), read by followers' epoch queries.
+    pub(crate) epochs: Mutex<LeaderEpochCache>,
     /// Set after a failed write or fsync; appends refuse to run from then on.
     pub(crate) poison: Mutex<Option<String>>,
     /// Serialises compactions with each other; they take `writer` only to swap files.
@@ -85,12 +104,19 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens the log in `dir`, creating it if needed and recovering it after a crash:
     /// the active segment's torn tail is cut, missing or damaged indexes are rebuilt and
-    /// the idempotent-producer state is replayed from the batch headers.
+    /// the idempotent-producer state is replayed from the batch headers. The leader-epoch
+    /// cache comes from its checkpoint, or is rebuilt from the batch headers when that is
+    /// missing, damaged or disagrees with the log; the high watermark is the log end for
+    /// a sole replica and otherwise comes from its checkpoint, never above the log end
+    /// (the log start when the checkpoint is missing or damaged).
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, StorageError> {
         let recovered = recovery::recover(dir, &config)?;
         let segments = recovered.segments;
         let log_start = segments.first().map_or(0, |s| s.base_offset());
         let log_end = segments.last().map_or(0, |s| s.next_offset());
+        let epochs = replication::load_epoch_cache(dir, &recovered.epoch_runs, log_start, log_end)?;
+        let (high_watermark, checkpointed_high_watermark) =
+            replication::load_high_watermark(dir, &config, log_start, log_end);
         tracing::debug!(
             dir = %dir.display(),
             segments = segments.len(),
@@ -105,12 +131,15 @@ impl PartitionLog {
                 cursor: recovered.cursor,
                 unflushed: false,
                 last_flush_ms: i64::MIN,
+                checkpointed_high_watermark,
             }),
             segments: RwLock::new(Arc::new(segments)),
             producers: Mutex::new(recovered.producers),
             log_start: AtomicI64::new(log_start),
             log_end: AtomicI64::new(log_end),
-            high_watermark: AtomicI64::new(log_end),
+            high_watermark: AtomicI64::new(high_watermark),
+            leader_epoch: AtomicI32::new(epochs.latest_epoch().unwrap_or(0)),
+            epochs: Mutex::new(epochs),
             poison: Mutex::new(None),
             cleaner: Mutex::new(()),
             #[cfg(test)]
@@ -118,8 +147,19 @@ impl PartitionLog {
         })
     }
 
-    /// Replaces the configuration; the next append, tick or compaction uses it.
+    /// Replaces the configuration; the next append, tick or compaction uses it. A log
+    /// that becomes its partition's sole replica commits everything it holds at once.
     pub fn set_config(&self, config: LogConfig) {
+        let becomes_sole = config.sole_replica && !self.config.read().sole_replica;
+        if becomes_sole {
+            // The writer lock keeps a truncation from lowering the log end in between;
+            // only this rare change takes it, so altering a topic never waits on appends.
+            let _writer = self.writer.lock();
+            self.high_watermark
+                .fetch_max(self.log_end_offset(), Ordering::AcqRel);
+            *self.config.write() = config;
+            return;
+        }
         *self.config.write() = config;
     }
 
@@ -143,8 +183,8 @@ impl PartitionLog {
         self.log_end.load(Ordering::Acquire)
     }
 
-    /// Offsets below it may be read. Equal to the log end offset on a single node;
-    /// replication will hold it back to what the in-sync replicas have.
+    /// Offsets below it are committed and may be read by consumers. Equal to the log end
+    /// offset for a sole replica; otherwise it lags until the owner advances it.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
     }
@@ -169,12 +209,26 @@ impl PartitionLog {
 
     /// Whole batches starting with the one that contains `offset`, up to `max_bytes` (at
     /// least one whole batch if there is one, even if larger), never past the high
-    /// watermark. `offset == log_end_offset` gives empty bytes.
+    /// watermark: what a consumer may see. `offset == log_end_offset` gives empty bytes.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
-        // The high watermark is loaded before the segment list: the writer publishes a new
-        // segment before any offset in it, so every offset below it is in the snapshot.
+        self.read_with(offset, max_bytes, ReadBound::HighWatermark)
+    }
+
+    /// [`read`](Self::read), bounded by `bound`: a follower reads up to the log end.
+    pub fn read_with(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        bound: ReadBound,
+    ) -> Result<ReadOutcome, StorageError> {
+        // The bounds are loaded before the segment list: the writer publishes a new
+        // segment before any offset in it, so every offset below them is in the snapshot.
         let high_watermark = self.high_watermark();
         let log_end = self.log_end_offset();
+        let limit = match bound {
+            ReadBound::HighWatermark => high_watermark,
+            ReadBound::LogEnd => log_end,
+        };
         let segments = self.snapshot();
         let log_start = self.log_start_offset();
         if offset < log_start || offset > log_end {
@@ -190,7 +244,7 @@ impl PartitionLog {
             high_watermark,
             log_start_offset: log_start,
         };
-        if offset >= high_watermark {
+        if offset >= limit {
             return Ok(outcome);
         }
         let first = segments
@@ -203,9 +257,7 @@ impl PartitionLog {
                 continue;
             };
             let at_least_one = outcome.bytes.is_empty() && gathered.is_none();
-            let Some(collected) =
-                segment.collect(position, high_watermark, budget, at_least_one)?
-            else {
+            let Some(collected) = segment.collect(position, limit, budget, at_least_one)? else {
                 break;
             };
             budget = budget.saturating_sub(collected.bytes.len());

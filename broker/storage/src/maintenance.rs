@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::config::FlushPolicy;
 use crate::error::StorageError;
+use crate::index::IndexCursor;
 use crate::log::{PartitionLog, Writer};
 use crate::recovery::{SegmentRole, load_segment};
 use crate::segment::{Segment, sync_dir};
@@ -26,8 +27,9 @@ pub struct MaintenanceOutcome {
 }
 
 impl PartitionLog {
-    /// fsyncs everything appended so far, with the active segment's indexes. Used by the
-    /// interval flusher and on shutdown.
+    /// fsyncs everything appended so far, with the active segment's indexes, then
+    /// checkpoints the high watermark if it moved. Used by the interval flusher and on
+    /// shutdown.
     pub fn flush(&self) -> Result<(), StorageError> {
         let mut writer = self.writer.lock();
         self.flush_locked(&mut writer)
@@ -51,12 +53,14 @@ impl PartitionLog {
             return Err(self.poison_with(e));
         }
         writer.unflushed = false;
-        Ok(())
+        // After the data: a checkpointed high watermark is then on disk below it.
+        self.checkpoint_high_watermark(writer)
     }
 
     /// Periodic work at broker time `now_ms`: roll the active segment by age, flush if the
     /// interval is due, and apply retention (whole closed segments only, never the active
-    /// one) when the cleanup policy deletes.
+    /// one) when the cleanup policy deletes. A replicated log's high watermark is
+    /// checkpointed when it moved.
     pub fn tick(&self, now_ms: i64) -> Result<MaintenanceOutcome, StorageError> {
         let config = self.config();
         let mut writer = self.writer.lock();
@@ -106,6 +110,11 @@ impl PartitionLog {
                 self.delete_oldest(&segments, doomed)?;
             }
         }
+        // A sole replica's mark is the log end again after a restart, so only a
+        // replicated log pays for keeping its checkpoint current.
+        if !config.sole_replica {
+            self.checkpoint_high_watermark(&mut writer)?;
+        }
         outcome.log_start_offset = self.log_start_offset();
         Ok(outcome)
     }
@@ -120,6 +129,7 @@ impl PartitionLog {
         // already holds the old list keeps reading the unlinked files.
         self.log_start.fetch_max(new_start, Ordering::AcqRel);
         *self.segments.write() = Arc::new(remaining);
+        self.change_epochs(|epochs| epochs.truncate_from_start(new_start))?;
         for segment in &segments[..count] {
             tracing::info!(
                 segment = %segment.paths().log.display(),
@@ -134,6 +144,8 @@ impl PartitionLog {
 
     /// Drops every batch at or after `offset`, for a replica that must match its leader.
     /// A batch that straddles `offset` is dropped whole, so the log may end before it.
+    /// Leader epochs that started at or after the new end are forgotten, and the high
+    /// watermark comes down to the new end if it was above.
     pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
         let config = self.config();
         let mut writer = self.writer.lock();
@@ -204,8 +216,62 @@ impl PartitionLog {
         *self.segments.write() = Arc::new(next);
         writer.cursor = cursor;
         self.log_end.store(new_end, Ordering::Release);
-        self.high_watermark.store(new_end, Ordering::Release);
-        sync_dir(&self.dir)
+        self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        drop(producers);
+        sync_dir(&self.dir)?;
+        self.change_epochs(|epochs| epochs.truncate_from_end(new_end))?;
+        // A checkpoint above the new end would, after a crash and new appends, count
+        // records as committed that never were.
+        if writer
+            .checkpointed_high_watermark
+            .is_some_and(|hw| hw > self.high_watermark())
+        {
+            self.checkpoint_high_watermark(&mut writer)?;
+        }
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset`, for a follower whose leader no longer
+    /// holds anything it has (Kafka does this when a follower's fetch offset is out of
+    /// range). Segments, producer state and leader epochs are all dropped; the log start,
+    /// log end and high watermark become `offset`.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: self.log_end_offset(),
+            });
+        }
+        let mut writer = self.writer.lock();
+        self.check_poison()?;
+        // The epochs go first: a crash before the files are gone leaves batches the
+        // empty checkpoint disagrees with, and opening rebuilds it from them; the other
+        // order could leave old epochs clipped onto the new, empty log.
+        self.change_epochs(|epochs| epochs.clear())?;
+        let segments = self.snapshot();
+        // Readers must stop short of what is about to disappear.
+        self.high_watermark.fetch_min(offset, Ordering::AcqRel);
+        self.log_end.fetch_min(offset, Ordering::AcqRel);
+        for segment in segments.iter() {
+            segment.retract(0);
+        }
+        // The old files go before the new segment is created: one may share its name.
+        for segment in segments.iter() {
+            segment.remove_files()?;
+        }
+        let fresh = Segment::create(&self.dir, offset)?;
+        *self.segments.write() = Arc::new(vec![Arc::new(fresh)]);
+        self.log_start.store(offset, Ordering::Release);
+        self.log_end.store(offset, Ordering::Release);
+        self.high_watermark.store(offset, Ordering::Release);
+        writer.cursor = IndexCursor::default();
+        writer.unflushed = false;
+        self.producers.lock().clear();
+        sync_dir(&self.dir)?;
+        self.checkpoint_high_watermark(&mut writer)?;
+        tracing::info!(dir = %self.dir.display(), offset, "log emptied, restarting at offset");
+        Ok(())
     }
 
     /// Flushes and releases the log. Recovery always checks the active segment by CRC, so

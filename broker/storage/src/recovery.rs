@@ -13,12 +13,15 @@ use std::sync::Arc;
 
 use quiver_proto::batch::{self, BatchHeader};
 
+use crate::checkpoint::TEMP_SUFFIX;
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::index::{
     IndexCursor, OffsetEntry, SegmentIndex, TimeEntry, decode_offsets, decode_times,
 };
+use crate::leader_epoch::{EPOCH_CHECKPOINT, EpochRuns};
 use crate::producer_state::ProducerStateTable;
+use crate::replication::HW_CHECKPOINT;
 use crate::scan::{BatchScan, ScanStep};
 use crate::segment::{
     NO_TIMESTAMP, Segment, SegmentPaths, SegmentState, remove_if_present, sync_dir,
@@ -34,6 +37,8 @@ pub(crate) struct Recovered {
     pub producers: ProducerStateTable,
     /// Index cursor of the active (last) segment, for the appends to come.
     pub cursor: IndexCursor,
+    /// The leader epochs of the batches, to check or rebuild the leader-epoch cache.
+    pub epoch_runs: EpochRuns,
 }
 
 /// How much a segment is trusted while loading it.
@@ -53,6 +58,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, Stora
     fs::create_dir_all(dir).map_err(StorageError::io(dir, "create log directory"))?;
     let bases = list_segments(dir)?;
     let mut producers = ProducerStateTable::default();
+    let mut epoch_runs = EpochRuns::default();
     if bases.is_empty() {
         let segment = Segment::create(dir, 0)?;
         sync_dir(dir)?;
@@ -60,6 +66,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, Stora
             segments: vec![Arc::new(segment)],
             producers,
             cursor: IndexCursor::default(),
+            epoch_runs,
         });
     }
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
@@ -81,8 +88,10 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, Stora
                 ),
             });
         }
-        let (segment, segment_cursor) =
-            load_segment(dir, base, role, config, &mut |h| producers.record(h))?;
+        let (segment, segment_cursor) = load_segment(dir, base, role, config, &mut |h| {
+            producers.record(h);
+            epoch_runs.observe(h);
+        })?;
         cursor = segment_cursor;
         segments.push(Arc::new(segment));
     }
@@ -90,11 +99,13 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, Stora
         segments,
         producers,
         cursor,
+        epoch_runs,
     })
 }
 
 /// Base offsets of the segments in `dir`, ascending. Removes leftovers of interrupted
-/// compactions and ignores, with a warning, files it does not recognise.
+/// compactions and checkpoint writes, passes over the checkpoints, and ignores, with a
+/// warning, files it does not recognise.
 fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     let mut bases = Vec::new();
     let entries = fs::read_dir(dir).map_err(StorageError::io(dir, "list log directory"))?;
@@ -105,6 +116,17 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
         if name.ends_with(CLEANED_SUFFIX) {
             // A compaction died before its rename; the original segment is intact.
             tracing::warn!(file = %path.display(), "removing unfinished compaction output");
+            remove_if_present(&path)?;
+            continue;
+        }
+        let checkpoints = [EPOCH_CHECKPOINT.name, HW_CHECKPOINT.name];
+        if checkpoints.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(TEMP_SUFFIX)
+            && checkpoints.contains(&stem)
+        {
+            // A checkpoint write died before its rename; the previous checkpoint stands.
             remove_if_present(&path)?;
             continue;
         }

@@ -205,8 +205,8 @@ impl CompactionPolicy for FailingPolicy {
     fn key(&mut self, records: &[Record]) -> Result<Vec<Option<Bytes>>, PolicyError> {
         self.inner.key(records)
     }
-    fn survivor(&mut self, older: &Record, newer: &Record) -> Result<Survivor, PolicyError> {
-        self.inner.survivor(older, newer)
+    fn survivors(&mut self, pairs: &[(&Record, &Record)]) -> Result<Vec<Survivor>, PolicyError> {
+        self.inner.survivors(pairs)
     }
     fn retain(&mut self, records: &[Record], now_ms: i64) -> Result<Vec<bool>, PolicyError> {
         if self.retain_calls_left == 0 {
@@ -337,4 +337,111 @@ fn a_producer_whose_last_batch_was_compacted_away_is_still_known_after_a_restart
     let all = read_all(&log);
     assert!(all.iter().any(|r| r.value.as_deref() == Some(&b"7d"[..])));
     assert!(all.iter().all(|r| r.offset != last.base_offset));
+}
+
+/// Delegates to [`KeepLatest`], counting the survivor calls and the pairs in each.
+struct CountingPolicy {
+    inner: KeepLatest,
+    pairs_per_call: Vec<usize>,
+    wrong_length: bool,
+}
+
+impl CompactionPolicy for CountingPolicy {
+    fn key(&mut self, records: &[Record]) -> Result<Vec<Option<Bytes>>, PolicyError> {
+        self.inner.key(records)
+    }
+    fn survivors(&mut self, pairs: &[(&Record, &Record)]) -> Result<Vec<Survivor>, PolicyError> {
+        self.pairs_per_call.push(pairs.len());
+        for (older, newer) in pairs {
+            assert_eq!(older.key, newer.key);
+            assert!(older.offset < newer.offset);
+        }
+        let mut answers = self.inner.survivors(pairs)?;
+        if self.wrong_length {
+            answers.pop();
+        }
+        Ok(answers)
+    }
+    fn retain(&mut self, records: &[Record], now_ms: i64) -> Result<Vec<bool>, PolicyError> {
+        self.inner.retain(records, now_ms)
+    }
+}
+
+#[test]
+fn survivors_are_asked_once_per_batch_of_contested_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), compact_config()).unwrap();
+    // Batch 0 brings keys a..e (nothing contested); batches 1..=4 each rewrite all five;
+    // batch 5 has key `a` three times, which must be settled one after the other.
+    let keyed = |round: usize, keys: &[&str]| -> Bytes {
+        let records: Vec<Rec> = keys
+            .iter()
+            .map(|k| {
+                let value = format!("{k}{round}").into_bytes();
+                (Some(k.as_bytes().to_vec()), Some(value), 1)
+            })
+            .collect();
+        build(&records, ProducerIdentity::NONE)
+    };
+    for round in 0..5 {
+        log.append(&keyed(round, &["a", "b", "c", "d", "e"]), 0)
+            .unwrap();
+    }
+    log.append(&keyed(5, &["a", "x", "a", "a"]), 0).unwrap();
+    while active_base(dir.path()) < 29 {
+        log.append(&keyed(9, &["filler"]), 0).unwrap();
+    }
+    let mut policy = CountingPolicy {
+        inner: KeepLatest {
+            delete_retention_ms: i64::MAX,
+        },
+        pairs_per_call: Vec::new(),
+        wrong_length: false,
+    };
+    log.compact(&mut policy, 0).unwrap();
+    let filler_calls = policy.pairs_per_call.len() - 7;
+    assert_eq!(
+        policy.pairs_per_call[..7],
+        [5, 5, 5, 5, 1, 1, 1],
+        "one call per batch, and one per repeat of a key within a batch"
+    );
+    assert!(policy.pairs_per_call[7..].iter().all(|n| *n == 1));
+    assert!(filler_calls > 0);
+    let survivors: Vec<_> = read_all(&log)
+        .iter()
+        .filter(|r| r.key.as_deref() != Some(&b"filler"[..]))
+        .map(|r| (r.key.clone().unwrap(), r.value.clone().unwrap()))
+        .collect();
+    let expect = |k: &str, v: &str| (Bytes::from(k.to_string()), Bytes::from(v.to_string()));
+    assert_eq!(
+        survivors,
+        vec![
+            expect("b", "b4"),
+            expect("c", "c4"),
+            expect("d", "d4"),
+            expect("e", "e4"),
+            expect("x", "x5"),
+            expect("a", "a5"),
+        ]
+    );
+
+    // An answer short of the pairs asked is the policy's error, and changes nothing.
+    let before = read_all(&log);
+    log.append(&keyed(6, &["b", "c"]), 0).unwrap();
+    while active_base(dir.path()) < log.log_end_offset() - 1 {
+        log.append(&keyed(9, &["filler"]), 0).unwrap();
+    }
+    let mut policy = CountingPolicy {
+        inner: KeepLatest {
+            delete_retention_ms: i64::MAX,
+        },
+        pairs_per_call: Vec::new(),
+        wrong_length: true,
+    };
+    let err = log.compact(&mut policy, 0).unwrap_err();
+    assert!(
+        matches!(err, StorageError::Policy(ref e) if e.reason.contains("survivors")),
+        "{err}"
+    );
+    assert_eq!(read_all(&log)[..before.len()], before[..]);
 }
