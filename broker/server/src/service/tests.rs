@@ -307,3 +307,62 @@ async fn producer_ids_are_fresh() {
     let b = h.service.init_producer_id().await.expect("id");
     assert_ne!(a.producer_id, b.producer_id);
 }
+
+/// A data directory from before the metadata log: topics in `meta/topics.json`, the
+/// producer-id block in `meta/producer-id-block`, partition logs beside them.
+#[tokio::test]
+async fn an_old_data_directory_is_imported_on_first_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |dir: &std::path::Path| {
+        BrokerService::open(
+            BrokerConfig::dev(dir),
+            "127.0.0.1:0".into(),
+            CancellationToken::new(),
+        )
+    };
+    // Write partition data with today's broker, then turn its metadata into the old files.
+    let service = open(dir.path()).await.expect("open");
+    topic(&service, "orders", 2).await;
+    service
+        .produce(produce("orders", Some(1), records(&[("k", "kept")])))
+        .await
+        .expect("produce");
+    service.close();
+    drop(service);
+    std::fs::remove_dir_all(dir.path().join("meta/log")).expect("drop the metadata log");
+    std::fs::write(
+        dir.path().join("meta/topics.json"),
+        r#"{"version":1,"topics":[
+            {"name":"orders","partitions":2,"replication_factor":1,
+             "configs":{"retention.ms":"60000"},"internal":false},
+            {"name":"__consumer_offsets","partitions":1,"replication_factor":1,
+             "configs":{"cleanup.policy":"compact"},"internal":true}]}"#,
+    )
+    .expect("write old catalog");
+    std::fs::write(dir.path().join("meta/producer-id-block"), "5000").expect("write old block");
+
+    let service = open(dir.path()).await.expect("open an old data directory");
+    let info = service.describe_topic("orders").expect("imported topic");
+    assert_eq!(info.partitions.len(), 2);
+    assert_eq!(
+        info.configs.get("retention.ms").map(String::as_str),
+        Some("60000")
+    );
+    let read = service
+        .fetch(fetch("orders", 1, 0, Duration::ZERO))
+        .await
+        .expect("fetch");
+    assert_eq!(values(&read.records), vec![(0, "kept".into())]);
+    let id = service.init_producer_id().await.expect("producer id");
+    assert!(id.producer_id >= 5000, "ids start past the old block: {id:?}");
+    assert!(dir.path().join("meta/topics.json.migrated").exists());
+    assert!(!dir.path().join("meta/topics.json").exists());
+    service.close();
+    drop(service);
+
+    // The import happens once: the next start reads the log alone.
+    let service = open(dir.path()).await.expect("reopen");
+    assert!(service.describe_topic("orders").is_ok());
+    let again = service.init_producer_id().await.expect("producer id");
+    assert!(again.producer_id > id.producer_id);
+}
