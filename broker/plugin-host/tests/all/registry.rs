@@ -398,3 +398,50 @@ fn bad_names_hashes_unknown_versions_and_conflicts_are_clear_errors() {
         Err(RegistryError::InvalidHash { .. })
     ));
 }
+
+#[test]
+fn a_new_current_version_that_does_not_load_switches_no_follower() {
+    let (host, dir) = host();
+    let registry = Registry::open(dir.path(), host).expect("opens");
+    upload(&registry, "p", 1, "key-hash");
+    let following = registry.partitioner("p", None, params(&[])).expect("binds");
+    // A record claiming a partitioner for a component that is a filter.
+    let filter = registry
+        .prepare("other", &plugin("header-filter"), None)
+        .expect("prepares");
+    let wrong = VersionMeta {
+        kind: PluginKind::Partitioner,
+        ..filter.into_version("p", 2, 2, None)
+    };
+    assert!(matches!(
+        registry.install(wrong),
+        Err(RegistryError::Plugin(_))
+    ));
+    assert_eq!(registry.describe("p").expect("kept").current, 1);
+    assert_eq!(following.current().version(), 1);
+}
+
+#[test]
+fn a_fallback_that_cannot_load_is_reported_and_nothing_new_binds_to_the_removed_version() {
+    let (host, dir) = host();
+    let registry = Registry::open(dir.path(), host).expect("opens");
+    let v1 = upload(&registry, "p", 1, "key-hash");
+    upload(&registry, "p", 2, "first-byte");
+    let following = registry.partitioner("p", None, params(&[])).expect("binds");
+    std::fs::remove_file(blob_path(dir.path(), &v1.sha256)).expect("lose the blob");
+
+    match registry.uninstall("p", &[2]) {
+        Err(RegistryError::BlobMissing { hash, .. }) => assert_eq!(hash, v1.sha256),
+        other => panic!("expected a missing blob, got {other:?}"),
+    }
+    assert_eq!(registry.describe("p").expect("left").current, 1);
+    assert_eq!(
+        following.current().version(),
+        2,
+        "a follower keeps what it holds"
+    );
+    assert!(matches!(
+        registry.partitioner("p", None, params(&[])),
+        Err(RegistryError::BlobMissing { .. })
+    ));
+}
