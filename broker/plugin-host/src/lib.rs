@@ -6,7 +6,8 @@
 //! wrapper per WIT world ([`PartitionerPlugin`], [`FilterPlugin`], [`CompactorPlugin`]),
 //! each with its own pool of warm instances; load-time validation
 //! ([`PluginHost::validate`]); each plugin's bounded log ([`PluginLog`]); and the
-//! [`Registry`] that stores versions in the data directory and hot-reloads them.
+//! [`Registry`] that runs the versions the cluster metadata lists, hot-reloads them, and
+//! stores their components in the data directory by content hash.
 //!
 //! What is not: the broker's wiring (which topic uses which plugin, when to call it),
 //! any async runtime (calls are synchronous; the broker runs them from
@@ -28,7 +29,9 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let host = PluginHost::new(HostConfig::default())?;
 //! let registry = Registry::open(std::path::Path::new("data"), host)?;
-//! registry.add("router", &std::fs::read("key-hash.wasm")?, None, None)?;
+//! let prepared = registry.prepare("router", &std::fs::read("key-hash.wasm")?, None)?;
+//! // The server records version 1 of `router` with this hash in the metadata, then:
+//! registry.install(prepared.into_version("router", 1, 1_700_000_000_000, None))?;
 //! let partitioner = registry.partitioner("router", None, vec![])?;
 //! let record = Record { offset: -1, timestamp: 0, key: Some("k".into()), value: None, headers: vec![] };
 //! let partitions = partitioner.partition(&[RecordView::from(&record)], 12)?;
@@ -66,5 +69,7 @@ pub use loaded::LoadedPlugin;
 pub use log::{LogEntry, LogLevel, LogSource, PluginLog};
 pub use partitioner::PartitionerPlugin;
 pub use record::RecordView;
-pub use registry::{PluginInfo, Registry, RegistryError, VersionMeta};
+pub use registry::{
+    LegacyVersion, PluginInfo, PreparedComponent, Registry, RegistryError, VersionMeta,
+};
 pub use source::PluginSource;

@@ -1,37 +1,61 @@
-//! Plugins stored by name and version in the data directory, with hot reload.
+//! The plugin versions a broker runs, with hot reload, and the component bytes they
+//! run, stored by content hash.
+//!
+//! Which versions of which plugin exist is decided elsewhere: the cluster metadata
+//! (`RegisterPlugin` / `RemovePlugin` records) is the only source of truth, and the
+//! server tells the registry about each version with [`Registry::install`] and
+//! [`Registry::uninstall`]. So the registry keeps versions in memory only; it starts
+//! empty and numbers nothing. An upload is two steps: [`Registry::prepare`] validates
+//! the component and stores its bytes, the server proposes the metadata record with the
+//! returned hash, and once the record is applied it installs the version.
 //!
 //! Layout, under `<data>/plugins/`:
 //!
 //! ```text
-//! <name>/<version>.wasm   the component, as uploaded
-//! <name>/<version>.json   its metadata (VersionMeta); written last, so a version
-//!                         exists only once both files are complete
-//! .cache/                 wasmtime's compilation cache, when the host uses this dir
+//! .blobs/<sha256 hex>.wasm   a component, named by the SHA-256 of its bytes (64
+//!                            lowercase hex digits); written atomically, so after a
+//!                            crash it is absent or whole
+//! .cache/                    wasmtime's compilation cache, when the host uses this dir
+//! .legacy-migrated/<name>/   the per-name directories of the old layout, once migrated
+//!                            (see [`legacy`])
 //! ```
 //!
-//! Versions count up from 1 per name and are never reused while the name exists. The
-//! current version of a name is the highest one; it lives in an `ArcSwap` that
-//! following plugin wrappers share, so [`Registry::add`] switches every caller to the new
-//! version at once, while calls already running finish on the old one.
+//! Every directory the registry owns starts with `.`, which no plugin name may, so none
+//! can be mistaken for a per-name directory of the old layout. Naming components by
+//! their hash is what lets any broker of a cluster fetch the bytes of a version it is
+//! told about, and makes uploading the same component twice store it once.
+//!
+//! The current version of a name is the highest installed one; it lives in an
+//! `ArcSwap` that following plugin wrappers share, so installing a newer version
+//! switches every caller at once, while calls already running finish on the old one.
+//! Components are compiled lazily, on first use, except a new current version of a name
+//! someone already follows, which is compiled before the switch.
 
-use std::collections::BTreeMap;
+mod blobs;
+pub mod legacy;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use quiver_proto::time::now_ms;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::log::{LogLevel, LogSource, PluginLog};
 use crate::{
     CompactorPlugin, FilterPlugin, LoadSpec, LoadedPlugin, PartitionerPlugin, PluginError,
     PluginHost, PluginKind, PluginLimits, PluginSource,
 };
+use blobs::BlobStore;
+pub use blobs::{content_hash, is_content_hash};
+pub use legacy::{LegacyVersion, legacy_versions, retire_legacy};
 
 /// The longest plugin name allowed.
 pub const MAX_PLUGIN_NAME: usize = 128;
+
+/// Where the blobs live, under `<data>/plugins/`.
+pub const BLOBS_DIR: &str = ".blobs";
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +70,38 @@ pub enum RegistryError {
         version: u32,
         available: Vec<u32>,
     },
-    #[error("plugin `{name}` is used by topics {topics:?}; unbind it first or remove with force")]
-    InUse { name: String, topics: Vec<String> },
+    /// The metadata names a component this broker does not have; in a cluster, fetch it
+    /// from a broker that does and store it with [`Registry::store_blob`].
+    #[error(
+        "the plugin component with SHA-256 {hash} is not stored here ({}); fetch it from \
+         a broker that has it, or upload the component again",
+        path.display()
+    )]
+    BlobMissing { hash: String, path: PathBuf },
+    #[error(
+        "the plugin component with SHA-256 {hash} ({}) is damaged: {reason}; store it \
+         again from a good copy",
+        path.display()
+    )]
+    BlobCorrupt {
+        hash: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("`{hash}` is not a content hash: a SHA-256 is 64 lowercase hex digits")]
+    InvalidHash { hash: String },
+    /// An install of a version the registry already holds with other content: the
+    /// metadata and the registry disagree, which only a bug can cause.
+    #[error(
+        "plugin `{name}` version {version} is installed with SHA-256 {installed}; it \
+         cannot also be {offered} (uninstall it first)"
+    )]
+    VersionConflict {
+        name: String,
+        version: u32,
+        installed: String,
+        offered: String,
+    },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -61,13 +115,14 @@ pub enum RegistryError {
     Plugin(#[from] PluginError),
 }
 
-/// What is stored about one version.
+/// What is known about one installed version: what the metadata's `RegisterPlugin`
+/// record says (and what the old layout stored in `<version>.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionMeta {
     pub name: String,
     pub version: u32,
     pub kind: PluginKind,
-    /// SHA-256 of the component bytes, hex.
+    /// SHA-256 of the component bytes, hex: the component's name in the blob store.
     pub sha256: String,
     pub size_bytes: u64,
     /// When it was added, ms since the Unix epoch.
@@ -76,13 +131,23 @@ pub struct VersionMeta {
     pub limits: Option<PluginLimits>,
 }
 
+/// A validated component whose bytes are stored, ready to be registered as a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedComponent {
+    /// SHA-256 of the bytes, 64 lowercase hex digits.
+    pub content_hash: String,
+    /// The world it satisfies: the one asked for, or the one detected.
+    pub kind: PluginKind,
+    pub size: u64,
+}
+
 /// A registered name and its versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginInfo {
     pub name: String,
     /// The version calls go to.
     pub current: u32,
-    /// Every stored version, oldest first.
+    /// Every installed version, oldest first.
     pub versions: Vec<VersionMeta>,
 }
 
@@ -96,29 +161,56 @@ impl PluginInfo {
     }
 }
 
+impl PreparedComponent {
+    /// The version this component becomes once the metadata registers it as `version`
+    /// of `name`: what [`Registry::install`] takes.
+    pub fn into_version(
+        self,
+        name: &str,
+        version: u32,
+        added_ms: i64,
+        limits: Option<PluginLimits>,
+    ) -> VersionMeta {
+        VersionMeta {
+            name: name.to_string(),
+            version,
+            kind: self.kind,
+            sha256: self.content_hash,
+            size_bytes: self.size,
+            added_ms,
+            limits,
+        }
+    }
+}
+
 struct Entry {
+    /// Never empty while the entry is in the map.
     versions: BTreeMap<u32, VersionMeta>,
-    /// The highest version ever added, so removed numbers are not reused.
-    last_version: u32,
     /// The current version, once something asked for it: what following sources share.
     slot: Option<Arc<ArcSwap<LoadedPlugin>>>,
     log: Arc<PluginLog>,
 }
 
 impl Entry {
-    fn current(&self) -> Option<u32> {
-        self.versions.keys().next_back().copied()
+    fn current(&self) -> Option<&VersionMeta> {
+        self.versions.values().next_back()
     }
 }
 
-/// The plugin store of one broker.
+/// The plugin versions of one broker and the components they run.
 pub struct Registry {
     dir: PathBuf,
     host: PluginHost,
+    blobs: BlobStore,
     entries: Mutex<BTreeMap<String, Entry>>,
-    /// Serialises adds and removes, which compile and write files: slow work that must
-    /// not hold `entries`, which every call path reads.
+    /// Serialises installs and uninstalls, which compile: slow work that must not hold
+    /// `entries`, which every call path reads.
     writer: Mutex<()>,
+    /// Hashes stored by [`Registry::prepare`] or [`Registry::store_blob`] and not yet
+    /// installed: a garbage collection between an upload and its metadata record must
+    /// not remove the blob. Kept in memory only, so a blob whose record never came is
+    /// collected by the first collection after a restart.
+    prepared: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -130,51 +222,19 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens (or creates) the registry in `<data_dir>/plugins`, reading every stored
-    /// version's metadata. Components are compiled lazily, on first use.
+    /// Opens (or creates) the registry in `<data_dir>/plugins`, with no version
+    /// installed: the caller installs every version the metadata lists.
     pub fn open(data_dir: &Path, host: PluginHost) -> Result<Registry, RegistryError> {
         let dir = data_dir.join("plugins");
         quiver_durable::create_dir_all_durably(&dir).map_err(io("create", &dir))?;
-        let mut entries = BTreeMap::new();
-        for item in std::fs::read_dir(&dir).map_err(io("read", &dir))? {
-            let item = item.map_err(io("read", &dir))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !item.path().is_dir() {
-                continue;
-            }
-            let mut versions = BTreeMap::new();
-            for file in std::fs::read_dir(item.path()).map_err(io("read", &item.path()))? {
-                let path = file.map_err(io("read", &item.path()))?.path();
-                if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                    continue;
-                }
-                let raw = std::fs::read(&path).map_err(io("read", &path))?;
-                let meta: VersionMeta =
-                    serde_json::from_slice(&raw).map_err(|e| RegistryError::Corrupt {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                versions.insert(meta.version, meta);
-            }
-            if versions.is_empty() {
-                continue;
-            }
-            let last_version = versions.keys().next_back().copied().unwrap_or(0);
-            entries.insert(
-                name,
-                Entry {
-                    versions,
-                    last_version,
-                    slot: None,
-                    log: host.new_log(),
-                },
-            );
-        }
+        let blobs = BlobStore::open(dir.join(BLOBS_DIR))?;
         Ok(Registry {
             dir,
             host,
-            entries: Mutex::new(entries),
+            blobs,
+            entries: Mutex::new(BTreeMap::new()),
             writer: Mutex::new(()),
+            prepared: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -183,88 +243,199 @@ impl Registry {
         &self.host
     }
 
-    /// Validates and stores a new version of `name`, and makes it current. Uploading the
-    /// same bytes as the current version stores nothing and returns that version.
-    pub fn add(
+    /// What an upload does before its metadata record is proposed: checks the name,
+    /// compiles and validates the component as `kind` (or, for `None`, as the kind of
+    /// the name's installed versions, or whatever world it exports), and stores its
+    /// bytes. Creates no version. Preparing the same bytes again stores nothing new.
+    pub fn prepare(
         &self,
         name: &str,
         bytes: &[u8],
         kind: Option<PluginKind>,
-        limits: Option<PluginLimits>,
-    ) -> Result<VersionMeta, RegistryError> {
+    ) -> Result<PreparedComponent, RegistryError> {
         check_name(name)?;
-        let _writer = self.writer.lock();
-        let sha256 = hex(&Sha256::digest(bytes));
-        let (version, log, previous_kind) = {
-            let entries = self.entries.lock();
-            match entries.get(name) {
-                Some(entry) => {
-                    let current = entry.current().and_then(|v| entry.versions.get(&v));
-                    if let Some(meta) = current.filter(|m| m.sha256 == sha256 && m.limits == limits)
-                    {
-                        return Ok(meta.clone());
-                    }
-                    (
-                        entry.last_version + 1,
-                        entry.log.clone(),
-                        current.map(|m| m.kind),
-                    )
-                }
-                None => (1, self.host.new_log(), None),
-            }
-        };
-        // A name keeps its kind: a topic bound to a partitioner must not wake up bound to
-        // a filter.
-        let kind = kind.or(previous_kind);
-        let spec = LoadSpec {
-            name,
-            version,
-            bytes,
+        // A name keeps its kind: a topic bound to a partitioner must not wake up bound
+        // to a filter. The metadata refuses the change too; checking here gives the
+        // uploader the reason in terms of the component's exports.
+        let installed = self
+            .entries
+            .lock()
+            .get(name)
+            .and_then(|e| e.current())
+            .map(|m| m.kind);
+        let kind = self.host.validate(name, bytes, kind.or(installed))?;
+        let content_hash = content_hash(bytes);
+        self.store_prepared(&content_hash, bytes)?;
+        Ok(PreparedComponent {
+            content_hash,
             kind,
-            limits,
-        };
-        let loaded = self.host.load(spec, log.clone())?;
-        let meta = VersionMeta {
-            name: name.to_string(),
-            version,
-            kind: loaded.kind(),
-            sha256,
-            size_bytes: bytes.len() as u64,
-            added_ms: now_ms(),
-            limits,
-        };
-        let dir = self.dir.join(name);
-        // Durably, so that a new name's directory survives a crash along with its files.
-        quiver_durable::create_dir_all_durably(&dir).map_err(io("create", &dir))?;
-        write_durably(&dir.join(format!("{version}.wasm")), bytes)?;
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| RegistryError::Corrupt {
-            path: dir.clone(),
-            reason: e.to_string(),
-        })?;
-        write_durably(&dir.join(format!("{version}.json")), &json)?;
+            size: bytes.len() as u64,
+        })
+    }
 
-        let mut entries = self.entries.lock();
-        let entry = entries.entry(name.to_string()).or_insert_with(|| Entry {
-            versions: BTreeMap::new(),
-            last_version: 0,
-            slot: None,
-            log: log.clone(),
-        });
-        entry.versions.insert(version, meta.clone());
-        entry.last_version = version;
-        match &entry.slot {
-            // The hot-reload point: the next call of every following wrapper uses it.
-            Some(slot) => slot.store(loaded),
-            None => entry.slot = Some(Arc::new(ArcSwap::new(loaded))),
+    /// Stores component bytes fetched from elsewhere (another broker) under
+    /// `content_hash`, which must be their SHA-256. Validates nothing else: the
+    /// component was validated where it was uploaded, and is compiled when installed.
+    pub fn store_blob(&self, content_hash: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        blobs::check_hash(content_hash)?;
+        self.store_prepared(content_hash, bytes)
+    }
+
+    /// True when the component of `content_hash` is stored here.
+    pub fn has_blob(&self, content_hash: &str) -> bool {
+        self.blobs.has(content_hash)
+    }
+
+    /// The stored bytes of `content_hash`, checked against it.
+    pub fn read_blob(&self, content_hash: &str) -> Result<Vec<u8>, RegistryError> {
+        self.blobs.read(content_hash)
+    }
+
+    /// The hash of every stored component, installed or not.
+    pub fn blob_hashes(&self) -> Result<BTreeSet<String>, RegistryError> {
+        self.blobs.hashes()
+    }
+
+    /// Removes every stored component that no version refers to, and the temporary
+    /// files of writes a crash interrupted; returns how many components were removed.
+    /// Kept: the hashes in `live` (every version in the metadata), those of installed
+    /// versions, and those prepared or stored since start and not yet installed.
+    pub fn collect_garbage(&self, live: &BTreeSet<String>) -> Result<usize, RegistryError> {
+        // The set is built while the store refuses writes, so a blob being prepared is
+        // either in `prepared` already or written after the collection.
+        self.blobs.collect_garbage(|| {
+            let mut keep = live.clone();
+            keep.extend(self.prepared.lock().iter().cloned());
+            for entry in self.entries.lock().values() {
+                keep.extend(entry.versions.values().map(|m| m.sha256.clone()));
+            }
+            keep
+        })
+    }
+
+    /// Makes a version the metadata registered known and runnable. Its component must
+    /// be stored (a [`RegistryError::BlobMissing`] names the hash to fetch otherwise) and
+    /// match `size_bytes`. When it is the name's highest version it becomes current:
+    /// every following wrapper calls it from its next call on, and it is compiled first
+    /// if any wrapper follows the name (otherwise on first use). Installing a version
+    /// again with the same content, kind and limits does nothing.
+    pub fn install(&self, meta: VersionMeta) -> Result<(), RegistryError> {
+        check_name(&meta.name)?;
+        blobs::check_hash(&meta.sha256)?;
+        let _writer = self.writer.lock();
+        if let Some(installed) = self.installed(&meta.name, meta.version) {
+            if same_content(&installed, &meta) {
+                return Ok(());
+            }
+            return Err(RegistryError::VersionConflict {
+                name: meta.name.clone(),
+                version: meta.version,
+                installed: describe_content(&installed),
+                offered: describe_content(&meta),
+            });
         }
-        drop(entries);
+        let bytes = self.blobs.read(&meta.sha256)?;
+        if bytes.len() as u64 != meta.size_bytes {
+            return Err(RegistryError::BlobCorrupt {
+                hash: meta.sha256.clone(),
+                path: self.blobs.path(&meta.sha256),
+                reason: format!(
+                    "version {} of `{}` is registered with {} bytes, the stored component \
+                     has {}",
+                    meta.version,
+                    meta.name,
+                    meta.size_bytes,
+                    bytes.len()
+                ),
+            });
+        }
+        let mut loaded = None;
+        let (log, current) = loop {
+            let mut entries = self.entries.lock();
+            let entry = entries.entry(meta.name.clone()).or_insert_with(|| Entry {
+                versions: BTreeMap::new(),
+                slot: None,
+                log: self.host.new_log(),
+            });
+            let newest = entry.current().is_none_or(|c| meta.version > c.version);
+            let log = entry.log.clone();
+            if newest && let Some(slot) = &entry.slot {
+                match loaded.take() {
+                    // The hot-reload point: the next call of every follower uses it.
+                    Some(plugin) => slot.store(plugin),
+                    None => {
+                        // Compiling takes long; other calls must not wait for it. Only
+                        // installs and uninstalls change versions and they wait for
+                        // `writer`, so the entry is as it was when the lock is retaken.
+                        drop(entries);
+                        loaded = Some(self.load_bytes(&meta, &bytes, log)?);
+                        continue;
+                    }
+                }
+            }
+            entry.versions.insert(meta.version, meta.clone());
+            break (log, newest);
+        };
+        self.prepared.lock().remove(&meta.sha256);
+        let what = if current { " and made current" } else { "" };
         log.push(
             LogLevel::Info,
             LogSource::Host,
-            version,
-            &format!("version {version} added and made current"),
+            meta.version,
+            &format!("version {} installed{what}", meta.version),
         );
-        Ok(meta)
+        Ok(())
+    }
+
+    /// Forgets `versions` of `name` (those it does not have are ignored) and returns the
+    /// ones it forgot. Forgetting the current version makes the highest remaining one
+    /// current, for followers too; the name disappears with its last version. Wrappers
+    /// already bound keep the instances they hold. Checking that no topic still uses a
+    /// version is the metadata's business, before the removal is recorded.
+    pub fn uninstall(&self, name: &str, versions: &[u32]) -> Result<Vec<u32>, RegistryError> {
+        let _writer = self.writer.lock();
+        let mut entries = self.entries.lock();
+        let Some(entry) = entries.get_mut(name) else {
+            return Ok(Vec::new());
+        };
+        let removed: Vec<u32> = versions
+            .iter()
+            .copied()
+            .filter(|v| entry.versions.remove(v).is_some())
+            .collect();
+        let Some(current) = entry.current().cloned() else {
+            entries.remove(name);
+            return Ok(removed);
+        };
+        let stale = entry
+            .slot
+            .as_ref()
+            .is_some_and(|s| s.load().version() != current.version);
+        if !stale {
+            return Ok(removed);
+        }
+        let log = entry.log.clone();
+        drop(entries);
+        let fallback = self.load_stored(&current, log);
+        let mut entries = self.entries.lock();
+        let Some(entry) = entries.get_mut(name) else {
+            return Ok(removed);
+        };
+        match fallback {
+            Ok(plugin) => {
+                if let Some(slot) = &entry.slot {
+                    slot.store(plugin);
+                }
+                Ok(removed)
+            }
+            Err(e) => {
+                // Nothing new may bind to a version that is gone: the next binding loads
+                // the current version afresh (and reports why it cannot). Followers keep
+                // the instances they hold.
+                entry.slot = None;
+                Err(e)
+            }
+        }
     }
 
     /// A version of `name` (the current one for `None`), compiled and ready.
@@ -335,7 +506,7 @@ impl Registry {
         Ok(CompactorPlugin::new(self.source(name, version)?, config)?)
     }
 
-    /// Every registered name, sorted.
+    /// Every installed name, sorted.
     pub fn list(&self) -> Vec<PluginInfo> {
         self.entries
             .lock()
@@ -344,7 +515,7 @@ impl Registry {
             .collect()
     }
 
-    /// One registered name.
+    /// One installed name.
     pub fn describe(&self, name: &str) -> Result<PluginInfo, RegistryError> {
         let entries = self.entries.lock();
         entries
@@ -362,113 +533,45 @@ impl Registry {
             .ok_or_else(|| not_found(name))
     }
 
-    /// Removes one version of `name`, or all of them for `None`. `bound_topics` are the
-    /// topics the server knows to use the name; unless `force`, any makes this fail.
-    /// Removing the current version makes the highest remaining one current. Wrappers
-    /// already bound keep the instances they hold. Returns the removed versions.
-    pub fn remove(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        bound_topics: &[String],
-        force: bool,
-    ) -> Result<Vec<u32>, RegistryError> {
-        let _writer = self.writer.lock();
-        if !bound_topics.is_empty() && !force {
-            return Err(RegistryError::InUse {
-                name: name.to_string(),
-                topics: bound_topics.to_vec(),
-            });
-        }
-        let (removed, remaining) = {
-            let entries = self.entries.lock();
-            let entry = entries.get(name).ok_or_else(|| not_found(name))?;
-            let all: Vec<u32> = entry.versions.keys().copied().collect();
-            let removed = match version {
-                None => all.clone(),
-                Some(v) if entry.versions.contains_key(&v) => vec![v],
-                Some(v) => {
-                    return Err(RegistryError::VersionNotFound {
-                        name: name.to_string(),
-                        version: v,
-                        available: all,
-                    });
-                }
-            };
-            let remaining: Vec<VersionMeta> = entry
-                .versions
-                .values()
-                .filter(|m| !removed.contains(&m.version))
-                .cloned()
-                .collect();
-            (removed, remaining)
-        };
-        let dir = self.dir.join(name);
-        if remaining.is_empty() {
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(io("remove", &dir)(e));
-            }
-            // Until the parent is synced, a crash could bring the removed name back.
-            quiver_durable::sync_dir(&self.dir).map_err(io("remove", &dir))?;
-            self.entries.lock().remove(name);
-            return Ok(removed);
-        }
-        for v in &removed {
-            // Metadata first: a version without it no longer exists, whatever remains.
-            for ext in ["json", "wasm"] {
-                let path = dir.join(format!("{v}.{ext}"));
-                std::fs::remove_file(&path).map_err(io("remove", &path))?;
-            }
-        }
-        // Until the directory is synced, a crash could bring the removed versions back.
-        quiver_durable::sync_dir(&dir).map_err(io("remove versions in", &dir))?;
-        let mut entries = self.entries.lock();
-        let Some(entry) = entries.get_mut(name) else {
-            return Ok(removed);
-        };
-        for v in &removed {
-            entry.versions.remove(v);
-        }
-        let new_current = entry.current();
-        let stale = entry
-            .slot
-            .as_ref()
-            .is_some_and(|s| Some(s.load().version()) != new_current);
-        if let (true, Some(slot), Some(meta)) =
-            (stale, entry.slot.clone(), remaining.last().cloned())
-        {
-            let log = entry.log.clone();
-            drop(entries);
-            slot.store(self.load_stored(&meta, log)?);
-        }
-        Ok(removed)
+    fn installed(&self, name: &str, version: u32) -> Option<VersionMeta> {
+        let entries = self.entries.lock();
+        entries.get(name)?.versions.get(&version).cloned()
+    }
+
+    fn store_prepared(&self, content_hash: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        // Recorded before the write, so that a collection running meanwhile keeps it.
+        self.prepared.lock().insert(content_hash.to_string());
+        self.blobs.put(content_hash, bytes)
     }
 
     /// The shared slot of `name`'s current version, compiling it on first use.
     fn current_slot(&self, name: &str) -> Result<Arc<ArcSwap<LoadedPlugin>>, RegistryError> {
-        let (meta, log) = {
-            let entries = self.entries.lock();
-            let entry = entries.get(name).ok_or_else(|| not_found(name))?;
+        loop {
+            let (meta, log) = {
+                let entries = self.entries.lock();
+                let entry = entries.get(name).ok_or_else(|| not_found(name))?;
+                if let Some(slot) = &entry.slot {
+                    return Ok(slot.clone());
+                }
+                let current = entry.current().ok_or_else(|| not_found(name))?;
+                (current.clone(), entry.log.clone())
+            };
+            let loaded = self.load_stored(&meta, log)?;
+            let mut entries = self.entries.lock();
+            let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+            // Another thread may have created the slot meanwhile; the first slot wins so
+            // that every follower shares one.
             if let Some(slot) = &entry.slot {
                 return Ok(slot.clone());
             }
-            let current = entry
-                .current()
-                .and_then(|v| entry.versions.get(&v))
-                .ok_or_else(|| not_found(name))?;
-            (current.clone(), entry.log.clone())
-        };
-        let loaded = self.load_stored(&meta, log)?;
-        let mut entries = self.entries.lock();
-        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
-        // Another thread may have created the slot (or added a version) meanwhile; the
-        // first slot wins so that every follower shares one.
-        Ok(entry
-            .slot
-            .get_or_insert_with(|| Arc::new(ArcSwap::new(loaded)))
-            .clone())
+            // An install may have made another version current meanwhile (it compiles
+            // only for names that have a slot); the slot must hold the current one.
+            if entry.current() == Some(&meta) {
+                let slot = Arc::new(ArcSwap::new(loaded));
+                entry.slot = Some(slot.clone());
+                return Ok(slot);
+            }
+        }
     }
 
     fn load_stored(
@@ -476,15 +579,20 @@ impl Registry {
         meta: &VersionMeta,
         log: Arc<PluginLog>,
     ) -> Result<Arc<LoadedPlugin>, RegistryError> {
-        let path = self
-            .dir
-            .join(&meta.name)
-            .join(format!("{}.wasm", meta.version));
-        let bytes = std::fs::read(&path).map_err(io("read", &path))?;
+        let bytes = self.blobs.read(&meta.sha256)?;
+        self.load_bytes(meta, &bytes, log)
+    }
+
+    fn load_bytes(
+        &self,
+        meta: &VersionMeta,
+        bytes: &[u8],
+        log: Arc<PluginLog>,
+    ) -> Result<Arc<LoadedPlugin>, RegistryError> {
         let spec = LoadSpec {
             name: &meta.name,
             version: meta.version,
-            bytes: &bytes,
+            bytes,
             kind: Some(meta.kind),
             limits: meta.limits,
         };
@@ -492,10 +600,24 @@ impl Registry {
     }
 }
 
+/// Whether two records of one version describe the same thing to run. The upload time
+/// and size follow from the record and the hash, so they are not compared.
+fn same_content(a: &VersionMeta, b: &VersionMeta) -> bool {
+    (&a.sha256, a.kind, a.limits) == (&b.sha256, b.kind, b.limits)
+}
+
+fn describe_content(meta: &VersionMeta) -> String {
+    let limits = match &meta.limits {
+        Some(l) => format!("{l:?}"),
+        None => "the default limits".into(),
+    };
+    format!("a {} with SHA-256 {} and {limits}", meta.kind, meta.sha256)
+}
+
 fn info(name: &str, entry: &Entry) -> Option<PluginInfo> {
     Some(PluginInfo {
         name: name.to_string(),
-        current: entry.current()?,
+        current: entry.current()?.version,
         versions: entry.versions.values().cloned().collect(),
     })
 }
@@ -539,15 +661,6 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Regis
         path,
         source,
     }
-}
-
-/// Writes `bytes` to `path` so that after a crash the file is either absent or complete.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    quiver_durable::write_atomic(path, bytes).map_err(io("write", path))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod compactor;
 mod filter;
+mod legacy;
 mod limits;
 mod partitioner;
 mod polyglot;

@@ -5,14 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use quiver_plugin_host::{RecordView, Registry};
 
 use crate::reference::kafka_partition;
-use crate::support::{host, keyed, params, plugin};
+use crate::support::{host, keyed, params, upload};
 
 #[test]
 fn replacing_a_partitioner_twenty_times_under_load_fails_no_call() {
     let (host, dir) = host();
     let registry = Registry::open(dir.path(), host).expect("opens");
-    let (key_hash, first_byte) = (plugin("key-hash"), plugin("first-byte"));
-    registry.add("router", &key_hash, None, None).expect("adds");
+    upload(&registry, "router", 1, "key-hash");
     let partitioner = registry
         .partitioner("router", None, params(&[]))
         .expect("binds");
@@ -50,13 +49,12 @@ fn replacing_a_partitioner_twenty_times_under_load_fails_no_call() {
         }
         for swap in 0..20 {
             // Odd swaps install first-byte, even ones key-hash again.
-            let (bytes, want) = if swap % 2 == 0 {
-                (&first_byte, &by_first_byte)
+            let (plugin_name, want) = if swap % 2 == 0 {
+                ("first-byte", &by_first_byte)
             } else {
-                (&key_hash, &by_key_hash)
+                ("key-hash", &by_key_hash)
             };
-            let meta = registry.add("router", bytes, None, None).expect("adds");
-            assert_eq!(meta.version, swap + 2);
+            let meta = upload(&registry, "router", swap + 2, plugin_name);
             // The first call after the swap already runs the new version.
             assert_eq!(partitioner.current().version(), meta.version);
             assert_eq!(

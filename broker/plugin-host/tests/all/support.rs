@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use quiver_plugin_host::{HostConfig, LoadSpec, LoadedPlugin, PluginHost, PluginLimits};
+use quiver_plugin_host::{
+    HostConfig, LoadSpec, LoadedPlugin, PluginHost, PluginLimits, Registry, VersionMeta,
+};
 use quiver_proto::{Header, Record};
 
 fn repo_root() -> PathBuf {
@@ -75,6 +77,19 @@ pub fn load(host: &PluginHost, name: &str, limits: Option<PluginLimits>) -> Arc<
     };
     host.load(spec, host.new_log())
         .unwrap_or_else(|e| panic!("{name} loads: {e}"))
+}
+
+/// Uploads plugin `plugin_name` as `version` of `name` the way the server does: prepare
+/// (validate and store the bytes), then install what the metadata would have recorded.
+pub fn upload(registry: &Registry, name: &str, version: u32, plugin_name: &str) -> VersionMeta {
+    let meta = registry
+        .prepare(name, &plugin(plugin_name), None)
+        .unwrap_or_else(|e| panic!("{plugin_name} prepares as {name}: {e}"))
+        .into_version(name, version, 1_700_000_000_000 + i64::from(version), None);
+    registry
+        .install(meta.clone())
+        .unwrap_or_else(|e| panic!("{name} version {version} installs: {e}"));
+    meta
 }
 
 /// Parameters from pairs.
