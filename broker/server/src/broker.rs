@@ -85,8 +85,9 @@ pub struct Broker {
     /// Which topics, plugins and producer-id blocks exist.
     pub metadata: Arc<MetadataStore>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Serializes topic changes so the metadata and the map never disagree.
-    admin: tokio::sync::Mutex<()>,
+    /// Serializes topic and plugin changes, so the metadata and the map never disagree
+    /// and proposals are built from the image they will apply to.
+    pub(crate) admin: tokio::sync::Mutex<()>,
     pub producer_ids: ProducerIds,
     /// Round-robin counter for keyless records routed by the broker.
     pub round_robin: AtomicI64,
@@ -110,7 +111,10 @@ impl Broker {
         let incarnation = u64::try_from(crate::service::now_ms()).unwrap_or(0);
         metadata.register_broker(config.node_id, &advertised, incarnation)?;
         let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
+        // Plugins first: imported topics may name them.
+        plugins.migrate_legacy(&metadata, &data_dir)?;
         metadata::migrate::run(&metadata, &data_dir, config.node_id)?;
+        plugins.install_all(&metadata.image())?;
         let mut topics = BTreeMap::new();
         for image in metadata.image().topics() {
             let topic = open_topic(&config, TopicRecord::from_image(image))?;

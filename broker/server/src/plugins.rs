@@ -11,20 +11,21 @@
 //! Every method here may compile a component or call a guest, so it is synchronous and
 //! runs on the blocking pool; the handlers wrap it in `spawn_blocking`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use quiver_metadata::{MetadataImage, MetadataRecord, PluginVersion, RegisterPlugin};
 use quiver_plugin_host::{
     CompactorPlugin, FilterPlugin, HostConfig, PartitionerPlugin, PluginError, PluginHost,
-    PluginKind, PluginLimits, Registry, RegistryError, VersionMeta,
+    PluginKind, PluginLimits, PreparedComponent, Registry, RegistryError, VersionMeta, registry,
 };
 
-use crate::broker::Topic;
 use crate::config::PluginsConfig;
 use crate::error::BrokerError;
+use crate::metadata::MetadataStore;
 use crate::topic_config::{self, ConfigError, EffectiveConfig};
 
 /// Plugin parameters as a plugin's `init` receives them.
@@ -78,40 +79,113 @@ impl PluginService {
         &self.config
     }
 
-    /// Validates and stores a new version of `name` and makes it current. `kind` is the
-    /// world's name (`partitioner`, `filter`, `compactor`) or `None` to detect it.
-    pub fn add(
+    /// Validates a component and stores its bytes by content hash; no version exists
+    /// until the metadata registers one. `kind` is the world's name (`partitioner`,
+    /// `filter`, `compactor`) or `None` to detect it.
+    pub fn prepare(
         &self,
         name: &str,
         component: &[u8],
         kind: Option<&str>,
-    ) -> Result<VersionMeta, BrokerError> {
+    ) -> Result<PreparedComponent, BrokerError> {
         let kind = kind
             .map(str::parse::<PluginKind>)
             .transpose()
             .map_err(|e| BrokerError::InvalidPlugin(format!("plugin `{name}`: {e}")))?;
         self.registry
-            .add(name, component, kind, None)
+            .prepare(name, component, kind)
             .map_err(upload_error)
     }
 
-    /// Removes versions of `name` (all for `None`); refused while `bound_topics` is not
-    /// empty unless `force`. Drops the name's warm bindings.
-    pub fn remove(
-        &self,
-        name: &str,
-        version: Option<u32>,
-        bound_topics: &[String],
-        force: bool,
-    ) -> Result<Vec<u32>, BrokerError> {
+    /// Loads a version the metadata registered; a newer current version takes over
+    /// every binding that follows the name (hot reload).
+    pub fn install(&self, name: &str, version: &PluginVersion) -> Result<(), BrokerError> {
+        self.registry
+            .install(VersionMeta {
+                name: name.to_string(),
+                version: version.version,
+                kind: host_kind(version.kind),
+                sha256: version.content_hash.clone(),
+                size_bytes: version.size,
+                added_ms: version.uploaded_at_ms,
+                limits: version.limits.as_ref().map(host_limits),
+            })
+            .map_err(registry_error)
+    }
+
+    /// Loads every plugin version `image` holds (at start), then drops stored
+    /// components no version refers to any more.
+    pub fn install_all(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let mut live = BTreeSet::new();
+        for plugin in image.plugins() {
+            for version in plugin.versions.values() {
+                live.insert(version.content_hash.clone());
+                // One version that cannot load must not keep the broker down: calls of
+                // it fail with this error, everything else serves.
+                if let Err(e) = self.install(&plugin.name, version) {
+                    tracing::error!(plugin = %plugin.name, version = version.version, error = %e, "cannot load a registered plugin version");
+                }
+            }
+        }
         let removed = self
             .registry
-            .remove(name, version, bound_topics, force)
+            .collect_garbage(&live)
             .map_err(registry_error)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed stored plugin components no version uses");
+        }
+        Ok(())
+    }
+
+    /// Forgets versions the metadata removed, and the name's warm bindings.
+    pub fn uninstall(&self, name: &str, versions: &[u32]) -> Result<(), BrokerError> {
+        let result = self.registry.uninstall(name, versions);
         self.partitioners.forget(name);
         self.compactors.forget(name);
         self.filters.forget(name);
-        Ok(removed)
+        result.map(|_| ()).map_err(registry_error)
+    }
+
+    /// Imports the plugin versions an older data directory stored per name
+    /// (`<data>/plugins/<name>/<version>.wasm`) into the blob store and the metadata
+    /// log, keeping their version numbers (topics may pin them), then moves the old
+    /// directories aside. Versions the metadata already holds are skipped, so a crash
+    /// half-way is finished by the next start.
+    pub fn migrate_legacy(
+        &self,
+        metadata: &MetadataStore,
+        data_dir: &Path,
+    ) -> Result<(), BrokerError> {
+        let legacy = registry::legacy_versions(data_dir).map_err(registry_error)?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        for old in &legacy {
+            let meta = &old.meta;
+            let image = metadata.image();
+            let known = image
+                .plugin(&meta.name)
+                .is_some_and(|p| p.versions.contains_key(&meta.version));
+            if known {
+                continue;
+            }
+            let bytes = old.read().map_err(registry_error)?;
+            self.registry
+                .store_blob(&meta.sha256, &bytes)
+                .map_err(registry_error)?;
+            metadata.append(&MetadataRecord::RegisterPlugin(RegisterPlugin {
+                name: meta.name.clone(),
+                version: meta.version,
+                kind: metadata_kind(meta.kind),
+                content_hash: meta.sha256.clone(),
+                size: meta.size_bytes,
+                uploaded_at_ms: meta.added_ms,
+                limits: meta.limits.as_ref().map(metadata_limits),
+            }))?;
+        }
+        let moved = registry::retire_legacy(data_dir).map_err(registry_error)?;
+        tracing::info!(versions = legacy.len(), plugins = ?moved, "imported the old plugin registry into the metadata log");
+        Ok(())
     }
 
     /// The warm partitioner binding for a topic's `partitioner=NAME[@VERSION]`.
@@ -229,35 +303,6 @@ impl PluginService {
     }
 }
 
-/// The topics whose `partitioner` or `compaction.policy` names plugin `name`. With a
-/// `version`, only those that would lose their plugin if it went: topics pinned to it,
-/// and topics following the current version when it is `current`.
-pub fn bound_topics(
-    topics: &[Arc<Topic>],
-    name: &str,
-    version: Option<u32>,
-    current: Option<u32>,
-) -> Vec<String> {
-    topics
-        .iter()
-        .filter(|t| {
-            [&t.config.partitioner, &t.config.compaction_policy]
-                .into_iter()
-                .flatten()
-                .filter_map(|r| topic_config::parse_plugin_ref(r).ok())
-                .any(|(n, pinned)| {
-                    n == name
-                        && match (version, pinned) {
-                            (None, _) => true,
-                            (Some(v), Some(p)) => v == p,
-                            (Some(v), None) => Some(v) == current,
-                        }
-                })
-        })
-        .map(|t| t.record.name.clone())
-        .collect()
-}
-
 /// A failed plugin call: PLUGIN_FAILED, with the plugin's own message (which names it).
 pub fn call_error(e: PluginError) -> BrokerError {
     BrokerError::PluginFailed(e.to_string())
@@ -269,12 +314,11 @@ pub fn registry_error(e: RegistryError) -> BrokerError {
         RegistryError::NotFound { .. } | RegistryError::VersionNotFound { .. } => {
             BrokerError::UnknownPlugin(e.to_string())
         }
-        RegistryError::InUse { .. } => BrokerError::PluginInUse(e.to_string()),
-        RegistryError::InvalidName { .. } => BrokerError::InvalidPlugin(e.to_string()),
-        RegistryError::Plugin(p) => call_error(p),
-        RegistryError::Io { .. } | RegistryError::Corrupt { .. } => {
-            BrokerError::Internal(e.to_string())
+        RegistryError::InvalidName { .. } | RegistryError::InvalidHash { .. } => {
+            BrokerError::InvalidPlugin(e.to_string())
         }
+        RegistryError::Plugin(p) => call_error(p),
+        _ => BrokerError::Internal(e.to_string()),
     }
 }
 
@@ -368,6 +412,41 @@ impl<T> Bindings<T> {
 
     fn forget(&self, name: &str) {
         self.warm.lock().retain(|k, _| k.name != name);
+    }
+}
+
+/// The plugin host's name for a metadata plugin kind (the two crates do not know each
+/// other).
+fn host_kind(kind: quiver_metadata::PluginKind) -> PluginKind {
+    match kind {
+        quiver_metadata::PluginKind::Partitioner => PluginKind::Partitioner,
+        quiver_metadata::PluginKind::Filter => PluginKind::Filter,
+        quiver_metadata::PluginKind::Compactor => PluginKind::Compactor,
+    }
+}
+
+/// The metadata's name for a plugin host kind.
+pub fn metadata_kind(kind: PluginKind) -> quiver_metadata::PluginKind {
+    match kind {
+        PluginKind::Partitioner => quiver_metadata::PluginKind::Partitioner,
+        PluginKind::Filter => quiver_metadata::PluginKind::Filter,
+        PluginKind::Compactor => quiver_metadata::PluginKind::Compactor,
+    }
+}
+
+fn host_limits(l: &quiver_metadata::PluginLimits) -> PluginLimits {
+    PluginLimits {
+        call_timeout: Duration::from_millis(l.call_timeout_ms.max(1)),
+        memory_bytes: usize::try_from(l.memory_bytes).unwrap_or(usize::MAX),
+        max_idle_instances: usize::try_from(l.max_idle_instances).unwrap_or(usize::MAX),
+    }
+}
+
+fn metadata_limits(l: &PluginLimits) -> quiver_metadata::PluginLimits {
+    quiver_metadata::PluginLimits {
+        call_timeout_ms: u64::try_from(l.call_timeout.as_millis()).unwrap_or(u64::MAX),
+        memory_bytes: u64::try_from(l.memory_bytes).unwrap_or(u64::MAX),
+        max_idle_instances: u32::try_from(l.max_idle_instances).unwrap_or(u32::MAX),
     }
 }
 

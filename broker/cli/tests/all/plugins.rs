@@ -961,3 +961,104 @@ async fn python_partitioner_and_javascript_filter_work_end_to_end() {
     values.sort();
     assert_eq!(values, vec!["has needle 0", "has needle 2", "has needle 4"]);
 }
+
+/// Writes one plugin version the way the registry stored it before the metadata log:
+/// `<data>/plugins/<name>/<version>.wasm` and its `<version>.json`.
+fn write_old_plugin_version(data: &Path, name: &str, version: u32, kind: &str, bytes: &[u8]) {
+    use sha2::Digest;
+    let dir = data.join("plugins").join(name);
+    std::fs::create_dir_all(&dir).expect("plugin dir");
+    std::fs::write(dir.join(format!("{version}.wasm")), bytes).expect("component");
+    let sha256: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta = format!(
+        r#"{{"name":"{name}","version":{version},"kind":"{kind}","sha256":"{sha256}","size_bytes":{},"added_ms":1690000000000,"limits":null}}"#,
+        bytes.len()
+    );
+    std::fs::write(dir.join(format!("{version}.json")), meta).expect("metadata");
+}
+
+/// A data directory from before the metadata log — plugins stored per name, topics in
+/// `meta/topics.json`, one topic pinned to a plugin version — is imported on first start:
+/// versions keep their numbers, the bound topic routes through its plugin, stored records
+/// stay, and the old files are moved aside.
+#[tokio::test]
+async fn an_old_data_directory_with_plugins_and_a_bound_topic_is_imported() {
+    let mut broker = TestBroker::start().await;
+    let client = broker.client().await;
+    client
+        .admin()
+        .create_topic("bound", 4, 1, BTreeMap::new())
+        .await
+        .expect("create");
+    let before = send_each(
+        &client,
+        vec![ProducerRecord::new("bound", "old").partition(3)],
+    )
+    .await;
+    assert_eq!(before, vec![(3, 0)]);
+    drop(client);
+    broker.stop().await;
+
+    let data = broker.data_dir();
+    std::fs::remove_dir_all(data.join("meta/log")).expect("no metadata log yet");
+    std::fs::remove_dir_all(data.join("plugins")).expect("no plugin blobs yet");
+    write_old_plugin_version(&data, "router", 1, "partitioner", &plugin("key-hash"));
+    // Version 2 was removed long ago: the numbers have a gap the import keeps.
+    write_old_plugin_version(&data, "router", 3, "partitioner", &plugin("first-byte"));
+    std::fs::write(
+        data.join("meta/topics.json"),
+        r#"{"version":1,"topics":[
+            {"name":"bound","partitions":4,"replication_factor":1,
+             "configs":{"partitioner":"router@3"},"internal":false},
+            {"name":"__consumer_offsets","partitions":1,"replication_factor":1,
+             "configs":{"cleanup.policy":"compact"},"internal":true}]}"#,
+    )
+    .expect("old catalog");
+    broker.start_again().await;
+
+    let client = broker.client().await;
+    let admin = client.admin();
+    let desc = admin
+        .describe_plugin("router")
+        .await
+        .expect("imported plugin");
+    assert_eq!(
+        desc.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(desc.current_version, 3);
+    assert_eq!(desc.bound_topics, vec!["bound".to_string()]);
+    // Pinned to version 3 (first byte of the key, modulo 4).
+    let sent = send_each(&client, vec![ProducerRecord::new("bound", "new").key("b")]).await;
+    assert_eq!(sent[0].0, u32::from(b'b') % 4);
+    let stored = admin
+        .describe_topic("bound")
+        .await
+        .expect("describe")
+        .partitions[3]
+        .high_watermark;
+    assert!(
+        stored >= 1,
+        "the record stored before the upgrade is still there"
+    );
+    assert!(data.join("meta/topics.json.migrated").exists());
+    assert!(
+        !data.join("plugins/router").exists(),
+        "old layout moved aside"
+    );
+    drop(admin);
+    drop(client);
+
+    // Imported once: the next start comes from the metadata log alone.
+    broker.restart().await;
+    let client = broker.client().await;
+    let desc = client
+        .admin()
+        .describe_plugin("router")
+        .await
+        .expect("still there");
+    assert_eq!(desc.current_version, 3);
+}

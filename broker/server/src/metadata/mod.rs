@@ -44,7 +44,10 @@ impl MetadataStore {
     pub fn open(data_dir: &Path) -> Result<MetadataStore, BrokerError> {
         let dir = data_dir.join("meta").join("log");
         quiver_durable::create_dir_all_durably(&dir).map_err(|e| {
-            BrokerError::Internal(format!("cannot create metadata directory {}: {e}", dir.display()))
+            BrokerError::Internal(format!(
+                "cannot create metadata directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let (log, image) = LocalMetadataLog::open(&dir).map_err(log_error)?;
         tracing::debug!(dir = %dir.display(), last_applied = image.last_applied(), "metadata log opened");
@@ -103,7 +106,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = MetadataStore::open(dir.path()).expect("open");
         assert!(store.image().broker(3).is_none());
-        store.register_broker(3, "127.0.0.1:7420", 1).expect("register");
+        store
+            .register_broker(3, "127.0.0.1:7420", 1)
+            .expect("register");
         assert_eq!(
             store.image().broker(3).map(|b| b.listener.as_str()),
             Some("127.0.0.1:7420")

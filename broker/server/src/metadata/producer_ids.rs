@@ -65,7 +65,9 @@ mod tests {
 
     fn store(dir: &std::path::Path) -> Arc<MetadataStore> {
         let store = MetadataStore::open(dir).expect("open");
-        store.register_broker(0, "127.0.0.1:1", 1).expect("register");
+        store
+            .register_broker(0, "127.0.0.1:1", 1)
+            .expect("register");
         Arc::new(store)
     }
 

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use quiver_metadata::proposal::{PluginUpload, register_plugin_record};
+use quiver_metadata::{Applied, MetadataRecord, RemovePlugin};
 use quiver_plugin_host::log::LogEntry;
 use quiver_plugin_host::{PluginInfo, PluginKind, RecordView};
 use quiver_proto::Record;
@@ -17,7 +19,7 @@ use quiver_proto::batch;
 use super::{BrokerService, blocking, now_ms};
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use crate::plugins::{bound_topics, call_error, registry_error};
+use crate::plugins::{call_error, metadata_kind, registry_error};
 
 /// Log entries returned by one page of a plugin's log at most.
 const MAX_LOG_ENTRIES: usize = 1000;
@@ -75,7 +77,9 @@ pub struct PluginTest {
 
 impl BrokerService {
     /// Adds a version of plugin `name` from its component bytes; `kind`, when given, must
-    /// match the world the component implements.
+    /// match the world the component implements. The component is validated and stored
+    /// by content hash, the version is registered in the metadata log, and then loaded:
+    /// bindings that follow the name switch to it (hot reload).
     pub async fn add_plugin(
         &self,
         name: String,
@@ -95,26 +99,60 @@ impl BrokerService {
                 component.len()
             )));
         }
-        let plugins = Arc::clone(&self.broker.plugins);
-        let meta = blocking(move || plugins.add(&name, &component, kind.as_deref())).await?;
-        tracing::info!(plugin = %meta.name, version = meta.version, kind = %meta.kind, "plugin version added");
-        Ok(PluginAdded {
-            name: meta.name,
-            version: meta.version,
-            kind: meta.kind,
+        // Version numbers come from the image: one change at a time.
+        let _admin = self.broker.admin.lock().await;
+        let broker = Arc::clone(&self.broker);
+        let added = blocking(move || {
+            let prepared = broker
+                .plugins
+                .prepare(&name, &component, kind.as_deref())?;
+            let record = register_plugin_record(
+                &broker.metadata.image(),
+                PluginUpload {
+                    name: name.clone(),
+                    kind: metadata_kind(prepared.kind),
+                    content_hash: prepared.content_hash,
+                    size: prepared.size,
+                    uploaded_at_ms: now_ms(),
+                    limits: None,
+                },
+            );
+            let version = match &record {
+                MetadataRecord::RegisterPlugin(r) => r.version,
+                _ => 0,
+            };
+            broker.metadata.append(&record)?;
+            let image = broker.metadata.image();
+            let registered = image
+                .plugin(&name)
+                .and_then(|p| p.versions.get(&version))
+                .ok_or_else(|| {
+                    BrokerError::Internal(format!(
+                        "plugin `{name}` version {version} is not in the metadata after its registration"
+                    ))
+                })?;
+            broker.plugins.install(&name, registered)?;
+            Ok(PluginAdded {
+                name,
+                version,
+                kind: prepared.kind,
+            })
         })
+        .await?;
+        tracing::info!(plugin = %added.name, version = added.version, kind = %added.kind, "plugin version added");
+        Ok(added)
     }
 
     /// Every plugin with its versions and bound topics.
     pub fn list_plugins(&self) -> Vec<PluginSummary> {
-        let topics = self.broker.topics();
+        let image = self.broker.metadata.image();
         self.broker
             .plugins
             .registry()
             .list()
             .into_iter()
             .map(|info| PluginSummary {
-                bound_topics: bound_topics(&topics, &info.name, None, None),
+                bound_topics: image.bound_topics(&info.name, None),
                 info,
             })
             .collect()
@@ -129,28 +167,39 @@ impl BrokerService {
             .describe(name)
             .map_err(registry_error)?;
         Ok(PluginSummary {
-            bound_topics: bound_topics(&self.broker.topics(), name, None, None),
+            bound_topics: self.broker.metadata.image().bound_topics(name, None),
             info,
         })
     }
 
-    /// Removes one version (or all, for `None`) of a plugin; refused while topics are
-    /// bound to what would go, unless `force`. Answers with the versions removed.
+    /// Removes one version (or all, for `None`) of a plugin; the metadata refuses it while
+    /// topics are bound to what would go, unless `force`. Answers with the versions
+    /// removed.
     pub async fn remove_plugin(
         &self,
         name: String,
         version: Option<u32>,
         force: bool,
     ) -> Result<Vec<u32>, BrokerError> {
-        let info = self
-            .broker
-            .plugins
-            .registry()
-            .describe(&name)
-            .map_err(registry_error)?;
-        let bound = bound_topics(&self.broker.topics(), &name, version, Some(info.current));
-        let plugins = Arc::clone(&self.broker.plugins);
-        let removed = blocking(move || plugins.remove(&name, version, &bound, force)).await?;
+        let _admin = self.broker.admin.lock().await;
+        let broker = Arc::clone(&self.broker);
+        let removed = blocking(move || {
+            let applied = broker
+                .metadata
+                .append(&MetadataRecord::RemovePlugin(RemovePlugin {
+                    name: name.clone(),
+                    version,
+                    force,
+                }))?;
+            let Applied::PluginRemoved { versions, .. } = applied else {
+                return Err(BrokerError::Internal(format!(
+                    "removing plugin `{name}` was answered with {applied:?}"
+                )));
+            };
+            broker.plugins.uninstall(&name, &versions)?;
+            Ok(versions)
+        })
+        .await?;
         tracing::info!(?removed, "plugin versions removed");
         Ok(removed)
     }

@@ -354,7 +354,10 @@ async fn an_old_data_directory_is_imported_on_first_start() {
         .expect("fetch");
     assert_eq!(values(&read.records), vec![(0, "kept".into())]);
     let id = service.init_producer_id().await.expect("producer id");
-    assert!(id.producer_id >= 5000, "ids start past the old block: {id:?}");
+    assert!(
+        id.producer_id >= 5000,
+        "ids start past the old block: {id:?}"
+    );
     assert!(dir.path().join("meta/topics.json.migrated").exists());
     assert!(!dir.path().join("meta/topics.json").exists());
     service.close();
