@@ -12,12 +12,10 @@
 //! A reader that finds anything else (a torn write, garbage, another kind or version)
 //! gets [`CheckpointError`] and falls back to what the log itself can tell.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
-use crate::segment::sync_dir;
 
 /// Version written in the first line; a reader refuses any other.
 const VERSION: u32 = 1;
@@ -129,13 +127,9 @@ impl Checkpoint {
     /// and renamed over the old one, and the directory is fsynced so the rename lasts.
     pub(crate) fn write(&self, dir: &Path, entries: &[Vec<i64>]) -> Result<(), StorageError> {
         let path = self.path(dir);
-        let temp = dir.join(format!("{}{TEMP_SUFFIX}", self.name));
         let text = self.encode(entries);
-        let written = File::create(&temp)
-            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
-        written.map_err(StorageError::io(&temp, "write checkpoint"))?;
-        fs::rename(&temp, &path).map_err(StorageError::io(&temp, "rename checkpoint"))?;
-        sync_dir(dir)
+        quiver_durable::write_atomic(&path, text.as_bytes())
+            .map_err(StorageError::io(&path, "write checkpoint"))
     }
 }
 

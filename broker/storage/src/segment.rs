@@ -367,7 +367,5 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<(), StorageError> {
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io(dir, "fsync directory"))
+    quiver_durable::sync_dir(dir).map_err(StorageError::io(dir, "fsync directory"))
 }

@@ -64,13 +64,11 @@ fn numbered(name: &str, suffix: &str) -> Option<u64> {
 
 /// Makes creations, renames and removals in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LocalLogError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| LocalLogError::Io {
-            action: "sync directory",
-            path: dir.to_path_buf(),
-            source,
-        })
+    quiver_durable::sync_dir(dir).map_err(|source| LocalLogError::Io {
+        action: "sync directory",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Removes `path`; one already gone is fine.

@@ -10,14 +10,11 @@
 //! the directory is synced; a temporary file found at open is what a crash left and is
 //! removed.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use crate::image::MetadataImage;
 
 use super::error::LocalLogError;
-use super::files::sync_dir;
 
 const MAGIC: &[u8; 8] = b"QVMETSNP";
 const FORMAT: u32 = 1;
@@ -39,24 +36,11 @@ pub(crate) fn write(path: &Path, image: &MetadataImage) -> Result<(), LocalLogEr
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     bytes.extend_from_slice(&body);
 
-    let tmp = path.with_extension("snapshot.tmp");
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| LocalLogError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
-    let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(&bytes).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("sync", &tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io("rename", &tmp))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    quiver_durable::write_atomic(path, &bytes).map_err(|source| LocalLogError::Io {
+        action: "write snapshot",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads the snapshot at `path`, which its name says covers up to `index`.
