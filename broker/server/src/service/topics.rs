@@ -72,14 +72,22 @@ impl BrokerService {
                 .map(|n| b.topic(n))
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        let image = b.metadata.image();
         let node = b.config.node_id;
         Ok(ClusterView {
             cluster_id: "quiver-single-node".to_string(),
             controller: node,
-            brokers: vec![BrokerAddress {
-                id: node,
-                address: b.advertised.clone(),
-            }],
+            brokers: image
+                .brokers()
+                .map(|r| BrokerAddress {
+                    id: r.broker_id,
+                    address: if r.broker_id == node {
+                        b.advertised.clone()
+                    } else {
+                        r.listener.clone()
+                    },
+                })
+                .collect(),
             topics: topics
                 .iter()
                 .map(|t| TopicRoute {
@@ -88,10 +96,15 @@ impl BrokerService {
                     partitions: t
                         .partitions
                         .iter()
-                        .map(|p| PartitionRoute {
-                            partition: p.index,
-                            leader: node,
-                            leader_epoch: 0,
+                        .map(|p| {
+                            let placed = image.partition(&t.record.name, p.index);
+                            PartitionRoute {
+                                partition: p.index,
+                                leader: placed.and_then(|a| a.leader).unwrap_or(node),
+                                leader_epoch: placed.map_or(0, |a| {
+                                    i32::try_from(a.leader_epoch).unwrap_or(i32::MAX)
+                                }),
+                            }
                         })
                         .collect(),
                 })
