@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::access::{AccessRule, TokenEntry};
 use crate::error::MetadataError;
 use crate::ids::{BrokerId, TopicId};
 use crate::image::{
@@ -17,7 +18,7 @@ use crate::image::{
 use crate::plugin_ref::{PLUGIN_CONFIG_KEYS, PluginRef, check_plugin_name};
 use crate::record::{
     AllocateProducerIds, AlterTopicConfigs, CreateTopic, DeleteTopic, MetadataRecord,
-    PartitionChange, PluginKind, RegisterBroker, RegisterPlugin, RemovePlugin,
+    PartitionChange, PluginKind, RegisterBroker, RegisterPlugin, RemovePlugin, RevokeToken,
 };
 
 /// What a record changed, for the broker to act on (open partitions, close them,
@@ -53,6 +54,14 @@ pub enum Applied {
         version: u32,
     },
     /// The versions removed; `name_removed` when none is left.
+    AccessRuleAdded,
+    AccessRuleRemoved,
+    TokenIssued {
+        token_id: String,
+    },
+    TokenRevoked {
+        token_id: String,
+    },
     PluginRemoved {
         name: String,
         versions: Vec<u32>,
@@ -87,6 +96,10 @@ impl MetadataImage {
             MetadataRecord::AllocateProducerIds(r) => check_producer_ids(s, r)?,
             MetadataRecord::RegisterPlugin(r) => check_register_plugin(s, r)?,
             MetadataRecord::RemovePlugin(r) => check_remove_plugin(self, r)?,
+            MetadataRecord::AddAccessRule(r) => check_add_rule(r)?,
+            MetadataRecord::RemoveAccessRule(r) => check_remove_rule(s, r)?,
+            MetadataRecord::IssueToken(r) => check_issue_token(s, r)?,
+            MetadataRecord::RevokeToken(r) => check_revoke_token(s, r)?,
         };
         // Checked: from here on nothing fails.
         let state = Arc::make_mut(&mut self.state);
@@ -562,3 +575,85 @@ fn needed_kind(key: &str) -> Option<PluginKind> {
 
 #[cfg(test)]
 mod tests;
+
+fn check_add_rule(r: &AccessRule) -> Result<Change<'_>, MetadataError> {
+    let bad = |reason: &str| MetadataError::InvalidAccess {
+        what: "access rule",
+        reason: reason.to_string(),
+    };
+    if r.principal.0.is_empty() {
+        return Err(bad("the principal is empty; use `*` for everyone"));
+    }
+    if r.operations.is_empty() {
+        return Err(bad("it names no operation"));
+    }
+    if r.resource.name.is_empty() && r.resource.pattern == crate::access::PatternKind::Literal {
+        return Err(bad("the resource name is empty; use `*` for every name"));
+    }
+    Ok(Box::new(move |s, _| {
+        s.access_rules.insert(r.clone());
+        Applied::AccessRuleAdded
+    }))
+}
+
+fn check_remove_rule<'r>(s: &ImageState, r: &'r AccessRule) -> Result<Change<'r>, MetadataError> {
+    if !s.access_rules.contains(r) {
+        return Err(MetadataError::UnknownAccessRule {
+            rule: format!("{r:?}"),
+        });
+    }
+    Ok(Box::new(move |s, _| {
+        s.access_rules.remove(r);
+        Applied::AccessRuleRemoved
+    }))
+}
+
+fn check_issue_token<'r>(s: &ImageState, r: &'r TokenEntry) -> Result<Change<'r>, MetadataError> {
+    let bad = |reason: String| MetadataError::InvalidAccess {
+        what: "token",
+        reason,
+    };
+    if r.token_id.is_empty() || !r.token_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad(format!(
+            "id `{}` must be non-empty ASCII letters and digits",
+            r.token_id
+        )));
+    }
+    if r.principal.0.is_empty() || r.principal.0 == "*" {
+        return Err(bad("a token must name one principal".to_string()));
+    }
+    let hex = r.secret_sha256.len() == 64
+        && r.secret_sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex {
+        return Err(bad(
+            "the secret's hash must be 64 lowercase hex digits".to_string()
+        ));
+    }
+    if s.tokens.contains_key(&r.token_id) {
+        return Err(MetadataError::TokenExists {
+            token_id: r.token_id.clone(),
+        });
+    }
+    Ok(Box::new(move |s, _| {
+        s.tokens.insert(r.token_id.clone(), r.clone());
+        Applied::TokenIssued {
+            token_id: r.token_id.clone(),
+        }
+    }))
+}
+
+fn check_revoke_token<'r>(s: &ImageState, r: &'r RevokeToken) -> Result<Change<'r>, MetadataError> {
+    if !s.tokens.contains_key(&r.token_id) {
+        return Err(MetadataError::UnknownToken {
+            token_id: r.token_id.clone(),
+        });
+    }
+    Ok(Box::new(move |s, _| {
+        s.tokens.remove(&r.token_id);
+        Applied::TokenRevoked {
+            token_id: r.token_id.clone(),
+        }
+    }))
+}

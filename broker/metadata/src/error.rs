@@ -138,4 +138,12 @@ pub enum MetadataError {
     UndecodableRecord { reason: String },
     #[error("metadata snapshot cannot be restored: {reason}")]
     BadSnapshot { reason: String },
+    #[error("no access rule {rule} exists; list the rules to see which do")]
+    UnknownAccessRule { rule: String },
+    #[error("a token with id `{token_id}` exists already")]
+    TokenExists { token_id: String },
+    #[error("no token with id `{token_id}`")]
+    UnknownToken { token_id: String },
+    #[error("invalid {what}: {reason}")]
+    InvalidAccess { what: &'static str, reason: String },
 }

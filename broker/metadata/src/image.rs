@@ -7,10 +7,12 @@
 //! current image behind a swappable pointer: readers hold the image they started with,
 //! the writer applies to a clone and swaps it in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::access::{AccessRule, Decision, Operation, Principal, ResourceKind, TokenEntry, decide};
 
 use crate::error::MetadataError;
 use crate::ids::{BrokerId, TopicId};
@@ -110,6 +112,9 @@ pub(crate) struct ImageState {
     pub(crate) topic_ids: BTreeMap<TopicId, String>,
     pub(crate) next_producer_id: i64,
     pub(crate) plugins: BTreeMap<String, Arc<PluginImage>>,
+    pub(crate) access_rules: BTreeSet<AccessRule>,
+    /// Bearer tokens by id.
+    pub(crate) tokens: BTreeMap<String, TokenEntry>,
 }
 
 /// The cluster's metadata as of one log index.
@@ -130,6 +135,8 @@ struct SnapshotOut<'a> {
     brokers: Vec<&'a BrokerRegistration>,
     topics: Vec<&'a TopicImage>,
     plugins: Vec<&'a PluginImage>,
+    access_rules: Vec<&'a AccessRule>,
+    tokens: Vec<&'a TokenEntry>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +147,11 @@ struct SnapshotIn {
     brokers: Vec<BrokerRegistration>,
     topics: Vec<TopicImage>,
     plugins: Vec<PluginImage>,
+    // Absent from snapshots taken before access rules existed.
+    #[serde(default)]
+    access_rules: Vec<AccessRule>,
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
 }
 
 impl MetadataImage {
@@ -233,6 +245,8 @@ impl MetadataImage {
             brokers: s.brokers.values().collect(),
             topics: s.topics.values().map(|t| &**t).collect(),
             plugins: s.plugins.values().map(|p| &**p).collect(),
+            access_rules: s.access_rules.iter().collect(),
+            tokens: s.tokens.values().collect(),
         };
         // These types always serialise: string map keys, no floats.
         serde_json::to_vec(&out).expect("metadata images always serialise to JSON")
@@ -280,8 +294,42 @@ impl MetadataImage {
                 return Err(bad(format!("plugin `{name}` appears twice")));
             }
         }
+        state.access_rules = doc.access_rules.into_iter().collect();
+        for t in doc.tokens {
+            let id = t.token_id.clone();
+            if state.tokens.insert(id.clone(), t).is_some() {
+                return Err(bad(format!("token `{id}` appears twice")));
+            }
+        }
         Ok(MetadataImage {
             state: Arc::new(state),
         })
+    }
+
+    /// Every access rule, in a stable order.
+    pub fn access_rules(&self) -> impl Iterator<Item = &AccessRule> + '_ {
+        self.state.access_rules.iter()
+    }
+
+    /// The token with this id, if it exists (expired or not).
+    pub fn token(&self, token_id: &str) -> Option<&TokenEntry> {
+        self.state.tokens.get(token_id)
+    }
+
+    /// Every token, by id.
+    pub fn tokens(&self) -> impl Iterator<Item = &TokenEntry> + '_ {
+        self.state.tokens.values()
+    }
+
+    /// Whether `who` may do `op` on the resource `kind`/`name` by the rules (super users
+    /// and brokers are the server's to let through before asking).
+    pub fn authorize(
+        &self,
+        who: &Principal,
+        op: Operation,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Decision {
+        decide(&self.state.access_rules, who, op, kind, name)
     }
 }

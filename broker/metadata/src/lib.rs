@@ -65,6 +65,7 @@
 //! assert_eq!(image.snapshot(), appended.image.snapshot());
 //! ```
 
+pub mod access;
 mod apply;
 mod error;
 mod ids;
@@ -74,6 +75,7 @@ mod plugin_ref;
 pub mod proposal;
 pub mod record;
 
+pub use access::{AccessRule, Decision, Operation, Principal, ResourceKind, TokenEntry};
 pub use apply::Applied;
 pub use error::MetadataError;
 pub use ids::{BrokerId, TopicId};
@@ -86,4 +88,5 @@ pub use plugin_ref::{MAX_PLUGIN_NAME, PLUGIN_CONFIG_KEYS, PluginRef, check_plugi
 pub use record::{
     AllocateProducerIds, AlterTopicConfigs, CreateTopic, DeleteTopic, MetadataRecord,
     PartitionChange, PluginKind, PluginLimits, RegisterBroker, RegisterPlugin, RemovePlugin,
+    RevokeToken,
 };

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessRule, TokenEntry};
 use crate::error::MetadataError;
 use crate::ids::{BrokerId, TopicId};
 
@@ -27,6 +28,17 @@ pub enum MetadataRecord {
     AllocateProducerIds(AllocateProducerIds),
     RegisterPlugin(RegisterPlugin),
     RemovePlugin(RemovePlugin),
+    /// Adding a rule that exists already changes nothing.
+    AddAccessRule(AccessRule),
+    RemoveAccessRule(AccessRule),
+    IssueToken(TokenEntry),
+    RevokeToken(RevokeToken),
+}
+
+/// Withdraws a bearer token: it authenticates nobody from this record on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeToken {
+    pub token_id: String,
 }
 
 impl MetadataRecord {

@@ -697,3 +697,142 @@ fn a_clone_is_unaffected_by_applying_to_the_original() {
     assert!(reader.topic("t").expect("t").configs.is_empty());
     assert_eq!(reader.last_applied() + 1, image.last_applied());
 }
+
+fn read_rule(who: &str, prefix: &str) -> AccessRule {
+    use crate::access::{Effect, PatternKind, ResourcePattern};
+    AccessRule {
+        principal: crate::access::Principal(who.into()),
+        resource: ResourcePattern {
+            kind: crate::access::ResourceKind::Topic,
+            pattern: PatternKind::Prefix,
+            name: prefix.into(),
+        },
+        operations: BTreeSet::from([crate::access::Operation::Read]),
+        effect: Effect::Allow,
+    }
+}
+
+fn token(id: &str, who: &str) -> TokenEntry {
+    TokenEntry {
+        token_id: id.into(),
+        principal: crate::access::Principal(who.into()),
+        secret_sha256: "0f".repeat(32),
+        issued_at_ms: 1,
+        expires_at_ms: None,
+    }
+}
+
+#[test]
+fn access_rules_are_added_once_removed_and_decide_requests() {
+    use crate::access::{Operation, Principal, ResourceKind};
+    let mut image = cluster();
+    let alice = Principal("User:alice".into());
+    let may_read = |image: &MetadataImage| {
+        image
+            .authorize(&alice, Operation::Read, ResourceKind::Topic, "logs.app")
+            .is_allowed()
+    };
+    assert!(!may_read(&image), "nothing is allowed without a rule");
+    ok(
+        &mut image,
+        MetadataRecord::AddAccessRule(read_rule("User:alice", "logs.")),
+    );
+    ok(
+        &mut image,
+        MetadataRecord::AddAccessRule(read_rule("User:alice", "logs.")),
+    );
+    assert_eq!(
+        image.access_rules().count(),
+        1,
+        "adding a rule twice keeps one"
+    );
+    assert!(may_read(&image));
+    ok(
+        &mut image,
+        MetadataRecord::RemoveAccessRule(read_rule("User:alice", "logs.")),
+    );
+    assert!(!may_read(&image));
+    let err = rejected(
+        &mut image,
+        MetadataRecord::RemoveAccessRule(read_rule("User:alice", "logs.")),
+    );
+    assert!(
+        matches!(err, MetadataError::UnknownAccessRule { .. }),
+        "{err}"
+    );
+    let mut empty = read_rule("", "logs.");
+    let err = rejected(&mut image, MetadataRecord::AddAccessRule(empty.clone()));
+    assert!(matches!(err, MetadataError::InvalidAccess { .. }), "{err}");
+    empty.principal = crate::access::Principal("*".into());
+    empty.operations.clear();
+    let err = rejected(&mut image, MetadataRecord::AddAccessRule(empty));
+    assert!(matches!(err, MetadataError::InvalidAccess { .. }), "{err}");
+}
+
+#[test]
+fn tokens_are_issued_once_revoked_and_checked_for_shape() {
+    let mut image = cluster();
+    ok(
+        &mut image,
+        MetadataRecord::IssueToken(token("t1", "User:alice")),
+    );
+    assert_eq!(
+        image.token("t1").map(|t| t.principal.0.as_str()),
+        Some("User:alice")
+    );
+    let err = rejected(
+        &mut image,
+        MetadataRecord::IssueToken(token("t1", "User:bob")),
+    );
+    assert!(matches!(err, MetadataError::TokenExists { .. }), "{err}");
+    let mut bad_hash = token("t2", "User:bob");
+    bad_hash.secret_sha256 = "plain-secret".into();
+    let err = rejected(&mut image, MetadataRecord::IssueToken(bad_hash));
+    assert!(matches!(err, MetadataError::InvalidAccess { .. }), "{err}");
+    let err = rejected(
+        &mut image,
+        MetadataRecord::IssueToken(token("t-3", "User:bob")),
+    );
+    assert!(matches!(err, MetadataError::InvalidAccess { .. }), "{err}");
+    let revoke = |id: &str| {
+        MetadataRecord::RevokeToken(RevokeToken {
+            token_id: id.into(),
+        })
+    };
+    ok(&mut image, revoke("t1"));
+    assert!(image.token("t1").is_none());
+    let err = rejected(&mut image, revoke("t1"));
+    assert!(matches!(err, MetadataError::UnknownToken { .. }), "{err}");
+}
+
+#[test]
+fn rules_and_tokens_survive_a_snapshot() {
+    let mut image = cluster();
+    ok(
+        &mut image,
+        MetadataRecord::AddAccessRule(read_rule("*", "public.")),
+    );
+    ok(
+        &mut image,
+        MetadataRecord::IssueToken(token("t1", "User:alice")),
+    );
+    let restored = MetadataImage::restore(&image.snapshot()).expect("restores");
+    assert_eq!(restored, image);
+    assert_eq!(restored.snapshot(), image.snapshot());
+}
+
+#[test]
+fn access_records_round_trip_through_their_encoding() {
+    for record in [
+        MetadataRecord::AddAccessRule(read_rule("User:alice", "logs.")),
+        MetadataRecord::IssueToken(token("t1", "User:alice")),
+        MetadataRecord::RevokeToken(RevokeToken {
+            token_id: "t1".into(),
+        }),
+    ] {
+        assert_eq!(
+            MetadataRecord::decode(&record.encode()).expect("decodes"),
+            record
+        );
+    }
+}
