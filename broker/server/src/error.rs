@@ -55,6 +55,13 @@ pub enum BrokerError {
     /// groups' front door.
     #[error(transparent)]
     Group(#[from] quiver_group::GroupError),
+    /// The caller is known but no rule lets it do this; the message names the
+    /// principal, the operation and the resource.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller's credential was refused (unknown, revoked or expired token).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]

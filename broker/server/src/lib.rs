@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod broker;
 mod compaction_plugin;
 pub mod config;

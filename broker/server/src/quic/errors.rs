@@ -31,6 +31,7 @@ fn code(e: &BrokerError) -> ErrorCode {
         BrokerError::Metadata(e) => metadata_code(e),
         BrokerError::MetadataLog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
+        BrokerError::Unauthorized(_) | BrokerError::Unauthenticated(_) => ErrorCode::UNAUTHORIZED,
         BrokerError::Group(e) => super::convert::group::error_code(e),
     }
 }
