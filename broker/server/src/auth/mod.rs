@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
 
+pub mod client_certs;
 pub mod principal;
 pub mod token;
 
