@@ -209,9 +209,9 @@ pub const RETENTION_BYTES: Range = Range::new(MIB, 1 << 50, Unit::Bytes).or_unli
 /// could address, since larger segments only make retention coarser and recovery of the
 /// active segment longer.
 pub const SEGMENT_BYTES: Range = Range::new(MIB, 2 * GIB, Unit::Bytes);
-/// `segment.ms`: 1 minute to 1 year. A shorter age rolls a segment (new files) every few
-/// seconds on a busy topic, as Kafka's proposed floor and Redpanda's say; a longer one
-/// never rolls in practice, and retention by time then never deletes anything.
+/// `segment.ms`: 1 minute to 1 year (Kafka plans the same floor; Redpanda bounds it
+/// too). A shorter age rolls a segment, with new files, every few seconds on a quiet
+/// topic; a longer one never rolls in practice, so retention by time never deletes.
 pub const SEGMENT_MS: Range = Range::new(MINUTE, YEAR, Unit::Millis);
 /// `index.interval.bytes`: 256 B to 1 MiB. One entry per few batches is as fine as an
 /// index usefully gets (with the smallest `segment.index.bytes` a full index then still
