@@ -70,8 +70,11 @@ impl ProducerArgs {
 
 pub async fn run(conn: &ConnectArgs, args: ProduceArgs) -> anyhow::Result<()> {
     let client = conn.connect().await?;
-    // Fail early with a clear message if the topic does not exist.
-    client.topic_metadata(&args.topic).await?;
+    // Fail early with a clear message if the topic or the partition does not exist. The
+    // producer checks the partition of each record it sends, so without this an empty
+    // input would send nothing, check nothing and report success.
+    let meta = client.topic_metadata(&args.topic).await?;
+    check_partition(&args.topic, args.partition, meta.partitions.len())?;
     let producer = client.producer(args.producer.config()).await?;
     let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match &args.file {
         Some(path) => Box::new(
@@ -119,4 +122,29 @@ pub async fn run(conn: &ConnectArgs, args: ProduceArgs) -> anyhow::Result<()> {
     producer.close().await;
     eprintln!("produced {count} records to {}", args.topic);
     Ok(())
+}
+
+/// Refuses a `--partition` the topic does not have.
+fn check_partition(topic: &str, partition: Option<u32>, count: usize) -> anyhow::Result<()> {
+    match partition {
+        Some(p) if p as usize >= count => anyhow::bail!(
+            "topic '{topic}' has no partition {p}: it has {count} (0 to {}); pick one of those or leave out --partition",
+            count.saturating_sub(1)
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_partition;
+
+    #[test]
+    fn a_partition_past_the_last_is_refused() {
+        assert!(check_partition("t", None, 3).is_ok());
+        assert!(check_partition("t", Some(2), 3).is_ok());
+        let err = check_partition("t", Some(99), 3).expect_err("no partition 99");
+        assert!(err.to_string().contains("no partition 99"), "{err}");
+        assert!(check_partition("t", Some(0), 0).is_err());
+    }
 }

@@ -257,6 +257,8 @@ impl Broker {
             }
             record.configs.remove(key);
         }
+        // What the user sends is held to today's ranges; values stored earlier are not.
+        topic_config::validate(&set)?;
         let set_now = set.clone();
         record.configs.extend(set);
         let config = topic_config::resolve(&self.config.topic_defaults, &record.configs)?;
@@ -349,6 +351,7 @@ impl Broker {
 
 fn open_topic(config: &BrokerConfig, record: TopicRecord) -> Result<Topic, BrokerError> {
     let effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
+    effective.warn_adjusted(&record.name);
     let mut partitions = Vec::with_capacity(record.partitions as usize);
     for p in 0..record.partitions {
         let dir = partition_dir(&config.data_dir, &record.name, p);

@@ -1,5 +1,10 @@
 //! Broker configuration: what `quiver serve --config FILE` reads (TOML), and the
 //! single-node defaults `quiver dev` uses.
+//!
+//! Every number has an allowed range, stated on its field and checked by
+//! [`BrokerConfig::validate`] when the broker starts: a value outside it stops the start
+//! with [`BoundsError`] naming the key, the value and the range, rather than a broker
+//! that runs and then hurts (a zero connection limit, a maintenance loop that spins).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +16,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// This broker's id in the cluster; 0 on a single node.
+    /// This broker's id in the cluster; 0 on a single node. 0 to 2^31-1, the ids Kafka
+    /// tools can carry.
     pub node_id: u32,
     /// UDP address the QUIC listener binds. Port 0 picks a free port (tests).
     pub listen: SocketAddr,
@@ -25,8 +31,9 @@ pub struct BrokerConfig {
     /// to topics that do not set them.
     pub topic_defaults: BTreeMap<String, String>,
     /// How often retention, age-based rolling and interval flushes run, in milliseconds.
+    /// 10 ms (faster only burns CPU) to 60 s (slower delays `flush.ms` and retention).
     pub maintenance_interval_ms: u64,
-    /// How long shutdown waits for in-flight requests before aborting them.
+    /// How long shutdown waits for in-flight requests before aborting them. 0 to 10 min.
     pub shutdown_grace_ms: u64,
     /// The consumer-group coordinator's timings and its offsets topic.
     pub groups: GroupsConfig,
@@ -41,25 +48,28 @@ pub struct BrokerConfig {
 pub struct PluginsConfig {
     /// Wall-clock time one plugin call may take before it is stopped (PLUGIN_FAILED).
     /// Default 1000 ms: a stuck partitioner holds up a produce no longer than this.
+    /// 10 ms (less stops ordinary calls) to 60 s.
     pub call_timeout_ms: u64,
     /// Linear memory one plugin instance may hold. Default 128 MiB (an interpreted
-    /// Python or JavaScript guest needs tens of MiB before it does anything).
+    /// Python or JavaScript guest needs tens of MiB before it does anything). 1 MiB to
+    /// 4 GiB, all a 32-bit Wasm memory can address.
     pub memory_bytes: usize,
-    /// Warm instances kept per plugin binding. Default 4.
+    /// Warm instances kept per plugin binding. Default 4; 0 (none kept) to 1024.
     pub max_idle_instances: usize,
     /// Largest component an upload may carry. A plugin upload frame may exceed
     /// `limits.max_frame_bytes` up to this size (a Python component is ~17 MiB), and
-    /// must fit `limits.max_inflight_bytes`. Default 64 MiB.
+    /// must fit `limits.max_inflight_bytes`. Default 64 MiB; 1 MiB to 1 GiB.
     pub max_component_bytes: usize,
-    /// Entries kept in each plugin's log ring. Default 1024.
+    /// Entries kept in each plugin's log ring. Default 1024; 1 to 1 000 000.
     pub log_entries: usize,
-    /// Longest a `plugin logs --follow` request waits for a new entry. Default 10 s.
+    /// Longest a `plugin logs --follow` request waits for a new entry. Default 10 s; 0 to
+    /// 5 min.
     pub logs_follow_max_ms: u32,
-    /// Records one PLUGIN_TEST may run the plugin over. Default 10 000.
+    /// Records one PLUGIN_TEST may run the plugin over. Default 10 000; 1 to 1 000 000.
     pub max_test_records: u32,
     /// Plugin bindings (name, version, parameters) kept warm per kind, so a filter named
     /// by every fetch is not re-instantiated each time; past this the cache of that kind
-    /// starts over. Default 256.
+    /// starts over. Default 256; 1 to 100 000.
     pub max_cached_bindings: usize,
 }
 
@@ -83,15 +93,18 @@ impl Default for PluginsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GroupsConfig {
     /// How long a rebalance out of an empty group waits for more members, so a fleet
-    /// starting at once rebalances once. Default 3000 ms; tests set it near zero.
+    /// starting at once rebalances once. Default 3000 ms; tests set it near zero. 0 to
+    /// 5 min.
     pub initial_rebalance_delay_ms: u32,
     /// Shortest session timeout a member may ask for. Default 6000 ms (Kafka's); shorter
-    /// ones expire members on an ordinary pause.
+    /// ones expire members on an ordinary pause. 100 ms to 1 h, and at most
+    /// `max_session_timeout_ms`.
     pub min_session_timeout_ms: u32,
-    /// Longest session timeout a member may ask for. Default 30 min.
+    /// Longest session timeout a member may ask for. Default 30 min; 100 ms to 1 h (a
+    /// member silent longer holds its partitions from everyone else that long).
     pub max_session_timeout_ms: u32,
     /// Partitions of `__consumer_offsets` when the broker creates it; an existing topic
-    /// keeps its count. Default 1.
+    /// keeps its count. Default 1; 1 to 1000.
     pub offsets_topic_partitions: u32,
 }
 
@@ -121,20 +134,22 @@ pub enum TlsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Concurrent QUIC connections; more are refused at the handshake.
+    /// Concurrent QUIC connections; more are refused at the handshake. 1 to 100 000.
     pub max_connections: usize,
-    /// Concurrent request streams per connection (QUIC's own stream limit).
+    /// Concurrent request streams per connection (QUIC's own stream limit). 8 (a client
+    /// keeps a produce, a fetch, a heartbeat and a subscription open at once) to 65 536.
     pub max_streams_per_connection: u32,
     /// Largest request frame; checked from the length prefix before any allocation.
+    /// 64 KiB to 1 GiB, and at most `max_inflight_bytes`.
     pub max_frame_bytes: usize,
     /// Request bytes held in memory across all connections at once; a stream waits for
-    /// room before its frame is read, so memory stays bounded under load.
+    /// room before its frame is read, so memory stays bounded under load. 1 MiB to 64 GiB.
     pub max_inflight_bytes: usize,
-    /// Longest a fetch may long-poll, whatever the client asks.
+    /// Longest a fetch may long-poll, whatever the client asks. 0 to 5 min.
     pub max_fetch_wait_ms: u32,
-    /// Largest fetch response, whatever the client asks.
+    /// Largest fetch response, whatever the client asks. 64 KiB to 256 MiB.
     pub max_fetch_bytes: u32,
-    /// Partitions a topic may have.
+    /// Partitions a topic may have. 1 to 100 000 (each partition keeps files open).
     pub max_partitions: u32,
 }
 
@@ -183,6 +198,148 @@ impl BrokerConfig {
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
+
+    /// Checks every number against its range (stated on each field) and
+    /// `topic_defaults` as a topic's own configs are checked. The broker calls it before
+    /// it opens anything.
+    pub fn validate(&self) -> Result<(), BoundsError> {
+        const KIB: u64 = 1024;
+        const MIB: u64 = 1024 * KIB;
+        const GIB: u64 = 1024 * MIB;
+        const SECOND: u64 = 1000;
+        const MINUTE: u64 = 60 * SECOND;
+        const HOUR: u64 = 60 * MINUTE;
+        let l = &self.limits;
+        let p = &self.plugins;
+        let g = &self.groups;
+        let n = |v: usize| v as u64;
+        // Two bounds are other keys' values: a frame larger than the in-flight budget could
+        // never be read, and a minimum session above the maximum admits no member.
+        let checks: [(&'static str, u64, u64, u64); 22] = [
+            ("node_id", self.node_id.into(), 0, i32::MAX as u64),
+            (
+                "maintenance_interval_ms",
+                self.maintenance_interval_ms,
+                10,
+                MINUTE,
+            ),
+            ("shutdown_grace_ms", self.shutdown_grace_ms, 0, 10 * MINUTE),
+            ("limits.max_connections", n(l.max_connections), 1, 100_000),
+            (
+                "limits.max_streams_per_connection",
+                l.max_streams_per_connection.into(),
+                8,
+                65_536,
+            ),
+            (
+                "limits.max_inflight_bytes",
+                n(l.max_inflight_bytes),
+                MIB,
+                64 * GIB,
+            ),
+            (
+                "limits.max_frame_bytes",
+                n(l.max_frame_bytes),
+                64 * KIB,
+                GIB.min(n(l.max_inflight_bytes)),
+            ),
+            (
+                "limits.max_fetch_wait_ms",
+                l.max_fetch_wait_ms.into(),
+                0,
+                5 * MINUTE,
+            ),
+            (
+                "limits.max_fetch_bytes",
+                l.max_fetch_bytes.into(),
+                64 * KIB,
+                256 * MIB,
+            ),
+            ("limits.max_partitions", l.max_partitions.into(), 1, 100_000),
+            ("plugins.call_timeout_ms", p.call_timeout_ms, 10, MINUTE),
+            ("plugins.memory_bytes", n(p.memory_bytes), MIB, 4 * GIB),
+            (
+                "plugins.max_idle_instances",
+                n(p.max_idle_instances),
+                0,
+                1024,
+            ),
+            (
+                "plugins.max_component_bytes",
+                n(p.max_component_bytes),
+                MIB,
+                GIB,
+            ),
+            ("plugins.log_entries", n(p.log_entries), 1, 1_000_000),
+            (
+                "plugins.logs_follow_max_ms",
+                p.logs_follow_max_ms.into(),
+                0,
+                5 * MINUTE,
+            ),
+            (
+                "plugins.max_test_records",
+                p.max_test_records.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "plugins.max_cached_bindings",
+                n(p.max_cached_bindings),
+                1,
+                100_000,
+            ),
+            (
+                "groups.initial_rebalance_delay_ms",
+                g.initial_rebalance_delay_ms.into(),
+                0,
+                5 * MINUTE,
+            ),
+            (
+                "groups.max_session_timeout_ms",
+                g.max_session_timeout_ms.into(),
+                100,
+                HOUR,
+            ),
+            (
+                "groups.min_session_timeout_ms",
+                g.min_session_timeout_ms.into(),
+                100,
+                HOUR.min(g.max_session_timeout_ms.into()),
+            ),
+            (
+                "groups.offsets_topic_partitions",
+                g.offsets_topic_partitions.into(),
+                1,
+                1000,
+            ),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(BoundsError::OutOfRange {
+                    key,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        crate::topic_config::validate(&self.topic_defaults).map_err(BoundsError::TopicDefaults)
+    }
+}
+
+/// A broker config value outside its allowed range.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BoundsError {
+    #[error("broker config {key} = {value} is out of range: set it to {min} to {max}")]
+    OutOfRange {
+        key: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("broker config topic_defaults: {0}")]
+    TopicDefaults(crate::topic_config::ConfigError),
 }
 
 #[cfg(test)]
@@ -214,5 +371,176 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = BrokerConfig::from_toml("lisen = \"1.2.3.4:5\"").expect_err("typo");
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_dev_config_are_within_bounds() {
+        assert_eq!(BrokerConfig::default().validate(), Ok(()));
+        assert_eq!(BrokerConfig::dev("/tmp/x").validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_numeric_key_out_of_range_is_named_with_its_range() {
+        type Set = fn(&mut BrokerConfig);
+        let cases: [(&str, Set, u64); 24] = [
+            (
+                "maintenance_interval_ms",
+                |c| c.maintenance_interval_ms = 0,
+                0,
+            ),
+            (
+                "maintenance_interval_ms",
+                |c| c.maintenance_interval_ms = 3_600_000,
+                3_600_000,
+            ),
+            (
+                "shutdown_grace_ms",
+                |c| c.shutdown_grace_ms = 86_400_000,
+                86_400_000,
+            ),
+            ("node_id", |c| c.node_id = u32::MAX, u64::from(u32::MAX)),
+            (
+                "limits.max_connections",
+                |c| c.limits.max_connections = 0,
+                0,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                |c| c.limits.max_streams_per_connection = 1,
+                1,
+            ),
+            (
+                "limits.max_frame_bytes",
+                |c| c.limits.max_frame_bytes = 10,
+                10,
+            ),
+            (
+                "limits.max_frame_bytes",
+                |c| c.limits.max_frame_bytes = 600 << 20,
+                600 << 20,
+            ),
+            (
+                "limits.max_inflight_bytes",
+                |c| c.limits.max_inflight_bytes = 1,
+                1,
+            ),
+            (
+                "limits.max_fetch_wait_ms",
+                |c| c.limits.max_fetch_wait_ms = u32::MAX,
+                u64::from(u32::MAX),
+            ),
+            (
+                "limits.max_fetch_bytes",
+                |c| c.limits.max_fetch_bytes = 0,
+                0,
+            ),
+            ("limits.max_partitions", |c| c.limits.max_partitions = 0, 0),
+            (
+                "plugins.call_timeout_ms",
+                |c| c.plugins.call_timeout_ms = 0,
+                0,
+            ),
+            (
+                "plugins.memory_bytes",
+                |c| c.plugins.memory_bytes = 4096,
+                4096,
+            ),
+            (
+                "plugins.max_idle_instances",
+                |c| c.plugins.max_idle_instances = 1 << 20,
+                1 << 20,
+            ),
+            (
+                "plugins.max_component_bytes",
+                |c| c.plugins.max_component_bytes = 0,
+                0,
+            ),
+            ("plugins.log_entries", |c| c.plugins.log_entries = 0, 0),
+            (
+                "plugins.logs_follow_max_ms",
+                |c| c.plugins.logs_follow_max_ms = u32::MAX,
+                u64::from(u32::MAX),
+            ),
+            (
+                "plugins.max_test_records",
+                |c| c.plugins.max_test_records = 0,
+                0,
+            ),
+            (
+                "plugins.max_cached_bindings",
+                |c| c.plugins.max_cached_bindings = 0,
+                0,
+            ),
+            (
+                "groups.initial_rebalance_delay_ms",
+                |c| c.groups.initial_rebalance_delay_ms = u32::MAX,
+                u64::from(u32::MAX),
+            ),
+            (
+                "groups.min_session_timeout_ms",
+                |c| c.groups.min_session_timeout_ms = 0,
+                0,
+            ),
+            (
+                "groups.max_session_timeout_ms",
+                |c| c.groups.max_session_timeout_ms = u32::MAX,
+                u64::from(u32::MAX),
+            ),
+            (
+                "groups.offsets_topic_partitions",
+                |c| c.groups.offsets_topic_partitions = 0,
+                0,
+            ),
+        ];
+        for (key, set, value) in cases {
+            let mut config = BrokerConfig::default();
+            set(&mut config);
+            let err = config.validate().expect_err(key);
+            assert!(
+                matches!(err, BoundsError::OutOfRange { key: k, value: v, min, max } if k == key && v == value && min <= max),
+                "{key}: {err}"
+            );
+            assert!(
+                err.to_string().contains(&format!("{key} = {value}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn relations_are_ranges_bounded_by_the_other_key() {
+        let mut config = BrokerConfig::default();
+        config.groups.min_session_timeout_ms = 60_000;
+        config.groups.max_session_timeout_ms = 30_000;
+        let err = config.validate().expect_err("min above max");
+        assert_eq!(
+            err,
+            BoundsError::OutOfRange {
+                key: "groups.min_session_timeout_ms",
+                value: 60_000,
+                min: 100,
+                max: 30_000
+            }
+        );
+        let mut config = BrokerConfig::default();
+        config.limits.max_inflight_bytes = 8 << 20;
+        assert!(matches!(
+            config.validate(),
+            Err(BoundsError::OutOfRange { key: "limits.max_frame_bytes", max, .. }) if max == 8 << 20
+        ));
+    }
+
+    #[test]
+    fn topic_defaults_are_held_to_topic_ranges() {
+        let config = BrokerConfig::from_toml(
+            r#"
+            [topic_defaults]
+            "segment.bytes" = "1"
+            "#,
+        )
+        .expect("parses");
+        let err = config.validate().expect_err("segment.bytes=1");
+        assert!(matches!(err, BoundsError::TopicDefaults(_)), "{err}");
+        assert!(err.to_string().contains("segment.bytes=1"), "{err}");
     }
 }

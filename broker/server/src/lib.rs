@@ -135,6 +135,9 @@ async fn start_with(
     // rustls needs a process-wide provider when more than one is compiled in; ours is
     // passed explicitly, so a failure here (already installed) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    config
+        .validate()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
     let limits = &config.limits;
     if limits.max_frame_bytes > limits.max_inflight_bytes {
         return Err(ServerError::Config(format!(

@@ -183,6 +183,60 @@ fn dev_then_every_command_with_no_flags() {
 }
 
 #[test]
+fn produce_to_a_missing_partition_fails_even_with_empty_input() {
+    let dev = start_dev();
+    let run =
+        |args: &[&str], stdin: Option<&str>| quiver(dev.home.path(), dev.work.path(), args, stdin);
+    ok(&run(
+        &["topic", "create", "orders", "--partitions", "3"],
+        None,
+    ));
+    for input in ["", "one\ntwo\n"] {
+        let out = run(&["produce", "orders", "-p", "99"], Some(input));
+        assert!(!out.status.success(), "input {input:?} exited 0");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("topic 'orders' has no partition 99"), "{err}");
+        assert!(err.contains("it has 3"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // The last partition is fine, with or without input.
+    ok(&run(&["produce", "orders", "-p", "2"], Some("")));
+    ok(&run(&["produce", "orders", "-p", "2"], Some("x\n")));
+}
+
+#[test]
+fn topic_configs_out_of_range_are_refused_naming_the_range() {
+    let dev = start_dev();
+    let run = |args: &[&str]| quiver(dev.home.path(), dev.work.path(), args, None);
+    for value in ["1", "100000000000000"] {
+        let config = format!("segment.bytes={value}");
+        let out = run(&["topic", "create", "tiny", "--config", &config]);
+        assert!(!out.status.success(), "{config} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&config), "{err}");
+        assert!(
+            err.contains("1048576 (1 MiB) to 2147483648 (2 GiB)"),
+            "{err}"
+        );
+    }
+    assert!(!ok(&run(&["topic", "list"])).contains("tiny"));
+    ok(&run(&["topic", "create", "orders"]));
+    let out = run(&["topic", "alter", "orders", "--set", "segment.ms=1"]);
+    assert!(!out.status.success(), "segment.ms=1 was accepted by alter");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("segment.ms=1 is out of range"), "{err}");
+    ok(&run(&[
+        "topic",
+        "alter",
+        "orders",
+        "--set",
+        "segment.bytes=1048576",
+    ]));
+    let desc = ok(&run(&["topic", "describe", "orders"]));
+    assert!(desc.contains("segment.bytes = 1048576"), "{desc}");
+}
+
+#[test]
 fn client_commands_without_a_broker_say_what_to_do() {
     let home = tempfile::tempdir().expect("home");
     let cwd = tempfile::tempdir().expect("cwd");

@@ -14,7 +14,8 @@ async fn compaction_keeps_the_latest_value_per_key() {
     let admin = client.admin();
     let configs = BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
-        ("segment.bytes".to_string(), "1500".to_string()),
+        // The smallest segment a topic may have; the padded values below fill several.
+        ("segment.bytes".to_string(), "1048576".to_string()),
         ("delete.retention.ms".to_string(), "1".to_string()),
     ]);
     admin
@@ -33,7 +34,7 @@ async fn compaction_keeps_the_latest_value_per_key() {
     for round in 0..20 {
         for k in 0..10 {
             let key = format!("k{k}");
-            let mut record = ProducerRecord::new("table", format!("{key}-v{round}"))
+            let mut record = ProducerRecord::new("table", padded(&format!("{key}-v{round}"), 12))
                 .key(key.clone())
                 .partition(0);
             if k == 0 && round == 19 {
@@ -47,11 +48,12 @@ async fn compaction_keeps_the_latest_value_per_key() {
             latest.insert(key, (meta.offset, value));
         }
     }
-    // Unique keys after the overwrites, so every overwrite sits in a closed segment.
+    // Unique keys after the overwrites, more than a segment of them, so every overwrite
+    // sits in a closed segment.
     for i in 0..40 {
         producer
             .send_and_wait(
-                ProducerRecord::new("table", format!("tail-{i}"))
+                ProducerRecord::new("table", padded(&format!("tail-{i}"), 32))
                     .key(format!("tail-{i}"))
                     .partition(0),
             )
@@ -97,6 +99,14 @@ async fn compaction_keeps_the_latest_value_per_key() {
             "unique keys are kept"
         );
     }
+}
+
+/// `text` followed by filler up to `kib` KiB, so few records fill a segment.
+fn padded(text: &str, kib: usize) -> String {
+    format!(
+        "{text}{}",
+        ".".repeat((kib * 1024).saturating_sub(text.len()))
+    )
 }
 
 /// Every record left in the partition, grouped by key, with offsets and values.

@@ -434,8 +434,9 @@ async fn retention_removes_old_segments_in_the_background() {
     let client = broker.client().await;
     let admin = client.admin();
     let configs = BTreeMap::from([
-        ("segment.bytes".to_string(), "2000".to_string()),
-        ("retention.bytes".to_string(), "4000".to_string()),
+        // The smallest segment and retention a topic may have: 1 MiB and 2 MiB.
+        ("segment.bytes".to_string(), "1048576".to_string()),
+        ("retention.bytes".to_string(), "2097152".to_string()),
     ]);
     admin
         .create_topic("short", 1, 1, configs)
@@ -447,13 +448,14 @@ async fn retention_removes_old_segments_in_the_background() {
         .expect("producer");
     for i in 0..60 {
         producer
-            .send_and_wait(ProducerRecord::new("short", vec![b'x'; 300 + i]).partition(0))
+            .send_and_wait(ProducerRecord::new("short", vec![b'x'; 100 * 1024 + i]).partition(0))
             .await
             .expect("send");
     }
     eventually(20, "retention to delete old segments", || async {
         let d = admin.describe_topic("short").await.expect("describe");
-        d.partitions[0].log_start_offset > 0 && d.partitions[0].size_bytes <= 4000 + 2000
+        d.partitions[0].log_start_offset > 0
+            && d.partitions[0].size_bytes <= 2 * 1024 * 1024 + 1024 * 1024
     })
     .await;
     let d = admin.describe_topic("short").await.expect("describe");

@@ -406,7 +406,7 @@ async fn compaction_with_keep_highest_version_keeps_what_the_policy_says() {
             1,
             configs(&[
                 ("cleanup.policy", "compact"),
-                ("segment.bytes", "1500"),
+                ("segment.bytes", "1048576"),
                 ("compaction.policy", "highest"),
                 ("compaction.policy.param.header", "v"),
             ]),
@@ -454,10 +454,11 @@ async fn compaction_with_keep_highest_version_keeps_what_the_policy_says() {
             expected.insert(key, (*offset, value));
         }
     }
-    // Unique keys after them, so the contested writes sit in closed segments.
+    // Unique keys after them, more than a segment of them (the smallest a topic may have),
+    // so the contested writes sit in closed segments.
     let tail = (0..40)
         .map(|i| {
-            ProducerRecord::new("versions", format!("tail-{i}"))
+            ProducerRecord::new("versions", format!("tail-{i}:{}", ".".repeat(32 * 1024)))
                 .key(format!("tail-{i}"))
                 .partition(0)
                 .header("v", "1")
