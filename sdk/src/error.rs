@@ -81,6 +81,20 @@ pub enum Error {
         source: Arc<BatchError>,
     },
 
+    /// The broker holds offsets `first_offset..next_offset` of `tp` only as damaged bytes
+    /// (recovery kept them as a hole; the records around them are intact). The consumer
+    /// stays at the damage: polling again reports it until the application skips it,
+    /// with [`Consumer::skip_damaged`](crate::Consumer::skip_damaged) or a seek to
+    /// `next_offset`.
+    #[error("{tp}: offsets {first_offset}..{next_offset} are damaged on the broker: {message}")]
+    DamagedData {
+        tp: TopicPartition,
+        first_offset: i64,
+        /// Where reading may resume.
+        next_offset: i64,
+        message: String,
+    },
+
     /// A record is larger than the producer's `batch_size` or `buffer_memory` allows.
     #[error(
         "record of {size} bytes exceeds the producer's limit of {max} bytes; raise buffer_memory or send smaller records"

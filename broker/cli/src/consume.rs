@@ -40,6 +40,10 @@ pub struct ConsumeArgs {
     /// Use this version of the filter instead of the current one.
     #[arg(long, requires = "filter")]
     pub filter_version: Option<u32>,
+    /// Skip offsets the broker reports as damaged (saying which on stderr) instead of
+    /// stopping with an error: their records are lost to this read.
+    #[arg(long)]
+    pub skip_damaged: bool,
 }
 
 impl ConsumeArgs {
@@ -143,7 +147,21 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
         if !args.follow && partitions.iter().all(|p| start[p] >= ends[p]) {
             return Ok(());
         }
-        let records = consumer.poll(Duration::from_millis(500)).await?;
+        let records = match consumer.poll(Duration::from_millis(500)).await {
+            Ok(records) => records,
+            Err(e @ quiver_sdk::Error::DamagedData { .. }) if args.skip_damaged => {
+                if let (Some(next), quiver_sdk::Error::DamagedData { tp, .. }) =
+                    (consumer.skip_damaged(&e)?, &e)
+                {
+                    eprintln!("warning: skipped to offset {next}: {e}");
+                    if let Some(p) = start.get_mut(&tp.partition) {
+                        *p = (*p).max(next);
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         for r in records {
             if let Some(pos) = start.get_mut(&r.partition) {
                 *pos = (*pos).max(r.offset + 1);

@@ -95,6 +95,9 @@ codes! {
     NOT_ENOUGH_REPLICAS = 33, retriable: true, "not enough in-sync replicas";
     /// The group's coordinator is loading or moving; retry.
     COORDINATOR_NOT_AVAILABLE = 34, retriable: true, "group coordinator not available";
+    /// The offsets asked for are in a damaged range of the partition's log; the message
+    /// names the range (see [`WireError::damaged_offsets`]) and a consumer may skip it.
+    DAMAGED_DATA = 35, retriable: false, "damaged data";
 }
 
 impl ErrorCode {
@@ -137,12 +140,37 @@ pub struct WireError {
     pub message: String,
 }
 
+/// How a [`ErrorCode::DAMAGED_DATA`] message ends: the damaged offsets in a form a client
+/// reads back. Kept in the message rather than a new field so that the error's encoding,
+/// and every client already decoding it, stays as it is.
+const DAMAGED_TAG: &str = " [damaged offsets ";
+
 impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         WireError {
             code,
             message: message.into(),
         }
+    }
+
+    /// A [`ErrorCode::DAMAGED_DATA`] error for offsets `first..next` (`next` exclusive:
+    /// where reading may resume), with a human `message` before the tag.
+    pub fn damaged_data(message: impl Into<String>, first: i64, next: i64) -> Self {
+        let mut message = message.into();
+        message.push_str(&format!("{DAMAGED_TAG}{first}..{next}]"));
+        WireError::new(ErrorCode::DAMAGED_DATA, message)
+    }
+
+    /// The damaged offsets `(first, next)` a [`ErrorCode::DAMAGED_DATA`] error names;
+    /// `None` for any other error or a message without the tag.
+    pub fn damaged_offsets(&self) -> Option<(i64, i64)> {
+        if self.code != ErrorCode::DAMAGED_DATA {
+            return None;
+        }
+        let at = self.message.rfind(DAMAGED_TAG)?;
+        let range = self.message[at + DAMAGED_TAG.len()..].strip_suffix(']')?;
+        let (first, next) = range.split_once("..")?;
+        Some((first.parse().ok()?, next.parse().ok()?))
     }
 }
 
@@ -160,6 +188,18 @@ mod tests {
             assert_eq!(code.0 as usize, i, "{name} is out of order");
             assert!(seen.insert(code.0), "{name} reuses {}", code.0);
         }
+    }
+
+    #[test]
+    fn damaged_offsets_round_trip_through_the_message() {
+        let e = WireError::damaged_data("offsets 4..8 are damaged", 4, 8);
+        assert_eq!(e.code, ErrorCode::DAMAGED_DATA);
+        assert_eq!(e.damaged_offsets(), Some((4, 8)));
+        assert!(e.message.starts_with("offsets 4..8 are damaged"));
+        let other = WireError::new(ErrorCode::STORAGE_ERROR, e.message.clone());
+        assert_eq!(other.damaged_offsets(), None);
+        let untagged = WireError::new(ErrorCode::DAMAGED_DATA, "no tag");
+        assert_eq!(untagged.damaged_offsets(), None);
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl PartitionLog {
                 c.original.base_offset(),
                 SegmentRole::Rewritten,
                 &config,
+                None,
                 &mut |_| {},
             )?;
             let mut next: Vec<Arc<Segment>> = current.iter().cloned().collect();

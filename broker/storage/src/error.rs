@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use quiver_proto::batch::BatchError;
 
 use crate::compaction::PolicyError;
+use crate::damage::DamagedRange;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,18 @@ pub enum StorageError {
     /// A segment is damaged where recovery cannot repair it by truncating the tail.
     #[error("segment {} is corrupt: {reason}; move it aside or restore it from a replica", path.display())]
     CorruptSegment { path: PathBuf, reason: String },
+    /// The offsets asked for are in a damaged range that recovery kept as a hole; the
+    /// records before and after it are intact.
+    #[error(
+        "offsets {}..{} of partition log {} are damaged (bytes {}..{} of {}: {}); \
+         skip to offset {} to read on, or restore the segment from a replica",
+        range.first_offset, range.next_offset, dir.display(), range.position,
+        range.end_position, range.segment.display(), range.reason, range.next_offset
+    )]
+    DamagedData {
+        dir: PathBuf,
+        range: Box<DamagedRange>,
+    },
     /// The compaction policy failed; no segment was changed.
     #[error("compaction policy failed, no segment was changed: {0}")]
     Policy(#[from] PolicyError),

@@ -53,7 +53,11 @@
 //!   the writer publishes after its write (and, under [`FlushPolicy::Always`], its fsync).
 //! - A failed write or fsync poisons the log: later appends fail with
 //!   [`StorageError::Poisoned`]; reopening recovers from what is really on disk.
-//! - Recovery cuts a torn tail of the active segment at the first batch failing its CRC.
+//! - Recovery cuts a torn tail of the active segment at the first batch failing its CRC
+//!   when nothing valid follows it. Damage with intact batches after it, or in a closed
+//!   segment, is kept as a hole ([`DamagedRange`], [`PartitionLog::damaged_ranges`]):
+//!   nothing acknowledged is dropped and no offset is reused; reads into it fail with
+//!   [`StorageError::DamagedData`], which names the offset to resume at.
 //!
 //! # Example
 //!
@@ -80,6 +84,7 @@ mod append;
 mod checkpoint;
 pub mod compaction;
 mod config;
+mod damage;
 mod error;
 mod index;
 mod leader_epoch;
@@ -93,6 +98,7 @@ mod segment;
 
 pub use compaction::{CompactionOutcome, CompactionPolicy, KeepLatest, PolicyError, Survivor};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use damage::DamagedRange;
 pub use error::StorageError;
 pub use leader_epoch::EpochEntry;
 pub use log::{AppendOutcome, PartitionLog, ReadBound, ReadOutcome};

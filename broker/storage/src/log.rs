@@ -253,8 +253,14 @@ impl PartitionLog {
         let mut gathered: Option<BytesMut> = None;
         let mut budget = max_bytes;
         for segment in &segments[first..] {
-            let Some(position) = segment.locate(outcome.next_offset)? else {
-                continue;
+            let has_bytes = !outcome.bytes.is_empty() || gathered.is_some();
+            let position = match segment.locate(outcome.next_offset) {
+                Ok(Some(position)) => position,
+                Ok(None) => continue,
+                // What was gathered before the damage is returned; the next read,
+                // starting at the damage, reports it.
+                Err(StorageError::DamagedData { .. }) if has_bytes => break,
+                Err(e) => return Err(e),
             };
             let at_least_one = outcome.bytes.is_empty() && gathered.is_none();
             let Some(collected) = segment.collect(position, limit, budget, at_least_one)? else {
@@ -306,6 +312,15 @@ impl PartitionLog {
             }
         }
         Ok(None)
+    }
+
+    /// Damaged ranges recovery kept as holes, oldest first: reads of their offsets fail
+    /// with [`StorageError::DamagedData`].
+    pub fn damaged_ranges(&self) -> Vec<crate::DamagedRange> {
+        self.snapshot()
+            .iter()
+            .flat_map(|s| s.holes().iter().cloned())
+            .collect()
     }
 
     /// Fails with `Poisoned` once a write or fsync has failed.

@@ -207,6 +207,7 @@ impl PartitionLog {
             target.base_offset(),
             SegmentRole::Active,
             &config,
+            None,
             &mut |h| producers.record(h),
         )?;
         let reloaded = Arc::new(reloaded);

@@ -1,12 +1,14 @@
 //! Opening a log directory: finding its segments, checking them, repairing what a crash
 //! can leave behind, and replaying batch headers into the producer state.
 //!
-//! Closed segments were fsynced when they rolled, so damage in one is reported as
-//! [`StorageError::CorruptSegment`] rather than silently cut. The active segment may end
-//! in a torn write: every batch of it is checked by CRC and the file is truncated at the
-//! first one that fails.
+//! Every batch of the active segment is checked by CRC; a closed segment's headers are
+//! checked, and its CRCs where the headers show damage. Damage with an intact batch
+//! after it (in any segment) is kept on disk as a hole ([`DamagedRange`]), never cut:
+//! the batches after it were acknowledged. Damage with nothing valid after it is a torn
+//! tail: cut in the active segment (a crash during an append), a hole to the segment's
+//! end in a closed one (fsynced at roll, so its end was whole).
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use quiver_proto::batch::{self, BatchHeader};
 
 use crate::checkpoint::TEMP_SUFFIX;
 use crate::config::LogConfig;
+use crate::damage::{self, DamagedRange};
 use crate::error::StorageError;
 use crate::index::{
     IndexCursor, OffsetEntry, SegmentIndex, TimeEntry, decode_offsets, decode_times,
@@ -88,10 +91,12 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, Stora
                 ),
             });
         }
-        let (segment, segment_cursor) = load_segment(dir, base, role, config, &mut |h| {
-            producers.record(h);
-            epoch_runs.observe(h);
-        })?;
+        let next_base = bases.get(i + 1).copied();
+        let (segment, segment_cursor) =
+            load_segment(dir, base, role, config, next_base, &mut |h| {
+                producers.record(h);
+                epoch_runs.observe(h);
+            })?;
         cursor = segment_cursor;
         segments.push(Arc::new(segment));
     }
@@ -151,11 +156,14 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
 }
 
 /// Loads one segment, repairing it according to its role. `visit` sees every batch kept.
+/// `next_base` is the base offset of the segment after this one, if any: offsets a
+/// damaged end of a closed segment held run up to it.
 pub(crate) fn load_segment(
     dir: &Path,
     base: i64,
     role: SegmentRole,
     config: &LogConfig,
+    next_base: Option<i64>,
     visit: &mut dyn FnMut(&BatchHeader),
 ) -> Result<(Segment, IndexCursor), StorageError> {
     let paths = SegmentPaths::new(dir, base);
@@ -168,98 +176,94 @@ pub(crate) fn load_segment(
         .metadata()
         .map_err(StorageError::io(&paths.log, "stat segment"))?
         .len();
-    let mut state = SegmentState::empty(base);
-    let mut rebuilt = SegmentIndex::default();
-    let mut cursor = IndexCursor::default();
-    let mut check = match role {
-        SegmentRole::Closed => Some(IndexCheck::load(&paths)),
-        SegmentRole::Active | SegmentRole::Rewritten => None,
+    let mut loader = Loader {
+        base,
+        state: SegmentState::empty(base),
+        rebuilt: SegmentIndex::default(),
+        cursor: IndexCursor::default(),
+        check: match role {
+            SegmentRole::Closed => Some(IndexCheck::load(&paths)),
+            SegmentRole::Active | SegmentRole::Rewritten => None,
+        },
+        running_max: NO_TIMESTAMP,
+        index_interval_bytes: config.index_interval_bytes,
+        visit,
     };
-    let mut scan = BatchScan::new(&file, 0, file_len);
-    let mut batch_bytes = Vec::new();
-    let mut running_max = NO_TIMESTAMP;
-    let damage = loop {
-        let step = scan
-            .next_step()
-            .map_err(StorageError::io(&paths.log, "read segment"))?;
-        let (position, header) = match step {
-            ScanStep::Batch { position, header } => (position, header),
-            ScanStep::End => break None,
-            ScanStep::Broken { position, reason } => break Some((position, reason.to_string())),
-        };
-        if header.base_offset < state.next_offset {
-            break Some((
-                position,
-                format!(
-                    "batch base offset {} is below the expected {}",
-                    header.base_offset, state.next_offset
-                ),
-            ));
-        }
-        let Ok(relative) = u32::try_from(header.base_offset - base) else {
-            break Some((
-                position,
-                "batch offset too far from the segment base".into(),
-            ));
-        };
-        let Ok(position32) = u32::try_from(position) else {
-            break Some((position, "segment larger than 4 GiB".into()));
-        };
-        if role == SegmentRole::Active {
-            batch_bytes.resize(header.total_len(), 0);
-            file.read_exact_at(&mut batch_bytes, position)
-                .map_err(StorageError::io(&paths.log, "read segment"))?;
-            if let Err(e) = batch::validate_stored(&batch_bytes) {
-                break Some((position, e.to_string()));
-            }
-        }
-        running_max = running_max.max(header.max_timestamp);
-        if let Some(check) = check.as_mut() {
-            check.visit(position, relative, running_max);
-        }
-        cursor.add(
-            &mut rebuilt,
-            relative,
-            position32,
-            header.max_timestamp,
-            header.total_len() as u64,
-            config.index_interval_bytes,
-        );
-        visit(&header);
-        state.len = position + header.total_len() as u64;
-        state.next_offset = header.last_offset() + 1;
-        state.max_timestamp = running_max;
-        if state.first_batch_ms == NO_TIMESTAMP {
-            state.first_batch_ms = header.max_timestamp;
-        }
-    };
-
-    if let Some((position, reason)) = damage {
-        if role != SegmentRole::Active {
+    // Only the active segment may hold unsynced bytes, so only its CRCs are checked up
+    // front; a closed segment's are checked where its headers show damage.
+    let verify_crc = role == SegmentRole::Active;
+    let mut holes: Vec<DamagedRange> = Vec::new();
+    let mut from = 0;
+    while let Some((position, reason)) = loader.scan(&file, &paths, from, file_len, verify_crc)? {
+        if role == SegmentRole::Rewritten {
             return Err(StorageError::CorruptSegment {
                 path: paths.log.clone(),
-                reason: format!("closed segment is unreadable at byte {position}: {reason}"),
+                reason: format!("rewritten segment is unreadable at byte {position}: {reason}"),
             });
         }
-        tracing::warn!(
-            segment = %paths.log.display(),
-            position,
-            dropped_bytes = file_len - position,
-            next_offset = state.next_offset,
-            "truncating the torn or corrupt tail of the active segment: {reason}"
-        );
-        file.set_len(position)
-            .map_err(StorageError::io(&paths.log, "truncate torn tail"))?;
-        file.sync_all()
-            .map_err(StorageError::io(&paths.log, "fsync after truncation"))?;
-    } else if state.len != file_len {
-        // The scan ends exactly at file_len when nothing is damaged.
-        return Err(StorageError::CorruptSegment {
-            path: paths.log.clone(),
-            reason: format!("scan ended at {} of {file_len} bytes", state.len),
-        });
+        let expected = loader.state.next_offset;
+        let resumed = damage::find_intact_batch(&file, position, file_len, expected)
+            .map_err(StorageError::io(&paths.log, "read segment"))?;
+        match resumed {
+            Some(resumed) => {
+                // Intact batches follow: they were acknowledged, so they stay, and the
+                // damaged bytes become a hole that reads report instead of skipping.
+                let hole = DamagedRange {
+                    segment: paths.log.clone(),
+                    position,
+                    end_position: resumed.position,
+                    first_offset: expected,
+                    next_offset: resumed.header.base_offset,
+                    reason,
+                };
+                report_hole(&hole);
+                holes.push(hole);
+                from = resumed.position;
+            }
+            None if role == SegmentRole::Active => {
+                // Nothing valid after it: a write torn by a crash, which is cut.
+                tracing::warn!(
+                    segment = %paths.log.display(),
+                    position,
+                    dropped_bytes = file_len - position,
+                    next_offset = expected,
+                    "truncating the torn tail of the active segment: {reason}"
+                );
+                file.set_len(position)
+                    .map_err(StorageError::io(&paths.log, "truncate torn tail"))?;
+                file.sync_all()
+                    .map_err(StorageError::io(&paths.log, "fsync after truncation"))?;
+                break;
+            }
+            None => {
+                // A closed segment was fsynced when it rolled, so its end was whole:
+                // the damaged end held offsets up to the next segment's base.
+                let hole = DamagedRange {
+                    segment: paths.log.clone(),
+                    position,
+                    end_position: file_len,
+                    first_offset: expected,
+                    next_offset: next_base.unwrap_or(expected).max(expected),
+                    reason,
+                };
+                report_hole(&hole);
+                loader.state.len = file_len;
+                loader.state.next_offset = hole.next_offset;
+                holes.push(hole);
+                break;
+            }
+        }
     }
 
+    let Loader {
+        state,
+        mut rebuilt,
+        cursor,
+        check,
+        ..
+    } = loader;
+    // Entries of an index written before the damage may point into it: rebuild.
+    let check = if holes.is_empty() { check } else { None };
     let index = match (role, check.map(IndexCheck::finish)) {
         (_, Some(Ok(index))) => index,
         (SegmentRole::Active, _) => {
@@ -276,7 +280,158 @@ pub(crate) fn load_segment(
             rebuilt
         }
     };
-    Ok((Segment::assemble(base, paths, file, state, index), cursor))
+    Ok((
+        Segment::assemble(base, paths, file, state, index, holes),
+        cursor,
+    ))
+}
+
+fn report_hole(hole: &DamagedRange) {
+    tracing::error!(
+        segment = %hole.segment.display(),
+        bytes = %format_args!("{}..{}", hole.position, hole.end_position),
+        offsets = %format_args!("{}..{}", hole.first_offset, hole.next_offset),
+        "damaged batches kept as a hole: reads of these offsets fail until the segment is \
+         restored or consumers skip them; the intact batches around it are served: {}",
+        hole.reason
+    );
+}
+
+/// The running state of one segment's load.
+struct Loader<'v> {
+    base: i64,
+    state: SegmentState,
+    rebuilt: SegmentIndex,
+    cursor: IndexCursor,
+    check: Option<IndexCheck>,
+    running_max: i64,
+    index_interval_bytes: u32,
+    visit: &'v mut dyn FnMut(&BatchHeader),
+}
+
+impl Loader<'_> {
+    /// Scans from `from` to `end`, keeping every sound batch; returns where the bytes
+    /// stop being sound, and why, or `None` at a clean end.
+    ///
+    /// Each batch is kept only once the next one is found sound (or the segment ends):
+    /// without CRC checks, a damaged length shows up as garbage where the next batch
+    /// should start, so the batch before the garbage must pass its CRC to be kept.
+    fn scan(
+        &mut self,
+        file: &File,
+        paths: &SegmentPaths,
+        from: u64,
+        end: u64,
+        verify_crc: bool,
+    ) -> Result<Option<(u64, String)>, StorageError> {
+        let mut scan = BatchScan::new(file, from, end);
+        let mut pending: Option<(u64, BatchHeader)> = None;
+        let damage = loop {
+            let step = scan
+                .next_step()
+                .map_err(StorageError::io(&paths.log, "read segment"))?;
+            match step {
+                ScanStep::Batch { position, header } => {
+                    let expected = pending
+                        .as_ref()
+                        .map_or(self.state.next_offset, |(_, h)| h.last_offset() + 1);
+                    if let Some(reason) =
+                        self.unsound(file, paths, position, &header, expected, verify_crc)?
+                    {
+                        break Some((position, reason));
+                    }
+                    if let Some((p, h)) = pending.replace((position, header)) {
+                        self.keep(p, &h);
+                    }
+                }
+                ScanStep::End => break None,
+                ScanStep::Broken { position, reason } => {
+                    break Some((position, reason.to_string()));
+                }
+                // Recovery's scans are given no holes; they find them.
+                ScanStep::Hole { position } => break Some((position, "damaged".into())),
+            }
+        };
+        if let Some((p, h)) = pending {
+            if damage.is_some() && !verify_crc {
+                let bytes = read_batch(file, paths, p, &h)?;
+                if let Err(e) = batch::validate_stored(&bytes) {
+                    return Ok(Some((p, e.to_string())));
+                }
+            }
+            self.keep(p, &h);
+        }
+        Ok(damage)
+    }
+
+    /// Why the batch at `position` cannot be kept, if it cannot.
+    fn unsound(
+        &self,
+        file: &File,
+        paths: &SegmentPaths,
+        position: u64,
+        header: &BatchHeader,
+        expected: i64,
+        verify_crc: bool,
+    ) -> Result<Option<String>, StorageError> {
+        if header.base_offset < expected {
+            return Ok(Some(format!(
+                "batch base offset {} is below the expected {expected}",
+                header.base_offset
+            )));
+        }
+        if u32::try_from(header.base_offset - self.base).is_err() {
+            return Ok(Some("batch offset too far from the segment base".into()));
+        }
+        if u32::try_from(position).is_err() {
+            return Ok(Some("segment larger than 4 GiB".into()));
+        }
+        if verify_crc {
+            let bytes = read_batch(file, paths, position, header)?;
+            if let Err(e) = batch::validate_stored(&bytes) {
+                return Ok(Some(e.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds a sound batch to the segment's state, indexes and the caller's visitor.
+    fn keep(&mut self, position: u64, header: &BatchHeader) {
+        // `unsound` checked that both fit.
+        let relative = u32::try_from(header.base_offset - self.base).unwrap_or(u32::MAX);
+        let position32 = u32::try_from(position).unwrap_or(u32::MAX);
+        self.running_max = self.running_max.max(header.max_timestamp);
+        if let Some(check) = self.check.as_mut() {
+            check.visit(position, relative, self.running_max);
+        }
+        self.cursor.add(
+            &mut self.rebuilt,
+            relative,
+            position32,
+            header.max_timestamp,
+            header.total_len() as u64,
+            self.index_interval_bytes,
+        );
+        (self.visit)(header);
+        self.state.len = position + header.total_len() as u64;
+        self.state.next_offset = header.last_offset() + 1;
+        self.state.max_timestamp = self.running_max;
+        if self.state.first_batch_ms == NO_TIMESTAMP {
+            self.state.first_batch_ms = header.max_timestamp;
+        }
+    }
+}
+
+fn read_batch(
+    file: &File,
+    paths: &SegmentPaths,
+    position: u64,
+    header: &BatchHeader,
+) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = vec![0; header.total_len()];
+    file.read_exact_at(&mut bytes, position)
+        .map_err(StorageError::io(&paths.log, "read segment"))?;
+    Ok(bytes)
 }
 
 /// Checks a closed segment's index files against the batches actually in its log.

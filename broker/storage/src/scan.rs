@@ -7,6 +7,8 @@ use std::os::unix::fs::FileExt;
 
 use quiver_proto::batch::{BatchError, BatchHeader, HEADER_LEN};
 
+use crate::damage::DamagedRange;
+
 /// Bytes read at once when looking for headers: small batches share one read, and a large
 /// batch costs one small read for its header.
 const WINDOW: usize = 8 * 1024;
@@ -20,6 +22,8 @@ pub(crate) enum ScanStep {
     End,
     /// The bytes at `position` are not a whole batch: torn, garbage or truncated.
     Broken { position: u64, reason: BatchError },
+    /// A known damaged range starts at `position`; the scan continues after it.
+    Hole { position: u64 },
 }
 
 /// A forward scan over the batches of `file` between two positions. It checks headers
@@ -31,6 +35,8 @@ pub(crate) struct BatchScan<'f> {
     end: u64,
     window: Vec<u8>,
     window_start: u64,
+    /// Damaged ranges recovery found, each passed over as one step.
+    holes: &'f [DamagedRange],
 }
 
 impl<'f> BatchScan<'f> {
@@ -42,7 +48,14 @@ impl<'f> BatchScan<'f> {
             end,
             window: Vec::new(),
             window_start: 0,
+            holes: &[],
         }
+    }
+
+    /// Reports each of `holes` as a [`ScanStep::Hole`] and continues after it.
+    pub(crate) fn passing(mut self, holes: &'f [DamagedRange]) -> Self {
+        self.holes = holes;
+        self
     }
 
     /// The next batch, the end, or where the bytes stop making sense.
@@ -51,6 +64,10 @@ impl<'f> BatchScan<'f> {
             return Ok(ScanStep::End);
         }
         let position = self.position;
+        if let Some(hole) = self.holes.iter().find(|h| h.position == position) {
+            self.position = hole.end_position;
+            return Ok(ScanStep::Hole { position });
+        }
         let remaining = self.end - position;
         if remaining < HEADER_LEN as u64 {
             return Ok(self.broken(BatchError::Truncated {

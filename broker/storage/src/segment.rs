@@ -14,6 +14,7 @@ use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use quiver_proto::batch::BatchHeader;
 
+use crate::damage::DamagedRange;
 use crate::error::StorageError;
 use crate::index::SegmentIndex;
 use crate::scan::{BatchScan, ScanStep};
@@ -73,6 +74,14 @@ pub(crate) struct Segment {
     /// this process, the batch's max timestamp when recovered.
     first_batch_ms: AtomicI64,
     index: RwLock<SegmentIndex>,
+    /// Damaged ranges recovery kept, in position order; fixed for the segment's life.
+    holes: Vec<DamagedRange>,
+}
+
+/// One step of a read over a segment that may hold damaged ranges.
+pub(crate) enum ReadStep<'s> {
+    Batch(u64, BatchHeader),
+    Hole(&'s DamagedRange),
 }
 
 impl Segment {
@@ -95,6 +104,7 @@ impl Segment {
             file,
             SegmentState::empty(base_offset),
             SegmentIndex::default(),
+            Vec::new(),
         ))
     }
 
@@ -105,6 +115,7 @@ impl Segment {
         file: File,
         state: SegmentState,
         index: SegmentIndex,
+        holes: Vec<DamagedRange>,
     ) -> Segment {
         Segment {
             base_offset,
@@ -115,7 +126,13 @@ impl Segment {
             max_timestamp: AtomicI64::new(state.max_timestamp),
             first_batch_ms: AtomicI64::new(state.first_batch_ms),
             index: RwLock::new(index),
+            holes,
         }
+    }
+
+    /// Damaged ranges recovery kept in this segment.
+    pub(crate) fn holes(&self) -> &[DamagedRange] {
+        &self.holes
     }
 
     pub(crate) fn base_offset(&self) -> i64 {
@@ -232,7 +249,7 @@ impl Segment {
 
     /// A header scan over the committed bytes from `position`.
     pub(crate) fn scan_from(&self, position: u64) -> BatchScan<'_> {
-        BatchScan::new(&self.file, position, self.len())
+        BatchScan::new(&self.file, position, self.len()).passing(&self.holes)
     }
 
     /// Next step of a scan over committed bytes, where a broken batch means damage.
@@ -250,7 +267,37 @@ impl Segment {
                 path: self.paths.log.clone(),
                 reason: format!("batch at byte {position} is unreadable: {reason}"),
             }),
+            ScanStep::Hole { position } => Err(self.hole_at(position).error(self.dir())),
         }
+    }
+
+    /// Next step of a read, which passes damaged ranges to its caller to decide.
+    pub(crate) fn read_step(
+        &self,
+        scan: &mut BatchScan<'_>,
+    ) -> Result<Option<ReadStep<'_>>, StorageError> {
+        match scan
+            .next_step()
+            .map_err(StorageError::io(&self.paths.log, "read"))?
+        {
+            ScanStep::Hole { position } => Ok(Some(ReadStep::Hole(self.hole_at(position)))),
+            ScanStep::Batch { position, header } => Ok(Some(ReadStep::Batch(position, header))),
+            ScanStep::End => Ok(None),
+            ScanStep::Broken { position, reason } => Err(StorageError::CorruptSegment {
+                path: self.paths.log.clone(),
+                reason: format!("batch at byte {position} is unreadable: {reason}"),
+            }),
+        }
+    }
+
+    fn hole_at(&self, position: u64) -> &DamagedRange {
+        // The scan reports only positions taken from `self.holes`.
+        let at = self.holes.partition_point(|h| h.position < position);
+        &self.holes[at.min(self.holes.len().saturating_sub(1))]
+    }
+
+    fn dir(&self) -> &Path {
+        self.paths.log.parent().unwrap_or(Path::new("."))
     }
 
     /// Position of the first batch whose last offset is `>= offset`, if any.
@@ -258,9 +305,15 @@ impl Segment {
         let relative = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
         let start = self.index().scan_start(relative);
         let mut scan = self.scan_from(start);
-        while let Some((position, header)) = self.step(&mut scan)? {
-            if header.last_offset() >= offset {
-                return Ok(Some(position));
+        while let Some(step) = self.read_step(&mut scan)? {
+            match step {
+                ReadStep::Batch(position, header) if header.last_offset() >= offset => {
+                    return Ok(Some(position));
+                }
+                ReadStep::Hole(hole) if hole.next_offset > offset => {
+                    return Err(hole.error(self.dir()));
+                }
+                ReadStep::Batch(..) | ReadStep::Hole(_) => {}
             }
         }
         Ok(None)
@@ -276,10 +329,35 @@ impl Segment {
         at_least_one: bool,
     ) -> Result<Option<Collected>, StorageError> {
         let mut scan = self.scan_from(position);
+        let mut position = position;
         let mut end = position;
         let mut last_offset = None;
         let mut stopped_early = false;
-        while let Some((at, header)) = self.step(&mut scan)? {
+        while let Some(step) = self.read_step(&mut scan)? {
+            let (at, header) = match step {
+                ReadStep::Batch(at, header) => (at, header),
+                ReadStep::Hole(hole) if hole.first_offset == hole.next_offset => {
+                    // Garbage that held no offsets: what follows continues the log, but
+                    // the bytes returned must be contiguous, so a read that has batches
+                    // ends here and one that has none starts after it.
+                    if last_offset.is_some() {
+                        stopped_early = true;
+                        break;
+                    }
+                    position = hole.end_position;
+                    end = position;
+                    continue;
+                }
+                ReadStep::Hole(hole) => {
+                    if last_offset.is_none() {
+                        return Err(hole.error(self.dir()));
+                    }
+                    // The batches before the damage are returned; the next read, at the
+                    // hole's first offset, reports it.
+                    stopped_early = true;
+                    break;
+                }
+            };
             let taken = (end - position) as usize;
             let fits = taken + header.total_len() <= budget || (taken == 0 && at_least_one);
             if header.last_offset() >= high_watermark || !fits {
@@ -313,7 +391,11 @@ impl Segment {
             None => 0,
         };
         let mut scan = self.scan_from(start);
-        while let Some((position, header)) = self.step(&mut scan)? {
+        while let Some(step) = self.read_step(&mut scan)? {
+            // A timestamp lookup passes over damage: it asks for a position, not data.
+            let ReadStep::Batch(position, header) = step else {
+                continue;
+            };
             if header.last_offset() >= high_watermark {
                 return Ok(None);
             }

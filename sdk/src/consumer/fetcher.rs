@@ -435,6 +435,18 @@ impl Fetcher {
                 let reset = self.reset_offset(tp).await?;
                 self.seek(tp, reset)
             }
+            Err(Error::Broker { source, .. }) if source.damaged_offsets().is_some() => {
+                // Stay on the damage: skipping acknowledged records is the application's
+                // explicit choice, never the client's.
+                state.restart(offset);
+                let (first_offset, next_offset) = source.damaged_offsets().unwrap_or_default();
+                Err(Error::DamagedData {
+                    tp: tp.clone(),
+                    first_offset,
+                    next_offset,
+                    message: source.message,
+                })
+            }
             Err(e) => {
                 state.restart(offset);
                 state.backoff_until = Some(Instant::now() + backoff);

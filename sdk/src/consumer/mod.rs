@@ -115,6 +115,23 @@ impl Consumer {
         self.fetcher.seek(tp, offset)
     }
 
+    /// Skips the damaged range `error` names, when it is an [`Error::DamagedData`] of an
+    /// assigned partition: the partition moves to the first offset after the damage,
+    /// which is returned. Any other error is left alone (`Ok(None)`). The records of the
+    /// range are lost to this consumer; skipping is explicit so that nothing is dropped
+    /// without the application deciding it.
+    pub fn skip_damaged(&mut self, error: &Error) -> Result<Option<i64>, Error> {
+        let Error::DamagedData {
+            tp, next_offset, ..
+        } = error
+        else {
+            return Ok(None);
+        };
+        tracing::warn!(%tp, next_offset, "skipping damaged offsets: {error}");
+        self.fetcher.seek(tp, *next_offset)?;
+        Ok(Some(*next_offset))
+    }
+
     /// Moves each partition to its log start.
     pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
         self.seek_to(partitions, OffsetSpec::Earliest).await

@@ -7,6 +7,7 @@ mod bench_child;
 mod cli;
 mod compaction;
 mod crash;
+mod damage;
 mod data_path;
 mod groups;
 mod harness;

@@ -11,6 +11,13 @@ use crate::error::BrokerError;
 
 /// The error code and message sent to the client.
 pub(crate) fn wire_error(e: &BrokerError) -> WireError {
+    if let BrokerError::Storage {
+        source: StorageError::DamagedData { range, .. },
+        ..
+    } = e
+    {
+        return WireError::damaged_data(e.to_string(), range.first_offset, range.next_offset);
+    }
     WireError::new(code(e), e.to_string())
 }
 
@@ -43,6 +50,7 @@ fn storage_code(err: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
         StorageError::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
         StorageError::OutOfOrderSequence { .. } => ErrorCode::OUT_OF_ORDER_SEQUENCE,
+        StorageError::DamagedData { .. } => ErrorCode::DAMAGED_DATA,
         _ => ErrorCode::STORAGE_ERROR,
     }
 }

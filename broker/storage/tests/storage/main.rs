@@ -5,6 +5,7 @@
 mod append_read;
 mod common;
 mod compaction;
+mod damage;
 mod idempotence;
 mod leader_epoch_prop;
 mod leader_epochs;
