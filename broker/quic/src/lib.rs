@@ -158,8 +158,8 @@ mod tests {
     /// A server config with a fresh self-signed certificate, and a client config that
     /// trusts it.
     fn tls_pair() -> (quinn::ServerConfig, quinn::ClientConfig) {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-            .expect("certificate");
+        let cert =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
         let der = cert.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
         let mut server = rustls::ServerConfig::builder_with_provider(crypto_provider())
