@@ -1,7 +1,9 @@
 //! [`Client`]: one QUIC connection to a broker, shared by admin, producers and consumers.
 //!
 //! Every request runs on its own bidirectional stream, so a slow partition never blocks
-//! another. The connection is re-dialled lazily when it breaks. Requests that are safe to
+//! another. The connection is re-dialled lazily when it breaks (a broker that restarted
+//! resets it at once, see `quiver_quic::server_endpoint`), with fresh handshakes spaced
+//! by a jittered backoff until one succeeds or `connect_timeout` passes. Requests that are safe to
 //! repeat (reads, metadata, offset look-ups, topic admin that the broker makes
 //! idempotent by name) are retried with exponential backoff on retriable error codes and
 //! on connection loss; a request that may have reached the broker and is not safe to
@@ -154,28 +156,86 @@ impl Client {
         if let Some(conn) = self.live() {
             return Ok(conn);
         }
-        let inner = &self.inner;
-        let connecting = inner
-            .endpoint
-            .connect(inner.addr, &inner.server_name)
-            .map_err(|e| Error::Connect {
-                addr: inner.addr.to_string(),
-                reason: e.to_string(),
-            })?;
-        let after = inner.options.connect_timeout;
-        let conn = tokio::time::timeout(after, connecting)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "connecting to the broker",
-                after,
-            })?
-            .map_err(|e| Error::Connect {
-                addr: inner.addr.to_string(),
-                reason: e.to_string(),
-            })?;
-        tracing::debug!(broker = %inner.url, "connected");
-        *inner.current.lock() = Some(conn.clone());
+        let conn = self.dial().await?;
+        tracing::debug!(broker = %self.inner.url, "connected");
+        *self.inner.current.lock() = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Dials the broker until a handshake succeeds, a handshake fails for a reason that
+    /// another try would not change (a certificate the CA does not vouch for, say), or
+    /// `connect_timeout` passes.
+    ///
+    /// A new handshake starts after each backoff step (jittered, so that the clients of
+    /// a restarted broker do not all knock at once) while earlier ones keep going: a
+    /// handshake whose first packets went out while the broker was down retransmits
+    /// them ever more slowly (1 s, 2 s, 4 s, ...), so a fresh one reaches a broker that
+    /// has come back much sooner, and on a slow link an earlier one may still finish
+    /// first. At most [`MAX_DIALS`] are under way; the oldest is given up for a new one.
+    async fn dial(&self) -> Result<quinn::Connection, Error> {
+        let inner = &self.inner;
+        let after = inner.options.connect_timeout;
+        let deadline = tokio::time::Instant::now() + after;
+        let mut handshakes = tokio::task::JoinSet::new();
+        let mut oldest_first = std::collections::VecDeque::new();
+        let mut next_dial = tokio::time::Instant::now();
+        let mut dialled = 0u32;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout {
+                    what: "connecting to the broker",
+                    after,
+                });
+            }
+            if now >= next_dial {
+                if oldest_first.len() >= MAX_DIALS
+                    && let Some(oldest) = oldest_first.pop_front()
+                {
+                    tokio::task::AbortHandle::abort(&oldest);
+                }
+                let connecting = inner
+                    .endpoint
+                    .connect(inner.addr, &inner.server_name)
+                    .map_err(|e| Error::Connect {
+                        addr: inner.addr.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                oldest_first.push_back(handshakes.spawn(connecting));
+                next_dial = now + jittered(inner.options.backoff(dialled));
+                dialled += 1;
+            }
+            tokio::select! {
+                Some(done) = handshakes.join_next() => match done {
+                    // Dropping the set gives up the other handshakes.
+                    Ok(Ok(conn)) => return Ok(conn),
+                    Ok(Err(e)) if worth_redialling(&e) => {
+                        tracing::debug!(broker = %inner.url, error = %e, "handshake failed; dialling again");
+                    }
+                    Ok(Err(e)) => {
+                        return Err(Error::Connect {
+                            addr: inner.addr.to_string(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    // A handshake given up for a newer one.
+                    Err(_) => {}
+                },
+                () = tokio::time::sleep_until(next_dial.min(deadline)) => {}
+            }
+        }
+    }
+
+    /// Forgets `conn` if it is still the current connection: it broke, and the next
+    /// request dials a new one rather than trying it again.
+    fn forget(&self, conn: &quinn::Connection) {
+        let mut current = self.inner.current.lock();
+        if current
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            *current = None;
+        }
     }
 
     fn live(&self) -> Option<quinn::Connection> {
@@ -232,7 +292,7 @@ impl Client {
                 return Err(failed.error);
             }
             tracing::debug!(api = R::NAME, attempt, error = %failed.error, "retrying");
-            tokio::time::sleep(self.inner.options.backoff(attempt)).await;
+            tokio::time::sleep(jittered(self.inner.options.backoff(attempt))).await;
             attempt += 1;
         }
     }
@@ -304,10 +364,13 @@ impl Client {
             maybe_sent: false,
         };
         let conn = self.connection().await.map_err(unsent)?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| unsent(Error::ConnectionLost(e)))?;
+        let (mut send, mut recv) = match conn.open_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                self.forget(&conn);
+                return Err(unsent(Error::ConnectionLost(e)));
+            }
+        };
         if payload.is_empty() {
             // Fails only on a stream already closed, which the write below reports.
             let _ = send.set_priority(quiver_quic::CONTROL_PRIORITY);
@@ -343,17 +406,20 @@ impl Client {
             payloads.recycle(payload.clone());
             Ok(Some((resp, payload)))
         };
-        tokio::time::timeout(after, exchange)
+        let outcome = tokio::time::timeout(after, exchange)
             .await
             .map_err(|_| Error::Timeout {
                 what: R::NAME,
                 after,
             })
-            .and_then(|r| r)
-            .map_err(|error| Failed {
-                error,
-                maybe_sent: true,
-            })
+            .and_then(|r| r);
+        if let Err(Error::ConnectionLost(_)) = &outcome {
+            self.forget(&conn);
+        }
+        outcome.map_err(|error| Failed {
+            error,
+            maybe_sent: true,
+        })
     }
 
     /// Opens a subscription: the broker pushes a [`FetchResponse`] with batches each
@@ -361,7 +427,13 @@ impl Client {
     /// dropped. Not retried: on an error, subscribe again from the last offset seen.
     pub async fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, Error> {
         let conn = self.connection().await?;
-        let (mut send, recv) = conn.open_bi().await.map_err(Error::ConnectionLost)?;
+        let (mut send, recv) = match conn.open_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                self.forget(&conn);
+                return Err(Error::ConnectionLost(e));
+            }
+        };
         let mut chunks = [frame::encode_request(req, 0)];
         send.write_all_chunks(&mut chunks)
             .await
@@ -497,6 +569,40 @@ fn decode<R: Request>(frame: Bytes) -> Result<(R::Response, Bytes), Error> {
     }
 }
 
+/// Handshakes [`Client::dial`] keeps under way at once.
+const MAX_DIALS: usize = 4;
+
+/// Whether a failed handshake may succeed when tried again: the broker did not answer,
+/// reset us, or closed for a reason other than TLS (shutting down, refusing for load).
+/// A TLS failure on either side, or no common QUIC version, stays a failure.
+fn worth_redialling(e: &quinn::ConnectionError) -> bool {
+    use quinn::ConnectionError as E;
+    match e {
+        E::TimedOut | E::Reset | E::ApplicationClosed(_) => true,
+        E::ConnectionClosed(close) => !is_crypto(close.error_code),
+        E::TransportError(_) | E::VersionMismatch | E::LocallyClosed | E::CidsExhausted => false,
+    }
+}
+
+/// TLS alerts travel as QUIC transport codes 0x100 to 0x1ff.
+fn is_crypto(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+/// `delay` shortened by a random part of up to half of it, so that the clients of one
+/// broker, all cut off at the same moment, spread their retries out.
+fn jittered(delay: std::time::Duration) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    // A per-process random hasher over a clock reading: plenty for spreading retries,
+    // and no dependency for it.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let random = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    let fraction = (random % 1_000) as f64 / 2_000.0;
+    delay.mul_f64(1.0 - fraction)
+}
+
 fn write_error(api: &'static str, e: quinn::WriteError) -> Error {
     match e {
         quinn::WriteError::ConnectionLost(lost) => Error::ConnectionLost(lost),
@@ -603,5 +709,68 @@ mod tests {
             .await
             .expect_err("no CA");
         assert!(matches!(err, Error::Tls(_)));
+    }
+
+    #[test]
+    fn jitter_shortens_by_at_most_half() {
+        let delay = std::time::Duration::from_millis(800);
+        for _ in 0..200 {
+            let j = jittered(delay);
+            assert!(j <= delay && j >= delay / 2, "{j:?}");
+        }
+    }
+
+    #[test]
+    fn only_failures_another_handshake_could_mend_are_redialled() {
+        use quinn::ConnectionError as E;
+        assert!(worth_redialling(&E::TimedOut));
+        assert!(worth_redialling(&E::Reset));
+        assert!(!worth_redialling(&E::VersionMismatch));
+        assert!(!worth_redialling(&E::LocallyClosed));
+        assert!(is_crypto(quinn::TransportErrorCode::crypto(42)));
+        assert!(!is_crypto(quinn::TransportErrorCode::CONNECTION_REFUSED));
+    }
+
+    /// A client started while its broker is down connects once the broker listens, even
+    /// though the packets of its first handshake went nowhere: a handshake on its own
+    /// would not retransmit until well after `connect_timeout`.
+    #[tokio::test]
+    async fn a_client_dialling_a_broker_that_is_not_up_yet_connects_once_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let identity =
+            quiver_server::tls::load_identity(&quiver_server::TlsConfig::SelfSigned, dir.path())
+                .expect("identity");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let options = ClientOptions::new()
+            .ca_pem(identity.cert_pem.clone())
+            .connect_timeout(std::time::Duration::from_millis(2_500));
+        let url = format!("quic://127.0.0.1:{port}");
+        let client = tokio::spawn(async move { Client::connect(&url, options).await });
+        // Past the first handshake's first packets, and well before its retransmission
+        // (1 s after the first) plus its next (2 s later) would reach the server.
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+        let server = quiver_server::tls::server_config(
+            &identity,
+            quiver_server::transport::transport_config(16),
+        )
+        .expect("server config");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let endpoint = quiver_quic::server_endpoint(addr, server, &[7; 32]).expect("listen");
+        // Handshakes the client gave up may arrive too: accept them all.
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(incoming) = endpoint.accept().await {
+                held.push(incoming.await);
+            }
+        });
+        let client = client
+            .await
+            .expect("task")
+            .expect("connects once the broker listens");
+        client.close();
+        accepting.abort();
     }
 }

@@ -53,8 +53,9 @@ pub struct ClientOptions {
     /// How many times an idempotent request is retried after a retriable error or a
     /// broken connection. Default 5.
     pub retries: u32,
-    /// First retry delay; doubled after each attempt up to `retry_backoff_max`.
-    /// Default 100 ms.
+    /// First retry delay; doubled after each attempt up to `retry_backoff_max`, and
+    /// shortened by a random part of up to half so that clients cut off together do not
+    /// retry together. It also spaces the handshakes of a reconnect. Default 50 ms.
     pub retry_backoff: Duration,
     /// Upper bound of the retry delay. Default 2 s.
     pub retry_backoff_max: Duration,
@@ -71,7 +72,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             max_frame_size: 64 * 1024 * 1024,
             retries: 5,
-            retry_backoff: Duration::from_millis(100),
+            retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(2),
             metadata_max_age: Duration::from_secs(300),
         }
@@ -132,9 +133,9 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let o = ClientOptions::new();
-        assert_eq!(o.backoff(0), Duration::from_millis(100));
-        assert_eq!(o.backoff(1), Duration::from_millis(200));
-        assert_eq!(o.backoff(3), Duration::from_millis(800));
+        assert_eq!(o.backoff(0), Duration::from_millis(50));
+        assert_eq!(o.backoff(1), Duration::from_millis(100));
+        assert_eq!(o.backoff(3), Duration::from_millis(400));
         assert_eq!(o.backoff(40), Duration::from_secs(2));
     }
 

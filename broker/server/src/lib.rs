@@ -6,7 +6,9 @@
 //! `__consumer_offsets`), runs Wasm plugins through `quiver_plugin_host` (partitioners
 //! on routed produces, filters on fetches, compaction policies in the cleaner; stored in
 //! `<data_dir>/plugins`), and runs background upkeep (retention, rolling, flushing,
-//! group deadlines). The `quiver` binary is a thin shell around
+//! group deadlines). The QUIC stateless-reset key is kept in `<data_dir>/tls` (see
+//! [`reset_key`]), so that clients notice a restart at their first packet rather than
+//! after their idle timeout. The `quiver` binary is a thin shell around
 //! [`run`] and [`start`]; tests start brokers in-process with [`start`] on port 0.
 //!
 //! What it is not (yet): a cluster member; replication and Raft metadata come later.
@@ -32,6 +34,7 @@ mod metadata;
 mod partition;
 mod plugins;
 mod quic;
+pub mod reset_key;
 pub mod service;
 pub mod tls;
 pub mod topic_config;
@@ -154,12 +157,14 @@ async fn start_with(
     let identity = tls::load_identity(&config.tls, &config.data_dir)?;
     let transport = transport::transport_config(config.limits.max_streams_per_connection);
     let server_config = tls::server_config(&identity, transport)?;
-    let endpoint = transport::endpoint(config.listen, Some(server_config)).map_err(|source| {
-        ServerError::Bind {
+    // The same key at every start: clients of the previous run get a reset they accept at
+    // their first packet instead of waiting out their idle timeout.
+    let reset_key = reset_key::load_or_create(&config.data_dir)?;
+    let endpoint = quiver_quic::server_endpoint(config.listen, server_config, reset_key.as_bytes())
+        .map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
-        }
-    })?;
+        })?;
     let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind {
         addr: config.listen,
         source,

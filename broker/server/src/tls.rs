@@ -34,6 +34,13 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("TLS config unusable for QUIC: {0}")]
     Quic(String),
+    #[error(
+        "cannot keep the QUIC stateless-reset key at {path}: {source}; the broker must be able to read and write its data directory"
+    )]
+    ResetKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A loaded certificate chain and key, plus the PEM text clients should trust in dev.

@@ -10,6 +10,9 @@
 //! - `plugin`: produce through a Wasm partitioner and fetch through a Wasm filter, each
 //!   against the built-in path; `--reload` times a hot reload in `quiver dev --plugins`.
 //!
+//! - `restart`: SIGKILL a child broker under a steady producer and start it again on the
+//!   same port, N times: the time from "serving again" to the first new acknowledgement.
+//!
 //! Each prints records/s, MB/s and latency percentiles (`--json` for a machine-readable
 //! line). A benchmark reports; nothing here asserts a number.
 
@@ -20,6 +23,7 @@ mod plugin;
 mod produce;
 mod raw;
 mod report;
+mod restart;
 mod target;
 
 use clap::Subcommand;
@@ -41,6 +45,9 @@ pub enum BenchCommand {
     /// Wasm plugins: produce through a partitioner and fetch through a filter against the
     /// built-in paths, or (--reload) the time a rebuilt plugin takes to go live.
     Plugin(plugin::PluginBenchArgs),
+    /// Kill and restart a child broker under a producer: time from serving again to the
+    /// first new acknowledgement.
+    Restart(restart::RestartBenchArgs),
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -51,5 +58,6 @@ pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Idle(args) => target::idle(args).await,
         BenchCommand::Group(args) => group::run(conn, args).await,
         BenchCommand::Plugin(args) => plugin::run(conn, args).await,
+        BenchCommand::Restart(args) => restart::run(args).await,
     }
 }

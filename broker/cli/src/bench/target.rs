@@ -45,13 +45,22 @@ pub struct TargetArgs {
 /// this process ends (a closed stdout, `timeout`'s SIGTERM, SIGKILL), whereas
 /// `kill_on_drop` covers only an orderly drop; it then deletes its data directory.
 pub(super) fn child_dev_command(data: &std::path::Path) -> anyhow::Result<Command> {
+    child_dev_command_on(data, "127.0.0.1:0")
+}
+
+/// [`child_dev_command`] listening on `listen`, for a broker started again on the port
+/// of the one it replaces.
+pub(super) fn child_dev_command_on(
+    data: &std::path::Path,
+    listen: &str,
+) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("finding the quiver binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("dev")
         .arg("--data")
         .arg(data)
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(listen)
         .arg("--no-profile")
         .arg("--owned-by-parent")
         .stdout(Stdio::piped())

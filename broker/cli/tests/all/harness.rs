@@ -99,12 +99,18 @@ pub struct ChildBroker {
 
 impl ChildBroker {
     pub fn spawn(data: &Path, configs: &[&str]) -> ChildBroker {
+        Self::spawn_on(data, "127.0.0.1:0", configs)
+    }
+
+    /// [`spawn`](Self::spawn) listening on `listen`: a restart binds the port the
+    /// broker it replaces had, so that clients find it where they left it.
+    pub fn spawn_on(data: &Path, listen: &str, configs: &[&str]) -> ChildBroker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
         cmd.arg("dev")
             .arg("--data")
             .arg(data)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--no-profile")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -15,3 +15,4 @@ mod plugin_cli;
 mod plugins;
 mod producer;
 mod recovery;
+mod restart;
