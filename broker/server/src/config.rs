@@ -123,13 +123,41 @@ pub enum TlsConfig {
 pub struct Limits {
     /// Concurrent QUIC connections; more are refused at the handshake.
     pub max_connections: usize,
+    /// Concurrent QUIC connections of one client (its remote IP address until clients
+    /// authenticate), so one client cannot take every slot of `max_connections`; more
+    /// are refused at once and logged. Default 128.
+    pub max_connections_per_client: usize,
     /// Concurrent request streams per connection (QUIC's own stream limit).
     pub max_streams_per_connection: u32,
     /// Largest request frame; checked from the length prefix before any allocation.
     pub max_frame_bytes: usize,
-    /// Request bytes held in memory across all connections at once; a stream waits for
-    /// room before its frame is read, so memory stays bounded under load.
+    /// Request bytes held in memory across all connections at once; a frame reserves
+    /// its bytes as they arrive (not its declared length up front) and waits for room,
+    /// so memory stays bounded under load.
     pub max_inflight_bytes: usize,
+    /// One connection's share of `max_inflight_bytes`: its streams wait on their own
+    /// share once it is full, not in everyone's queue. A frame larger than this is
+    /// refused (FRAME_TOO_LARGE), so it must hold the largest frame, plugin uploads
+    /// included (`plugins.max_component_bytes` + 64 KiB). One client holds at most
+    /// `max_connections_per_client` × this, and never more than `max_inflight_bytes`.
+    /// Default 128 MiB.
+    pub max_inflight_bytes_per_connection: usize,
+    /// Longest a request stream may go without delivering a byte of its frame, from the
+    /// moment it opens; a stalled frame is answered REQUEST_TIMED_OUT and its
+    /// reservation freed. Default 5000 ms.
+    pub request_read_timeout_ms: u64,
+    /// Slowest a frame may arrive overall: a frame of `n` bytes must be whole within
+    /// `request_read_timeout_ms` + `n` / this, so a trickle of bytes cannot hold a
+    /// stream open forever either. Default 64 KiB/s (a 16 MiB frame gets 4 min 21 s).
+    pub request_read_min_bytes_per_sec: u64,
+    /// Produce bytes one client may send per second, Kafka-style: past it, its produce
+    /// requests are delayed (not refused) until it is back within the rate, with a
+    /// burst of one second's worth. 0 = unlimited (the default).
+    pub produce_bytes_per_sec_per_client: u64,
+    /// Fetch response bytes one client may receive per second, enforced like the
+    /// produce quota by delaying responses (subscriptions included). 0 = unlimited
+    /// (the default).
+    pub fetch_bytes_per_sec_per_client: u64,
     /// Longest a fetch may long-poll, whatever the client asks.
     pub max_fetch_wait_ms: u32,
     /// Largest fetch response, whatever the client asks.
@@ -142,9 +170,15 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_client: 128,
             max_streams_per_connection: 1024,
             max_frame_bytes: quiver_proto::frame::DEFAULT_MAX_FRAME,
             max_inflight_bytes: 512 * 1024 * 1024,
+            max_inflight_bytes_per_connection: 128 * 1024 * 1024,
+            request_read_timeout_ms: 5_000,
+            request_read_min_bytes_per_sec: 64 * 1024,
+            produce_bytes_per_sec_per_client: 0,
+            fetch_bytes_per_sec_per_client: 0,
             max_fetch_wait_ms: 30_000,
             max_fetch_bytes: 8 * 1024 * 1024,
             max_partitions: 10_000,
