@@ -14,3 +14,4 @@ mod plugin_cli;
 mod plugins;
 mod producer;
 mod recovery;
+mod starvation;
