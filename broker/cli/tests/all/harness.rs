@@ -183,7 +183,10 @@ impl RawConnection {
         endpoint.set_default_client_config(
             quiver_sdk::transport::client_config(&roots).expect("config"),
         );
-        let conn = endpoint.connect(addr, "localhost").expect("connect").await?;
+        let conn = endpoint
+            .connect(addr, "localhost")
+            .expect("connect")
+            .await?;
         Ok(RawConnection {
             conn,
             _endpoint: endpoint,

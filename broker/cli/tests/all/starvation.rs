@@ -49,7 +49,10 @@ async fn produce_one_within(broker: &TestBroker, topic: &str, secs: u64) {
             .await
             .expect("producer");
         let delivery = producer
-            .send(ProducerRecord::new(topic, Bytes::from_static(b"still served")))
+            .send(ProducerRecord::new(
+                topic,
+                Bytes::from_static(b"still served"),
+            ))
             .await
             .expect("send");
         delivery.await.expect("acknowledged")
@@ -154,7 +157,10 @@ async fn a_client_past_its_connection_limit_is_refused_and_the_others_are_served
         held.push(broker.raw().await);
     }
     let refused = broker.try_raw().await;
-    assert!(refused.is_err(), "a fifth connection from one address was let in");
+    assert!(
+        refused.is_err(),
+        "a fifth connection from one address was let in"
+    );
     // The client's existing connections are still served.
     for raw in &held {
         let ok = raw.send(&MetadataRequest { topics: None }, &[]).await;
@@ -238,5 +244,25 @@ async fn a_client_over_its_fetch_quota_is_slowed_down_not_refused() {
     let records = read_all(&client, "quota", 1, RECORDS).await;
     let took = started.elapsed();
     assert_eq!(records.len(), RECORDS);
-    assert!(took >= Duration::from_secs(2), "4 MiB were read in {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "4 MiB were read in {took:?}"
+    );
+}
+
+#[test]
+fn bench_produce_runs_beside_a_stalling_client() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["bench", "produce", "--records", "20000", "--json"])
+        .args(["--with-stalling-client", "8"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run quiver bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"stalling_streams\":8"), "{stdout}");
 }

@@ -150,7 +150,10 @@ mod tests {
                 tokio::time::timeout(Duration::from_millis(50), more.grow(FIRST_GRANT)).await;
             assert!(waited.is_err(), "the full connection must wait");
             let mut small = other.reservation();
-            small.grow(FIRST_GRANT).await.expect("another connection is served");
+            small
+                .grow(FIRST_GRANT)
+                .await
+                .expect("another connection is served");
         });
         assert_eq!(greedy.largest_frame(), 16 * MIB);
     }

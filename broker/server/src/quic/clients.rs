@@ -54,7 +54,9 @@ pub(crate) struct Clients {
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("client {key} already holds {held} connections, its limit (limits.max_connections_per_client)")]
+#[error(
+    "client {key} already holds {held} connections, its limit (limits.max_connections_per_client)"
+)]
 pub(crate) struct TooManyConnections {
     pub key: ClientKey,
     pub held: usize,
@@ -145,7 +147,9 @@ mod tests {
         let _b = clients.admit(key("10.0.0.2")).expect("another client");
         drop(a1);
         assert_eq!(clients.held(&key("10.0.0.1")), 1);
-        let _a3 = clients.admit(key("10.0.0.1")).expect("a slot was given back");
+        let _a3 = clients
+            .admit(key("10.0.0.1"))
+            .expect("a slot was given back");
     }
 
     #[test]

@@ -292,7 +292,10 @@ async fn read_request(
             match timeout_at(whole_by, reservation.grow(grant)).await {
                 Err(_) => return Err(too_slow(len, buf.len(), whole_by - opened)),
                 Ok(Err(closed)) => {
-                    return Err(WireError::new(ErrorCode::BROKER_UNAVAILABLE, closed.to_string()));
+                    return Err(WireError::new(
+                        ErrorCode::BROKER_UNAVAILABLE,
+                        closed.to_string(),
+                    ));
                 }
                 Ok(Ok(())) => {}
             }
