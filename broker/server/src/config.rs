@@ -136,15 +136,45 @@ pub enum TlsConfig {
 pub struct Limits {
     /// Concurrent QUIC connections; more are refused at the handshake. 1 to 100 000.
     pub max_connections: usize,
+    /// Concurrent QUIC connections of one client (its remote IP address until clients
+    /// authenticate), so one client cannot take every slot of `max_connections`; more
+    /// are refused at once and logged. Default 128; 1 to `max_connections`.
+    pub max_connections_per_client: usize,
     /// Concurrent request streams per connection (QUIC's own stream limit). 8 (a client
     /// keeps a produce, a fetch, a heartbeat and a subscription open at once) to 65 536.
     pub max_streams_per_connection: u32,
     /// Largest request frame; checked from the length prefix before any allocation.
     /// 64 KiB to 1 GiB, and at most `max_inflight_bytes`.
     pub max_frame_bytes: usize,
-    /// Request bytes held in memory across all connections at once; a stream waits for
-    /// room before its frame is read, so memory stays bounded under load. 1 MiB to 64 GiB.
+    /// Request bytes held in memory across all connections at once; a frame reserves
+    /// its bytes as they arrive (not its declared length up front) and waits for room,
+    /// so memory stays bounded under load. 1 MiB to 64 GiB.
     pub max_inflight_bytes: usize,
+    /// One connection's share of `max_inflight_bytes`: its streams wait on their own
+    /// share once it is full, not in everyone's queue. A frame larger than this is
+    /// refused (FRAME_TOO_LARGE), so it must hold the largest frame, plugin uploads
+    /// included (`plugins.max_component_bytes` + 64 KiB). One client holds at most
+    /// `max_connections_per_client` × this, and never more than `max_inflight_bytes`.
+    /// Default 128 MiB; 1 MiB to `max_inflight_bytes`.
+    pub max_inflight_bytes_per_connection: usize,
+    /// Longest a request stream may go without delivering a byte of its frame, from the
+    /// moment it opens; a stalled frame is answered REQUEST_TIMED_OUT and its
+    /// reservation freed. Default 5000 ms; 100 ms to 5 min.
+    pub request_read_timeout_ms: u64,
+    /// Slowest a frame may arrive overall: a frame of `n` bytes must be whole within
+    /// `request_read_timeout_ms` + `n` / this, so a trickle of bytes cannot hold a
+    /// stream open forever either. Default 64 KiB/s (a 16 MiB frame gets 4 min 21 s);
+    /// 1 KiB/s to 10 GiB/s.
+    pub request_read_min_bytes_per_sec: u64,
+    /// Produce bytes one client may send per second, Kafka-style: past it, its produce
+    /// requests are delayed (not refused) until it is back within the rate, with a
+    /// burst of one second's worth. 0 = unlimited (the default), else 64 KiB/s to
+    /// 100 GiB/s.
+    pub produce_bytes_per_sec_per_client: u64,
+    /// Fetch response bytes one client may receive per second, enforced like the
+    /// produce quota by delaying responses (subscriptions included). 0 = unlimited
+    /// (the default), else 64 KiB/s to 100 GiB/s.
+    pub fetch_bytes_per_sec_per_client: u64,
     /// Longest a fetch may long-poll, whatever the client asks. 0 to 5 min.
     pub max_fetch_wait_ms: u32,
     /// Largest fetch response, whatever the client asks. 64 KiB to 256 MiB.
@@ -157,9 +187,15 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_client: 128,
             max_streams_per_connection: 1024,
             max_frame_bytes: quiver_proto::frame::DEFAULT_MAX_FRAME,
             max_inflight_bytes: 512 * 1024 * 1024,
+            max_inflight_bytes_per_connection: 128 * 1024 * 1024,
+            request_read_timeout_ms: 5_000,
+            request_read_min_bytes_per_sec: 64 * 1024,
+            produce_bytes_per_sec_per_client: 0,
+            fetch_bytes_per_sec_per_client: 0,
             max_fetch_wait_ms: 30_000,
             max_fetch_bytes: 8 * 1024 * 1024,
             max_partitions: 10_000,
@@ -215,7 +251,7 @@ impl BrokerConfig {
         let n = |v: usize| v as u64;
         // Two bounds are other keys' values: a frame larger than the in-flight budget could
         // never be read, and a minimum session above the maximum admits no member.
-        let checks: [(&'static str, u64, u64, u64); 22] = [
+        let checks: [(&'static str, u64, u64, u64); 26] = [
             ("node_id", self.node_id.into(), 0, i32::MAX as u64),
             (
                 "maintenance_interval_ms",
@@ -225,6 +261,30 @@ impl BrokerConfig {
             ),
             ("shutdown_grace_ms", self.shutdown_grace_ms, 0, 10 * MINUTE),
             ("limits.max_connections", n(l.max_connections), 1, 100_000),
+            (
+                "limits.max_connections_per_client",
+                n(l.max_connections_per_client),
+                1,
+                n(l.max_connections),
+            ),
+            (
+                "limits.max_inflight_bytes_per_connection",
+                n(l.max_inflight_bytes_per_connection),
+                MIB,
+                n(l.max_inflight_bytes),
+            ),
+            (
+                "limits.request_read_timeout_ms",
+                l.request_read_timeout_ms,
+                100,
+                5 * MINUTE,
+            ),
+            (
+                "limits.request_read_min_bytes_per_sec",
+                l.request_read_min_bytes_per_sec,
+                KIB,
+                10 * GIB,
+            ),
             (
                 "limits.max_streams_per_connection",
                 l.max_streams_per_connection.into(),
@@ -314,7 +374,21 @@ impl BrokerConfig {
                 1000,
             ),
         ];
-        for (key, value, min, max) in checks {
+        // Quotas are 0 (unlimited) or a rate in range.
+        let quotas = [
+            (
+                "limits.produce_bytes_per_sec_per_client",
+                l.produce_bytes_per_sec_per_client,
+            ),
+            (
+                "limits.fetch_bytes_per_sec_per_client",
+                l.fetch_bytes_per_sec_per_client,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|(key, value)| (key, value, 64 * KIB, 100 * GIB));
+        for (key, value, min, max) in checks.into_iter().chain(quotas) {
             if !(min..=max).contains(&value) {
                 return Err(BoundsError::OutOfRange {
                     key,

@@ -3,7 +3,9 @@
 //! - `raw`: bytes over one QUIC stream on loopback with the broker's own TLS and transport
 //!   settings, no broker in between: the transport ceiling.
 //! - `produce` / `consume`: records through a real broker, by default a child `quiver dev`
-//!   process on a temporary data dir, so its memory can be read from `/proc`.
+//!   process on a temporary data dir, so its memory can be read from `/proc`;
+//!   `produce --with-stalling-client N` measures it while a hostile client stalls N
+//!   giant frames.
 //! - `idle`: a child broker's resident memory with N partitions and no traffic.
 //! - `group`: how long a consumer group takes to rebalance when a member leaves, and
 //!   how a group of three reads compared with one consumer.
@@ -24,6 +26,7 @@ mod produce;
 mod raw;
 mod report;
 mod restart;
+mod stalling;
 mod target;
 
 use clap::Subcommand;

@@ -32,6 +32,12 @@ pub struct ProduceBenchArgs {
     /// Records per second across all producers; 0 sends as fast as possible.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Before measuring, open a hostile connection with this many streams that each
+    /// declare a 16 MiB produce frame, send 16 bytes and stall (each replaced whenever
+    /// the broker ends it), kept up for the whole run: the throughput then says what one
+    /// stalling client costs everyone else. 0 (the default) runs without it.
+    #[arg(long, default_value_t = 0)]
+    pub with_stalling_client: usize,
     #[command(flatten)]
     pub producer: ProducerArgs,
     #[command(flatten)]
@@ -76,6 +82,10 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
         .admin()
         .create_topic(&topic, args.partitions, 1, Default::default())
         .await?;
+    let stalling = match args.with_stalling_client {
+        0 => None,
+        n => Some(super::stalling::StallingClient::start(&target, n).await?),
+    };
     let pool = payloads(args.record_size);
     let bar = progress(args.records, "produce");
     let hist = Shared::new(histogram());
@@ -111,6 +121,10 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
     }
     let elapsed = start.elapsed();
     bar.finish_and_clear();
+    let stalls_ended = match stalling {
+        Some(s) => s.stop().await,
+        None => 0,
+    };
     let sent = per_producer * u64::from(args.producers.max(1));
     let mut report = Report::new("produce", sent, sent * args.record_size as u64, elapsed)
         .with_latency(&hist.take());
@@ -120,6 +134,8 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
         "acks": format!("{:?}", args.producer.acks), "compression": args.producer.compression.to_string(),
         "linger_ms": args.producer.linger, "batch_size": args.producer.batch_size,
         "idempotence": args.producer.idempotence,
+        "stalling_streams": args.with_stalling_client,
+        "stalls_ended_by_broker": stalls_ended,
     });
     target.annotate(&mut report);
     cpu.finish(&mut report);

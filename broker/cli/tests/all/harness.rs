@@ -88,6 +88,11 @@ impl TestBroker {
     pub async fn raw(&self) -> RawConnection {
         RawConnection::connect(self.running().local_addr(), self.running().cert_pem()).await
     }
+
+    /// A raw QUIC connection, or why the broker would not have it.
+    pub async fn try_raw(&self) -> Result<RawConnection, quinn::ConnectionError> {
+        RawConnection::try_connect(self.running().local_addr(), self.running().cert_pem()).await
+    }
 }
 
 /// A `quiver dev` child process, for tests that kill the broker.
@@ -170,6 +175,14 @@ pub enum Answer {
 
 impl RawConnection {
     pub async fn connect(addr: std::net::SocketAddr, ca_pem: &str) -> RawConnection {
+        Self::try_connect(addr, ca_pem).await.expect("handshake")
+    }
+
+    /// Like [`connect`](Self::connect), but a refused handshake is returned, not a panic.
+    pub async fn try_connect(
+        addr: std::net::SocketAddr,
+        ca_pem: &str,
+    ) -> Result<RawConnection, quinn::ConnectionError> {
         let roots = quiver_sdk::transport::parse_ca_pem(ca_pem.as_bytes()).expect("ca");
         let mut endpoint =
             quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
@@ -179,12 +192,11 @@ impl RawConnection {
         let conn = endpoint
             .connect(addr, "localhost")
             .expect("connect")
-            .await
-            .expect("handshake");
-        RawConnection {
+            .await?;
+        Ok(RawConnection {
             conn,
             _endpoint: endpoint,
-        }
+        })
     }
 
     /// Writes `bytes` on a new stream, finishes it, and reads the one response frame.

@@ -16,3 +16,4 @@ mod plugins;
 mod producer;
 mod recovery;
 mod restart;
+mod starvation;

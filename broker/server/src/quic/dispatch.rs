@@ -13,11 +13,18 @@ use quiver_proto::{ErrorCode, WireError};
 use super::convert::{self, group};
 use super::errors::wire_error;
 use super::listener::{Context, write_error, write_response};
+use super::quota::ClientQuotas;
 use crate::error::BrokerError;
 use crate::service::types::Acks;
 
 /// Decodes the frame as its API's request, calls the service, and writes the reply.
-pub(crate) async fn dispatch(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
+/// Fetched bytes are charged to the client's `quotas`, which may delay the answer.
+pub(crate) async fn dispatch(
+    ctx: &Context,
+    quotas: &ClientQuotas,
+    frame: RequestFrame,
+    send: &mut SendStream,
+) {
     let s = &ctx.service;
     match frame.api {
         ApiKey::PRODUCE => produce(ctx, frame, send).await,
@@ -25,11 +32,12 @@ pub(crate) async fn dispatch(ctx: &Context, frame: RequestFrame, send: &mut Send
             unary(&frame, send, |r: api::FetchRequest, _| async move {
                 let out = s.fetch(convert::fetch(r)).await?;
                 let (body, payload) = convert::fetched(out);
+                quotas.throttle_fetch(payload.len()).await;
                 Ok(Reply { body, payload })
             })
             .await;
         }
-        ApiKey::SUBSCRIBE => subscribe(ctx, frame, send).await,
+        ApiKey::SUBSCRIBE => subscribe(ctx, quotas, frame, send).await,
         ApiKey::LIST_OFFSETS => {
             unary(&frame, send, |r: api::ListOffsetsRequest, _| async move {
                 let query = convert::offset_query(r.spec);
@@ -256,7 +264,12 @@ async fn produce(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
 /// client stops the stream, the connection closes, or the broker shuts down. The next
 /// read is pulled only once the last frame is written, so QUIC flow control is the
 /// backpressure.
-async fn subscribe(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
+async fn subscribe(
+    ctx: &Context,
+    quotas: &ClientQuotas,
+    frame: RequestFrame,
+    send: &mut SendStream,
+) {
     let req: api::SubscribeRequest = match decode(&frame) {
         Ok(r) => r,
         Err(err) => {
@@ -280,6 +293,7 @@ async fn subscribe(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
         match next {
             Ok(Some(out)) => {
                 let (body, payload) = convert::fetched(out);
+                quotas.throttle_fetch(payload.len()).await;
                 if write_response(send, &body, payload).await.is_err() {
                     return;
                 }

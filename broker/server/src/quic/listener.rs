@@ -1,24 +1,36 @@
 //! The QUIC accept loop: connections, request streams, and the bounds on both.
 //!
 //! Each request arrives on its own bidirectional stream. A stream task reads one frame,
-//! checking its length prefix against the frame limit and reserving that many bytes of
-//! the broker-wide in-flight budget before allocating, dispatches it, and writes the
+//! checking its length prefix against the frame limit, reserving the in-flight budget
+//! as the frame's bytes arrive (see `budget.rs`), dispatches it, and writes the
 //! response. A bad frame gets an error on its own stream; the connection carries on.
 //! Plugin uploads alone may exceed the frame limit, up to `plugins.max_component_bytes`.
+//!
+//! No client can starve the others: each client has its own connection limit
+//! (`clients.rs`), each connection its own share of the in-flight budget, each frame a
+//! read deadline (a stalled stream is answered REQUEST_TIMED_OUT and its reservation
+//! freed), and each client byte-rate quotas that delay it rather than refuse it
+//! (`quota.rs`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use quinn::{RecvStream, SendStream};
 use quiver_proto::api::ApiKey;
 use quiver_proto::buffers::{BufferPool, POOLED_MIN_BYTES};
 use quiver_proto::frame::{self, FrameError, RequestFrame};
 use quiver_proto::{ErrorCode, WireError};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::{ConnectionBudget, Reservation};
+use super::clients::{ClientKey, ClientSlot, Clients};
 use super::dispatch;
+use super::quota::QuotaRates;
 use crate::service::BrokerService;
 
 /// What every connection and stream task shares.
@@ -29,15 +41,31 @@ pub(crate) struct Context {
     pub shutdown: CancellationToken,
     /// Bytes of request frames held in memory right now, across all connections.
     inflight: Arc<Semaphore>,
+    /// Connections per client, and each client's quotas.
+    clients: Arc<Clients>,
     /// Buffers of answered requests, which the next large frames are read into.
     frames: BufferPool,
     tracker: TaskTracker,
+}
+
+/// What the request streams of one connection share.
+#[derive(Debug)]
+struct Peer {
+    /// The client's connection slot, which also carries its quotas.
+    client: ClientSlot,
+    budget: ConnectionBudget,
 }
 
 /// Idle request buffers the broker keeps: produce requests of about a megabyte arrive
 /// one after another, and each is done with before many more have been read.
 const POOLED_FRAMES: usize = 8;
 const POOLED_FRAME_MAX_IDLE_BYTES: usize = 16 * 1024 * 1024;
+/// A frame's buffer is allocated up to this size at once (a produce batch of a megabyte
+/// fits); a larger one grows with its reservation, so a declared giant costs nothing
+/// until its bytes come.
+const UPFRONT_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+/// How long an error answer may take to leave, for a peer that does not read.
+const ERROR_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepts connections until `shutdown` fires.
 pub(crate) async fn accept_loop(
@@ -47,9 +75,17 @@ pub(crate) async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let limits = &service.config().limits;
+    let per_client = limits.max_connections_per_client;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let rates = QuotaRates {
+        produce_bytes_per_sec: limits.produce_bytes_per_sec_per_client,
+        fetch_bytes_per_sec: limits.fetch_bytes_per_sec_per_client,
+    };
     let ctx = Arc::new(Context {
-        inflight: Arc::new(Semaphore::new(limits.max_inflight_bytes)),
+        inflight: Arc::new(Semaphore::new(
+            limits.max_inflight_bytes.min(Semaphore::MAX_PERMITS),
+        )),
+        clients: Arc::new(Clients::new(per_client, rates)),
         frames: BufferPool::new(POOLED_FRAMES, POOLED_MIN_BYTES, POOLED_FRAME_MAX_IDLE_BYTES),
         service,
         shutdown: shutdown.clone(),
@@ -63,16 +99,41 @@ pub(crate) async fn accept_loop(
                 None => break,
             },
         };
+        let remote = incoming.remote_address();
+        let key = ClientKey::of(remote);
+        // Before an address counts against a client's limit, a client near that limit
+        // proves it owns the address (a QUIC retry), so a forged source address cannot
+        // use up someone else's slots.
+        if !incoming.remote_address_validated()
+            && incoming.may_retry()
+            && ctx.clients.held(&key) >= per_client / 2
+        {
+            let _ = incoming.retry();
+            continue;
+        }
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            tracing::warn!(%remote, "connection limit reached (limits.max_connections); refusing");
             incoming.refuse();
             continue;
         };
-        tracker.spawn(connection(incoming, Arc::clone(&ctx), permit));
+        let client = match ctx.clients.admit(key) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                tracing::warn!(%remote, "{refused}; refusing the connection");
+                incoming.refuse();
+                continue;
+            }
+        };
+        tracker.spawn(connection(incoming, Arc::clone(&ctx), permit, client));
     }
 }
 
-async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, _permit: OwnedSemaphorePermit) {
+async fn connection(
+    incoming: quinn::Incoming,
+    ctx: Arc<Context>,
+    _permit: OwnedSemaphorePermit,
+    client: ClientSlot,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -81,7 +142,16 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, _permit: Owned
             return;
         }
     };
-    tracing::debug!(%remote, "connection open");
+    tracing::debug!(%remote, client = %client.key, "connection open");
+    let limits = &ctx.service.config().limits;
+    let peer = Arc::new(Peer {
+        client,
+        budget: ConnectionBudget::new(
+            &ctx.inflight,
+            limits.max_inflight_bytes,
+            limits.max_inflight_bytes_per_connection,
+        ),
+    });
     loop {
         let (send, recv) = tokio::select! {
             () = ctx.shutdown.cancelled() => {
@@ -96,51 +166,90 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, _permit: Owned
                 }
             },
         };
-        ctx.tracker
-            .spawn(request_stream(send, recv, Arc::clone(&ctx)));
+        ctx.tracker.spawn(request_stream(
+            send,
+            recv,
+            Arc::clone(&ctx),
+            Arc::clone(&peer),
+        ));
     }
 }
 
-async fn request_stream(mut send: SendStream, mut recv: RecvStream, ctx: Arc<Context>) {
-    let (frame, whole, permit) = match read_request(&mut recv, &ctx).await {
+async fn request_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    ctx: Arc<Context>,
+    peer: Arc<Peer>,
+) {
+    let (frame, whole, reservation) = match read_request(&mut recv, &ctx, &peer).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
         Err(err) => {
             // Tell the client to stop sending the rest of a frame we will not read.
             let _ = recv.stop(0u32.into());
-            let _ = write_error(&mut send, &err).await;
+            let _ = tokio::time::timeout(ERROR_WRITE_TIMEOUT, write_error(&mut send, &err)).await;
             return;
         }
     };
-    dispatch::dispatch(&ctx, frame, &mut send).await;
+    let quotas = &peer.client.quotas;
+    if frame.api == ApiKey::PRODUCE {
+        // Over its produce quota, a client's request waits here, holding its own
+        // connection's budget: the client is slowed down and nobody else is.
+        tokio::select! {
+            () = quotas.throttle_produce(whole.len()) => {}
+            () = ctx.shutdown.cancelled() => {
+                let err = WireError::new(ErrorCode::BROKER_UNAVAILABLE, "the broker is shutting down");
+                let _ = write_error(&mut send, &err).await;
+                return;
+            }
+        }
+    }
+    dispatch::dispatch(&ctx, quotas, frame, &mut send).await;
     // The request is answered: its buffer is read into again if nothing kept a slice.
     ctx.frames.recycle(whole);
-    drop(permit);
+    drop(reservation);
     let _ = send.finish();
     // Wait for the peer to take the response before the stream's state is dropped, so a
     // slow reader still receives all of it; a stop or a reset ends the wait.
     let _ = send.stopped().await;
 }
 
-/// Reads one request frame, holding `len` bytes of the in-flight budget while it lives.
-/// Returns the frame, the whole buffer it was read into, and the permit.
+/// Reads one request frame, reserving the in-flight budget as its bytes arrive, within
+/// the read deadlines. Returns the frame, the whole buffer it was read into, and the
+/// reservation, which holds the frame's bytes until it is dropped.
 async fn read_request(
     recv: &mut RecvStream,
     ctx: &Context,
-) -> Result<Option<(RequestFrame, Bytes, OwnedSemaphorePermit)>, WireError> {
+    peer: &Peer,
+) -> Result<Option<(RequestFrame, Bytes, Reservation)>, WireError> {
+    let config = ctx.service.config();
+    let limits = &config.limits;
+    let idle = Duration::from_millis(limits.request_read_timeout_ms);
+    let opened = Instant::now();
+    let stalled = |len: Option<usize>, got: usize| {
+        let declared = len.map_or_else(|| "its length".to_string(), |l| format!("{l} bytes"));
+        tracing::debug!(got, %declared, "request frame stalled; stopping its stream");
+        WireError::new(
+            ErrorCode::REQUEST_TIMED_OUT,
+            format!(
+                "the request frame stalled: {got} bytes of {declared} arrived, then nothing for {} ms (limits.request_read_timeout_ms); send a frame whole once its stream is open",
+                idle.as_millis()
+            ),
+        )
+    };
     let mut prefix = [0u8; 4];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => {
+    match timeout_at(opened + idle, recv.read_exact(&mut prefix)).await {
+        Err(_) => return Err(stalled(None, 0)),
+        Ok(Ok(())) => {}
+        Ok(Err(quinn::ReadExactError::FinishedEarly(0))) => return Ok(None),
+        Ok(Err(e)) => {
             return Err(WireError::new(
                 ErrorCode::CORRUPT_FRAME,
                 format!("reading frame length: {e}"),
             ));
         }
     }
-    let config = ctx.service.config();
-    let max = config.limits.max_frame_bytes;
+    let max = limits.max_frame_bytes;
     // A plugin upload carries a whole component (a Python one is ~17 MiB), so it alone
     // may go past the frame limit, up to its own bound; its API key is read first.
     let mut api = [0u8; 2];
@@ -149,44 +258,85 @@ async fn read_request(
         Err(too_large) => {
             let upload_max = config.plugins.max_component_bytes.saturating_add(64 * 1024);
             let len = frame::check_len(prefix, upload_max).map_err(|_| frame_error(&too_large))?;
-            let is_upload = recv.read_exact(&mut api).await.is_ok()
-                && ApiKey(u16::from_be_bytes(api)) == ApiKey::PLUGIN_ADD;
+            let is_upload = match timeout_at(Instant::now() + idle, recv.read_exact(&mut api)).await
+            {
+                Err(_) => return Err(stalled(Some(len), 0)),
+                Ok(read) => read.is_ok() && ApiKey(u16::from_be_bytes(api)) == ApiKey::PLUGIN_ADD,
+            };
             if !is_upload {
                 return Err(frame_error(&too_large));
             }
             len
         }
     };
-    let permit = Arc::clone(&ctx.inflight)
-        .acquire_many_owned(u32::try_from(len).unwrap_or(u32::MAX))
-        .await
-        .map_err(|_| {
-            WireError::new(ErrorCode::BROKER_UNAVAILABLE, "the broker is shutting down")
-        })?;
-    // Gather the frame from the stream: one copy, and no zero-filling first. Each read
-    // takes every chunk that has arrived (one lock of the connection for all of them,
-    // where reading chunk by chunk took one per datagram).
-    let mut buf = ctx.frames.take_bytes_mut(len);
-    if len > max {
-        buf.extend_from_slice(&api);
-    }
-    let rest = len - buf.len();
-    if let Err(e) = frame::io::read_bytes_into(recv, &mut buf, rest).await {
-        let detail = match e {
-            FrameError::Io(io) => format!("failed ({io})"),
-            _ => "ended".to_string(),
-        };
+    let largest = peer.budget.largest_frame();
+    if len > largest {
         return Err(WireError::new(
-            ErrorCode::CORRUPT_FRAME,
+            ErrorCode::FRAME_TOO_LARGE,
             format!(
-                "frame declared {len} bytes but the stream {detail} after {}",
-                buf.len()
+                "a frame of {len} bytes exceeds the {largest} bytes one connection may hold in flight (limits.max_inflight_bytes_per_connection)"
             ),
         ));
     }
+    // However slowly its bytes come, a frame must be whole by this instant.
+    let min_rate = limits.request_read_min_bytes_per_sec.max(1) as f64;
+    let whole_by = opened + idle + Duration::from_secs_f64(len as f64 / min_rate);
+    let mut reservation = peer.budget.reservation();
+    let mut buf = ctx.frames.take_bytes_mut(len.min(UPFRONT_BUFFER_BYTES));
+    if len > max {
+        buf.extend_from_slice(&api);
+    }
+    while buf.len() < len {
+        if reservation.bytes() <= buf.len() {
+            let grant = reservation.next_grant(len - reservation.bytes());
+            match timeout_at(whole_by, reservation.grow(grant)).await {
+                Err(_) => return Err(too_slow(len, buf.len(), whole_by - opened)),
+                Ok(Err(closed)) => {
+                    return Err(WireError::new(
+                        ErrorCode::BROKER_UNAVAILABLE,
+                        closed.to_string(),
+                    ));
+                }
+                Ok(Ok(())) => {}
+            }
+            buf.reserve(reservation.bytes().min(len) - buf.len());
+        }
+        // Each read takes every chunk that has arrived (one lock of the connection for
+        // all of them), into the buffer's spare room: one copy, no zero-filling first.
+        let room = reservation.bytes().min(len) - buf.len();
+        let read_by = (Instant::now() + idle).min(whole_by);
+        let got = buf.len();
+        match timeout_at(read_by, recv.read_buf(&mut (&mut buf).limit(room))).await {
+            Err(_) if read_by == whole_by => {
+                return Err(too_slow(len, got, whole_by - opened));
+            }
+            Err(_) => return Err(stalled(Some(len), got)),
+            Ok(Ok(0)) => return Err(ended(len, got, "ended")),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ended(len, got, &format!("failed ({e})"))),
+        }
+    }
     let whole = buf.freeze();
     let frame = RequestFrame::parse(whole.clone()).map_err(|e| frame_error(&e))?;
-    Ok(Some((frame, whole, permit)))
+    Ok(Some((frame, whole, reservation)))
+}
+
+fn ended(len: usize, got: usize, detail: &str) -> WireError {
+    WireError::new(
+        ErrorCode::CORRUPT_FRAME,
+        format!("frame declared {len} bytes but the stream {detail} after {got}"),
+    )
+}
+
+fn too_slow(len: usize, got: usize, allowed: Duration) -> WireError {
+    tracing::debug!(len, got, "request frame too slow; stopping its stream");
+    WireError::new(
+        ErrorCode::REQUEST_TIMED_OUT,
+        format!(
+            "the request frame of {len} bytes was not whole within {} ms ({got} bytes arrived); limits.request_read_timeout_ms and limits.request_read_min_bytes_per_sec set how long a frame may take",
+            allowed.as_millis()
+        ),
+    )
 }
 
 fn frame_error(e: &FrameError) -> WireError {
