@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     pub groups: GroupsConfig,
     /// Broker-wide bounds of Wasm plugins (`[plugins]` in the TOML file).
     pub plugins: PluginsConfig,
+    /// Who clients are and what they may do (`[auth]` in the TOML file). Off by default,
+    /// which only a broker on loopback may run with unless told otherwise.
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Bounds and defaults of the Wasm plugin runtime (`[plugins]` in the TOML file). The
@@ -217,6 +220,7 @@ impl Default for BrokerConfig {
             shutdown_grace_ms: 5_000,
             groups: GroupsConfig::default(),
             plugins: PluginsConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -262,30 +266,6 @@ impl BrokerConfig {
             ("shutdown_grace_ms", self.shutdown_grace_ms, 0, 10 * MINUTE),
             ("limits.max_connections", n(l.max_connections), 1, 100_000),
             (
-                "limits.max_connections_per_client",
-                n(l.max_connections_per_client),
-                1,
-                n(l.max_connections),
-            ),
-            (
-                "limits.max_inflight_bytes_per_connection",
-                n(l.max_inflight_bytes_per_connection),
-                MIB,
-                n(l.max_inflight_bytes),
-            ),
-            (
-                "limits.request_read_timeout_ms",
-                l.request_read_timeout_ms,
-                100,
-                5 * MINUTE,
-            ),
-            (
-                "limits.request_read_min_bytes_per_sec",
-                l.request_read_min_bytes_per_sec,
-                KIB,
-                10 * GIB,
-            ),
-            (
                 "limits.max_streams_per_connection",
                 l.max_streams_per_connection.into(),
                 8,
@@ -316,6 +296,30 @@ impl BrokerConfig {
                 256 * MIB,
             ),
             ("limits.max_partitions", l.max_partitions.into(), 1, 100_000),
+            (
+                "limits.max_connections_per_client",
+                n(l.max_connections_per_client),
+                1,
+                n(l.max_connections),
+            ),
+            (
+                "limits.max_inflight_bytes_per_connection",
+                n(l.max_inflight_bytes_per_connection),
+                MIB,
+                n(l.max_inflight_bytes),
+            ),
+            (
+                "limits.request_read_timeout_ms",
+                l.request_read_timeout_ms,
+                100,
+                5 * MINUTE,
+            ),
+            (
+                "limits.request_read_min_bytes_per_sec",
+                l.request_read_min_bytes_per_sec,
+                KIB,
+                10 * GIB,
+            ),
             ("plugins.call_timeout_ms", p.call_timeout_ms, 10, MINUTE),
             ("plugins.memory_bytes", n(p.memory_bytes), MIB, 4 * GIB),
             (

@@ -154,9 +154,13 @@ async fn start_with(
             config.plugins.max_component_bytes, limits.max_inflight_bytes
         )));
     }
+    config
+        .auth
+        .check_exposure(config.listen)
+        .map_err(ServerError::Config)?;
     let identity = tls::load_identity(&config.tls, &config.data_dir)?;
     let transport = transport::transport_config(config.limits.max_streams_per_connection);
-    let server_config = tls::server_config(&identity, transport)?;
+    let server_config = tls::server_config(&identity, transport, config.auth.client_ca.as_deref())?;
     // The same key at every start: clients of the previous run get a reset they accept at
     // their first packet instead of waiting out their idle timeout.
     let reset_key = reset_key::load_or_create(&config.data_dir)?;

@@ -34,6 +34,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("TLS config unusable for QUIC: {0}")]
     Quic(String),
+    #[error(transparent)]
+    ClientCa(#[from] crate::auth::client_certs::ClientCaError),
     #[error(
         "cannot keep the QUIC stateless-reset key at {path}: {source}; the broker must be able to read and write its data directory"
     )]
@@ -133,13 +135,17 @@ fn read_identity(cert_path: &Path, key_path: &Path) -> Result<Identity, TlsError
 }
 
 /// The quinn server config for an identity: TLS 1.3, ALPN, and the transport tuning.
+/// `client_ca` (`[auth] client_ca`) makes the handshake ask for client certificates
+/// chaining to it (mutual TLS); without it none are asked for.
 pub fn server_config(
     identity: &Identity,
     transport: quinn::TransportConfig,
+    client_ca: Option<&Path>,
 ) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier = crate::auth::client_certs::verifier(client_ca, crypto_provider())?;
     let mut tls = rustls::ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)

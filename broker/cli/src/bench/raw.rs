@@ -24,7 +24,7 @@ pub struct RawArgs {
 pub async fn run(args: RawArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let identity = tls::load_identity(&TlsConfig::SelfSigned, dir.path())?;
-    let server_config = tls::server_config(&identity, transport::transport_config(16))?;
+    let server_config = tls::server_config(&identity, transport::transport_config(16), None)?;
 
     // The receiving end runs on a runtime and thread of its own, as a broker runs in a
     // process of its own in `bench produce` and `consume`: one runtime for both ends

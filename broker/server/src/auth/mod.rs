@@ -32,6 +32,25 @@ pub struct AuthConfig {
     /// PEM file of the CA whose client certificates the broker accepts; without it the
     /// broker asks for no certificate and clients authenticate with tokens.
     pub client_ca: Option<std::path::PathBuf>,
+    /// Lets a broker with authorization off listen beyond loopback, where anyone who
+    /// reaches the port may do anything. Off by default: such a broker refuses to start.
+    pub allow_unauthenticated: bool,
+}
+
+impl AuthConfig {
+    /// Refuses what would open the broker to a network with no one checked: authorization
+    /// off on an address other than loopback, unless explicitly allowed.
+    pub fn check_exposure(&self, listen: std::net::SocketAddr) -> Result<(), String> {
+        if self.enabled || self.allow_unauthenticated || listen.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to listen on {listen} with authorization off: anyone who reaches it could \
+             produce, delete topics and upload code. Set [auth] enabled = true (with client_ca \
+             and super_users), listen on loopback, or set [auth] allow_unauthenticated = true \
+             to accept that"
+        ))
+    }
 }
 
 /// The identity a request runs as.
@@ -157,6 +176,7 @@ mod tests {
             enabled,
             super_users: BTreeSet::from(["User:root".to_string()]),
             client_ca: None,
+            allow_unauthenticated: false,
         }
     }
 
@@ -189,6 +209,23 @@ mod tests {
         assert!(matches!(err, BrokerError::Unauthorized(_)), "{err}");
         assert!(err.to_string().contains("User:bob"), "{err}");
         assert!(err.to_string().contains("orders"), "{err}");
+    }
+
+    #[test]
+    fn authorization_off_is_refused_beyond_loopback_unless_allowed() {
+        let any: std::net::SocketAddr = "0.0.0.0:7420".parse().expect("addr");
+        let local: std::net::SocketAddr = "127.0.0.1:7420".parse().expect("addr");
+        let err = on(false)
+            .check_exposure(any)
+            .expect_err("open to the network");
+        assert!(err.contains("allow_unauthenticated"), "{err}");
+        assert!(on(false).check_exposure(local).is_ok());
+        assert!(on(true).check_exposure(any).is_ok());
+        let allowed = AuthConfig {
+            allow_unauthenticated: true,
+            ..on(false)
+        };
+        assert!(allowed.check_exposure(any).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::convert::{self, group};
 use super::errors::wire_error;
 use super::listener::{Context, write_error, write_response};
 use super::quota::ClientQuotas;
+use crate::auth::Caller;
 use crate::error::BrokerError;
 use crate::service::types::Acks;
 
@@ -21,59 +22,64 @@ use crate::service::types::Acks;
 /// Fetched bytes are charged to the client's `quotas`, which may delay the answer.
 pub(crate) async fn dispatch(
     ctx: &Context,
+    caller: &Caller,
     quotas: &ClientQuotas,
     frame: RequestFrame,
     send: &mut SendStream,
 ) {
     let s = &ctx.service;
     match frame.api {
-        ApiKey::PRODUCE => produce(ctx, frame, send).await,
+        ApiKey::PRODUCE => produce(ctx, caller, frame, send).await,
         ApiKey::FETCH => {
             unary(&frame, send, |r: api::FetchRequest, _| async move {
-                let out = s.fetch(convert::fetch(r)).await?;
+                let out = s.fetch(caller, convert::fetch(r)).await?;
                 let (body, payload) = convert::fetched(out);
                 quotas.throttle_fetch(payload.len()).await;
                 Ok(Reply { body, payload })
             })
             .await;
         }
-        ApiKey::SUBSCRIBE => subscribe(ctx, quotas, frame, send).await,
+        ApiKey::SUBSCRIBE => subscribe(ctx, caller, quotas, frame, send).await,
         ApiKey::LIST_OFFSETS => {
             unary(&frame, send, |r: api::ListOffsetsRequest, _| async move {
                 let query = convert::offset_query(r.spec);
-                let answer = s.list_offsets(&r.topic, r.partition, query).await?;
+                let answer = s.list_offsets(caller, &r.topic, r.partition, query).await?;
                 Ok(convert::offset_answer(answer))
             })
             .await;
         }
         ApiKey::METADATA => {
             unary(&frame, send, |r: api::MetadataRequest, _| async move {
-                Ok(convert::cluster(s.cluster_view(r.topics.as_deref())?))
+                Ok(convert::cluster(
+                    s.cluster_view(caller, r.topics.as_deref())?,
+                ))
             })
             .await;
         }
         ApiKey::CREATE_TOPIC => {
             unary(&frame, send, |r: api::CreateTopicRequest, _| async move {
-                Ok(convert::topic(s.create_topic(convert::new_topic(r)).await?))
+                Ok(convert::topic(
+                    s.create_topic(caller, convert::new_topic(r)).await?,
+                ))
             })
             .await;
         }
         ApiKey::DELETE_TOPIC => {
             unary(&frame, send, |r: api::DeleteTopicRequest, _| async move {
-                s.delete_topic(&r.name).await?;
+                s.delete_topic(caller, &r.name).await?;
                 Ok(api::DeleteTopicResponse {})
             })
             .await;
         }
         ApiKey::LIST_TOPICS => {
             unary(&frame, send, |_: api::ListTopicsRequest, _| async move {
-                Ok(convert::topic_list(s.list_topics()))
+                Ok(convert::topic_list(s.list_topics(caller)))
             })
             .await;
         }
         ApiKey::DESCRIBE_TOPIC => {
             unary(&frame, send, |r: api::DescribeTopicRequest, _| async move {
-                Ok(convert::topic(s.describe_topic(&r.name)?))
+                Ok(convert::topic(s.describe_topic(caller, &r.name)?))
             })
             .await;
         }
@@ -83,7 +89,7 @@ pub(crate) async fn dispatch(
                 send,
                 |r: api::AlterTopicConfigRequest, _| async move {
                     Ok(convert::topic(
-                        s.alter_topic(&r.name, r.set, r.delete).await?,
+                        s.alter_topic(caller, &r.name, r.set, r.delete).await?,
                     ))
                 },
             )
@@ -94,42 +100,42 @@ pub(crate) async fn dispatch(
                 &frame,
                 send,
                 |_: api::InitProducerIdRequest, _| async move {
-                    Ok(convert::producer_id(s.init_producer_id().await?))
+                    Ok(convert::producer_id(s.init_producer_id(caller).await?))
                 },
             )
             .await;
         }
         ApiKey::JOIN_GROUP => {
             unary(&frame, send, |r: api::JoinGroupRequest, _| async move {
-                let joined = s.join_group(group::join_request(r)).await?;
+                let joined = s.join_group(caller, group::join_request(r)).await?;
                 Ok(group::join_response(joined))
             })
             .await;
         }
         ApiKey::SYNC_GROUP => {
             unary(&frame, send, |r: api::SyncGroupRequest, _| async move {
-                let assignment = s.sync_group(&group::sync_request(r))?;
+                let assignment = s.sync_group(caller, &group::sync_request(r))?;
                 Ok(group::sync_response(assignment))
             })
             .await;
         }
         ApiKey::HEARTBEAT => {
             unary(&frame, send, |r: api::HeartbeatRequest, _| async move {
-                s.heartbeat(&group::heartbeat_request(r))?;
+                s.heartbeat(caller, &group::heartbeat_request(r))?;
                 Ok(api::HeartbeatResponse {})
             })
             .await;
         }
         ApiKey::LEAVE_GROUP => {
             unary(&frame, send, |r: api::LeaveGroupRequest, _| async move {
-                s.leave_group(&group::leave_request(r))?;
+                s.leave_group(caller, &group::leave_request(r))?;
                 Ok(api::LeaveGroupResponse {})
             })
             .await;
         }
         ApiKey::OFFSET_COMMIT => {
             unary(&frame, send, |r: api::OffsetCommitRequest, _| async move {
-                s.commit_offsets(group::commit_request(r)?).await?;
+                s.commit_offsets(caller, group::commit_request(r)?).await?;
                 Ok(api::OffsetCommitResponse {})
             })
             .await;
@@ -137,26 +143,28 @@ pub(crate) async fn dispatch(
         ApiKey::OFFSET_FETCH => {
             unary(&frame, send, |r: api::OffsetFetchRequest, _| async move {
                 let partitions = group::fetch_partitions(&r);
-                let offsets = s.fetch_offsets(&r.group_id, partitions.as_deref());
+                let offsets = s.fetch_offsets(caller, &r.group_id, partitions.as_deref())?;
                 Ok(group::offset_fetch_response(offsets))
             })
             .await;
         }
         ApiKey::LIST_GROUPS => {
             unary(&frame, send, |_: api::ListGroupsRequest, _| async move {
-                Ok(group::list_response(s.list_groups()))
+                Ok(group::list_response(s.list_groups(caller)))
             })
             .await;
         }
         ApiKey::DESCRIBE_GROUP => {
             unary(&frame, send, |r: api::DescribeGroupRequest, _| async move {
-                Ok(group::group_description(s.describe_group(&r.group_id)?))
+                Ok(group::group_description(
+                    s.describe_group(caller, &r.group_id)?,
+                ))
             })
             .await;
         }
         ApiKey::DELETE_GROUP => {
             unary(&frame, send, |r: api::DeleteGroupRequest, _| async move {
-                s.delete_group(&r.group_id).await?;
+                s.delete_group(caller, &r.group_id).await?;
                 Ok(api::DeleteGroupResponse {})
             })
             .await;
@@ -167,7 +175,9 @@ pub(crate) async fn dispatch(
                 send,
                 |r: api::ResetGroupOffsetsRequest, _| async move {
                     let to = group::reset_target(r.to);
-                    let offsets = s.reset_group_offsets(&r.group_id, &r.topic, to).await?;
+                    let offsets = s
+                        .reset_group_offsets(caller, &r.group_id, &r.topic, to)
+                        .await?;
                     Ok(group::reset_response(offsets))
                 },
             )
@@ -179,7 +189,7 @@ pub(crate) async fn dispatch(
                 send,
                 |r: api::PluginAddRequest, component| async move {
                     Ok(convert::plugin_added(
-                        s.add_plugin(r.name, r.kind, component).await?,
+                        s.add_plugin(caller, r.name, r.kind, component).await?,
                     ))
                 },
             )
@@ -187,7 +197,11 @@ pub(crate) async fn dispatch(
         }
         ApiKey::PLUGIN_LIST => {
             unary(&frame, send, |_: api::PluginListRequest, _| async move {
-                let plugins = s.list_plugins().into_iter().map(convert::plugin).collect();
+                let plugins = s
+                    .list_plugins(caller)
+                    .into_iter()
+                    .map(convert::plugin)
+                    .collect();
                 Ok(api::PluginListResponse { plugins })
             })
             .await;
@@ -197,28 +211,30 @@ pub(crate) async fn dispatch(
                 &frame,
                 send,
                 |r: api::PluginDescribeRequest, _| async move {
-                    Ok(convert::plugin(s.describe_plugin(&r.name)?))
+                    Ok(convert::plugin(s.describe_plugin(caller, &r.name)?))
                 },
             )
             .await;
         }
         ApiKey::PLUGIN_REMOVE => {
             unary(&frame, send, |r: api::PluginRemoveRequest, _| async move {
-                let removed_versions = s.remove_plugin(r.name, r.version, r.force).await?;
+                let removed_versions = s.remove_plugin(caller, r.name, r.version, r.force).await?;
                 Ok(api::PluginRemoveResponse { removed_versions })
             })
             .await;
         }
         ApiKey::PLUGIN_TEST => {
             unary(&frame, send, |r: api::PluginTestRequest, _| async move {
-                let trial = s.test_plugin(convert::plugin_test(r)).await?;
+                let trial = s.test_plugin(caller, convert::plugin_test(r)).await?;
                 Ok(convert::plugin_trial(trial))
             })
             .await;
         }
         ApiKey::PLUGIN_LOGS => {
             unary(&frame, send, |r: api::PluginLogsRequest, _| async move {
-                let page = s.plugin_logs(&r.name, r.since_seq, r.follow).await?;
+                let page = s
+                    .plugin_logs(caller, &r.name, r.since_seq, r.follow)
+                    .await?;
                 Ok(convert::plugin_logs(page))
             })
             .await;
@@ -234,7 +250,7 @@ pub(crate) async fn dispatch(
 }
 
 /// Produce has its own shape because `acks=0` means no response at all.
-async fn produce(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
+async fn produce(ctx: &Context, caller: &Caller, frame: RequestFrame, send: &mut SendStream) {
     let req: api::ProduceRequest = match decode(&frame) {
         Ok(r) => r,
         Err(err) => {
@@ -244,7 +260,7 @@ async fn produce(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
     };
     let input = convert::produce(req, frame.payload.clone());
     let acks = input.acks;
-    let result = ctx.service.produce(input).await;
+    let result = ctx.service.produce(caller, input).await;
     if acks == Acks::None {
         if let Err(e) = result {
             tracing::debug!(error = %e, "acks=0 produce failed; the client asked not to be told");
@@ -266,6 +282,7 @@ async fn produce(ctx: &Context, frame: RequestFrame, send: &mut SendStream) {
 /// backpressure.
 async fn subscribe(
     ctx: &Context,
+    caller: &Caller,
     quotas: &ClientQuotas,
     frame: RequestFrame,
     send: &mut SendStream,
@@ -277,7 +294,7 @@ async fn subscribe(
             return;
         }
     };
-    let mut subscription = match ctx.service.subscribe(convert::subscribe(req)) {
+    let mut subscription = match ctx.service.subscribe(caller, convert::subscribe(req)) {
         Ok(s) => s,
         Err(e) => {
             let _ = write_error(send, &wire_error(&e)).await;

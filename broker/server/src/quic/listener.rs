@@ -31,6 +31,7 @@ use super::budget::{ConnectionBudget, Reservation};
 use super::clients::{ClientKey, ClientSlot, Clients};
 use super::dispatch;
 use super::quota::QuotaRates;
+use crate::auth::{Caller, principal};
 use crate::service::BrokerService;
 
 /// What every connection and stream task shares.
@@ -51,6 +52,9 @@ pub(crate) struct Context {
 /// What the request streams of one connection share.
 #[derive(Debug)]
 struct Peer {
+    /// Who the connection authenticated as: a client certificate's principal, or
+    /// anonymous.
+    caller: Caller,
     /// The client's connection slot, which also carries its quotas.
     client: ClientSlot,
     budget: ConnectionBudget,
@@ -144,7 +148,10 @@ async fn connection(
     };
     tracing::debug!(%remote, client = %client.key, "connection open");
     let limits = &ctx.service.config().limits;
+    let caller = caller_of(&conn);
+    tracing::debug!(%remote, principal = %caller.principal, "connection authenticated");
     let peer = Arc::new(Peer {
+        caller,
         client,
         budget: ConnectionBudget::new(
             &ctx.inflight,
@@ -172,6 +179,26 @@ async fn connection(
             Arc::clone(&ctx),
             Arc::clone(&peer),
         ));
+    }
+}
+
+/// The principal of the client certificate the handshake verified (against
+/// `[auth] client_ca`), or anonymous when the client presented none. A verified
+/// certificate that names nobody counts as anonymous, with a warning.
+fn caller_of(conn: &quinn::Connection) -> Caller {
+    let certs = conn.peer_identity().and_then(|id| {
+        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
+    let Some(leaf) = certs.as_deref().and_then(|c| c.first()) else {
+        return Caller::anonymous();
+    };
+    match principal::from_certificate(leaf) {
+        Ok(p) => Caller::client(p),
+        Err(e) => {
+            tracing::warn!(remote = %conn.remote_address(), error = %e, "client certificate names nobody; treating the connection as anonymous");
+            Caller::anonymous()
+        }
     }
 }
 
@@ -204,7 +231,7 @@ async fn request_stream(
             }
         }
     }
-    dispatch::dispatch(&ctx, quotas, frame, &mut send).await;
+    dispatch::dispatch(&ctx, &peer.caller, quotas, frame, &mut send).await;
     // The request is answered: its buffer is read into again if nothing kept a slice.
     ctx.frames.recycle(whole);
     drop(reservation);

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use super::BrokerService;
 use super::filter::{self, ReadFilter};
 use super::types::{FetchInput, FetchOutcome};
+use crate::auth::Caller;
 use crate::error::BrokerError;
+use quiver_metadata::{Operation, ResourceKind};
 
 /// How many reads' worth of bytes (of `max_bytes` each) one filtered fetch examines
 /// before answering with nothing but an advanced `next_offset`: a filter that drops
@@ -24,7 +26,15 @@ impl BrokerService {
     /// Reads from `input.offset`, waiting up to `max_wait` (capped by the broker's
     /// limit) until at least `min_bytes` are there, the deadline passes, or a filter has
     /// examined its bound of bytes.
-    pub async fn fetch(&self, input: FetchInput) -> Result<FetchOutcome, BrokerError> {
+    pub async fn fetch(
+        &self,
+        caller: &Caller,
+        input: FetchInput,
+    ) -> Result<FetchOutcome, BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Topic, &input.topic)?;
+        if let Some(f) = &input.filter {
+            self.check(caller, Operation::Read, ResourceKind::Plugin, &f.name)?;
+        }
         let limits = &self.broker.config.limits;
         let partition = self.broker.partition(&input.topic, input.partition)?;
         let mut filter = input

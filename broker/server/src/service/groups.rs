@@ -13,53 +13,111 @@ use quiver_group::{
 
 use super::types::{DescribedGroup, PartitionLag, ResetTarget};
 use super::{BrokerService, blocking};
+use crate::auth::Caller;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use quiver_metadata::{Operation, ResourceKind};
 
 impl BrokerService {
     /// Joins (or rejoins) a group; answers once the rebalance this join is part of
     /// completes, or the broker shuts down.
-    pub async fn join_group(&self, req: JoinRequest) -> Result<Joined, BrokerError> {
+    pub async fn join_group(
+        &self,
+        caller: &Caller,
+        req: JoinRequest,
+    ) -> Result<Joined, BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Group, &req.group_id)?;
         self.groups.join(&self.broker, req, &self.shutdown).await
     }
 
     /// The caller's assignment in the current generation.
-    pub fn sync_group(&self, req: &SyncRequest) -> Result<Vec<TopicPartition>, BrokerError> {
+    pub fn sync_group(
+        &self,
+        caller: &Caller,
+        req: &SyncRequest,
+    ) -> Result<Vec<TopicPartition>, BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Group, &req.group_id)?;
         self.groups.sync(req)
     }
 
     /// Keeps a member's session alive; an error says it must rejoin.
-    pub fn heartbeat(&self, req: &HeartbeatRequest) -> Result<(), BrokerError> {
+    pub fn heartbeat(&self, caller: &Caller, req: &HeartbeatRequest) -> Result<(), BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Group, &req.group_id)?;
         self.groups.heartbeat(req)
     }
 
     /// Removes a member at once, starting a rebalance for the rest.
-    pub fn leave_group(&self, req: &LeaveRequest) -> Result<(), BrokerError> {
+    pub fn leave_group(&self, caller: &Caller, req: &LeaveRequest) -> Result<(), BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Group, &req.group_id)?;
         self.groups.leave(&self.broker, req)
     }
 
     /// Commits offsets; answered only once they are durable in `__consumer_offsets`.
-    pub async fn commit_offsets(&self, req: CommitRequest) -> Result<(), BrokerError> {
+    pub async fn commit_offsets(
+        &self,
+        caller: &Caller,
+        req: CommitRequest,
+    ) -> Result<(), BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Group, &req.group_id)?;
+        for o in &req.offsets {
+            self.check(
+                caller,
+                Operation::Read,
+                ResourceKind::Topic,
+                &o.partition.topic,
+            )?;
+        }
         self.groups.commit(&self.broker, req).await
     }
 
     /// A group's committed offsets, for the named partitions or all of them.
     pub fn fetch_offsets(
         &self,
+        caller: &Caller,
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
-    ) -> Vec<CommittedOffset> {
-        self.groups.fetch_offsets(group_id, partitions)
+    ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Group, group_id)?;
+        // Offsets of topics the caller may not see are left out, as Kafka does.
+        Ok(self
+            .groups
+            .fetch_offsets(group_id, partitions)
+            .into_iter()
+            .filter(|o| {
+                self.may(
+                    caller,
+                    Operation::Describe,
+                    ResourceKind::Topic,
+                    &o.partition.topic,
+                )
+            })
+            .collect())
     }
 
-    /// Every group the coordinator knows.
-    pub fn list_groups(&self) -> Vec<GroupSummary> {
-        self.groups.list()
+    /// Every group the coordinator knows that the caller may describe.
+    pub fn list_groups(&self, caller: &Caller) -> Vec<GroupSummary> {
+        self.groups
+            .list()
+            .into_iter()
+            .filter(|g| {
+                self.may(
+                    caller,
+                    Operation::Describe,
+                    ResourceKind::Group,
+                    &g.group_id,
+                )
+            })
+            .collect()
     }
 
     /// The coordinator's description with each partition's end offset and the group's
     /// lag on it.
-    pub fn describe_group(&self, group_id: &str) -> Result<DescribedGroup, BrokerError> {
+    pub fn describe_group(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+    ) -> Result<DescribedGroup, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Group, group_id)?;
         let group: GroupDescription = self.groups.describe(group_id)?;
         let lag = group
             .offsets
@@ -85,7 +143,8 @@ impl BrokerService {
     }
 
     /// Deletes an empty group and its committed offsets.
-    pub async fn delete_group(&self, group_id: &str) -> Result<(), BrokerError> {
+    pub async fn delete_group(&self, caller: &Caller, group_id: &str) -> Result<(), BrokerError> {
+        self.check(caller, Operation::Delete, ResourceKind::Group, group_id)?;
         self.groups.delete(&self.broker, group_id).await?;
         tracing::info!(group = %group_id, "consumer group deleted");
         Ok(())
@@ -96,10 +155,13 @@ impl BrokerService {
     /// coordinator checks again when it applies the offsets, in case one joined meanwhile.
     pub async fn reset_group_offsets(
         &self,
+        caller: &Caller,
         group_id: &str,
         topic: &str,
         to: ResetTarget,
     ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        self.check(caller, Operation::Alter, ResourceKind::Group, group_id)?;
+        self.check(caller, Operation::Read, ResourceKind::Topic, topic)?;
         self.groups.check_resettable(group_id)?;
         let topic = self.broker.topic(topic)?;
         let mut offsets = Vec::with_capacity(topic.partitions.len());

@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use quiver_metadata::{Operation, ResourceKind};
+
+use crate::auth::{self, Access, Caller};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
@@ -81,6 +84,41 @@ impl BrokerService {
     /// the blocking pool).
     pub fn close(&self) {
         self.broker.close();
+    }
+}
+
+impl BrokerService {
+    /// `Ok` when `caller` may do `operation` on the resource, else `Unauthorized`
+    /// naming all three.
+    pub(crate) fn check(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        auth::authorize(
+            &self.broker.config.auth,
+            &self.broker.metadata.image(),
+            caller,
+            Access {
+                operation,
+                kind,
+                name,
+            },
+        )
+    }
+
+    /// Whether `caller` may do `operation` on the resource: for listings, which leave
+    /// out what the caller may not see rather than fail.
+    pub(crate) fn may(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        kind: ResourceKind,
+        name: &str,
+    ) -> bool {
+        self.check(caller, operation, kind, name).is_ok()
     }
 }
 

@@ -2,16 +2,20 @@
 
 use super::types::{OffsetAnswer, OffsetQuery};
 use super::{BrokerService, blocking};
+use crate::auth::Caller;
 use crate::error::BrokerError;
+use quiver_metadata::{Operation, ResourceKind};
 
 impl BrokerService {
     /// The offset `query` names in one partition.
     pub async fn list_offsets(
         &self,
+        caller: &Caller,
         topic: &str,
         partition: u32,
         query: OffsetQuery,
     ) -> Result<OffsetAnswer, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Topic, topic)?;
         let partition = self.broker.partition(topic, partition)?;
         let log = partition.log();
         Ok(match query {

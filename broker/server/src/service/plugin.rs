@@ -17,9 +17,11 @@ use quiver_proto::Record;
 use quiver_proto::batch;
 
 use super::{BrokerService, blocking, now_ms};
+use crate::auth::Caller;
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::plugins::{call_error, metadata_kind, registry_error};
+use quiver_metadata::{Operation, ResourceKind};
 
 /// Log entries returned by one page of a plugin's log at most.
 const MAX_LOG_ENTRIES: usize = 1000;
@@ -82,10 +84,13 @@ impl BrokerService {
     /// bindings that follow the name switch to it (hot reload).
     pub async fn add_plugin(
         &self,
+        caller: &Caller,
         name: String,
         kind: Option<String>,
         component: Bytes,
     ) -> Result<PluginAdded, BrokerError> {
+        // Uploading code the broker runs is the most powerful act: administrators only.
+        self.check(caller, Operation::Alter, ResourceKind::Cluster, "*")?;
         let max = self.broker.plugins.config().max_component_bytes;
         if component.is_empty() {
             return Err(BrokerError::InvalidPlugin(format!(
@@ -143,14 +148,22 @@ impl BrokerService {
         Ok(added)
     }
 
-    /// Every plugin with its versions and bound topics.
-    pub fn list_plugins(&self) -> Vec<PluginSummary> {
+    /// Every plugin the caller may describe, with its versions and bound topics.
+    pub fn list_plugins(&self, caller: &Caller) -> Vec<PluginSummary> {
         let image = self.broker.metadata.image();
         self.broker
             .plugins
             .registry()
             .list()
             .into_iter()
+            .filter(|info| {
+                self.may(
+                    caller,
+                    Operation::Describe,
+                    ResourceKind::Plugin,
+                    &info.name,
+                )
+            })
             .map(|info| PluginSummary {
                 bound_topics: image.bound_topics(&info.name, None),
                 info,
@@ -159,7 +172,12 @@ impl BrokerService {
     }
 
     /// One plugin with its versions and bound topics.
-    pub fn describe_plugin(&self, name: &str) -> Result<PluginSummary, BrokerError> {
+    pub fn describe_plugin(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<PluginSummary, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Plugin, name)?;
         let info = self
             .broker
             .plugins
@@ -177,10 +195,12 @@ impl BrokerService {
     /// removed.
     pub async fn remove_plugin(
         &self,
+        caller: &Caller,
         name: String,
         version: Option<u32>,
         force: bool,
     ) -> Result<Vec<u32>, BrokerError> {
+        self.check(caller, Operation::Alter, ResourceKind::Cluster, "*")?;
         let _admin = self.broker.admin.lock().await;
         let broker = Arc::clone(&self.broker);
         let removed = blocking(move || {
@@ -207,7 +227,18 @@ impl BrokerService {
     /// Runs a plugin over up to `count` stored records of a partition, from
     /// `from_offset` on, and reports each decision. Reading and the guest calls share
     /// one hop to the blocking pool.
-    pub async fn test_plugin(&self, test: PluginTest) -> Result<PluginTrial, BrokerError> {
+    pub async fn test_plugin(
+        &self,
+        caller: &Caller,
+        test: PluginTest,
+    ) -> Result<PluginTrial, BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Topic, &test.topic)?;
+        self.check(
+            caller,
+            Operation::Describe,
+            ResourceKind::Plugin,
+            &test.name,
+        )?;
         let topic = self.broker.topic(&test.topic)?;
         let partition = Arc::clone(topic.partition(test.partition)?);
         let partition_count = topic.partitions.len() as u32;
@@ -267,10 +298,12 @@ impl BrokerService {
     /// page waits (up to `plugins.logs_follow_max_ms`) for the next entry.
     pub async fn plugin_logs(
         &self,
+        caller: &Caller,
         name: &str,
         since: u64,
         follow: bool,
     ) -> Result<PluginLogPage, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Plugin, name)?;
         let plugins = &self.broker.plugins;
         let log = plugins.registry().log(name).map_err(registry_error)?;
         let mut entries = log.read(since, MAX_LOG_ENTRIES);

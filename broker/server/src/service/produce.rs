@@ -3,12 +3,19 @@
 
 use super::types::{ProduceInput, ProduceOutcome, ProducerId};
 use super::{BrokerService, blocking, now_ms, route};
+use crate::auth::Caller;
 use crate::error::BrokerError;
+use quiver_metadata::{Operation, ResourceKind};
 
 impl BrokerService {
     /// Appends the batches of `input` and says where they landed. With no partition
     /// named, the broker routes each record (see `route.rs`).
-    pub async fn produce(&self, input: ProduceInput) -> Result<ProduceOutcome, BrokerError> {
+    pub async fn produce(
+        &self,
+        caller: &Caller,
+        input: ProduceInput,
+    ) -> Result<ProduceOutcome, BrokerError> {
+        self.check(caller, Operation::Write, ResourceKind::Topic, &input.topic)?;
         let topic = self.broker.topic(&input.topic)?;
         if topic.record.internal {
             return Err(BrokerError::InvalidRequest(format!(
@@ -41,7 +48,9 @@ impl BrokerService {
     /// A producer id never handed out before, for an idempotent producer.
     /// Crossing a block boundary persists the block with an fsync, so it runs on the
     /// blocking pool.
-    pub async fn init_producer_id(&self) -> Result<ProducerId, BrokerError> {
+    pub async fn init_producer_id(&self, caller: &Caller) -> Result<ProducerId, BrokerError> {
+        // An id grants nothing by itself: every write is checked on its topic.
+        let _ = caller;
         let broker = std::sync::Arc::clone(&self.broker);
         let producer_id = blocking(move || broker.producer_ids.next()).await?;
         Ok(ProducerId {

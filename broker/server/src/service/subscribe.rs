@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::BrokerService;
 use super::filter::{self, ReadFilter};
 use super::types::{FetchOutcome, SubscribeInput};
+use crate::auth::Caller;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use quiver_metadata::{Operation, ResourceKind};
 
 /// A live subscription to one partition.
 #[derive(Debug)]
@@ -34,7 +36,15 @@ pub struct Subscription {
 impl BrokerService {
     /// Starts a subscription at `input.offset`. The partition must exist; the filter is
     /// bound on the first read.
-    pub fn subscribe(&self, input: SubscribeInput) -> Result<Subscription, BrokerError> {
+    pub fn subscribe(
+        &self,
+        caller: &Caller,
+        input: SubscribeInput,
+    ) -> Result<Subscription, BrokerError> {
+        self.check(caller, Operation::Read, ResourceKind::Topic, &input.topic)?;
+        if let Some(f) = &input.filter {
+            self.check(caller, Operation::Read, ResourceKind::Plugin, &f.name)?;
+        }
         let partition = self.broker.partition(&input.topic, input.partition)?;
         let max_bytes = input
             .max_bytes

@@ -9,8 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::BrokerService;
 use super::types::{Acks, FetchInput, NewTopic, OffsetQuery, ProduceInput, SubscribeInput};
+use crate::auth::Caller;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+
+/// Every test here runs with authorization off (the default), as an anonymous client.
+fn me() -> Caller {
+    Caller::anonymous()
+}
 
 struct Harness {
     service: BrokerService,
@@ -36,7 +42,7 @@ async fn open() -> Harness {
 }
 
 async fn topic(s: &BrokerService, name: &str, partitions: u32) {
-    s.create_topic(NewTopic {
+    s.create_topic(&me(), NewTopic {
         name: name.into(),
         partitions,
         replication_factor: 1,
@@ -98,13 +104,13 @@ async fn a_produced_batch_is_fetched_back_as_stored() {
     let batch = records(&[("a", "apple"), ("b", "banana")]);
     let out = h
         .service
-        .produce(produce("orders", Some(1), batch))
+        .produce(&me(), produce("orders", Some(1), batch))
         .await
         .expect("produce");
     assert_eq!((out.partition, out.base_offset, out.last_offset), (1, 0, 1));
     let read = h
         .service
-        .fetch(fetch("orders", 1, 0, Duration::ZERO))
+        .fetch(&me(), fetch("orders", 1, 0, Duration::ZERO))
         .await
         .expect("fetch");
     assert_eq!(read.next_offset, 2);
@@ -121,11 +127,11 @@ async fn a_waiting_fetch_answers_when_an_append_lands() {
     topic(&h.service, "t", 1).await;
     let waiting = {
         let s = h.service.clone();
-        tokio::spawn(async move { s.fetch(fetch("t", 0, 0, Duration::from_secs(30))).await })
+        tokio::spawn(async move { s.fetch(&me(), fetch("t", 0, 0, Duration::from_secs(30))).await })
     };
     tokio::task::yield_now().await;
     h.service
-        .produce(produce("t", Some(0), records(&[("k", "v")])))
+        .produce(&me(), produce("t", Some(0), records(&[("k", "v")])))
         .await
         .expect("produce");
     let read = waiting.await.expect("task").expect("fetch");
@@ -138,7 +144,7 @@ async fn shutdown_ends_a_waiting_fetch() {
     topic(&h.service, "t", 1).await;
     let waiting = {
         let s = h.service.clone();
-        tokio::spawn(async move { s.fetch(fetch("t", 0, 0, Duration::from_secs(30))).await })
+        tokio::spawn(async move { s.fetch(&me(), fetch("t", 0, 0, Duration::from_secs(30))).await })
     };
     tokio::task::yield_now().await;
     h.shutdown.cancel();
@@ -154,7 +160,7 @@ async fn a_routed_produce_places_keys_as_kafka_does_and_says_where() {
     let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (*k, *k)).collect();
     let out = h
         .service
-        .produce(produce("t", None, records(&pairs)))
+        .produce(&me(), produce("t", None, records(&pairs)))
         .await
         .expect("routed produce");
     let total: u32 = out.routed.iter().map(|r| r.records).sum();
@@ -163,7 +169,7 @@ async fn a_routed_produce_places_keys_as_kafka_does_and_says_where() {
         let p = quiver_proto::murmur2::key_partition(key.as_bytes(), 3);
         let read = h
             .service
-            .fetch(fetch("t", p, 0, Duration::ZERO))
+            .fetch(&me(), fetch("t", p, 0, Duration::ZERO))
             .await
             .expect("fetch");
         assert!(
@@ -179,7 +185,7 @@ async fn a_subscription_yields_what_is_appended_after_it_starts() {
     topic(&h.service, "t", 1).await;
     let mut sub = h
         .service
-        .subscribe(SubscribeInput {
+        .subscribe(&me(), SubscribeInput {
             topic: "t".into(),
             partition: 0,
             offset: 0,
@@ -190,7 +196,7 @@ async fn a_subscription_yields_what_is_appended_after_it_starts() {
     let next = tokio::spawn(async move { sub.next().await });
     tokio::task::yield_now().await;
     h.service
-        .produce(produce("t", Some(0), records(&[("k", "pushed")])))
+        .produce(&me(), produce("t", Some(0), records(&[("k", "pushed")])))
         .await
         .expect("produce");
     let pushed = next.await.expect("task").expect("next").expect("a read");
@@ -202,7 +208,7 @@ async fn unknown_names_and_internal_topics_are_typed_errors() {
     let h = open().await;
     let err = h
         .service
-        .produce(produce("nope", Some(0), records(&[("k", "v")])))
+        .produce(&me(), produce("nope", Some(0), records(&[("k", "v")])))
         .await
         .expect_err("unknown topic");
     assert!(
@@ -212,7 +218,7 @@ async fn unknown_names_and_internal_topics_are_typed_errors() {
     topic(&h.service, "t", 2).await;
     let err = h
         .service
-        .fetch(fetch("t", 7, 0, Duration::ZERO))
+        .fetch(&me(), fetch("t", 7, 0, Duration::ZERO))
         .await
         .expect_err("unknown partition");
     assert!(
@@ -228,13 +234,13 @@ async fn unknown_names_and_internal_topics_are_typed_errors() {
     );
     let internal = h
         .service
-        .list_topics()
+        .list_topics(&me())
         .into_iter()
         .find(|t| t.internal)
         .expect("the offsets topic exists");
     let err = h
         .service
-        .produce(produce(&internal.name, Some(0), records(&[("k", "v")])))
+        .produce(&me(), produce(&internal.name, Some(0), records(&[("k", "v")])))
         .await
         .expect_err("internal topic");
     assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
@@ -246,7 +252,7 @@ async fn topics_are_created_altered_described_and_deleted() {
     topic(&h.service, "t", 2).await;
     let info = h
         .service
-        .alter_topic(
+        .alter_topic(&me(), 
             "t",
             BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]),
             Vec::new(),
@@ -260,12 +266,12 @@ async fn topics_are_created_altered_described_and_deleted() {
     assert_eq!(info.partitions.len(), 2);
     let view = h
         .service
-        .cluster_view(Some(&["t".to_string()]))
+        .cluster_view(&me(), Some(&["t".to_string()]))
         .expect("cluster view");
     assert_eq!(view.topics[0].partitions.len(), 2);
-    h.service.delete_topic("t").await.expect("delete");
+    h.service.delete_topic(&me(), "t").await.expect("delete");
     assert!(matches!(
-        h.service.describe_topic("t"),
+        h.service.describe_topic(&me(), "t"),
         Err(BrokerError::UnknownTopic(_))
     ));
 }
@@ -275,7 +281,7 @@ async fn list_offsets_answers_earliest_latest_and_by_time() {
     let h = open().await;
     topic(&h.service, "t", 1).await;
     h.service
-        .produce(produce(
+        .produce(&me(), produce(
             "t",
             Some(0),
             records(&[("a", "1"), ("b", "2"), ("c", "3")]),
@@ -284,15 +290,15 @@ async fn list_offsets_answers_earliest_latest_and_by_time() {
         .expect("produce");
     let s = &h.service;
     let earliest = s
-        .list_offsets("t", 0, OffsetQuery::Earliest)
+        .list_offsets(&me(), "t", 0, OffsetQuery::Earliest)
         .await
         .expect("earliest");
     let latest = s
-        .list_offsets("t", 0, OffsetQuery::Latest)
+        .list_offsets(&me(), "t", 0, OffsetQuery::Latest)
         .await
         .expect("latest");
     let by_time = s
-        .list_offsets("t", 0, OffsetQuery::Timestamp(1_001))
+        .list_offsets(&me(), "t", 0, OffsetQuery::Timestamp(1_001))
         .await
         .expect("by time");
     assert_eq!(earliest.offset, Some(0));
@@ -303,8 +309,8 @@ async fn list_offsets_answers_earliest_latest_and_by_time() {
 #[tokio::test]
 async fn producer_ids_are_fresh() {
     let h = open().await;
-    let a = h.service.init_producer_id().await.expect("id");
-    let b = h.service.init_producer_id().await.expect("id");
+    let a = h.service.init_producer_id(&me()).await.expect("id");
+    let b = h.service.init_producer_id(&me()).await.expect("id");
     assert_ne!(a.producer_id, b.producer_id);
 }
 
@@ -324,7 +330,7 @@ async fn an_old_data_directory_is_imported_on_first_start() {
     let service = open(dir.path()).await.expect("open");
     topic(&service, "orders", 2).await;
     service
-        .produce(produce("orders", Some(1), records(&[("k", "kept")])))
+        .produce(&me(), produce("orders", Some(1), records(&[("k", "kept")])))
         .await
         .expect("produce");
     service.close();
@@ -342,18 +348,18 @@ async fn an_old_data_directory_is_imported_on_first_start() {
     std::fs::write(dir.path().join("meta/producer-id-block"), "5000").expect("write old block");
 
     let service = open(dir.path()).await.expect("open an old data directory");
-    let info = service.describe_topic("orders").expect("imported topic");
+    let info = service.describe_topic(&me(), "orders").expect("imported topic");
     assert_eq!(info.partitions.len(), 2);
     assert_eq!(
         info.configs.get("retention.ms").map(String::as_str),
         Some("60000")
     );
     let read = service
-        .fetch(fetch("orders", 1, 0, Duration::ZERO))
+        .fetch(&me(), fetch("orders", 1, 0, Duration::ZERO))
         .await
         .expect("fetch");
     assert_eq!(values(&read.records), vec![(0, "kept".into())]);
-    let id = service.init_producer_id().await.expect("producer id");
+    let id = service.init_producer_id(&me()).await.expect("producer id");
     assert!(
         id.producer_id >= 5000,
         "ids start past the old block: {id:?}"
@@ -365,7 +371,95 @@ async fn an_old_data_directory_is_imported_on_first_start() {
 
     // The import happens once: the next start reads the log alone.
     let service = open(dir.path()).await.expect("reopen");
-    assert!(service.describe_topic("orders").is_ok());
-    let again = service.init_producer_id().await.expect("producer id");
+    assert!(service.describe_topic(&me(), "orders").is_ok());
+    let again = service.init_producer_id(&me()).await.expect("producer id");
     assert!(again.producer_id > id.producer_id);
+}
+
+/// With authorization on, only super users and what access rules allow get through.
+#[tokio::test]
+async fn authorization_lets_through_super_users_and_what_rules_allow() {
+    use quiver_metadata::access::{Effect, PatternKind, ResourcePattern};
+    use quiver_metadata::{AccessRule, MetadataRecord, Operation, Principal, ResourceKind};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = BrokerConfig::dev(dir.path());
+    config.auth.enabled = true;
+    config.auth.super_users.insert("User:root".into());
+    let service = BrokerService::open(config, "127.0.0.1:0".into(), CancellationToken::new())
+        .await
+        .expect("open");
+    let root = Caller::client(Principal("User:root".into()));
+    let alice = Caller::client(Principal("User:alice".into()));
+    let anonymous = Caller::anonymous();
+    for name in ["orders", "payroll"] {
+        service
+            .create_topic(
+                &root,
+                NewTopic {
+                    name: name.into(),
+                    partitions: 1,
+                    replication_factor: 1,
+                    configs: BTreeMap::new(),
+                },
+            )
+            .await
+            .expect("a super user may create");
+    }
+    service
+        .broker
+        .metadata
+        .append(&MetadataRecord::AddAccessRule(AccessRule {
+            principal: Principal("User:alice".into()),
+            resource: ResourcePattern {
+                kind: ResourceKind::Topic,
+                pattern: PatternKind::Literal,
+                name: "orders".into(),
+            },
+            operations: [Operation::Write, Operation::Read].into_iter().collect(),
+            effect: Effect::Allow,
+        }))
+        .expect("rule");
+
+    fn refused<T: std::fmt::Debug>(r: Result<T, BrokerError>) -> String {
+        match r {
+            Err(BrokerError::Unauthorized(m)) => m,
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+    }
+    let m = refused(
+        service
+            .produce(&anonymous, produce("orders", Some(0), records(&[("k", "v")])))
+            .await,
+    );
+    assert!(m.contains("ANONYMOUS") && m.contains("orders"), "{m}");
+    service
+        .produce(&alice, produce("orders", Some(0), records(&[("k", "v")])))
+        .await
+        .expect("alice may write orders");
+    refused(
+        service
+            .produce(&alice, produce("payroll", Some(0), records(&[("k", "v")])))
+            .await,
+    );
+    refused(service.fetch(&alice, fetch("payroll", 0, 0, Duration::ZERO)).await);
+    let read = service
+        .fetch(&alice, fetch("orders", 0, 0, Duration::ZERO))
+        .await
+        .expect("alice may read orders");
+    assert_eq!(values(&read.records), vec![(0, "v".into())]);
+    let seen: Vec<String> = service.list_topics(&alice).into_iter().map(|t| t.name).collect();
+    assert_eq!(seen, vec!["orders".to_string()], "listings leave out what alice may not see");
+    refused(service.delete_topic(&alice, "orders").await);
+    refused(
+        service
+            .add_plugin(&alice, "p".into(), None, bytes::Bytes::from_static(b"\0asm"))
+            .await,
+    );
+    // Internal topics are the broker's, super user or not.
+    let err = service
+        .produce(&root, produce("__consumer_offsets", Some(0), records(&[("k", "v")])))
+        .await
+        .expect_err("internal");
+    assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
 }

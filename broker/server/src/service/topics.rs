@@ -4,12 +4,19 @@ use super::BrokerService;
 use super::types::{
     BrokerAddress, ClusterView, NewTopic, PartitionRoute, TopicInfo, TopicRoute, TopicSummary,
 };
+use crate::auth::Caller;
 use crate::broker::TopicRecord;
 use crate::error::BrokerError;
+use quiver_metadata::{Operation, ResourceKind};
 
 impl BrokerService {
     /// Creates a topic and answers with its description.
-    pub async fn create_topic(&self, new: NewTopic) -> Result<TopicInfo, BrokerError> {
+    pub async fn create_topic(
+        &self,
+        caller: &Caller,
+        new: NewTopic,
+    ) -> Result<TopicInfo, BrokerError> {
+        self.check(caller, Operation::Create, ResourceKind::Topic, &new.name)?;
         let topic = self
             .broker
             .create_topic(TopicRecord {
@@ -25,17 +32,26 @@ impl BrokerService {
     }
 
     /// Deletes a topic and its data.
-    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+    pub async fn delete_topic(&self, caller: &Caller, name: &str) -> Result<(), BrokerError> {
+        self.check(caller, Operation::Delete, ResourceKind::Topic, name)?;
         self.broker.delete_topic(name).await?;
         tracing::info!(topic = %name, "topic deleted");
         Ok(())
     }
 
-    /// Every topic, internal ones included.
-    pub fn list_topics(&self) -> Vec<TopicSummary> {
+    /// Every topic the caller may describe, internal ones included.
+    pub fn list_topics(&self, caller: &Caller) -> Vec<TopicSummary> {
         self.broker
             .topics()
             .iter()
+            .filter(|t| {
+                self.may(
+                    caller,
+                    Operation::Describe,
+                    ResourceKind::Topic,
+                    &t.record.name,
+                )
+            })
             .map(|t| TopicSummary {
                 name: t.record.name.clone(),
                 partitions: t.record.partitions,
@@ -46,7 +62,8 @@ impl BrokerService {
     }
 
     /// One topic with its effective configs and every partition's state.
-    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+    pub fn describe_topic(&self, caller: &Caller, name: &str) -> Result<TopicInfo, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Topic, name)?;
         let topic = self.broker.topic(name)?;
         Ok(self.broker.describe(&topic))
     }
@@ -54,22 +71,43 @@ impl BrokerService {
     /// Sets and removes configs of a topic; answers with its new description.
     pub async fn alter_topic(
         &self,
+        caller: &Caller,
         name: &str,
         set: std::collections::BTreeMap<String, String>,
         delete: Vec<String>,
     ) -> Result<TopicInfo, BrokerError> {
+        self.check(caller, Operation::Alter, ResourceKind::Topic, name)?;
         let topic = self.broker.alter_topic(name, set, delete).await?;
         Ok(self.broker.describe(&topic))
     }
 
     /// The brokers and the leaders of the named topics (all topics for `None`).
-    pub fn cluster_view(&self, topics: Option<&[String]>) -> Result<ClusterView, BrokerError> {
+    pub fn cluster_view(
+        &self,
+        caller: &Caller,
+        topics: Option<&[String]>,
+    ) -> Result<ClusterView, BrokerError> {
         let b = &self.broker;
+        // Named topics must be describable; without names, the describable ones are listed.
         let topics = match topics {
-            None => b.topics(),
+            None => b
+                .topics()
+                .into_iter()
+                .filter(|t| {
+                    self.may(
+                        caller,
+                        Operation::Describe,
+                        ResourceKind::Topic,
+                        &t.record.name,
+                    )
+                })
+                .collect(),
             Some(names) => names
                 .iter()
-                .map(|n| b.topic(n))
+                .map(|n| {
+                    self.check(caller, Operation::Describe, ResourceKind::Topic, n)?;
+                    b.topic(n)
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let image = b.metadata.image();
