@@ -100,7 +100,8 @@ impl Client {
             )
         })?;
         let roots = ca.load()?;
-        let client_config = crate::transport::client_config(&roots)?;
+        let identity = options.identity.as_ref().map(|i| i.load()).transpose()?;
+        let client_config = crate::transport::client_config_with_identity(&roots, identity)?;
         let addr = resolve(&url).await?;
         let bind: SocketAddr = if addr.is_ipv6() {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -755,6 +756,7 @@ mod tests {
         let server = quiver_server::tls::server_config(
             &identity,
             quiver_server::transport::transport_config(16),
+            None,
         )
         .expect("server config");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));

@@ -88,7 +88,7 @@ pub use consumer::{
     RebalanceListener,
 };
 pub use error::Error;
-pub use options::{ClientOptions, TrustedCa};
+pub use options::{ClientIdentity, ClientOptions, TrustedCa};
 pub use producer::{
     DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, UNKNOWN_PARTITION,
 };

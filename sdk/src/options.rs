@@ -34,12 +34,57 @@ impl TrustedCa {
     }
 }
 
+/// A client certificate and its private key, for brokers that authenticate clients by
+/// mutual TLS: the broker names the client by the certificate's common name (else its
+/// first subject alternative name).
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// PEM: the certificate, then any intermediates.
+    pub cert_pem: Vec<u8>,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    // The key never reaches a log through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    pub(crate) fn load(
+        &self,
+    ) -> Result<
+        (
+            Vec<CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        ),
+        Error,
+    > {
+        let chain = rustls_pemfile::certs(&mut self.cert_pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Tls(format!("the client certificate does not parse: {e}")))?;
+        if chain.is_empty() {
+            return Err(Error::Tls(
+                "the client certificate PEM holds no certificate".into(),
+            ));
+        }
+        let key = rustls_pemfile::private_key(&mut self.key_pem.as_slice())
+            .map_err(|e| Error::Tls(format!("the client key does not parse: {e}")))?
+            .ok_or_else(|| Error::Tls("the client key PEM holds no private key".into()))?;
+        Ok((chain, key))
+    }
+}
+
 /// Options of a [`Client`](crate::Client). Build with [`ClientOptions::new`] and the
 /// chained setters; every field is public for struct-update syntax too.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The CA that signed the broker's certificate. Required.
     pub ca: Option<TrustedCa>,
+    /// A certificate to present to the broker (mutual TLS); none by default.
+    pub identity: Option<ClientIdentity>,
     /// TLS server name to verify; defaults to the URL's host (a name or an IP address).
     pub server_name: Option<String>,
     /// Bound on the QUIC handshake. Default 10 s.
@@ -67,6 +112,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             ca: None,
+            identity: None,
             server_name: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -88,6 +134,20 @@ impl ClientOptions {
     /// Trusts the CA certificates in the PEM file at `path`.
     pub fn ca_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca = Some(TrustedCa::PemFile(path.into()));
+        self
+    }
+
+    /// Presents this certificate and key (PEM) to the broker, which authenticates the
+    /// client by it when it checks client certificates.
+    pub fn identity_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.identity = Some(ClientIdentity {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        });
         self
     }
 

@@ -66,17 +66,34 @@ pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
 /// Builds the quinn client config: TLS 1.3 only, ALPN `quiver/1`, trusting `roots`
 /// (or the CA list in `roots` only; no system roots are consulted).
 pub fn client_config(roots: &[CertificateDer<'static>]) -> Result<quinn::ClientConfig, Error> {
+    client_config_with_identity(roots, None)
+}
+
+/// [`client_config`], presenting `identity` (certificate chain and key) to brokers that
+/// ask for a client certificate.
+pub fn client_config_with_identity(
+    roots: &[CertificateDer<'static>],
+    identity: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Result<quinn::ClientConfig, Error> {
     let mut store = rustls::RootCertStore::empty();
     for cert in roots {
         store
             .add(cert.clone())
             .map_err(|e| Error::Tls(format!("the CA certificate is not usable: {e}")))?;
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(crypto_provider())
+    let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        .with_root_certificates(store);
+    let mut tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| Error::Tls(format!("the client certificate is not usable: {e}")))?,
+    };
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| Error::Tls(format!("TLS config unusable for QUIC: {e}")))?;

@@ -2,6 +2,7 @@
 //! temporary data dirs, and the SDK or the CLI as the client. One test binary, one shared
 //! harness.
 
+mod auth;
 mod bad_input;
 mod bench_child;
 mod cli;

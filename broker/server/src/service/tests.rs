@@ -42,12 +42,15 @@ async fn open() -> Harness {
 }
 
 async fn topic(s: &BrokerService, name: &str, partitions: u32) {
-    s.create_topic(&me(), NewTopic {
-        name: name.into(),
-        partitions,
-        replication_factor: 1,
-        configs: BTreeMap::new(),
-    })
+    s.create_topic(
+        &me(),
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        },
+    )
     .await
     .expect("create topic");
 }
@@ -127,7 +130,10 @@ async fn a_waiting_fetch_answers_when_an_append_lands() {
     topic(&h.service, "t", 1).await;
     let waiting = {
         let s = h.service.clone();
-        tokio::spawn(async move { s.fetch(&me(), fetch("t", 0, 0, Duration::from_secs(30))).await })
+        tokio::spawn(async move {
+            s.fetch(&me(), fetch("t", 0, 0, Duration::from_secs(30)))
+                .await
+        })
     };
     tokio::task::yield_now().await;
     h.service
@@ -144,7 +150,10 @@ async fn shutdown_ends_a_waiting_fetch() {
     topic(&h.service, "t", 1).await;
     let waiting = {
         let s = h.service.clone();
-        tokio::spawn(async move { s.fetch(&me(), fetch("t", 0, 0, Duration::from_secs(30))).await })
+        tokio::spawn(async move {
+            s.fetch(&me(), fetch("t", 0, 0, Duration::from_secs(30)))
+                .await
+        })
     };
     tokio::task::yield_now().await;
     h.shutdown.cancel();
@@ -185,13 +194,16 @@ async fn a_subscription_yields_what_is_appended_after_it_starts() {
     topic(&h.service, "t", 1).await;
     let mut sub = h
         .service
-        .subscribe(&me(), SubscribeInput {
-            topic: "t".into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 1 << 20,
-            filter: None,
-        })
+        .subscribe(
+            &me(),
+            SubscribeInput {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1 << 20,
+                filter: None,
+            },
+        )
         .expect("subscribe");
     let next = tokio::spawn(async move { sub.next().await });
     tokio::task::yield_now().await;
@@ -240,7 +252,10 @@ async fn unknown_names_and_internal_topics_are_typed_errors() {
         .expect("the offsets topic exists");
     let err = h
         .service
-        .produce(&me(), produce(&internal.name, Some(0), records(&[("k", "v")])))
+        .produce(
+            &me(),
+            produce(&internal.name, Some(0), records(&[("k", "v")])),
+        )
         .await
         .expect_err("internal topic");
     assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
@@ -252,7 +267,8 @@ async fn topics_are_created_altered_described_and_deleted() {
     topic(&h.service, "t", 2).await;
     let info = h
         .service
-        .alter_topic(&me(), 
+        .alter_topic(
+            &me(),
             "t",
             BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]),
             Vec::new(),
@@ -281,11 +297,10 @@ async fn list_offsets_answers_earliest_latest_and_by_time() {
     let h = open().await;
     topic(&h.service, "t", 1).await;
     h.service
-        .produce(&me(), produce(
-            "t",
-            Some(0),
-            records(&[("a", "1"), ("b", "2"), ("c", "3")]),
-        ))
+        .produce(
+            &me(),
+            produce("t", Some(0), records(&[("a", "1"), ("b", "2"), ("c", "3")])),
+        )
         .await
         .expect("produce");
     let s = &h.service;
@@ -348,7 +363,9 @@ async fn an_old_data_directory_is_imported_on_first_start() {
     std::fs::write(dir.path().join("meta/producer-id-block"), "5000").expect("write old block");
 
     let service = open(dir.path()).await.expect("open an old data directory");
-    let info = service.describe_topic(&me(), "orders").expect("imported topic");
+    let info = service
+        .describe_topic(&me(), "orders")
+        .expect("imported topic");
     assert_eq!(info.partitions.len(), 2);
     assert_eq!(
         info.configs.get("retention.ms").map(String::as_str),
@@ -429,7 +446,10 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
     }
     let m = refused(
         service
-            .produce(&anonymous, produce("orders", Some(0), records(&[("k", "v")])))
+            .produce(
+                &anonymous,
+                produce("orders", Some(0), records(&[("k", "v")])),
+            )
             .await,
     );
     assert!(m.contains("ANONYMOUS") && m.contains("orders"), "{m}");
@@ -442,23 +462,43 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
             .produce(&alice, produce("payroll", Some(0), records(&[("k", "v")])))
             .await,
     );
-    refused(service.fetch(&alice, fetch("payroll", 0, 0, Duration::ZERO)).await);
+    refused(
+        service
+            .fetch(&alice, fetch("payroll", 0, 0, Duration::ZERO))
+            .await,
+    );
     let read = service
         .fetch(&alice, fetch("orders", 0, 0, Duration::ZERO))
         .await
         .expect("alice may read orders");
     assert_eq!(values(&read.records), vec![(0, "v".into())]);
-    let seen: Vec<String> = service.list_topics(&alice).into_iter().map(|t| t.name).collect();
-    assert_eq!(seen, vec!["orders".to_string()], "listings leave out what alice may not see");
+    let seen: Vec<String> = service
+        .list_topics(&alice)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(
+        seen,
+        vec!["orders".to_string()],
+        "listings leave out what alice may not see"
+    );
     refused(service.delete_topic(&alice, "orders").await);
     refused(
         service
-            .add_plugin(&alice, "p".into(), None, bytes::Bytes::from_static(b"\0asm"))
+            .add_plugin(
+                &alice,
+                "p".into(),
+                None,
+                bytes::Bytes::from_static(b"\0asm"),
+            )
             .await,
     );
     // Internal topics are the broker's, super user or not.
     let err = service
-        .produce(&root, produce("__consumer_offsets", Some(0), records(&[("k", "v")])))
+        .produce(
+            &root,
+            produce("__consumer_offsets", Some(0), records(&[("k", "v")])),
+        )
         .await
         .expect_err("internal");
     assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
