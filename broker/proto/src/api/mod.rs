@@ -7,11 +7,13 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod access;
 mod data;
 mod group;
 mod plugin;
 mod topic;
 
+pub use access::*;
 pub use data::*;
 pub use group::*;
 pub use plugin::*;
@@ -49,6 +51,14 @@ impl ApiKey {
     pub const PLUGIN_REMOVE: ApiKey = ApiKey(24);
     pub const PLUGIN_TEST: ApiKey = ApiKey(25);
     pub const PLUGIN_LOGS: ApiKey = ApiKey(26);
+    // 27 is REOPEN_PARTITION.
+    pub const AUTHENTICATE: ApiKey = ApiKey(28);
+    pub const ACCESS_RULE_ADD: ApiKey = ApiKey(29);
+    pub const ACCESS_RULE_REMOVE: ApiKey = ApiKey(30);
+    pub const ACCESS_RULE_LIST: ApiKey = ApiKey(31);
+    pub const TOKEN_ISSUE: ApiKey = ApiKey(32);
+    pub const TOKEN_REVOKE: ApiKey = ApiKey(33);
+    pub const TOKEN_LIST: ApiKey = ApiKey(34);
 }
 
 /// A request type: its API key, version, name for messages, and response type.
