@@ -10,9 +10,9 @@ use quiver_proto::api::{self, ApiKey, Request};
 use quiver_proto::frame::RequestFrame;
 use quiver_proto::{ErrorCode, WireError};
 
-use super::convert::{self, group};
+use super::convert::{self, access, group};
 use super::errors::wire_error;
-use super::listener::{Context, write_error, write_response};
+use super::listener::{Context, Session, write_error, write_response};
 use super::quota::ClientQuotas;
 use crate::auth::Caller;
 use crate::error::BrokerError;
@@ -22,11 +22,12 @@ use crate::service::types::Acks;
 /// Fetched bytes are charged to the client's `quotas`, which may delay the answer.
 pub(crate) async fn dispatch(
     ctx: &Context,
-    caller: &Caller,
+    session: &Session,
     quotas: &ClientQuotas,
     frame: RequestFrame,
     send: &mut SendStream,
 ) {
+    let caller = &session.caller();
     let s = &ctx.service;
     match frame.api {
         ApiKey::PRODUCE => produce(ctx, caller, frame, send).await,
@@ -236,6 +237,77 @@ pub(crate) async fn dispatch(
                     .plugin_logs(caller, &r.name, r.since_seq, r.follow)
                     .await?;
                 Ok(convert::plugin_logs(page))
+            })
+            .await;
+        }
+        ApiKey::AUTHENTICATE => {
+            unary(&frame, send, |r: api::AuthenticateRequest, _| async move {
+                let principal = s.authenticate(&r.token)?;
+                tracing::debug!(%principal, "connection authenticated by token");
+                session.become_caller(Caller::client(principal.clone()));
+                Ok(api::AuthenticateResponse {
+                    principal: principal.0,
+                })
+            })
+            .await;
+        }
+        ApiKey::ACCESS_RULE_ADD => {
+            unary(&frame, send, |r: api::AccessRuleAddRequest, _| async move {
+                s.add_access_rule(caller, access::rule(r.rule)?).await?;
+                Ok(api::AccessRuleAddResponse {})
+            })
+            .await;
+        }
+        ApiKey::ACCESS_RULE_REMOVE => {
+            unary(
+                &frame,
+                send,
+                |r: api::AccessRuleRemoveRequest, _| async move {
+                    s.remove_access_rule(caller, access::rule(r.rule)?).await?;
+                    Ok(api::AccessRuleRemoveResponse {})
+                },
+            )
+            .await;
+        }
+        ApiKey::ACCESS_RULE_LIST => {
+            unary(
+                &frame,
+                send,
+                |_: api::AccessRuleListRequest, _| async move {
+                    let rules = s.list_access_rules(caller)?;
+                    Ok(api::AccessRuleListResponse {
+                        rules: rules.into_iter().map(access::rule_spec).collect(),
+                    })
+                },
+            )
+            .await;
+        }
+        ApiKey::TOKEN_ISSUE => {
+            unary(&frame, send, |r: api::TokenIssueRequest, _| async move {
+                let expires = r.expires_in_ms.map(std::time::Duration::from_millis);
+                let issued = s
+                    .issue_token(caller, quiver_metadata::Principal(r.principal), expires)
+                    .await?;
+                Ok(api::TokenIssueResponse {
+                    token_id: issued.token_id,
+                    token: issued.token,
+                })
+            })
+            .await;
+        }
+        ApiKey::TOKEN_REVOKE => {
+            unary(&frame, send, |r: api::TokenRevokeRequest, _| async move {
+                s.revoke_token(caller, &r.token_id).await?;
+                Ok(api::TokenRevokeResponse {})
+            })
+            .await;
+        }
+        ApiKey::TOKEN_LIST => {
+            unary(&frame, send, |_: api::TokenListRequest, _| async move {
+                let tokens = s.list_tokens(caller)?;
+                Ok(api::TokenListResponse {
+                    tokens: tokens.into_iter().map(access::token_summary).collect(),
+                })
             })
             .await;
         }

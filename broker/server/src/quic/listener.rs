@@ -52,9 +52,9 @@ pub(crate) struct Context {
 /// What the request streams of one connection share.
 #[derive(Debug)]
 struct Peer {
-    /// Who the connection authenticated as: a client certificate's principal, or
-    /// anonymous.
-    caller: Caller,
+    /// Who the connection is: a client certificate's principal, a token's (after an
+    /// AUTHENTICATE on it), or anonymous.
+    session: Session,
     /// The client's connection slot, which also carries its quotas.
     client: ClientSlot,
     budget: ConnectionBudget,
@@ -151,7 +151,7 @@ async fn connection(
     let caller = caller_of(&conn);
     tracing::debug!(%remote, principal = %caller.principal, "connection authenticated");
     let peer = Arc::new(Peer {
-        caller,
+        session: Session::new(caller),
         client,
         budget: ConnectionBudget::new(
             &ctx.inflight,
@@ -179,6 +179,32 @@ async fn connection(
             Arc::clone(&ctx),
             Arc::clone(&peer),
         ));
+    }
+}
+
+/// The identity of one connection; AUTHENTICATE replaces it.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Read at the start of every request, written only by an AUTHENTICATE: a short
+    /// lock, never held across an await.
+    caller: parking_lot::RwLock<Caller>,
+}
+
+impl Session {
+    fn new(caller: Caller) -> Session {
+        Session {
+            caller: parking_lot::RwLock::new(caller),
+        }
+    }
+
+    /// Who the connection is now.
+    pub(crate) fn caller(&self) -> Caller {
+        self.caller.read().clone()
+    }
+
+    /// From now on the connection is `caller`.
+    pub(crate) fn become_caller(&self, caller: Caller) {
+        *self.caller.write() = caller;
     }
 }
 
@@ -231,7 +257,7 @@ async fn request_stream(
             }
         }
     }
-    dispatch::dispatch(&ctx, &peer.caller, quotas, frame, &mut send).await;
+    dispatch::dispatch(&ctx, &peer.session, quotas, frame, &mut send).await;
     // The request is answered: its buffer is read into again if nothing kept a slice.
     ctx.frames.recycle(whole);
     drop(reservation);

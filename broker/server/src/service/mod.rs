@@ -24,6 +24,7 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::groups::GroupService;
 
+mod access;
 mod fetch;
 mod filter;
 mod groups;
@@ -38,6 +39,7 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
+pub use access::IssuedToken;
 pub use plugin::{
     PluginAdded, PluginDecision, PluginLogPage, PluginSummary, PluginTest, PluginTrial,
 };

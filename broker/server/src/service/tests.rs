@@ -503,3 +503,86 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
         .expect_err("internal");
     assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
 }
+
+/// Tokens and rules are administered by super users; a token authenticates its principal
+/// until revoked, and rules take effect at once.
+#[tokio::test]
+async fn tokens_and_rules_are_administered_by_super_users_and_take_effect() {
+    use quiver_metadata::access::{Effect, PatternKind, ResourcePattern};
+    use quiver_metadata::{AccessRule, Operation, Principal, ResourceKind};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = BrokerConfig::dev(dir.path());
+    config.auth.enabled = true;
+    config.auth.super_users.insert("User:root".into());
+    let service = BrokerService::open(config, "127.0.0.1:0".into(), CancellationToken::new())
+        .await
+        .expect("open");
+    let root = Caller::client(Principal("User:root".into()));
+    let alice_p = Principal("User:alice".into());
+
+    let refused = service
+        .issue_token(&Caller::anonymous(), alice_p.clone(), None)
+        .await
+        .expect_err("only administrators issue tokens");
+    assert!(matches!(refused, BrokerError::Unauthorized(_)), "{refused}");
+    let issued = service
+        .issue_token(&root, alice_p.clone(), None)
+        .await
+        .expect("issue");
+    assert_eq!(service.authenticate(&issued.token).expect("valid"), alice_p);
+    let listed = service.list_tokens(&root).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        !format!("{listed:?}").contains(&issued.token),
+        "no secret is kept"
+    );
+
+    let alice = Caller::client(alice_p.clone());
+    service
+        .create_topic(
+            &root,
+            NewTopic {
+                name: "orders".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create");
+    assert!(service.describe_topic(&alice, "orders").is_err());
+    let rule = AccessRule {
+        principal: alice_p,
+        resource: ResourcePattern {
+            kind: ResourceKind::Topic,
+            pattern: PatternKind::Prefix,
+            name: "ord".into(),
+        },
+        operations: [Operation::Describe].into_iter().collect(),
+        effect: Effect::Allow,
+    };
+    service
+        .add_access_rule(&root, rule.clone())
+        .await
+        .expect("add rule");
+    assert!(service.describe_topic(&alice, "orders").is_ok());
+    assert_eq!(
+        service.list_access_rules(&root).expect("rules"),
+        vec![rule.clone()]
+    );
+    service
+        .remove_access_rule(&root, rule)
+        .await
+        .expect("remove rule");
+    assert!(service.describe_topic(&alice, "orders").is_err());
+
+    service
+        .revoke_token(&root, &issued.token_id)
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        service.authenticate(&issued.token),
+        Err(BrokerError::Unauthenticated(_))
+    ));
+}

@@ -2,6 +2,7 @@
 //! `errors.rs` are the only places where the two meet; consumer groups have their own
 //! file (`group.rs`).
 
+pub(crate) mod access;
 pub(crate) mod group;
 
 use std::time::Duration;
