@@ -2,9 +2,11 @@
 //!
 //! The broker-wide connection limit alone lets one client take every slot and lock
 //! everyone else out, so each client also has its own limit. Until clients
-//! authenticate, a client is its remote IP address; [`ClientKey`] is the one place that
-//! says so, and a principal replaces the address there once identities exist. Each
-//! client's entry also carries its byte-rate quotas, shared by all of its connections.
+//! authenticate, a client is its remote IP address; once a connection is authenticated
+//! (by its client certificate at the handshake, or by a token later) it also counts
+//! against its principal, whose quotas then apply. [`ClientKey`] is the one place that
+//! says whom a limit counts. Each client's entry also carries its byte-rate quotas,
+//! shared by all of its connections.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +22,8 @@ pub(crate) enum ClientKey {
     /// An unauthenticated client, known only by its address (IPv4-mapped IPv6 addresses
     /// are folded to IPv4 so one host is one client whichever socket family it used).
     Address(IpAddr),
+    /// An authenticated principal, such as `User:alice`, wherever it connects from.
+    Principal(String),
 }
 
 impl ClientKey {
@@ -33,6 +37,7 @@ impl std::fmt::Display for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientKey::Address(ip) => write!(f, "{ip}"),
+            ClientKey::Principal(p) => f.write_str(p),
         }
     }
 }

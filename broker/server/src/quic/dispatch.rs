@@ -244,7 +244,9 @@ pub(crate) async fn dispatch(
             unary(&frame, send, |r: api::AuthenticateRequest, _| async move {
                 let principal = s.authenticate(&r.token)?;
                 tracing::debug!(%principal, "connection authenticated by token");
-                session.become_caller(Caller::client(principal.clone()));
+                session
+                    .become_caller(Caller::client(principal.clone()))
+                    .map_err(|e| BrokerError::Unauthorized(e.to_string()))?;
                 Ok(api::AuthenticateResponse {
                     principal: principal.0,
                 })

@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::budget::{ConnectionBudget, Reservation};
-use super::clients::{ClientKey, ClientSlot, Clients};
+use super::clients::{ClientKey, ClientSlot, Clients, TooManyConnections};
 use super::dispatch;
-use super::quota::QuotaRates;
+use super::quota::{ClientQuotas, QuotaRates};
 use crate::auth::{Caller, principal};
 use crate::service::BrokerService;
 
@@ -150,8 +150,16 @@ async fn connection(
     let limits = &ctx.service.config().limits;
     let caller = caller_of(&conn);
     tracing::debug!(%remote, principal = %caller.principal, "connection authenticated");
+    let session = match Session::new(caller, Arc::clone(&ctx.clients)) {
+        Ok(s) => s,
+        Err(refused) => {
+            tracing::warn!(%remote, error = %refused, "connection limit of the principal reached; closing");
+            conn.close(0u32.into(), b"too many connections for this principal");
+            return;
+        }
+    };
     let peer = Arc::new(Peer {
-        session: Session::new(caller),
+        session,
         client,
         budget: ConnectionBudget::new(
             &ctx.inflight,
@@ -182,29 +190,53 @@ async fn connection(
     }
 }
 
-/// The identity of one connection; AUTHENTICATE replaces it.
+/// The identity of one connection, and the client slots it counts against: its address
+/// always, its principal once authenticated. AUTHENTICATE replaces the identity.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// Read at the start of every request, written only by an AUTHENTICATE: a short
+    /// Read at the start of every request, written only by an authentication: a short
     /// lock, never held across an await.
-    caller: parking_lot::RwLock<Caller>,
+    state: parking_lot::RwLock<(Caller, Option<Arc<ClientSlot>>)>,
+    clients: Arc<Clients>,
 }
 
 impl Session {
-    fn new(caller: Caller) -> Session {
-        Session {
-            caller: parking_lot::RwLock::new(caller),
-        }
+    /// A session for `caller`, admitted against its principal's connection limit when it
+    /// is authenticated.
+    fn new(caller: Caller, clients: Arc<Clients>) -> Result<Session, TooManyConnections> {
+        let session = Session {
+            state: parking_lot::RwLock::new((Caller::anonymous(), None)),
+            clients,
+        };
+        session.become_caller(caller)?;
+        Ok(session)
     }
 
     /// Who the connection is now.
     pub(crate) fn caller(&self) -> Caller {
-        self.caller.read().clone()
+        self.state.read().0.clone()
     }
 
-    /// From now on the connection is `caller`.
-    pub(crate) fn become_caller(&self, caller: Caller) {
-        *self.caller.write() = caller;
+    /// The principal's quotas once authenticated, else none (the address's apply).
+    fn principal_quotas(&self) -> Option<Arc<ClientQuotas>> {
+        self.state
+            .read()
+            .1
+            .as_ref()
+            .map(|slot| Arc::clone(&slot.quotas))
+    }
+
+    /// From now on the connection is `caller`, counted against its principal's
+    /// connection limit (refused when the principal is at it) and quotas.
+    pub(crate) fn become_caller(&self, caller: Caller) -> Result<(), TooManyConnections> {
+        let slot = if caller.principal == quiver_metadata::Principal::anonymous() {
+            None
+        } else {
+            let key = ClientKey::Principal(caller.principal.0.clone());
+            Some(Arc::new(self.clients.admit(key)?))
+        };
+        *self.state.write() = (caller, slot);
+        Ok(())
     }
 }
 
@@ -244,7 +276,10 @@ async fn request_stream(
             return;
         }
     };
-    let quotas = &peer.client.quotas;
+    // An authenticated connection is throttled as its principal, wherever it connects
+    // from; an anonymous one as its address.
+    let principal_quotas = peer.session.principal_quotas();
+    let quotas: &ClientQuotas = principal_quotas.as_deref().unwrap_or(&peer.client.quotas);
     if frame.api == ApiKey::PRODUCE {
         // Over its produce quota, a client's request waits here, holding its own
         // connection's budget: the client is slowed down and nobody else is.
@@ -421,5 +456,33 @@ pub(crate) async fn write_response<T: serde::Serialize>(
         send.write_all(&head).await
     } else {
         send.write_all_chunks(&mut [head, payload]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_metadata::Principal;
+
+    use super::*;
+
+    #[test]
+    fn an_authenticated_session_counts_against_its_principal_and_uses_its_quotas() {
+        let clients = Arc::new(Clients::new(1, QuotaRates::default()));
+        let alice = || Caller::client(Principal("User:alice".into()));
+        let first = Session::new(alice(), Arc::clone(&clients)).expect("first of alice");
+        assert!(first.principal_quotas().is_some());
+        assert!(
+            Session::new(alice(), Arc::clone(&clients)).is_err(),
+            "a second connection of alice is past a limit of one"
+        );
+        let anonymous = Session::new(Caller::anonymous(), Arc::clone(&clients)).expect("anonymous");
+        assert!(anonymous.principal_quotas().is_none());
+        // Authenticating later counts too, and gives the slot back when it changes.
+        let bob = Session::new(Caller::anonymous(), Arc::clone(&clients)).expect("anonymous");
+        assert!(bob.become_caller(alice()).is_err());
+        drop(first);
+        bob.become_caller(alice())
+            .expect("alice's slot is free again");
+        assert_eq!(bob.caller().principal.0, "User:alice");
     }
 }
