@@ -49,6 +49,7 @@ impl ApiKey {
     pub const PLUGIN_REMOVE: ApiKey = ApiKey(24);
     pub const PLUGIN_TEST: ApiKey = ApiKey(25);
     pub const PLUGIN_LOGS: ApiKey = ApiKey(26);
+    pub const REOPEN_PARTITION: ApiKey = ApiKey(27);
 }
 
 /// A request type: its API key, version, name for messages, and response type.
@@ -64,6 +65,14 @@ macro_rules! request {
     ($req:ty => $resp:ty, $key:ident, $name:literal) => {
         impl $crate::api::Request for $req {
             const API: $crate::api::ApiKey = $crate::api::ApiKey::$key;
+            const NAME: &'static str = $name;
+            type Response = $resp;
+        }
+    };
+    ($req:ty => $resp:ty, $key:ident, $name:literal, version $version:literal) => {
+        impl $crate::api::Request for $req {
+            const API: $crate::api::ApiKey = $crate::api::ApiKey::$key;
+            const VERSION: u16 = $version;
             const NAME: &'static str = $name;
             type Response = $resp;
         }

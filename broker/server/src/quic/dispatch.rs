@@ -223,6 +223,17 @@ pub(crate) async fn dispatch(
             })
             .await;
         }
+        ApiKey::REOPEN_PARTITION => {
+            unary(
+                &frame,
+                send,
+                |r: api::ReopenPartitionRequest, _| async move {
+                    let info = s.reopen_partition(&r.topic, r.partition).await?;
+                    Ok(convert::partition_description(info))
+                },
+            )
+            .await;
+        }
         other => {
             let err = WireError::new(
                 ErrorCode::UNSUPPORTED_API,

@@ -27,6 +27,7 @@ mod groups;
 mod offsets;
 mod plugin;
 mod produce;
+mod reopen;
 mod route;
 mod subscribe;
 mod topics;

@@ -13,7 +13,7 @@ impl BrokerService {
         query: OffsetQuery,
     ) -> Result<OffsetAnswer, BrokerError> {
         let partition = self.broker.partition(topic, partition)?;
-        let log = partition.log();
+        let log = partition.log()?;
         Ok(match query {
             OffsetQuery::Earliest => OffsetAnswer {
                 offset: Some(log.log_start_offset()),
@@ -26,7 +26,7 @@ impl BrokerService {
             OffsetQuery::Timestamp(ts) => {
                 let found = blocking(move || {
                     partition
-                        .log()
+                        .log()?
                         .offset_for_timestamp(ts)
                         .map_err(|e| partition.storage_error(e))
                 })
