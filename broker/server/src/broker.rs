@@ -338,28 +338,27 @@ impl Broker {
         image: &quiver_metadata::MetadataImage,
         p: &Partition,
     ) -> PartitionInfo {
-                    let placed = image.partition(&p.topic, p.index);
-                    let mut info = PartitionInfo {
-                        partition: p.index,
-                        leader: placed.and_then(|a| a.leader).unwrap_or(self.config.node_id),
-                        leader_epoch: placed
-                            .map_or(0, |a| i32::try_from(a.leader_epoch).unwrap_or(i32::MAX)),
-                        replicas: placed.map(|a| a.replicas.clone()).unwrap_or_default(),
-                        in_sync_replicas: placed.map(|a| a.isr.clone()).unwrap_or_default(),
-                        log_start_offset: -1,
-                        high_watermark: -1,
-                        size_bytes: 0,
-                        segments: 0,
-                        offline: p.offline_reason(),
-                    };
-                    // An offline partition has no log to measure: -1 offsets, no size.
-                    if let Ok(log) = p.log() {
-                        info.log_start_offset = log.log_start_offset();
-                        info.high_watermark = log.high_watermark();
-                        info.size_bytes = log.size_bytes();
-                        info.segments = log.segment_count() as u32;
-                    }
-                    info
+        let placed = image.partition(&p.topic, p.index);
+        let mut info = PartitionInfo {
+            partition: p.index,
+            leader: placed.and_then(|a| a.leader).unwrap_or(self.config.node_id),
+            leader_epoch: placed.map_or(0, |a| i32::try_from(a.leader_epoch).unwrap_or(i32::MAX)),
+            replicas: placed.map(|a| a.replicas.clone()).unwrap_or_default(),
+            in_sync_replicas: placed.map(|a| a.isr.clone()).unwrap_or_default(),
+            log_start_offset: -1,
+            high_watermark: -1,
+            size_bytes: 0,
+            segments: 0,
+            offline: p.offline_reason(),
+        };
+        // An offline partition has no log to measure: -1 offsets, no size.
+        if let Ok(log) = p.log() {
+            info.log_start_offset = log.log_start_offset();
+            info.high_watermark = log.high_watermark();
+            info.size_bytes = log.size_bytes();
+            info.segments = log.segment_count() as u32;
+        }
+        info
     }
 
     /// Reopens one partition: re-runs recovery on its directory and swaps the new log in

@@ -52,7 +52,12 @@ pub struct Partition {
 impl Partition {
     pub fn new(topic: String, index: u32, log: PartitionLog) -> Self {
         let high_watermark = log.high_watermark();
-        Self::with_state(topic, index, LogState::Online(Arc::new(log)), high_watermark)
+        Self::with_state(
+            topic,
+            index,
+            LogState::Online(Arc::new(log)),
+            high_watermark,
+        )
     }
 
     /// A quarantined partition: its log could not be opened, for `reason`.

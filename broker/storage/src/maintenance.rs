@@ -299,9 +299,9 @@ impl PartitionLog {
             self.flush_locked(&mut writer)
         };
         self.retired.store(true, Ordering::Release);
-        self.poison
-            .lock()
-            .get_or_insert_with(|| "the log was retired so that its partition could be reopened".to_string());
+        self.poison.lock().get_or_insert_with(|| {
+            "the log was retired so that its partition could be reopened".to_string()
+        });
         flushed
     }
 

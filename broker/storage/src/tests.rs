@@ -88,14 +88,20 @@ fn a_retired_log_flushes_then_changes_nothing_while_a_new_handle_takes_over() {
     let old = PartitionLog::open(dir.path(), config.clone()).unwrap();
     old.append(&one_batch(b"a"), 0).unwrap();
     old.retire().unwrap();
-    assert!(!old.writer.lock().unflushed, "retire flushes what was appended");
+    assert!(
+        !old.writer.lock().unflushed,
+        "retire flushes what was appended"
+    );
     assert!(old.poisoned().is_some_and(|c| c.contains("retired")));
     match old.append(&one_batch(b"refused"), 0) {
         Err(StorageError::Poisoned { cause, .. }) => assert!(cause.contains("retired"), "{cause}"),
         other => panic!("expected Poisoned, got {other:?}"),
     }
     // Ticks on the old handle must not roll or delete what the new one owns.
-    assert_eq!(old.tick(i64::MAX).unwrap(), crate::MaintenanceOutcome::default());
+    assert_eq!(
+        old.tick(i64::MAX).unwrap(),
+        crate::MaintenanceOutcome::default()
+    );
 
     let new = PartitionLog::open(dir.path(), config).unwrap();
     assert_eq!(new.log_end_offset(), 1);
@@ -115,5 +121,11 @@ fn a_poisoned_log_retires_without_flushing_and_reopens_clean() {
     assert!(log.poisoned().is_some_and(|c| c.contains("injected")));
     log.retire().unwrap();
     let reopened = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
-    assert_eq!(reopened.append(&one_batch(b"after"), 0).unwrap().base_offset, 1);
+    assert_eq!(
+        reopened
+            .append(&one_batch(b"after"), 0)
+            .unwrap()
+            .base_offset,
+        1
+    );
 }

@@ -110,7 +110,9 @@ mod tests {
             create(&s, "t", 2).await;
             create(&s, "other", 1).await;
             for p in 0..2 {
-                s.produce(produce_input("t", p, "before")).await.expect("produce");
+                s.produce(produce_input("t", p, "before"))
+                    .await
+                    .expect("produce");
             }
             s.close();
         }
@@ -118,8 +120,12 @@ mod tests {
         let s = open(dir.path()).await;
 
         // Everything else serves.
-        s.produce(produce_input("other", 0, "x")).await.expect("other topic");
-        s.produce(produce_input("t", 0, "y")).await.expect("healthy partition");
+        s.produce(produce_input("other", 0, "x"))
+            .await
+            .expect("other topic");
+        s.produce(produce_input("t", 0, "y"))
+            .await
+            .expect("healthy partition");
         let read = s.fetch(fetch_input("t", 0, 0)).await.expect("fetch");
         assert!(!read.records.is_empty());
 
@@ -147,7 +153,10 @@ mod tests {
         assert!(is_offline(&e, "t", 1), "{e}");
         let info = s.describe_topic("t").expect("describe");
         assert_eq!(info.partitions[0].offline, None);
-        let reason = info.partitions[1].offline.clone().expect("offline reported");
+        let reason = info.partitions[1]
+            .offline
+            .clone()
+            .expect("offline reported");
         assert!(!reason.is_empty());
         assert_eq!(info.partitions[1].high_watermark, -1);
 
@@ -159,10 +168,18 @@ mod tests {
         std::fs::remove_dir(&bad).expect("remove the directory");
         let info = s.reopen_partition("t", 1).await.expect("reopen");
         assert_eq!(info.offline, None);
-        s.produce(produce_input("t", 1, "after")).await.expect("produce after reopen");
-        let read = s.fetch(fetch_input("t", 1, 0)).await.expect("fetch after reopen");
+        s.produce(produce_input("t", 1, "after"))
+            .await
+            .expect("produce after reopen");
+        let read = s
+            .fetch(fetch_input("t", 1, 0))
+            .await
+            .expect("fetch after reopen");
         assert!(!read.records.is_empty());
-        assert_eq!(s.describe_topic("t").expect("describe").partitions[1].offline, None);
+        assert_eq!(
+            s.describe_topic("t").expect("describe").partitions[1].offline,
+            None
+        );
     }
 
     #[tokio::test]
@@ -170,14 +187,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = open(dir.path()).await;
         create(&s, "t", 1).await;
-        s.produce(produce_input("t", 0, "kept")).await.expect("produce");
+        s.produce(produce_input("t", 0, "kept"))
+            .await
+            .expect("produce");
 
         let partition = s.broker.partition("t", 0).expect("partition");
         partition.log().expect("online").fail_next_write();
         let e = s.produce(produce_input("t", 0, "lost")).await.unwrap_err();
         assert!(matches!(e, BrokerError::Storage { .. }), "{e}");
-        let e = s.produce(produce_input("t", 0, "refused")).await.unwrap_err();
-        assert!(e.to_string().contains("reopen"), "the lock names the way out: {e}");
+        let e = s
+            .produce(produce_input("t", 0, "refused"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("reopen"),
+            "the lock names the way out: {e}"
+        );
 
         // A long poll waiting past the end is woken by the reopen and sees the new log.
         let waiter = {
@@ -193,7 +218,10 @@ mod tests {
         let info = s.reopen_partition("t", 0).await.expect("reopen");
         assert_eq!(info.offline, None);
         assert_eq!(info.high_watermark, 1, "the acknowledged record survives");
-        let out = s.produce(produce_input("t", 0, "after")).await.expect("unlocked");
+        let out = s
+            .produce(produce_input("t", 0, "after"))
+            .await
+            .expect("unlocked");
         assert_eq!(out.base_offset, 1);
         let fetched = tokio::time::timeout(Duration::from_secs(10), waiter)
             .await

@@ -141,7 +141,9 @@ pub(crate) fn topic(t: TopicInfo) -> api::TopicDescription {
     }
 }
 
-pub(crate) fn partition_description(p: crate::service::types::PartitionInfo) -> api::PartitionDescription {
+pub(crate) fn partition_description(
+    p: crate::service::types::PartitionInfo,
+) -> api::PartitionDescription {
     api::PartitionDescription {
         partition: p.partition,
         leader: p.leader,
