@@ -130,26 +130,28 @@ mod tests {
         assert!(!read.records.is_empty());
 
         // The quarantined one fails every operation with the typed error and its reason.
-        let e = s.produce(produce_input("t", 1, "z")).await.unwrap_err();
+        let e = s
+            .produce(produce_input("t", 1, "z"))
+            .await
+            .expect_err("refused");
         assert!(is_offline(&e, "t", 1), "{e}");
         assert!(e.to_string().contains("quiver topic reopen t 1"), "{e}");
-        let e = s.fetch(fetch_input("t", 1, 0)).await.unwrap_err();
+        let e = s.fetch(fetch_input("t", 1, 0)).await.expect_err("refused");
         assert!(is_offline(&e, "t", 1), "{e}");
-        let e = s
-            .subscribe(SubscribeInput {
-                topic: "t".into(),
-                partition: 1,
-                offset: 0,
-                max_bytes: 1 << 20,
-                filter: None,
-            })
-            .err()
-            .expect("subscribe refused");
+        let Err(e) = s.subscribe(SubscribeInput {
+            topic: "t".into(),
+            partition: 1,
+            offset: 0,
+            max_bytes: 1 << 20,
+            filter: None,
+        }) else {
+            panic!("subscribe on an offline partition must fail");
+        };
         assert!(is_offline(&e, "t", 1), "{e}");
         let e = s
             .list_offsets("t", 1, crate::service::types::OffsetQuery::Latest)
             .await
-            .unwrap_err();
+            .expect_err("refused");
         assert!(is_offline(&e, "t", 1), "{e}");
         let info = s.describe_topic("t").expect("describe");
         assert_eq!(info.partitions[0].offline, None);
@@ -161,7 +163,7 @@ mod tests {
         assert_eq!(info.partitions[1].high_watermark, -1);
 
         // A reopen before the fix keeps it offline, with the reason.
-        let e = s.reopen_partition("t", 1).await.unwrap_err();
+        let e = s.reopen_partition("t", 1).await.expect_err("refused");
         assert!(is_offline(&e, "t", 1), "{e}");
 
         // Fixed (the segment is gone, so the log restarts empty at 0): reopen serves again.
@@ -193,12 +195,15 @@ mod tests {
 
         let partition = s.broker.partition("t", 0).expect("partition");
         partition.log().expect("online").fail_next_write();
-        let e = s.produce(produce_input("t", 0, "lost")).await.unwrap_err();
+        let e = s
+            .produce(produce_input("t", 0, "lost"))
+            .await
+            .expect_err("refused");
         assert!(matches!(e, BrokerError::Storage { .. }), "{e}");
         let e = s
             .produce(produce_input("t", 0, "refused"))
             .await
-            .unwrap_err();
+            .expect_err("refused");
         assert!(
             e.to_string().contains("reopen"),
             "the lock names the way out: {e}"
