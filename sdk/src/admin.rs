@@ -7,10 +7,11 @@ use quiver_proto::api::{
     AlterTopicConfigRequest, CommittedOffset, CreateTopicRequest, DeleteGroupRequest,
     DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, GroupDescription, GroupSummary,
     ListGroupsRequest, ListOffsetsRequest, ListOffsetsResponse, ListTopicsRequest,
-    OffsetFetchRequest, OffsetSpec, PluginAddRequest, PluginAddResponse, PluginDescribeRequest,
-    PluginDescription, PluginListRequest, PluginLogsRequest, PluginLogsResponse,
-    PluginRemoveRequest, PluginRemoveResponse, PluginTestRequest, PluginTestResponse,
-    ResetGroupOffsetsRequest, ResetTarget, TopicDescription, TopicSummary,
+    OffsetFetchRequest, OffsetSpec, PartitionDescription, PluginAddRequest, PluginAddResponse,
+    PluginDescribeRequest, PluginDescription, PluginListRequest, PluginLogsRequest,
+    PluginLogsResponse, PluginRemoveRequest, PluginRemoveResponse, PluginTestRequest,
+    PluginTestResponse, ReopenPartitionRequest, ResetGroupOffsetsRequest, ResetTarget,
+    TopicDescription, TopicSummary,
 };
 
 use crate::{Client, Error};
@@ -74,6 +75,24 @@ impl Admin {
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, Error> {
         let req = DescribeTopicRequest {
             name: name.to_string(),
+        };
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
+    /// Re-runs recovery on one partition and swaps the recovered log in, without
+    /// restarting the broker: for a partition that is offline (its log could not be
+    /// opened; `describe_topic` shows why) or locked after a failed write or fsync, once
+    /// the cause is fixed. A healthy partition may be reopened too; it just recovers
+    /// again. Answers with the partition's state afterwards; a broker error with code
+    /// `PARTITION_OFFLINE` names why it still cannot open.
+    pub async fn reopen_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<PartitionDescription, Error> {
+        let req = ReopenPartitionRequest {
+            topic: topic.to_string(),
+            partition,
         };
         Ok(self.client.call(&req, Bytes::new()).await?.0)
     }

@@ -1,4 +1,4 @@
-//! `quiver topic create|list|describe|alter|delete`.
+//! `quiver topic create|list|describe|alter|delete|reopen`.
 
 use crate::output::say;
 use std::collections::BTreeMap;
@@ -35,6 +35,11 @@ pub enum TopicCommand {
     },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Reopen a partition without restarting the broker: re-run recovery on its log and
+    /// serve it again. For a partition `describe` shows OFFLINE (its log could not be
+    /// opened) or one locked after a failed write or fsync (disk full, I/O error), once
+    /// the cause is fixed. A healthy partition may be reopened too; it just recovers again.
+    Reopen { topic: String, partition: u32 },
 }
 
 /// Parses `key=value`.
@@ -101,6 +106,16 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
                 "SEGMENTS"
             );
             for p in &d.partitions {
+                if let Some(reason) = &p.offline {
+                    say!(
+                        "{:>9} {:>6} OFFLINE: {reason} (fix it, then `quiver topic reopen {} {}`)",
+                        p.partition,
+                        p.leader,
+                        d.name,
+                        p.partition
+                    );
+                    continue;
+                }
                 say!(
                     "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
                     p.partition,
@@ -111,6 +126,15 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
                     p.segments
                 );
             }
+        }
+        TopicCommand::Reopen { topic, partition } => {
+            let p = admin.reopen_partition(&topic, partition).await?;
+            say!(
+                "reopened {topic}-{partition}: start {}  high-watermark {}  segments {}",
+                p.log_start_offset,
+                p.high_watermark,
+                p.segments
+            );
         }
         TopicCommand::Alter { name, set, delete } => {
             if set.is_empty() && delete.is_empty() {

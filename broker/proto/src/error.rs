@@ -98,6 +98,10 @@ codes! {
     /// The offsets asked for are in a damaged range of the partition's log; the message
     /// names the range (see [`WireError::damaged_offsets`]) and a consumer may skip it.
     DAMAGED_DATA = 35, retriable: false, "damaged data";
+    /// The partition's log could not be opened (quarantined at start, or a reopen
+    /// failed); the message names the partition and why. Not retriable: it stays offline
+    /// until an operator fixes the cause and reopens it (`REOPEN_PARTITION`).
+    PARTITION_OFFLINE = 36, retriable: false, "partition offline";
 }
 
 impl ErrorCode {

@@ -64,8 +64,16 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// The partition with this index, or a typed error naming the topic's count.
+    /// The online partition with this index; a typed error naming the topic's count when
+    /// there is none, or why it is offline.
     pub fn partition(&self, index: u32) -> Result<&Arc<Partition>, BrokerError> {
+        let partition = self.partition_even_offline(index)?;
+        partition.log()?;
+        Ok(partition)
+    }
+
+    /// The partition with this index, online or offline (describe, reopen).
+    pub fn partition_even_offline(&self, index: u32) -> Result<&Arc<Partition>, BrokerError> {
         self.partitions
             .get(index as usize)
             .ok_or_else(|| BrokerError::UnknownPartition {
@@ -276,7 +284,10 @@ impl Broker {
         }))
         .await?;
         for p in &old.partitions {
-            p.log().set_config(config.log.clone());
+            // An offline partition takes the topic's configs when it is reopened.
+            if let Ok(log) = p.log() {
+                log.set_config(config.log.clone());
+            }
         }
         let topic = Arc::new(Topic {
             record,
@@ -316,24 +327,56 @@ impl Broker {
             partitions: topic
                 .partitions
                 .iter()
-                .map(|p| {
-                    let log = p.log();
-                    let placed = image.partition(&topic.record.name, p.index);
-                    PartitionInfo {
-                        partition: p.index,
-                        leader: placed.and_then(|a| a.leader).unwrap_or(self.config.node_id),
-                        leader_epoch: placed
-                            .map_or(0, |a| i32::try_from(a.leader_epoch).unwrap_or(i32::MAX)),
-                        replicas: placed.map(|a| a.replicas.clone()).unwrap_or_default(),
-                        in_sync_replicas: placed.map(|a| a.isr.clone()).unwrap_or_default(),
-                        log_start_offset: log.log_start_offset(),
-                        high_watermark: log.high_watermark(),
-                        size_bytes: log.size_bytes(),
-                        segments: log.segment_count() as u32,
-                    }
-                })
+                .map(|p| self.describe_partition(&image, p))
                 .collect(),
         }
+    }
+
+    /// One partition's placement (from the metadata `image`) and live log state.
+    pub fn describe_partition(
+        &self,
+        image: &quiver_metadata::MetadataImage,
+        p: &Partition,
+    ) -> PartitionInfo {
+        let placed = image.partition(&p.topic, p.index);
+        let mut info = PartitionInfo {
+            partition: p.index,
+            leader: placed.and_then(|a| a.leader).unwrap_or(self.config.node_id),
+            leader_epoch: placed.map_or(0, |a| i32::try_from(a.leader_epoch).unwrap_or(i32::MAX)),
+            replicas: placed.map(|a| a.replicas.clone()).unwrap_or_default(),
+            in_sync_replicas: placed.map(|a| a.isr.clone()).unwrap_or_default(),
+            log_start_offset: -1,
+            high_watermark: -1,
+            size_bytes: 0,
+            segments: 0,
+            offline: p.offline_reason(),
+        };
+        // An offline partition has no log to measure: -1 offsets, no size.
+        if let Ok(log) = p.log() {
+            info.log_start_offset = log.log_start_offset();
+            info.high_watermark = log.high_watermark();
+            info.size_bytes = log.size_bytes();
+            info.segments = log.segment_count() as u32;
+        }
+        info
+    }
+
+    /// Reopens one partition: re-runs recovery on its directory and swaps the new log in
+    /// (see [`Partition::reopen`]), for a partition quarantined at start or locked by a
+    /// failed write or fsync, once the cause is fixed. A healthy partition may be
+    /// reopened too: it just recovers again. Serialised with topic changes, so the log
+    /// opens with the topic's current configs.
+    pub async fn reopen_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let _guard = self.admin.lock().await;
+        let topic = self.topic(topic)?;
+        let p = Arc::clone(topic.partition_even_offline(partition)?);
+        let dir = partition_dir(&self.config.data_dir, &topic.record.name, partition);
+        p.reopen(dir, topic.config.log.clone()).await?;
+        Ok(p)
     }
 
     /// Flushes and closes every partition, for a clean shutdown.
@@ -341,7 +384,10 @@ impl Broker {
         let topics = std::mem::take(&mut *self.topics.write());
         for (_, topic) in topics {
             for p in &topic.partitions {
-                if let Err(e) = p.log().flush() {
+                let Ok(log) = p.log() else {
+                    continue; // offline: nothing of it is open
+                };
+                if let Err(e) = log.flush() {
                     tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush at shutdown failed");
                 }
             }
@@ -355,14 +401,18 @@ fn open_topic(config: &BrokerConfig, record: TopicRecord) -> Result<Topic, Broke
     let mut partitions = Vec::with_capacity(record.partitions as usize);
     for p in 0..record.partitions {
         let dir = partition_dir(&config.data_dir, &record.name, p);
-        let log = PartitionLog::open(&dir, effective.log.clone()).map_err(|source| {
-            BrokerError::Storage {
-                topic: record.name.clone(),
-                partition: p,
-                source,
+        let partition = match PartitionLog::open(&dir, effective.log.clone()) {
+            Ok(log) => Partition::new(record.name.clone(), p, log),
+            // One damaged partition must not keep the rest of the broker down: it is
+            // quarantined (offline, its files left as they are for the operator) and
+            // every other partition serves.
+            Err(source) => {
+                let reason = source.to_string();
+                tracing::error!(topic = %record.name, partition = p, dir = %dir.display(), reason = %reason, "partition quarantined: its log could not be opened; fix the cause, then run `quiver topic reopen {} {p}`", record.name);
+                Partition::offline(record.name.clone(), p, reason)
             }
-        })?;
-        partitions.push(Arc::new(Partition::new(record.name.clone(), p, log)));
+        };
+        partitions.push(Arc::new(partition));
     }
     Ok(Topic {
         record,

@@ -16,6 +16,17 @@ pub enum BrokerError {
         partition: u32,
         count: u32,
     },
+    /// The partition's log could not be opened (quarantined at start, or a reopen
+    /// failed): nothing can be read from or written to it until an operator fixes the
+    /// cause and reopens it.
+    #[error(
+        "partition {topic}-{partition} is offline: {reason}; fix the cause, then run          `quiver topic reopen {topic} {partition}`"
+    )]
+    PartitionOffline {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
     #[error("topic '{0}' already exists")]
     TopicExists(String),
     #[error("invalid topic name: {0}")]

@@ -140,6 +140,13 @@ impl GroupService {
         }
         let mut records = Vec::new();
         for partition in &topic.partitions {
+            // A quarantined offsets partition must not keep the broker down; the groups
+            // it holds start without their committed offsets (logged, so an operator
+            // can reopen it and restart to load them).
+            if let Some(reason) = partition.offline_reason() {
+                tracing::error!(topic = OFFSETS_TOPIC, partition = partition.index, reason = %reason, "offsets partition offline: committed offsets of its groups are not loaded");
+                continue;
+            }
             replay_partition(partition, &mut records).await?;
         }
         let loaded = records.len();
@@ -451,7 +458,7 @@ async fn replay_partition(
     partition: &crate::partition::Partition,
     out: &mut Vec<OffsetRecord>,
 ) -> Result<(), BrokerError> {
-    let mut offset = partition.log().log_start_offset();
+    let mut offset = partition.log()?.log_start_offset();
     loop {
         let read = partition.read(offset, REPLAY_READ_BYTES).await?;
         if read.bytes.is_empty() || read.next_offset <= offset {

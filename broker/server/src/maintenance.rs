@@ -33,7 +33,10 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
             for topic in b.topics() {
                 let compacts = topic.config.log.cleanup.compacts();
                 for p in &topic.partitions {
-                    match p.log().tick(now) {
+                    let Ok(log) = p.log() else {
+                        continue; // offline: nothing to maintain until it is reopened
+                    };
+                    match log.tick(now) {
                         Ok(outcome) => {
                             tracing::trace!(topic = %p.topic, partition = p.index, ?outcome, "maintenance")
                         }
@@ -63,7 +66,10 @@ fn compact(b: &Broker, topic: &Topic, partition: &Partition, now: i64) {
             let mut policy = quiver_storage::KeepLatest {
                 delete_retention_ms: topic.config.log.delete_retention_ms,
             };
-            partition.log().compact(&mut policy, now)
+            partition.log().and_then(|log| {
+                log.compact(&mut policy, now)
+                    .map_err(|source| partition.storage_error(source))
+            })
         }
         Some(reference) => {
             let plugin = match b
@@ -76,9 +82,10 @@ fn compact(b: &Broker, topic: &Topic, partition: &Partition, now: i64) {
                     return;
                 }
             };
-            let result = partition
-                .log()
-                .compact(&mut PluginPolicy::new(&plugin), now);
+            let result = partition.log().and_then(|log| {
+                log.compact(&mut PluginPolicy::new(&plugin), now)
+                    .map_err(|source| partition.storage_error(source))
+            });
             if let Err(e) = &result {
                 let current = plugin.current();
                 current.log().push(

@@ -1,9 +1,17 @@
 //! One partition as the broker serves it: its log, and a signal that wakes long polls
 //! and subscriptions when the log grows.
+//!
+//! A partition is online (it has a log) or offline (its log could not be opened, with the
+//! reason). Readers and writers take the current log for each operation rather than
+//! keeping it, so [`Partition::reopen`] can swap a freshly recovered log in (or take a
+//! broken one out) while the broker runs; waiting fetches and subscriptions hold the
+//! partition, not the log, and are woken by the swap.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use quiver_storage::{AppendOutcome, PartitionLog, ReadOutcome};
+use parking_lot::RwLock;
+use quiver_storage::{AppendOutcome, LogConfig, PartitionLog, ReadOutcome};
 use tokio::sync::watch;
 
 use crate::error::BrokerError;
@@ -14,12 +22,22 @@ const SEQUENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// most a few batches in flight, so a larger lead is a real gap.
 const MAX_SEQUENCE_LEAD: i32 = 1 << 20;
 
+/// Whether a partition has a log to serve from.
+#[derive(Debug, Clone)]
+enum LogState {
+    Online(Arc<PartitionLog>),
+    /// Why the log could not be opened; every operation on the partition fails with it.
+    Offline(Arc<str>),
+}
+
 /// A partition's log plus the high-watermark signal readers wait on.
 #[derive(Debug)]
 pub struct Partition {
     pub topic: String,
     pub index: u32,
-    log: Arc<PartitionLog>,
+    state: RwLock<LogState>,
+    /// Serialises reopens of this partition.
+    reopening: tokio::sync::Mutex<()>,
     /// Carries the high watermark; every append publishes the new one, so a waiting
     /// fetch or subscription wakes exactly when there is something new to read.
     high_watermark: watch::Sender<i64>,
@@ -33,19 +51,112 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(topic: String, index: u32, log: PartitionLog) -> Self {
-        let (high_watermark, _) = watch::channel(log.high_watermark());
+        let high_watermark = log.high_watermark();
+        Self::with_state(
+            topic,
+            index,
+            LogState::Online(Arc::new(log)),
+            high_watermark,
+        )
+    }
+
+    /// A quarantined partition: its log could not be opened, for `reason`.
+    pub fn offline(topic: String, index: u32, reason: String) -> Self {
+        Self::with_state(topic, index, LogState::Offline(reason.into()), 0)
+    }
+
+    fn with_state(topic: String, index: u32, state: LogState, high_watermark: i64) -> Self {
+        let (high_watermark, _) = watch::channel(high_watermark);
         Partition {
             topic,
             index,
-            log: Arc::new(log),
+            state: RwLock::new(state),
+            reopening: tokio::sync::Mutex::new(()),
             high_watermark,
             compacted_at_segments: std::sync::atomic::AtomicUsize::new(0),
             deleted: tokio_util::sync::CancellationToken::new(),
         }
     }
 
-    pub fn log(&self) -> &Arc<PartitionLog> {
-        &self.log
+    /// The current log, or [`BrokerError::PartitionOffline`] naming why there is none.
+    /// Take it per operation: a reopen replaces it.
+    pub fn log(&self) -> Result<Arc<PartitionLog>, BrokerError> {
+        match &*self.state.read() {
+            LogState::Online(log) => Ok(Arc::clone(log)),
+            LogState::Offline(reason) => Err(self.offline_error(reason)),
+        }
+    }
+
+    /// The current log like [`Partition::log`], but a reopen in progress is waited out
+    /// rather than reported as offline: for requests, which would rather be a moment late
+    /// than fail because an operator reopened the partition.
+    pub async fn current_log(&self) -> Result<Arc<PartitionLog>, BrokerError> {
+        if self.reopening.try_lock().is_err() {
+            drop(self.reopening.lock().await);
+        }
+        self.log()
+    }
+
+    /// Why the partition is offline, or `None` while it serves.
+    pub fn offline_reason(&self) -> Option<String> {
+        match &*self.state.read() {
+            LogState::Online(_) => None,
+            LogState::Offline(reason) => Some(reason.to_string()),
+        }
+    }
+
+    fn offline_error(&self, reason: &str) -> BrokerError {
+        BrokerError::PartitionOffline {
+            topic: self.topic.clone(),
+            partition: self.index,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Re-runs recovery on this partition's directory `dir` with `config`, for an operator
+    /// who fixed what made the log fail (a full disk, a failed fsync, a damaged file):
+    /// the partition goes offline while it reopens, the old log (if any) is retired so it
+    /// changes nothing on disk any more, the directory is opened again, and the new log is
+    /// swapped in; if the open fails, the partition stays offline with that reason.
+    /// Either way every waiting fetch and subscription wakes and reads the new state.
+    pub async fn reopen(&self, dir: PathBuf, config: LogConfig) -> Result<(), BrokerError> {
+        let _one_at_a_time = self.reopening.lock().await;
+        let old = std::mem::replace(
+            &mut *self.state.write(),
+            LogState::Offline("it is being reopened".into()),
+        );
+        let opened = tokio::task::spawn_blocking(move || {
+            if let LogState::Online(log) = old
+                && let Err(e) = log.retire()
+            {
+                // A poisoned log cannot flush; what it wrote is recovered from disk below.
+                tracing::warn!(dir = %log.dir().display(), error = %e, "flush before reopen failed");
+            }
+            PartitionLog::open(&dir, config)
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("reopen task failed: {e}")));
+        let result = match opened {
+            Ok(Ok(log)) => {
+                let high_watermark = log.high_watermark();
+                *self.state.write() = LogState::Online(Arc::new(log));
+                self.compacted_at_segments
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                self.high_watermark.send_replace(high_watermark);
+                tracing::info!(topic = %self.topic, partition = self.index, high_watermark, "partition reopened");
+                Ok(())
+            }
+            Ok(Err(source)) => Err(source.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        result.map_err(|reason| {
+            tracing::error!(topic = %self.topic, partition = self.index, reason = %reason, "partition stays offline: its log could not be reopened");
+            let error = self.offline_error(&reason);
+            *self.state.write() = LogState::Offline(reason.into());
+            // Wake waiters so they fail now instead of waiting on a log that is gone.
+            self.high_watermark.send_modify(|_| {});
+            error
+        })
     }
 
     /// A receiver that changes when the high watermark moves.
@@ -68,12 +179,13 @@ impl Partition {
     ) -> Result<AppendOutcome, BrokerError> {
         self.await_predecessor(&batches, timeout.min(SEQUENCE_WAIT))
             .await;
-        let log = Arc::clone(&self.log);
-        let outcome = tokio::task::spawn_blocking(move || log.append(&batches, now_ms))
+        let log = self.current_log().await?;
+        let appender = Arc::clone(&log);
+        let outcome = tokio::task::spawn_blocking(move || appender.append(&batches, now_ms))
             .await
             .map_err(|e| BrokerError::Internal(format!("append task failed: {e}")))?
             .map_err(|source| self.storage_error(source))?;
-        self.high_watermark.send_replace(self.log.high_watermark());
+        self.high_watermark.send_replace(log.high_watermark());
         Ok(outcome)
     }
 
@@ -84,11 +196,11 @@ impl Partition {
         batches: &[u8],
         now_ms: i64,
     ) -> Result<AppendOutcome, BrokerError> {
-        let outcome = self
-            .log
+        let log = self.log()?;
+        let outcome = log
             .append(batches, now_ms)
             .map_err(|source| self.storage_error(source))?;
-        self.high_watermark.send_replace(self.log.high_watermark());
+        self.high_watermark.send_replace(log.high_watermark());
         Ok(outcome)
     }
 
@@ -103,7 +215,10 @@ impl Partition {
         let mut watch = self.watch();
         loop {
             watch.borrow_and_update();
-            let expected = match self.log.producer_state(header.producer_id) {
+            let Ok(log) = self.log() else {
+                return; // the append reports the partition offline
+            };
+            let expected = match log.producer_state(header.producer_id) {
                 Some(entry) if entry.epoch == header.producer_epoch => entry
                     .batches
                     .last()
@@ -126,7 +241,7 @@ impl Partition {
 
     /// Reads whole batches from `offset`, at most about `max_bytes`.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, BrokerError> {
-        let log = Arc::clone(&self.log);
+        let log = self.current_log().await?;
         tokio::task::spawn_blocking(move || log.read(offset, max_bytes))
             .await
             .map_err(|e| BrokerError::Internal(format!("read task failed: {e}")))?
@@ -151,7 +266,10 @@ impl Partition {
     /// Whether a segment has closed since the last compaction (and records it as done).
     pub fn take_compaction_due(&self) -> bool {
         use std::sync::atomic::Ordering;
-        let segments = self.log.segment_count();
+        let Ok(log) = self.log() else {
+            return false;
+        };
+        let segments = log.segment_count();
         segments > 1 && self.compacted_at_segments.swap(segments, Ordering::Relaxed) != segments
     }
 

@@ -351,7 +351,7 @@ impl PartitionLog {
         pieces: &mut [IoSlice<'_>],
         position: u64,
     ) -> Result<(), StorageError> {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "test-hooks"))]
         if self.fail_next_write.swap(false, Ordering::SeqCst) {
             return Err(StorageError::Io {
                 path: active.paths().log.clone(),

@@ -129,6 +129,9 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<CompactionOutcome, StorageError> {
         let _cleaner = self.cleaner.lock();
+        if self.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(CompactionOutcome::default());
+        }
         let segments = self.snapshot();
         let closed: Vec<Arc<Segment>> = segments[..segments.len().saturating_sub(1)].to_vec();
         let mut outcome = CompactionOutcome {

@@ -52,7 +52,9 @@
 //! - Readers never see a partly written batch: they read up to a committed length that
 //!   the writer publishes after its write (and, under [`FlushPolicy::Always`], its fsync).
 //! - A failed write or fsync poisons the log: later appends fail with
-//!   [`StorageError::Poisoned`]; reopening recovers from what is really on disk.
+//!   [`StorageError::Poisoned`]; reopening recovers from what is really on disk. An
+//!   owner reopens without restarting by [`PartitionLog::retire`] on the old handle (it
+//!   stops changing the directory) and [`PartitionLog::open`] again.
 //! - Recovery cuts a torn tail of the active segment at the first batch failing its CRC
 //!   when nothing valid follows it. Damage with intact batches after it, or in a closed
 //!   segment, is kept as a hole ([`DamagedRange`], [`PartitionLog::damaged_ranges`]):

@@ -97,7 +97,10 @@ pub struct PartitionLog {
     pub(crate) poison: Mutex<Option<String>>,
     /// Serialises compactions with each other; they take `writer` only to swap files.
     pub(crate) cleaner: Mutex<()>,
-    #[cfg(test)]
+    /// Set by [`PartitionLog::retire`]: another handle owns the directory now, so this one
+    /// changes nothing on disk any more (no append, roll, retention or compaction).
+    pub(crate) retired: std::sync::atomic::AtomicBool,
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
 }
 
@@ -142,7 +145,8 @@ impl PartitionLog {
             epochs: Mutex::new(epochs),
             poison: Mutex::new(None),
             cleaner: Mutex::new(()),
-            #[cfg(test)]
+            retired: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(any(test, feature = "test-hooks"))]
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -321,6 +325,19 @@ impl PartitionLog {
             .iter()
             .flat_map(|s| s.holes().iter().cloned())
             .collect()
+    }
+
+    /// Whether a write or fsync failed (or the log was retired): appends refuse to run
+    /// until the directory is opened again.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poison.lock().clone()
+    }
+
+    /// Makes the next append's write fail as a full disk would, poisoning the log: for
+    /// tests of what the log's owner does with a poisoned log.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn fail_next_write(&self) {
+        self.fail_next_write.store(true, Ordering::SeqCst);
     }
 
     /// Fails with `Poisoned` once a write or fsync has failed.

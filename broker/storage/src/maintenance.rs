@@ -65,6 +65,9 @@ impl PartitionLog {
         let config = self.config();
         let mut writer = self.writer.lock();
         let mut outcome = MaintenanceOutcome::default();
+        if self.retired.load(Ordering::Acquire) {
+            return Ok(outcome);
+        }
         let segments = self.snapshot();
         if let Some(active) = segments.last()
             && self.too_old(active, &config, now_ms)
@@ -279,6 +282,27 @@ impl PartitionLog {
     /// no clean-shutdown marker is written.
     pub fn close(self) -> Result<(), StorageError> {
         self.flush()
+    }
+
+    /// Hands the directory over to a handle about to open it (a partition being reopened):
+    /// waits for a running append, tick or compaction, flushes what it can (a poisoned log
+    /// cannot), and from then on this handle changes nothing on disk: appends, flushes and
+    /// truncations fail with [`StorageError::Poisoned`], ticks and compactions do nothing.
+    /// Reads still work on the files it has open. The flush's error, if any, is returned
+    /// after the handle is retired all the same.
+    pub fn retire(&self) -> Result<(), StorageError> {
+        let _cleaner = self.cleaner.lock();
+        let mut writer = self.writer.lock();
+        let flushed = if self.poison.lock().is_some() || !writer.unflushed {
+            Ok(())
+        } else {
+            self.flush_locked(&mut writer)
+        };
+        self.retired.store(true, Ordering::Release);
+        self.poison.lock().get_or_insert_with(|| {
+            "the log was retired so that its partition could be reopened".to_string()
+        });
+        flushed
     }
 
     /// Removes the log's directory and everything in it.

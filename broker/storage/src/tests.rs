@@ -76,3 +76,56 @@ fn the_log_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PartitionLog>();
 }
+
+#[test]
+fn a_retired_log_flushes_then_changes_nothing_while_a_new_handle_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::Interval(Duration::from_secs(3600)),
+        retention_ms: Some(0),
+        ..LogConfig::default()
+    };
+    let old = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    old.append(&one_batch(b"a"), 0).unwrap();
+    old.retire().unwrap();
+    assert!(
+        !old.writer.lock().unflushed,
+        "retire flushes what was appended"
+    );
+    assert!(old.poisoned().is_some_and(|c| c.contains("retired")));
+    match old.append(&one_batch(b"refused"), 0) {
+        Err(StorageError::Poisoned { cause, .. }) => assert!(cause.contains("retired"), "{cause}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    // Ticks on the old handle must not roll or delete what the new one owns.
+    assert_eq!(
+        old.tick(i64::MAX).unwrap(),
+        crate::MaintenanceOutcome::default()
+    );
+
+    let new = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!(new.log_end_offset(), 1);
+    assert!(new.poisoned().is_none());
+    assert_eq!(new.append(&one_batch(b"b"), 0).unwrap().base_offset, 1);
+    // The old handle still reads what it had.
+    assert_eq!(old.read(0, 1 << 20).unwrap().next_offset, 1);
+}
+
+#[test]
+fn a_poisoned_log_retires_without_flushing_and_reopens_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.append(&one_batch(b"kept"), 0).unwrap();
+    log.fail_next_write();
+    assert!(log.append(&one_batch(b"lost"), 0).is_err());
+    assert!(log.poisoned().is_some_and(|c| c.contains("injected")));
+    log.retire().unwrap();
+    let reopened = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(
+        reopened
+            .append(&one_batch(b"after"), 0)
+            .unwrap()
+            .base_offset,
+        1
+    );
+}

@@ -15,6 +15,7 @@ mod harness;
 mod plugin_cli;
 mod plugins;
 mod producer;
+mod quarantine;
 mod recovery;
 mod restart;
 mod starvation;

@@ -51,7 +51,7 @@ impl ApiKey {
     pub const PLUGIN_REMOVE: ApiKey = ApiKey(24);
     pub const PLUGIN_TEST: ApiKey = ApiKey(25);
     pub const PLUGIN_LOGS: ApiKey = ApiKey(26);
-    // 27 is REOPEN_PARTITION.
+    pub const REOPEN_PARTITION: ApiKey = ApiKey(27);
     pub const AUTHENTICATE: ApiKey = ApiKey(28);
     pub const ACCESS_RULE_ADD: ApiKey = ApiKey(29);
     pub const ACCESS_RULE_REMOVE: ApiKey = ApiKey(30);
@@ -74,6 +74,14 @@ macro_rules! request {
     ($req:ty => $resp:ty, $key:ident, $name:literal) => {
         impl $crate::api::Request for $req {
             const API: $crate::api::ApiKey = $crate::api::ApiKey::$key;
+            const NAME: &'static str = $name;
+            type Response = $resp;
+        }
+    };
+    ($req:ty => $resp:ty, $key:ident, $name:literal, version $version:literal) => {
+        impl $crate::api::Request for $req {
+            const API: $crate::api::ApiKey = $crate::api::ApiKey::$key;
+            const VERSION: u16 = $version;
             const NAME: &'static str = $name;
             type Response = $resp;
         }

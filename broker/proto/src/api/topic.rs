@@ -1,4 +1,11 @@
 //! Topic administration and cluster metadata.
+//!
+//! Versions: the requests answered with a [`TopicDescription`] (create, describe, alter)
+//! are at version 1 since [`PartitionDescription::offline`] was added. Bodies are postcard,
+//! which has no field names or defaults: a field appended to a struct inside a `Vec`
+//! shifts every later element, so an older peer would misread the answer. The version
+//! bump makes a broker and a client of different sides refuse each other with
+//! `UNSUPPORTED_VERSION` instead.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +21,7 @@ pub struct CreateTopicRequest {
     pub replication_factor: u16,
     pub configs: BTreeMap<String, String>,
 }
-request!(CreateTopicRequest => TopicDescription, CREATE_TOPIC, "create-topic");
+request!(CreateTopicRequest => TopicDescription, CREATE_TOPIC, "create-topic", version 1);
 
 /// Deletes a topic and all its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +57,7 @@ pub struct TopicSummary {
 pub struct DescribeTopicRequest {
     pub name: String,
 }
-request!(DescribeTopicRequest => TopicDescription, DESCRIBE_TOPIC, "describe-topic");
+request!(DescribeTopicRequest => TopicDescription, DESCRIBE_TOPIC, "describe-topic", version 1);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicDescription {
@@ -73,6 +80,9 @@ pub struct PartitionDescription {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u32,
+    /// Why the partition is offline (its log could not be opened), or `None` while it
+    /// serves; an offline partition reports -1 offsets and no size. Appended in version 1.
+    pub offline: Option<String>,
 }
 
 /// Sets and removes topic configs; removed keys fall back to the broker default.
@@ -82,7 +92,18 @@ pub struct AlterTopicConfigRequest {
     pub set: BTreeMap<String, String>,
     pub delete: Vec<String>,
 }
-request!(AlterTopicConfigRequest => TopicDescription, ALTER_TOPIC_CONFIG, "alter-topic-config");
+request!(AlterTopicConfigRequest => TopicDescription, ALTER_TOPIC_CONFIG, "alter-topic-config", version 1);
+
+/// Re-runs recovery on one partition and swaps the recovered log in, without restarting
+/// the broker: for a partition quarantined at start (its log could not be opened) or
+/// locked by a failed write or fsync, once the cause is fixed. A healthy partition may be
+/// reopened as well; it just recovers again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReopenPartitionRequest {
+    pub topic: String,
+    pub partition: u32,
+}
+request!(ReopenPartitionRequest => PartitionDescription, REOPEN_PARTITION, "reopen-partition");
 
 /// Brokers and the leaders of partitions, for the named topics or all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -271,6 +271,17 @@ pub(crate) async fn dispatch(
             )
             .await;
         }
+        ApiKey::REOPEN_PARTITION => {
+            unary(
+                &frame,
+                send,
+                |r: api::ReopenPartitionRequest, _| async move {
+                    let info = s.reopen_partition(caller, &r.topic, r.partition).await?;
+                    Ok(convert::partition_description(info))
+                },
+            )
+            .await;
+        }
         ApiKey::ACCESS_RULE_LIST => {
             unary(
                 &frame,

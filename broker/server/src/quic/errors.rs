@@ -25,6 +25,7 @@ fn code(e: &BrokerError) -> ErrorCode {
     match e {
         BrokerError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC,
         BrokerError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        BrokerError::PartitionOffline { .. } => ErrorCode::PARTITION_OFFLINE,
         BrokerError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
         BrokerError::InvalidTopicName(_) => ErrorCode::INVALID_TOPIC_NAME,
         BrokerError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,

@@ -69,9 +69,11 @@ pub(super) async fn read(
     max_bytes: usize,
 ) -> Result<(ReadOutcome, Bytes), BrokerError> {
     let partition = Arc::clone(partition);
+    // Taken here, not in the blocking task, so a read waits out a reopen in progress.
+    let log = partition.current_log().await?;
     let mut taken = filter.take();
     let (result, back) = tokio::task::spawn_blocking(move || {
-        let result = read_blocking(&partition, taken.as_mut(), offset, max_bytes);
+        let result = read_blocking(&partition, &log, taken.as_mut(), offset, max_bytes);
         (result, taken)
     })
     .await
@@ -82,13 +84,13 @@ pub(super) async fn read(
 
 fn read_blocking(
     partition: &Partition,
+    log: &quiver_storage::PartitionLog,
     filter: Option<&mut ReadFilter>,
     offset: i64,
     max_bytes: usize,
 ) -> Result<(ReadOutcome, Bytes), BrokerError> {
     let plugin = filter.map(ReadFilter::plugin).transpose()?;
-    let out = partition
-        .log()
+    let out = log
         .read(offset, max_bytes)
         .map_err(|source| partition.storage_error(source))?;
     let payload = match plugin {

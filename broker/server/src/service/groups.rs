@@ -127,7 +127,8 @@ impl BrokerService {
                 let end_offset = self
                     .broker
                     .partition(&tp.topic, tp.partition)
-                    .map_or(-1, |p| p.log().high_watermark());
+                    .and_then(|p| p.log())
+                    .map_or(-1, |log| log.high_watermark());
                 PartitionLag {
                     partition: tp.clone(),
                     committed: row.committed,
@@ -182,7 +183,7 @@ impl BrokerService {
 
 /// Where a reset target falls on one partition, always within its readable range.
 async fn resolve(partition: &Arc<Partition>, to: ResetTarget) -> Result<i64, BrokerError> {
-    let log = partition.log();
+    let log = partition.log()?;
     let (start, end) = (log.log_start_offset(), log.high_watermark());
     Ok(match to {
         ResetTarget::Earliest => start,
@@ -192,7 +193,7 @@ async fn resolve(partition: &Arc<Partition>, to: ResetTarget) -> Result<i64, Bro
             let partition = Arc::clone(partition);
             let found = blocking(move || {
                 partition
-                    .log()
+                    .log()?
                     .offset_for_timestamp(ts)
                     .map_err(|e| partition.storage_error(e))
             })

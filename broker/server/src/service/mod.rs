@@ -31,6 +31,7 @@ mod groups;
 mod offsets;
 mod plugin;
 mod produce;
+mod reopen;
 mod route;
 mod subscribe;
 mod topics;

@@ -17,7 +17,7 @@ impl BrokerService {
     ) -> Result<OffsetAnswer, BrokerError> {
         self.check(caller, Operation::Describe, ResourceKind::Topic, topic)?;
         let partition = self.broker.partition(topic, partition)?;
-        let log = partition.log();
+        let log = partition.log()?;
         Ok(match query {
             OffsetQuery::Earliest => OffsetAnswer {
                 offset: Some(log.log_start_offset()),
@@ -30,7 +30,7 @@ impl BrokerService {
             OffsetQuery::Timestamp(ts) => {
                 let found = blocking(move || {
                     partition
-                        .log()
+                        .log()?
                         .offset_for_timestamp(ts)
                         .map_err(|e| partition.storage_error(e))
                 })

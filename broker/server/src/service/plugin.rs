@@ -333,7 +333,7 @@ fn read_records(
     count: usize,
     max_bytes: usize,
 ) -> Result<Vec<Record>, BrokerError> {
-    let log = partition.log();
+    let log = partition.log()?;
     let mut records: Vec<Record> = Vec::with_capacity(count.min(1024));
     let mut offset = from.max(log.log_start_offset());
     while records.len() < count {

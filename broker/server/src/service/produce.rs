@@ -39,7 +39,7 @@ impl BrokerService {
             base_offset: out.base_offset,
             last_offset: out.last_offset,
             log_append_time: out.log_append_time,
-            log_start_offset: partition.log().log_start_offset(),
+            log_start_offset: partition.log()?.log_start_offset(),
             duplicate: out.duplicate,
             routed: Vec::new(),
         })

@@ -124,7 +124,7 @@ fn route_and_append(
         base_offset: first.base_offset,
         last_offset: first.last_offset,
         log_append_time: now,
-        log_start_offset: topic.partition(first.partition)?.log().log_start_offset(),
+        log_start_offset: topic.partition(first.partition)?.log()?.log_start_offset(),
         duplicate: false,
         routed,
     })

@@ -161,6 +161,9 @@ pub struct PartitionInfo {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u32,
+    /// Why the partition is offline (its log could not be opened), or `None` while it
+    /// serves. An offline partition reports -1 offsets and no size.
+    pub offline: Option<String>,
 }
 
 /// What a client needs to route requests: the brokers and where each partition leads.

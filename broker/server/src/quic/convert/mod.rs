@@ -137,18 +137,25 @@ pub(crate) fn topic(t: TopicInfo) -> api::TopicDescription {
         partitions: t
             .partitions
             .into_iter()
-            .map(|p| api::PartitionDescription {
-                partition: p.partition,
-                leader: p.leader,
-                leader_epoch: p.leader_epoch,
-                replicas: p.replicas,
-                in_sync_replicas: p.in_sync_replicas,
-                log_start_offset: p.log_start_offset,
-                high_watermark: p.high_watermark,
-                size_bytes: p.size_bytes,
-                segments: p.segments,
-            })
+            .map(partition_description)
             .collect(),
+    }
+}
+
+pub(crate) fn partition_description(
+    p: crate::service::types::PartitionInfo,
+) -> api::PartitionDescription {
+    api::PartitionDescription {
+        partition: p.partition,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        replicas: p.replicas,
+        in_sync_replicas: p.in_sync_replicas,
+        log_start_offset: p.log_start_offset,
+        high_watermark: p.high_watermark,
+        size_bytes: p.size_bytes,
+        segments: p.segments,
+        offline: p.offline,
     }
 }
 
