@@ -30,7 +30,10 @@ pub fn transport_config(max_streams: u32) -> TransportConfig {
     t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
     t.send_window(u64::from(CONNECTION_WINDOW));
     t.keep_alive_interval(Some(Duration::from_secs(5)));
-    // An idle client is dropped after this long without a packet; keep-alives stop it.
-    t.max_idle_timeout(Duration::from_secs(30).try_into().ok());
+    // A peer silent this long is gone (QUIC sees no FIN from a killed process): its
+    // connection, and the connection slot it holds against its client's limit, are
+    // dropped. Keep-alives every 5 s keep a live client well inside it, even with two
+    // in a row lost; the lower of the two ends' timeouts applies.
+    t.max_idle_timeout(Duration::from_secs(15).try_into().ok());
     t
 }
