@@ -135,18 +135,22 @@ pub struct AccessRule {
 
 impl AccessRule {
     /// A rule allowing `operations` on the resource `kind` named `name` (literally).
+    /// The operations are kept sorted and without repeats, as the broker lists them.
     pub fn allow(
         principal: impl Into<String>,
         resource: ResourceKind,
         name: impl Into<String>,
         operations: impl IntoIterator<Item = Operation>,
     ) -> AccessRule {
+        let mut operations: Vec<Operation> = operations.into_iter().collect();
+        operations.sort();
+        operations.dedup();
         AccessRule {
             principal: principal.into(),
             resource,
             pattern: PatternKind::Literal,
             name: name.into(),
-            operations: operations.into_iter().collect(),
+            operations,
             effect: Effect::Allow,
         }
     }
