@@ -114,7 +114,7 @@ pub async fn run(conn: &ConnectArgs, cmd: TokenCommand) -> anyhow::Result<()> {
 fn humanize(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s >= size && s % size == 0 {
+        if s >= size && s.is_multiple_of(size) {
             return format!("{}{unit}", s / size);
         }
     }
