@@ -1,4 +1,5 @@
-//! [`Admin`]: topics, their configs, offset look-ups, consumer groups and Wasm plugins.
+//! [`Admin`]: topics, their configs, offset look-ups, consumer groups and Wasm plugins
+//! (access rules and tokens are in `access.rs`).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ pub const PLUGIN_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// Topic administration over a [`Client`]'s connection. Get one with [`Client::admin`].
 #[derive(Debug, Clone)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl Admin {

@@ -3,7 +3,9 @@
 //! Every request runs on its own bidirectional stream, so a slow partition never blocks
 //! another. The connection is re-dialled lazily when it breaks (a broker that restarted
 //! resets it at once, see `quiver_quic::server_endpoint`), with fresh handshakes spaced
-//! by a jittered backoff until one succeeds or `connect_timeout` passes. Requests that are safe to
+//! by a jittered backoff until one succeeds or `connect_timeout` passes. With a bearer
+//! token in the options, every new connection authenticates with it before it carries
+//! any other request, so a reconnect never runs as anonymous. Requests that are safe to
 //! repeat (reads, metadata, offset look-ups, topic admin that the broker makes
 //! idempotent by name) are retried with exponential backoff on retriable error codes and
 //! on connection loss; a request that may have reached the broker and is not safe to
@@ -159,6 +161,21 @@ impl Client {
         }
         let conn = self.dial().await?;
         tracing::debug!(broker = %self.inner.url, "connected");
+        // The one place a new connection becomes current: authenticate it first, so
+        // that no request (of this task or another waiting here) goes out on it as
+        // anonymous.
+        if let Some(token) = &self.inner.options.token
+            && let Err(e) = crate::authenticate::authenticate(
+                &conn,
+                token,
+                self.inner.options.max_frame_size,
+                self.inner.options.request_timeout,
+            )
+            .await
+        {
+            conn.close(0u32.into(), b"authentication failed");
+            return Err(e);
+        }
         *self.inner.current.lock() = Some(conn.clone());
         Ok(conn)
     }
@@ -559,7 +576,7 @@ impl Client {
     }
 }
 
-fn decode<R: Request>(frame: Bytes) -> Result<(R::Response, Bytes), Error> {
+pub(crate) fn decode<R: Request>(frame: Bytes) -> Result<(R::Response, Bytes), Error> {
     match frame::decode_response::<R::Response>(frame, R::NAME) {
         Ok(Ok(resp)) => Ok((resp.body, resp.payload)),
         Ok(Err(wire)) => Err(Error::Broker {
@@ -604,7 +621,7 @@ fn jittered(delay: std::time::Duration) -> std::time::Duration {
     delay.mul_f64(1.0 - fraction)
 }
 
-fn write_error(api: &'static str, e: quinn::WriteError) -> Error {
+pub(crate) fn write_error(api: &'static str, e: quinn::WriteError) -> Error {
     match e {
         quinn::WriteError::ConnectionLost(lost) => Error::ConnectionLost(lost),
         other => Error::Transport {
@@ -616,7 +633,11 @@ fn write_error(api: &'static str, e: quinn::WriteError) -> Error {
 
 /// A read error hides quinn's cause inside `io::Error`; the connection's close reason,
 /// when there is one, names it better.
-fn read_error(conn: &quinn::Connection, api: &'static str, e: frame::FrameError) -> Error {
+pub(crate) fn read_error(
+    conn: &quinn::Connection,
+    api: &'static str,
+    e: frame::FrameError,
+) -> Error {
     match conn.close_reason() {
         Some(reason) => Error::ConnectionLost(reason),
         None => Error::frame(api, e),

@@ -49,6 +49,23 @@ pub enum Error {
     #[error("stream I/O with the broker failed during {api}: {reason}")]
     Transport { api: &'static str, reason: String },
 
+    /// The broker refused the client's bearer token (unknown, revoked, expired or not a
+    /// token at all). Not retriable: the client closes the connection it opened rather
+    /// than run as someone else, and a new token is needed.
+    #[error(
+        "the broker refused token {token_id}: {source}; ask an administrator for a new token (quiver token issue)"
+    )]
+    Authentication {
+        /// The token's public id, or `(malformed)`.
+        token_id: String,
+        #[source]
+        source: WireError,
+    },
+
+    /// A response holds a value this SDK does not know (a newer broker, say).
+    #[error("the broker's {api} response holds {reason}; upgrade the SDK")]
+    Protocol { api: &'static str, reason: String },
+
     /// The broker answered with an error code and a message.
     #[error("broker rejected {api}: {source}")]
     Broker {
@@ -141,7 +158,9 @@ impl Error {
     /// The broker's error code, when the broker rejected the request.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Broker { source, .. } => Some(source.code),
+            Error::Broker { source, .. } | Error::Authentication { source, .. } => {
+                Some(source.code)
+            }
             _ => None,
         }
     }
@@ -180,6 +199,13 @@ mod tests {
             .is_retriable()
         );
         assert!(!Error::ProducerClosed.is_retriable());
+        let refused = Error::Authentication {
+            token_id: "abc".into(),
+            source: WireError::new(ErrorCode::UNAUTHORIZED, "token refused: revoked"),
+        };
+        assert!(!refused.is_retriable());
+        assert_eq!(refused.code(), Some(ErrorCode::UNAUTHORIZED));
+        assert!(refused.to_string().contains("abc"), "{refused}");
         assert_eq!(
             broker(ErrorCode::UNKNOWN_TOPIC).code(),
             Some(ErrorCode::UNKNOWN_TOPIC)

@@ -11,7 +11,12 @@
 //!   auto or manual commits), with pipelined long-poll fetches per partition, as
 //!   `poll` batches or a [`Stream`](futures_core::Stream).
 //! - [`Admin`] creates, lists, describes, alters and deletes topics, and lists,
-//!   describes, deletes and resets consumer groups.
+//!   describes, deletes and resets consumer groups; it also manages access rules and
+//!   bearer tokens on a broker that checks them.
+//!
+//! A broker that authenticates clients accepts a client certificate
+//! ([`ClientOptions::identity_pem`]) or a bearer token ([`ClientOptions::token`]), which
+//! the client presents on every connection it opens.
 //!
 //! What this crate is not: it has no broker internals (only `quiver-proto`, the wire
 //! codec) and no Kafka wire protocol.
@@ -71,7 +76,9 @@
 //! # }
 //! ```
 
+mod access;
 mod admin;
+mod authenticate;
 mod client;
 mod consumer;
 mod error;
@@ -81,6 +88,9 @@ mod producer;
 pub mod transport;
 mod url;
 
+pub use access::{
+    AccessRule, Effect, IssuedToken, Operation, PatternKind, ResourceKind, TokenInfo,
+};
 pub use admin::Admin;
 pub use client::{Client, Subscription};
 pub use consumer::{
@@ -88,7 +98,7 @@ pub use consumer::{
     RebalanceListener,
 };
 pub use error::Error;
-pub use options::{ClientIdentity, ClientOptions, TrustedCa};
+pub use options::{BearerToken, ClientIdentity, ClientOptions, TrustedCa};
 pub use producer::{
     DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, UNKNOWN_PARTITION,
 };

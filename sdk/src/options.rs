@@ -77,6 +77,40 @@ impl ClientIdentity {
     }
 }
 
+/// A bearer token, `qvr_<id>_<secret>`, for brokers that authenticate clients by token
+/// (`quiver token issue` prints one). Its secret never reaches a log through `Debug`,
+/// which shows the token's id only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Wraps the whole token text as issued.
+    pub fn new(token: impl Into<String>) -> Self {
+        BearerToken(token.into().trim().to_string())
+    }
+
+    /// The whole token, secret included: what the client presents to the broker.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The token's public id (the part between `qvr_` and the secret), when the text is
+    /// shaped like a token.
+    pub fn id(&self) -> Option<&str> {
+        let (id, secret) = self.0.strip_prefix("qvr_")?.split_once('_')?;
+        (!id.is_empty() && !secret.is_empty()).then_some(id)
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id() {
+            Some(id) => write!(f, "BearerToken(qvr_{id}_…)"),
+            None => f.write_str("BearerToken(…)"),
+        }
+    }
+}
+
 /// Options of a [`Client`](crate::Client). Build with [`ClientOptions::new`] and the
 /// chained setters; every field is public for struct-update syntax too.
 #[derive(Debug, Clone)]
@@ -85,6 +119,9 @@ pub struct ClientOptions {
     pub ca: Option<TrustedCa>,
     /// A certificate to present to the broker (mutual TLS); none by default.
     pub identity: Option<ClientIdentity>,
+    /// A bearer token to authenticate with: sent on every connection the client opens,
+    /// before any other request. None by default.
+    pub token: Option<BearerToken>,
     /// TLS server name to verify; defaults to the URL's host (a name or an IP address).
     pub server_name: Option<String>,
     /// Bound on the QUIC handshake. Default 10 s.
@@ -113,6 +150,7 @@ impl Default for ClientOptions {
         ClientOptions {
             ca: None,
             identity: None,
+            token: None,
             server_name: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -148,6 +186,13 @@ impl ClientOptions {
             cert_pem: cert_pem.into(),
             key_pem: key_pem.into(),
         });
+        self
+    }
+
+    /// Authenticates with this bearer token (`qvr_<id>_<secret>`): the client presents
+    /// it on every connection it opens, so every request runs as the token's principal.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(BearerToken::new(token));
         self
     }
 
@@ -197,6 +242,20 @@ mod tests {
         assert_eq!(o.backoff(1), Duration::from_millis(100));
         assert_eq!(o.backoff(3), Duration::from_millis(400));
         assert_eq!(o.backoff(40), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn debug_shows_a_token_by_its_id_and_never_its_secret() {
+        let options = ClientOptions::new().token("qvr_AbC123xyz789_deadbeefcafe");
+        let text = format!("{options:?}");
+        assert!(text.contains("qvr_AbC123xyz789_"), "{text}");
+        assert!(!text.contains("deadbeefcafe"), "{text}");
+        let odd = format!("{:?}", BearerToken::new("not-a-token-secret"));
+        assert!(!odd.contains("secret"), "{odd}");
+        assert_eq!(
+            options.token.as_ref().map(BearerToken::expose),
+            Some("qvr_AbC123xyz789_deadbeefcafe")
+        );
     }
 
     #[test]

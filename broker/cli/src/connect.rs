@@ -1,4 +1,6 @@
-//! How client commands find the broker and the certificate to trust.
+//! How client commands find the broker, the certificate to trust, and who they are:
+//! a bearer token (`--token`) or a client certificate and key (`--cert`, `--key`) for a
+//! broker that authenticates clients; neither for `quiver dev`, which checks nobody.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,16 @@ pub struct ConnectArgs {
     /// PEM file of the CA (or self-signed certificate) to trust.
     #[arg(long, global = true, env = "QUIVER_CA")]
     pub ca: Option<PathBuf>,
+    /// Bearer token to authenticate with (qvr_<id>_<secret>, from `quiver token issue`).
+    /// Prefer the environment variable: a command line is visible to other users.
+    #[arg(long, global = true, env = "QUIVER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of a client certificate to authenticate with (mutual TLS); needs --key.
+    #[arg(long, global = true, env = "QUIVER_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM file of the private key of --cert.
+    #[arg(long, global = true, env = "QUIVER_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// What `quiver dev` leaves for the CLI on the same machine.
@@ -72,9 +84,25 @@ impl ConnectArgs {
         Ok((broker, ca))
     }
 
+    /// Client options trusting `ca` and carrying the credentials given, if any.
+    pub fn options(&self, ca: &std::path::Path) -> anyhow::Result<ClientOptions> {
+        let mut options = ClientOptions::new().ca_pem_file(ca);
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            let read = |path: &PathBuf, what: &str| {
+                std::fs::read(path)
+                    .with_context(|| format!("reading the client {what} {}", path.display()))
+            };
+            options = options.identity_pem(read(cert, "certificate")?, read(key, "key")?);
+        }
+        if let Some(token) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
+            options = options.token(token);
+        }
+        Ok(options)
+    }
+
     pub async fn connect(&self) -> anyhow::Result<Client> {
         let (broker, ca) = self.resolve()?;
-        Client::connect(&broker, ClientOptions::new().ca_pem_file(ca))
+        Client::connect(&broker, self.options(&ca)?)
             .await
             .with_context(|| format!("connecting to {broker}"))
     }

@@ -5,8 +5,11 @@
 //! `--broker`/`--ca` (or `QUIVER_BROKER`/`QUIVER_CA`), the profile `quiver dev` writes
 //! (`~/.quiver/dev.json`, or `$QUIVER_HOME/dev.json`), then `quic://127.0.0.1:7420` with
 //! `./quiver-data/tls/cert.pem`. So after `quiver dev` in one terminal, every command works
-//! in another with no flags. Errors print as one line and exit non-zero.
+//! in another with no flags. A broker that authenticates clients takes `--token` (or
+//! `QUIVER_TOKEN`) or `--cert` and `--key` (or `QUIVER_CERT`/`QUIVER_KEY`). Errors print
+//! as one line and exit non-zero.
 
+mod acl;
 mod bench;
 mod connect;
 mod consume;
@@ -17,6 +20,7 @@ mod output;
 mod plugin;
 mod produce;
 mod reload;
+mod token;
 mod topic;
 
 use std::process::ExitCode;
@@ -53,6 +57,12 @@ enum Command {
     /// Add, list, describe, remove, test and watch Wasm plugins, and read their logs.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Add, remove and list access rules (who may do what) on a broker that checks them.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
+    /// Issue, list and revoke bearer tokens for clients without a certificate.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Measure the transport, produce and consume on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -78,10 +88,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let anonymous = cli.conn.token.is_none() && cli.conn.cert.is_none();
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", output::one_line(&e));
+            if anonymous && output::is_unauthorized(&e) {
+                eprintln!(
+                    "hint: this command ran anonymously; authenticate with --token (or QUIVER_TOKEN), or --cert and --key"
+                );
+            }
             ExitCode::FAILURE
         }
     }
@@ -114,6 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(&cli.conn, args).await,
         Command::Group(cmd) => group::run(&cli.conn, cmd).await,
         Command::Plugin(cmd) => plugin::run(&cli.conn, cmd).await,
+        Command::Acl(cmd) => acl::run(&cli.conn, cmd).await,
+        Command::Token(cmd) => token::run(&cli.conn, cmd).await,
         Command::Bench(cmd) => bench::run(&cli.conn, cmd).await,
     }
 }

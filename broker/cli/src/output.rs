@@ -34,9 +34,31 @@ pub fn one_line(err: &anyhow::Error) -> String {
     text
 }
 
+/// Whether the broker refused the command for want of permission.
+pub fn is_unauthorized(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<quiver_sdk::Error>()
+            .and_then(quiver_sdk::Error::code)
+            == Some(quiver_sdk::ErrorCode::UNAUTHORIZED)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{is_unauthorized, one_line};
+
+    #[test]
+    fn a_refusal_is_recognised_under_any_context() {
+        let refused = quiver_sdk::Error::Broker {
+            api: "produce",
+            source: quiver_sdk::WireError::new(quiver_sdk::ErrorCode::UNAUTHORIZED, "no"),
+        };
+        assert!(is_unauthorized(
+            &anyhow::Error::new(refused).context("producing")
+        ));
+        assert!(!is_unauthorized(&anyhow::anyhow!("other")));
+    }
 
     #[test]
     fn causes_already_quoted_are_left_out() {

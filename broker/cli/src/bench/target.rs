@@ -19,6 +19,9 @@ use crate::connect::ConnectArgs;
 pub struct Target {
     pub url: String,
     pub ca: PathBuf,
+    /// How clients connect: trusting `ca`, with the credentials given for an external
+    /// broker.
+    options: ClientOptions,
     child: Option<Child>,
     /// The child broker's stdin: it stops when this closes (see `--owned-by-parent`).
     _lifeline: Option<ChildStdin>,
@@ -83,6 +86,7 @@ impl Target {
             let (url, ca) = conn.resolve()?;
             return Ok(Target {
                 url,
+                options: conn.options(&ca)?,
                 ca,
                 child: None,
                 _lifeline: None,
@@ -101,9 +105,11 @@ impl Target {
         let url = listening_url(&mut lines).await?;
         // Keep draining its stdout so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let ca = dir.path().join("data").join("tls").join("cert.pem");
         Ok(Target {
             url,
-            ca: dir.path().join("data").join("tls").join("cert.pem"),
+            options: ClientOptions::new().ca_pem_file(&ca),
+            ca,
             child: Some(child),
             _lifeline: lifeline,
             _dir: Some(dir),
@@ -111,7 +117,7 @@ impl Target {
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.url, ClientOptions::new().ca_pem_file(&self.ca))
+        Client::connect(&self.url, self.options.clone())
             .await
             .with_context(|| format!("connecting to {}", self.url))
     }
@@ -156,6 +162,9 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
         &ConnectArgs {
             broker: None,
             ca: None,
+            token: None,
+            cert: None,
+            key: None,
         },
         &TargetArgs {
             external: false,
