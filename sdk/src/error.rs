@@ -94,6 +94,9 @@ pub enum Error {
         tp: TopicPartition,
         /// Where the corrupt batch was found: the consumer's position.
         offset: i64,
+        /// Where reading can resume past it (what `Consumer::skip_damaged` seeks to),
+        /// when the batch's framing says; `None` when nothing after it can be located.
+        skip_to: Option<i64>,
         #[source]
         source: Arc<BatchError>,
     },

@@ -149,10 +149,18 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         let records = match consumer.poll(Duration::from_millis(500)).await {
             Ok(records) => records,
-            Err(e @ quiver_sdk::Error::DamagedData { .. }) if args.skip_damaged => {
-                if let (Some(next), quiver_sdk::Error::DamagedData { tp, .. }) =
-                    (consumer.skip_damaged(&e)?, &e)
-                {
+            Err(
+                e @ (quiver_sdk::Error::DamagedData { .. }
+                | quiver_sdk::Error::Batch {
+                    skip_to: Some(_), ..
+                }),
+            ) if args.skip_damaged => {
+                let tp = match &e {
+                    quiver_sdk::Error::DamagedData { tp, .. }
+                    | quiver_sdk::Error::Batch { tp, .. } => tp.clone(),
+                    _ => unreachable!("matched above"),
+                };
+                if let Some(next) = consumer.skip_damaged(&e)? {
                     eprintln!("warning: skipped to offset {next}: {e}");
                     if let Some(p) = start.get_mut(&tp.partition) {
                         *p = (*p).max(next);

@@ -475,24 +475,35 @@ pub(crate) fn decode_into(
     out: &mut VecDeque<ConsumerRecord>,
 ) -> (i64, Result<(), Error>) {
     let mut next = offset;
-    for item in batch::split(payload) {
-        let corrupt = |source| Error::Batch {
+    let mut batches = batch::split(payload).peekable();
+    while let Some(item) = batches.next() {
+        let corrupt = |source, skip_to| Error::Batch {
             tp: tp.clone(),
             offset: next,
+            skip_to,
             source: Arc::new(source),
         };
         let (header, bytes) = match item {
             Ok(piece) => piece,
             // A batch cut short at the end of a size-bounded response: fetch it again.
             Err(BatchError::Truncated { .. }) if next > offset => break,
-            Err(source) => return (next, Err(corrupt(source))),
+            Err(source) => return (next, Err(corrupt(source, None))),
+        };
+        // Where reading may resume past this batch if it is damaged: the next batch's
+        // base offset when the response holds one (its framing is intact), else this
+        // batch's own end as its header says, when that lies ahead.
+        let skip_to = |batches: &mut std::iter::Peekable<batch::BatchSplit<'_>>| match batches
+            .peek()
+        {
+            Some(Ok((following, _))) if following.base_offset > next => Some(following.base_offset),
+            _ => Some(header.last_offset() + 1).filter(|end| *end > next),
         };
         if check_crcs && let Err(source) = batch::validate_stored(&bytes) {
-            return (next, Err(corrupt(source)));
+            return (next, Err(corrupt(source, skip_to(&mut batches))));
         }
         let records = match batch::decode_records(&bytes) {
             Ok(records) => records,
-            Err(source) => return (next, Err(corrupt(source))),
+            Err(source) => return (next, Err(corrupt(source, skip_to(&mut batches)))),
         };
         for r in records {
             if r.offset < offset {
@@ -636,5 +647,46 @@ mod tests {
         outcome.expect("decodes without the check");
         assert_eq!(next, 4);
         assert_eq!(out[3].value.as_deref(), Some(&b"D"[..]));
+    }
+
+    /// A batch that fails its CRC says where reading can resume: the next batch's base
+    /// offset when one follows in the response, else its own end.
+    #[test]
+    fn a_corrupt_batch_names_where_reading_resumes() {
+        let tp = TopicPartition::new("t", 0);
+        let mut first = batch(0, &["a", "b", "c"], Compression::None);
+        let last = first.len() - 2;
+        first[last] ^= 0x20;
+        let mut followed = first.clone();
+        followed.extend_from_slice(&batch(5, &["f"], Compression::None));
+        let mut out = VecDeque::new();
+        let (_, outcome) = decode_into(&tp, &"t".into(), 0, &followed.into(), true, &mut out);
+        let err = outcome.expect_err("the CRC fails");
+        assert!(
+            matches!(
+                err,
+                Error::Batch {
+                    offset: 0,
+                    skip_to: Some(5),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut out = VecDeque::new();
+        let (_, outcome) = decode_into(&tp, &"t".into(), 0, &first.into(), true, &mut out);
+        let err = outcome.expect_err("the CRC fails");
+        assert!(
+            matches!(
+                err,
+                Error::Batch {
+                    offset: 0,
+                    skip_to: Some(3),
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

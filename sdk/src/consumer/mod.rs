@@ -116,16 +116,24 @@ impl Consumer {
     }
 
     /// Skips the damaged range `error` names, when it is an [`Error::DamagedData`] of an
-    /// assigned partition: the partition moves to the first offset after the damage,
-    /// which is returned. Any other error is left alone (`Ok(None)`). The records of the
+    /// assigned partition (damage the broker found) or an [`Error::Batch`] whose end is
+    /// known (a batch that failed this consumer's CRC check): the partition moves to the
+    /// first offset after the damage, which is returned. Any other error is left alone (`Ok(None)`). The records of the
     /// range are lost to this consumer; skipping is explicit so that nothing is dropped
     /// without the application deciding it.
     pub fn skip_damaged(&mut self, error: &Error) -> Result<Option<i64>, Error> {
-        let Error::DamagedData {
-            tp, next_offset, ..
-        } = error
-        else {
-            return Ok(None);
+        let (tp, next_offset) = match error {
+            Error::DamagedData {
+                tp, next_offset, ..
+            } => (tp, next_offset),
+            // A batch that fails its CRC in the consumer: damage the broker cannot see
+            // without checking every batch it serves.
+            Error::Batch {
+                tp,
+                skip_to: Some(next_offset),
+                ..
+            } => (tp, next_offset),
+            _ => return Ok(None),
         };
         tracing::warn!(%tp, next_offset, "skipping damaged offsets: {error}");
         self.fetcher.seek(tp, *next_offset)?;
