@@ -19,6 +19,11 @@ pub enum TokenCommand {
         /// How long it is valid, such as 30d, 12h, 15m or 90s (default: until revoked).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expires: Option<Duration>,
+        /// Write the token straight into the metadata of a stopped broker whose data
+        /// directory this is, instead of asking a running one: how the first
+        /// administrator gets a token when the broker takes no client certificates.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
     },
     /// List tokens: ids, principals and expiry, never secrets.
     List,
@@ -62,10 +67,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: TokenCommand) -> anyhow::Result<()> {
+    if let TokenCommand::Issue {
+        principal,
+        expires,
+        data_dir: Some(dir),
+    } = &cmd
+    {
+        let (dir, principal, expires) = (dir.clone(), principal.clone(), *expires);
+        let (id, token) = tokio::task::spawn_blocking(move || {
+            quiver_server::auth::issue_token_offline(
+                &dir,
+                quiver_server::auth::Principal(principal),
+                expires,
+            )
+        })
+        .await??;
+        say!("{token}");
+        eprintln!(
+            "token {id} written to the stopped broker's metadata. It is not shown again: \
+             store it now (clients pass it with --token or QUIVER_TOKEN)."
+        );
+        return Ok(());
+    }
     let client = conn.connect().await?;
     let admin = client.admin();
     match cmd {
-        TokenCommand::Issue { principal, expires } => {
+        TokenCommand::Issue {
+            principal, expires, ..
+        } => {
             let issued = admin.issue_token(&principal, expires).await?;
             say!("{}", issued.token);
             let until = match expires {

@@ -440,3 +440,61 @@ async fn cli_issues_a_token_adds_a_rule_and_produces_with_the_token() {
     );
     broker.shutdown().await.expect("shutdown");
 }
+
+/// Runs `quiver token issue --data-dir` (no broker to talk to): (success, stdout, stderr).
+fn issue_offline(data: &std::path::Path, principal: &str) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["token", "issue", "--principal", principal, "--data-dir"])
+        .arg(data)
+        .env("QUIVER_HOME", data.parent().expect("dir"))
+        .output()
+        .expect("quiver runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Without client certificates, the first administrator's token is written into the
+/// metadata of the stopped broker; a running broker's directory is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_administrator_token_is_issued_offline_into_a_stopped_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, token, err) = issue_offline(&data, "User:admin");
+    assert!(ok, "offline issue failed: {err}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("qvr_"), "{token}");
+
+    let mut config = BrokerConfig::dev(&data);
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.auth.enabled = true;
+    config.auth.super_users.insert("User:admin".into());
+    let broker = quiver_server::start(config).await.expect("broker starts");
+
+    // While the broker holds the directory, nobody else may write its metadata.
+    let (ok, _, err) = issue_offline(&data, "User:mallory");
+    assert!(
+        !ok,
+        "a running broker's metadata must not be written behind its back"
+    );
+    assert!(err.contains("in use"), "{err}");
+
+    let admin = connect_with_token(&broker, &token)
+        .await
+        .expect("the token works");
+    admin
+        .admin()
+        .create_topic("orders", 1, 1, BTreeMap::new())
+        .await
+        .expect("the offline-issued token is a super user's");
+    let anonymous = connect(&broker, None).await.expect("connects");
+    let err = anonymous
+        .admin()
+        .create_topic("other", 1, 1, BTreeMap::new())
+        .await
+        .expect_err("anonymous is refused");
+    assert_eq!(err.code(), Some(ErrorCode::UNAUTHORIZED), "{err}");
+    broker.shutdown().await.expect("shutdown");
+}

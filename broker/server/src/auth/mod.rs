@@ -11,7 +11,8 @@
 
 use std::collections::BTreeSet;
 
-use quiver_metadata::{Decision, MetadataImage, Operation, Principal, ResourceKind};
+pub use quiver_metadata::Principal;
+use quiver_metadata::{Decision, MetadataImage, Operation, ResourceKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
@@ -126,6 +127,31 @@ fn unauthorized(caller: &Caller, access: Access<'_>, why: &str) -> BrokerError {
         "{} may not {:?} {:?} '{}': {why}",
         caller.principal, access.operation, access.kind, access.name
     ))
+}
+
+/// Issues a token for `principal` straight into the metadata log of a broker that is
+/// not running (its data directory at `data_dir`): how the first administrator gets a
+/// credential when the broker takes no client certificates. Fails while a broker holds
+/// the directory. Returns the token's id and the whole token (its only copy).
+pub fn issue_token_offline(
+    data_dir: &std::path::Path,
+    principal: Principal,
+    expires_in: Option<std::time::Duration>,
+) -> Result<(String, String), BrokerError> {
+    let store = crate::metadata::MetadataStore::open(data_dir)?;
+    let issued = token::issue();
+    let now = crate::service::now_ms();
+    store.append(&quiver_metadata::MetadataRecord::IssueToken(
+        quiver_metadata::TokenEntry {
+            token_id: issued.token_id.clone(),
+            principal,
+            secret_sha256: issued.secret_sha256.clone(),
+            issued_at_ms: now,
+            expires_at_ms: expires_in
+                .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        },
+    ))?;
+    Ok((issued.token_id, issued.token))
 }
 
 /// The principal a bearer token authenticates as at `now_ms`, or why it does not.

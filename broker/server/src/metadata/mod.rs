@@ -37,6 +37,9 @@ pub struct MetadataStore {
     log: Mutex<LocalMetadataLog>,
     /// The image after the last durable record.
     image: ArcSwap<MetadataImage>,
+    /// An exclusive lock on `<dir>/LOCK`, held while this store lives: two processes
+    /// appending to one metadata log would interleave records and damage it.
+    _lock: std::fs::File,
 }
 
 impl MetadataStore {
@@ -49,11 +52,31 @@ impl MetadataStore {
                 dir.display()
             ))
         })?;
+        let lock_path = dir.join("LOCK");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                BrokerError::Internal(format!("cannot open {}: {e}", lock_path.display()))
+            })?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => BrokerError::Internal(format!(
+                "the metadata in {} is in use by another process (a broker running on this \
+                 data directory?); stop it first",
+                dir.display()
+            )),
+            std::fs::TryLockError::Error(e) => {
+                BrokerError::Internal(format!("cannot lock {}: {e}", lock_path.display()))
+            }
+        })?;
         let (log, image) = LocalMetadataLog::open(&dir).map_err(log_error)?;
         tracing::debug!(dir = %dir.display(), last_applied = image.last_applied(), "metadata log opened");
         Ok(MetadataStore {
             log: Mutex::new(log),
             image: ArcSwap::from_pointee(image),
+            _lock: lock,
         })
     }
 
@@ -116,6 +139,16 @@ mod tests {
         drop(store);
         let again = MetadataStore::open(dir.path()).expect("reopen");
         assert!(again.image().broker(3).is_some());
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_the_same_metadata() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetadataStore::open(dir.path()).expect("open");
+        let err = MetadataStore::open(dir.path()).expect_err("locked");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(store);
+        MetadataStore::open(dir.path()).expect("free again once the first is gone");
     }
 
     #[test]
