@@ -2,7 +2,6 @@
 //! it, consumers get the records before it and then an error naming the damaged offsets,
 //! and skip it only when they ask to (SDK and `quiver consume --skip-damaged`).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use quiver_proto::api::FetchRequest;
@@ -11,31 +10,12 @@ use quiver_sdk::{
     ConsumerConfig, Error, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition,
 };
 
-use crate::harness::{TestBroker, expect_code, segment_files};
+use crate::harness::{TestBroker, expect_code, fill_one_batch_per_record, segment_files};
 
 /// Twenty records, one batch each, then the broker stops and one byte inside the records
 /// of the batch holding offset 10 is flipped.
 async fn damaged_at_ten(broker: &mut TestBroker) {
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic("dmg", 1, 1, BTreeMap::new())
-        .await
-        .expect("create");
-    let producer = client
-        .producer(ProducerConfig {
-            batch_size: 1,
-            ..ProducerConfig::default()
-        })
-        .await
-        .expect("producer");
-    for i in 0..20 {
-        producer
-            .send_and_wait(ProducerRecord::new("dmg", format!("record-{i}")).partition(0))
-            .await
-            .expect("send");
-    }
-    producer.close().await;
+    fill_one_batch_per_record(broker, "dmg", 20).await;
     broker.stop().await;
     let log = segment_files(&broker.data_dir().join("dmg-0"))
         .pop()

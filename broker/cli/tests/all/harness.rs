@@ -271,3 +271,30 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     logs.sort();
     logs
 }
+
+/// Creates `topic` with one partition and produces `n` records to it, one batch each
+/// (`record-0`, `record-1`, ...): a log whose batches tests can find and damage.
+pub async fn fill_one_batch_per_record(broker: &TestBroker, topic: &str, n: u32) {
+    let client = broker.client().await;
+    client
+        .admin()
+        .create_topic(topic, 1, 1, std::collections::BTreeMap::new())
+        .await
+        .expect("create");
+    let producer = client
+        .producer(quiver_sdk::ProducerConfig {
+            batch_size: 1,
+            ..quiver_sdk::ProducerConfig::default()
+        })
+        .await
+        .expect("producer");
+    for i in 0..n {
+        producer
+            .send_and_wait(
+                quiver_sdk::ProducerRecord::new(topic, format!("record-{i}")).partition(0),
+            )
+            .await
+            .expect("send");
+    }
+    producer.close().await;
+}

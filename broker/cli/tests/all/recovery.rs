@@ -1,36 +1,16 @@
 //! A torn or corrupted tail is cut off at start, and earlier data is still served; a
 //! batch damaged while being served fails the consumer's CRC check.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use quiver_sdk::{ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition};
 
 use crate::data_path::read_all;
-use crate::harness::{TestBroker, segment_files};
+use crate::harness::{TestBroker, fill_one_batch_per_record, segment_files};
 
 async fn fill(broker: &TestBroker, n: u32) {
-    let client = broker.client().await;
-    client
-        .admin()
-        .create_topic("tail", 1, 1, BTreeMap::new())
-        .await
-        .expect("create");
-    let producer = client
-        .producer(ProducerConfig {
-            batch_size: 1,
-            ..ProducerConfig::default()
-        })
-        .await
-        .expect("producer");
-    for i in 0..n {
-        producer
-            .send_and_wait(ProducerRecord::new("tail", format!("record-{i}")).partition(0))
-            .await
-            .expect("send");
-    }
-    producer.close().await;
+    fill_one_batch_per_record(broker, "tail", n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
