@@ -103,9 +103,12 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Whether a rule granting `self` covers a request for `wanted`.
-    fn covers(self, wanted: Operation) -> bool {
-        self == Operation::All || self == wanted || wanted == Operation::Describe
+    /// Whether a rule naming `self` covers a request for `wanted`. Describe is implied
+    /// only by what a rule allows: denying writes must not hide the topic from a reader.
+    fn covers(self, wanted: Operation, effect: Effect) -> bool {
+        self == Operation::All
+            || self == wanted
+            || (effect == Effect::Allow && wanted == Operation::Describe)
     }
 }
 
@@ -132,7 +135,7 @@ impl AccessRule {
     fn applies(&self, who: &Principal, op: Operation, kind: ResourceKind, name: &str) -> bool {
         self.principal.covers(who)
             && self.resource.matches(kind, name)
-            && self.operations.iter().any(|o| o.covers(op))
+            && self.operations.iter().any(|o| o.covers(op, self.effect))
     }
 }
 
@@ -298,6 +301,32 @@ mod tests {
         ] {
             assert!(may(op, "b"), "{op:?}");
         }
+    }
+
+    #[test]
+    fn denying_an_operation_does_not_deny_describe() {
+        let rules = [
+            rule(
+                "User:alice",
+                ResourceKind::Topic,
+                PatternKind::Literal,
+                "orders",
+                &[Operation::Read],
+                Effect::Allow,
+            ),
+            rule(
+                "User:alice",
+                ResourceKind::Topic,
+                PatternKind::Literal,
+                "orders",
+                &[Operation::Write],
+                Effect::Deny,
+            ),
+        ];
+        let may = |op| decide(&rules, &alice(), op, ResourceKind::Topic, "orders").is_allowed();
+        assert!(may(Operation::Read));
+        assert!(may(Operation::Describe), "a reader still sees the topic");
+        assert!(!may(Operation::Write));
     }
 
     #[test]

@@ -186,13 +186,20 @@ impl Broker {
         if self.topics.read().contains_key(&record.name) {
             return Err(BrokerError::TopicExists(record.name));
         }
-        // Stale directories of an earlier topic of the same name must not be adopted.
-        for p in 0..record.partitions {
-            let dir = partition_dir(&self.config.data_dir, &record.name, p);
-            if dir.exists() {
-                let _ = std::fs::remove_dir_all(&dir);
+        // Stale directories of an earlier topic of the same name must not be adopted;
+        // removing them is file work, so it runs on the blocking pool.
+        let stale: Vec<PathBuf> = (0..record.partitions)
+            .map(|p| partition_dir(&self.config.data_dir, &record.name, p))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for dir in stale {
+                if dir.exists() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
             }
-        }
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?;
         let image = self.metadata.image();
         let proposal = create_topic_record(
             &image,

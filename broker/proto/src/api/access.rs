@@ -11,10 +11,18 @@ use super::request;
 /// Authenticates the connection it arrives on as the token's principal: every later
 /// request on the connection runs as that principal. A refused token is
 /// `UNAUTHORIZED` and leaves the connection as it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthenticateRequest {
     /// The whole token, `qvr_<id>_<secret>`.
     pub token: String,
+}
+
+impl std::fmt::Debug for AuthenticateRequest {
+    // The secret never reaches a log through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateRequest")
+            .finish_non_exhaustive()
+    }
 }
 request!(AuthenticateRequest => AuthenticateResponse, AUTHENTICATE, "authenticate");
 
@@ -78,11 +86,20 @@ pub struct TokenIssueRequest {
 }
 request!(TokenIssueRequest => TokenIssueResponse, TOKEN_ISSUE, "token-issue");
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenIssueResponse {
     pub token_id: String,
     /// The whole token to give the client; shown once, never stored by the broker.
     pub token: String,
+}
+
+impl std::fmt::Debug for TokenIssueResponse {
+    // The secret never reaches a log through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssueResponse")
+            .field("token_id", &self.token_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Revokes a token by its id.

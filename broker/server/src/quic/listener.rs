@@ -229,6 +229,14 @@ impl Session {
     /// From now on the connection is `caller`, counted against its principal's
     /// connection limit (refused when the principal is at it) and quotas.
     pub(crate) fn become_caller(&self, caller: Caller) -> Result<(), TooManyConnections> {
+        {
+            // The same principal again keeps its slot: its count does not change.
+            let mut state = self.state.write();
+            if state.0.principal == caller.principal && state.1.is_some() {
+                state.0 = caller;
+                return Ok(());
+            }
+        }
         let slot = if caller.principal == quiver_metadata::Principal::anonymous() {
             None
         } else {

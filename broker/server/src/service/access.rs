@@ -18,10 +18,19 @@ use crate::auth::{self, Caller, token};
 use crate::error::BrokerError;
 
 /// A token just issued: its id, and the whole token (the only copy of its secret).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedToken {
     pub token_id: String,
     pub token: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    // The secret never reaches a log through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_id", &self.token_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BrokerService {

@@ -118,7 +118,16 @@ impl BrokerService {
         group_id: &str,
     ) -> Result<DescribedGroup, BrokerError> {
         self.check(caller, Operation::Describe, ResourceKind::Group, group_id)?;
-        let group: GroupDescription = self.groups.describe(group_id)?;
+        let mut group: GroupDescription = self.groups.describe(group_id)?;
+        // Topics the caller may not describe are left out of the rows and assignments,
+        // as listings leave them out.
+        let visible =
+            |topic: &str| self.may(caller, Operation::Describe, ResourceKind::Topic, topic);
+        group.offsets.retain(|row| visible(&row.partition.topic));
+        for member in &mut group.members {
+            member.assignment.retain(|tp| visible(&tp.topic));
+            member.topics.retain(|t| visible(t));
+        }
         let lag = group
             .offsets
             .iter()

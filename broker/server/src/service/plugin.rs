@@ -165,7 +165,7 @@ impl BrokerService {
                 )
             })
             .map(|info| PluginSummary {
-                bound_topics: image.bound_topics(&info.name, None),
+                bound_topics: self.visible_topics(caller, image.bound_topics(&info.name, None)),
                 info,
             })
             .collect()
@@ -184,8 +184,9 @@ impl BrokerService {
             .registry()
             .describe(name)
             .map_err(registry_error)?;
+        let bound = self.broker.metadata.image().bound_topics(name, None);
         Ok(PluginSummary {
-            bound_topics: self.broker.metadata.image().bound_topics(name, None),
+            bound_topics: self.visible_topics(caller, bound),
             info,
         })
     }
@@ -303,7 +304,9 @@ impl BrokerService {
         since: u64,
         follow: bool,
     ) -> Result<PluginLogPage, BrokerError> {
-        self.check(caller, Operation::Describe, ResourceKind::Plugin, name)?;
+        // A plugin's log is shared by every topic and consumer that runs it and may quote
+        // their records: administrators only.
+        self.check(caller, Operation::Alter, ResourceKind::Cluster, "*")?;
         let plugins = &self.broker.plugins;
         let log = plugins.registry().log(name).map_err(registry_error)?;
         let mut entries = log.read(since, MAX_LOG_ENTRIES);
@@ -355,4 +358,14 @@ fn read_records(
     }
     records.truncate(count);
     Ok(records)
+}
+
+impl BrokerService {
+    /// `topics` without those the caller may not describe.
+    fn visible_topics(&self, caller: &Caller, topics: Vec<String>) -> Vec<String> {
+        topics
+            .into_iter()
+            .filter(|t| self.may(caller, Operation::Describe, ResourceKind::Topic, t))
+            .collect()
+    }
 }

@@ -49,8 +49,28 @@ impl BrokerService {
     /// Crossing a block boundary persists the block with an fsync, so it runs on the
     /// blocking pool.
     pub async fn init_producer_id(&self, caller: &Caller) -> Result<ProducerId, BrokerError> {
-        // An id grants nothing by itself: every write is checked on its topic.
-        let _ = caller;
+        // Kafka's rule for idempotent writes: whoever may write some topic may have an
+        // id (each write is still checked on its own topic). Anyone else could only
+        // drain id blocks, each one an fsynced metadata record.
+        if self
+            .check(caller, Operation::Alter, ResourceKind::Cluster, "*")
+            .is_err()
+        {
+            let image = self.broker.metadata.image();
+            let writes_somewhere = image.access_rules().any(|r| {
+                r.effect == quiver_metadata::access::Effect::Allow
+                    && (r.principal.0 == "*" || r.principal == caller.principal)
+                    && r.resource.kind == ResourceKind::Topic
+                    && (r.operations.contains(&Operation::Write)
+                        || r.operations.contains(&Operation::All))
+            });
+            if !writes_somewhere {
+                return Err(BrokerError::Unauthorized(format!(
+                    "{} may not have a producer id: no access rule lets it write any topic",
+                    caller.principal
+                )));
+            }
+        }
         let broker = std::sync::Arc::clone(&self.broker);
         let producer_id = blocking(move || broker.producer_ids.next()).await?;
         Ok(ProducerId {

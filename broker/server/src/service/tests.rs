@@ -493,7 +493,23 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
             )
             .await,
     );
-    // Internal topics are the broker's, super user or not.
+    // A producer id needs the right to write somewhere.
+    refused(service.init_producer_id(&anonymous).await);
+    service
+        .init_producer_id(&alice)
+        .await
+        .expect("alice may write a topic, so she may have an id");
+    // Internal topics are the broker's, super user or not: no alter either.
+    let err = service
+        .alter_topic(
+            &root,
+            "__consumer_offsets",
+            BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+            Vec::new(),
+        )
+        .await
+        .expect_err("internal");
+    assert!(matches!(err, BrokerError::InvalidRequest(_)), "{err}");
     let err = service
         .produce(
             &root,

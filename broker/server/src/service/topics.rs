@@ -77,6 +77,13 @@ impl BrokerService {
         delete: Vec<String>,
     ) -> Result<TopicInfo, BrokerError> {
         self.check(caller, Operation::Alter, ResourceKind::Topic, name)?;
+        // Internal topics are the broker's: a client reconfiguring `__consumer_offsets`
+        // (say, to delete by age) could wipe every group's offsets.
+        if self.broker.topic(name)?.record.internal {
+            return Err(BrokerError::InvalidRequest(format!(
+                "topic '{name}' is internal to the broker; clients cannot alter it"
+            )));
+        }
         let topic = self.broker.alter_topic(name, set, delete).await?;
         Ok(self.broker.describe(&topic))
     }
