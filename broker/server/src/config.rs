@@ -160,6 +160,11 @@ pub struct Limits {
     /// `max_connections_per_client` × this, and never more than `max_inflight_bytes`.
     /// Default 128 MiB; 1 MiB to `max_inflight_bytes`.
     pub max_inflight_bytes_per_connection: usize,
+    /// One client's share of `max_inflight_bytes` across all of its connections (a
+    /// client is its address), so many connections of one client cannot take the whole
+    /// budget either. Default 256 MiB, half the broker's; from
+    /// `max_inflight_bytes_per_connection` to `max_inflight_bytes`.
+    pub max_inflight_bytes_per_client: usize,
     /// Longest a request stream may go without delivering a byte of its frame, from the
     /// moment it opens; a stalled frame is answered REQUEST_TIMED_OUT and its
     /// reservation freed. Default 5000 ms; 100 ms to 5 min.
@@ -195,6 +200,7 @@ impl Default for Limits {
             max_frame_bytes: quiver_proto::frame::DEFAULT_MAX_FRAME,
             max_inflight_bytes: 512 * 1024 * 1024,
             max_inflight_bytes_per_connection: 128 * 1024 * 1024,
+            max_inflight_bytes_per_client: 256 * 1024 * 1024,
             request_read_timeout_ms: 5_000,
             request_read_min_bytes_per_sec: 64 * 1024,
             produce_bytes_per_sec_per_client: 0,
@@ -255,7 +261,7 @@ impl BrokerConfig {
         let n = |v: usize| v as u64;
         // Two bounds are other keys' values: a frame larger than the in-flight budget could
         // never be read, and a minimum session above the maximum admits no member.
-        let checks: [(&'static str, u64, u64, u64); 26] = [
+        let checks: [(&'static str, u64, u64, u64); 27] = [
             ("node_id", self.node_id.into(), 0, i32::MAX as u64),
             (
                 "maintenance_interval_ms",
@@ -306,6 +312,12 @@ impl BrokerConfig {
                 "limits.max_inflight_bytes_per_connection",
                 n(l.max_inflight_bytes_per_connection),
                 MIB,
+                n(l.max_inflight_bytes),
+            ),
+            (
+                "limits.max_inflight_bytes_per_client",
+                n(l.max_inflight_bytes_per_client),
+                n(l.max_inflight_bytes_per_connection),
                 n(l.max_inflight_bytes),
             ),
             (

@@ -326,7 +326,19 @@ impl Fetcher {
                 .min();
             let wake = backoff.map_or(deadline, |b| b.min(deadline));
             tokio::select! {
-                Some(event) = self.events.recv() => self.on_event(event).await?,
+                Some(event) = self.events.recv() => {
+                    if let Err(e) = self.on_event(event).await {
+                        // Records that arrived before the failure go out first. The
+                        // failing partition was restarted at the failing offset, so its
+                        // next fetch meets the same error, reported by a later poll.
+                        let records = self.take_buffered();
+                        if records.is_empty() {
+                            return Err(e);
+                        }
+                        tracing::debug!(error = %e, "returning buffered records before an error");
+                        return Ok(records);
+                    }
+                }
                 () = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= deadline {
                         return Ok(Vec::new());

@@ -1,7 +1,8 @@
 //! The in-flight byte budgets request frames are read against.
 //!
-//! Two budgets bound the request bytes held in memory: one for the whole broker
-//! (`limits.max_inflight_bytes`) and one per connection
+//! Three budgets bound the request bytes held in memory: one for the whole broker
+//! (`limits.max_inflight_bytes`), one per client across its connections
+//! (`limits.max_inflight_bytes_per_client`) and one per connection
 //! (`limits.max_inflight_bytes_per_connection`). A frame does not reserve its declared
 //! length up front: a client could declare giants and send nothing, and hold the whole
 //! broker's budget by declaration alone. It reserves as its bytes arrive, in grants that
@@ -27,6 +28,9 @@ const MAX_GRANT: usize = 8 * 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct ConnectionBudget {
     own: Arc<Semaphore>,
+    /// The client's share, across all of its connections: many connections of one
+    /// client together cannot take more than this of the broker's budget.
+    client: Arc<Semaphore>,
     broker: Arc<Semaphore>,
     largest_frame: usize,
 }
@@ -37,12 +41,20 @@ pub(crate) struct ConnectionBudget {
 pub(crate) struct BudgetClosed;
 
 impl ConnectionBudget {
-    /// A connection's budget of `per_connection` bytes within `broker` (of `broker_bytes`).
-    pub fn new(broker: &Arc<Semaphore>, broker_bytes: usize, per_connection: usize) -> Self {
+    /// A connection's budget of `per_connection` bytes within its client's `client` (of
+    /// `client_bytes`) within `broker` (of `broker_bytes`).
+    pub fn new(
+        broker: &Arc<Semaphore>,
+        broker_bytes: usize,
+        per_connection: usize,
+        client: &Arc<Semaphore>,
+        client_bytes: usize,
+    ) -> Self {
         ConnectionBudget {
             own: Arc::new(Semaphore::new(per_connection.min(Semaphore::MAX_PERMITS))),
+            client: Arc::clone(client),
             broker: Arc::clone(broker),
-            largest_frame: per_connection.min(broker_bytes),
+            largest_frame: per_connection.min(client_bytes).min(broker_bytes),
         }
     }
 
@@ -55,8 +67,10 @@ impl ConnectionBudget {
     pub fn reservation(&self) -> Reservation {
         Reservation {
             own_budget: Arc::clone(&self.own),
+            client_budget: Arc::clone(&self.client),
             broker_budget: Arc::clone(&self.broker),
             own: None,
+            client: None,
             broker: None,
             bytes: 0,
         }
@@ -68,8 +82,10 @@ impl ConnectionBudget {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     own_budget: Arc<Semaphore>,
+    client_budget: Arc<Semaphore>,
     broker_budget: Arc<Semaphore>,
     own: Option<OwnedSemaphorePermit>,
+    client: Option<OwnedSemaphorePermit>,
     broker: Option<OwnedSemaphorePermit>,
     bytes: usize,
 }
@@ -85,10 +101,15 @@ impl Reservation {
         self.bytes.clamp(FIRST_GRANT, MAX_GRANT).min(remaining)
     }
 
-    /// Reserves `more` bytes: of the connection's budget, then of the broker's.
+    /// Reserves `more` bytes: of the connection's budget, then the client's, then the
+    /// broker's.
     pub async fn grow(&mut self, more: usize) -> Result<(), BudgetClosed> {
         let n = u32::try_from(more).map_err(|_| BudgetClosed)?;
         let own = Arc::clone(&self.own_budget)
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| BudgetClosed)?;
+        let client = Arc::clone(&self.client_budget)
             .acquire_many_owned(n)
             .await
             .map_err(|_| BudgetClosed)?;
@@ -97,6 +118,7 @@ impl Reservation {
             .await
             .map_err(|_| BudgetClosed)?;
         merge(&mut self.own, own);
+        merge(&mut self.client, client);
         merge(&mut self.broker, broker);
         self.bytes += more;
         Ok(())
@@ -118,10 +140,40 @@ mod tests {
 
     const MIB: usize = 1 << 20;
 
+    fn unlimited() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))
+    }
+
+    #[test]
+    fn a_clients_connections_share_its_budget() {
+        let broker = Arc::new(Semaphore::new(64 * MIB));
+        let client = Arc::new(Semaphore::new(MIB));
+        let a = ConnectionBudget::new(&broker, 64 * MIB, 32 * MIB, &client, MIB);
+        let b = ConnectionBudget::new(&broker, 64 * MIB, 32 * MIB, &client, MIB);
+        assert_eq!(
+            a.largest_frame(),
+            MIB,
+            "no frame may exceed the client's share"
+        );
+        let mut first = a.reservation();
+        tokio_test_block_on(first.grow(MIB)).expect("room");
+        let mut second = b.reservation();
+        let blocked = tokio_test_block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), second.grow(FIRST_GRANT)).await
+        });
+        assert!(
+            blocked.is_err(),
+            "the client's other connection waits on the client's share"
+        );
+        drop(first);
+        tokio_test_block_on(second.grow(FIRST_GRANT)).expect("room again");
+        assert_eq!(broker.available_permits(), 64 * MIB - FIRST_GRANT);
+    }
+
     #[test]
     fn grants_double_with_what_arrived() {
         let broker = Arc::new(Semaphore::new(64 * MIB));
-        let budget = ConnectionBudget::new(&broker, 64 * MIB, 32 * MIB);
+        let budget = ConnectionBudget::new(&broker, 64 * MIB, 32 * MIB, &unlimited(), usize::MAX);
         let mut r = budget.reservation();
         let mut grants = Vec::new();
         let len = MIB;
@@ -139,8 +191,8 @@ mod tests {
     #[test]
     fn a_full_connection_waits_on_its_own_budget_and_others_go_on() {
         let broker = Arc::new(Semaphore::new(64 * MIB));
-        let greedy = ConnectionBudget::new(&broker, 64 * MIB, 16 * MIB);
-        let other = ConnectionBudget::new(&broker, 64 * MIB, 16 * MIB);
+        let greedy = ConnectionBudget::new(&broker, 64 * MIB, 16 * MIB, &unlimited(), usize::MAX);
+        let other = ConnectionBudget::new(&broker, 64 * MIB, 16 * MIB, &unlimited(), usize::MAX);
         let mut held = greedy.reservation();
         tokio_test_block_on(held.grow(16 * MIB)).expect("room");
         let rt = runtime();

@@ -47,12 +47,17 @@ impl std::fmt::Display for ClientKey {
 struct Entry {
     connections: usize,
     quotas: Arc<ClientQuotas>,
+    /// The client's share of the broker's in-flight request bytes, across all of its
+    /// connections.
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every client with a connection open (or a quota debt still to serve).
 #[derive(Debug)]
 pub(crate) struct Clients {
     per_client: usize,
+    /// In-flight request bytes one client may hold across its connections.
+    inflight_bytes: usize,
     rates: QuotaRates,
     entries: Mutex<HashMap<ClientKey, Entry>>,
 }
@@ -71,9 +76,16 @@ impl Clients {
     pub fn new(per_client: usize, rates: QuotaRates) -> Clients {
         Clients {
             per_client,
+            inflight_bytes: tokio::sync::Semaphore::MAX_PERMITS,
             rates,
             entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Bounds the in-flight request bytes one client holds across its connections.
+    pub fn with_inflight_bytes(mut self, bytes: usize) -> Clients {
+        self.inflight_bytes = bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
+        self
     }
 
     /// Counts a new connection of `key`, or refuses it when the client is at its limit.
@@ -88,6 +100,7 @@ impl Clients {
         let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
             connections: 0,
             quotas: Arc::new(ClientQuotas::new(self.rates)),
+            inflight: Arc::new(tokio::sync::Semaphore::new(self.inflight_bytes)),
         });
         if entry.connections >= self.per_client {
             return Err(TooManyConnections {
@@ -98,6 +111,7 @@ impl Clients {
         entry.connections += 1;
         Ok(ClientSlot {
             quotas: Arc::clone(&entry.quotas),
+            inflight: Arc::clone(&entry.inflight),
             key,
             clients: Arc::clone(self),
         })
@@ -125,6 +139,8 @@ impl Clients {
 pub(crate) struct ClientSlot {
     pub key: ClientKey,
     pub quotas: Arc<ClientQuotas>,
+    /// The client's in-flight byte budget, shared by its connections.
+    pub inflight: Arc<tokio::sync::Semaphore>,
     clients: Arc<Clients>,
 }
 

@@ -89,7 +89,10 @@ pub(crate) async fn accept_loop(
         inflight: Arc::new(Semaphore::new(
             limits.max_inflight_bytes.min(Semaphore::MAX_PERMITS),
         )),
-        clients: Arc::new(Clients::new(per_client, rates)),
+        clients: Arc::new(
+            Clients::new(per_client, rates)
+                .with_inflight_bytes(limits.max_inflight_bytes_per_client),
+        ),
         frames: BufferPool::new(POOLED_FRAMES, POOLED_MIN_BYTES, POOLED_FRAME_MAX_IDLE_BYTES),
         service,
         shutdown: shutdown.clone(),
@@ -158,14 +161,17 @@ async fn connection(
             return;
         }
     };
+    let budget = ConnectionBudget::new(
+        &ctx.inflight,
+        limits.max_inflight_bytes,
+        limits.max_inflight_bytes_per_connection,
+        &client.inflight,
+        limits.max_inflight_bytes_per_client,
+    );
     let peer = Arc::new(Peer {
         session,
         client,
-        budget: ConnectionBudget::new(
-            &ctx.inflight,
-            limits.max_inflight_bytes,
-            limits.max_inflight_bytes_per_connection,
-        ),
+        budget,
     });
     loop {
         let (send, recv) = tokio::select! {
