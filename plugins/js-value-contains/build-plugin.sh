@@ -2,9 +2,10 @@
 # Builds the JavaScript filter with componentize-js 0.23 into "$2", caching the npm
 # packages under "$1/js". Called by plugins/build.sh.
 #
-# componentize-js is called directly (not through `jco componentize`), with every WASI
-# feature disabled, so the component imports nothing but quiver:plugin/log and what the
-# JS engine itself needs (see DESIGN §11).
+# componentize-js is called directly (`jco componentize` failed on a path error with these
+# versions), with every WASI feature disabled (`-d http fetch-event` included, or the
+# component imports wasi:http), so the component imports nothing but quiver:plugin/log
+# and what the JS engine itself needs.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 wit="$here/../../wit"
