@@ -25,62 +25,16 @@ struct RequestBatch {
     header: BatchHeader,
 }
 
-/// Splits and checks every batch of a request before anything is written, so a corrupt
-/// batch anywhere means nothing is appended.
-fn validate_request(
+/// Splits a request into whole batches and checks each with `verify` before anything
+/// is written, so a bad batch anywhere means nothing is appended. `verify` gets the
+/// batch's index in the request, its bytes and the batch before it, and returns its
+/// validated header. A declared length over `max_batch_bytes` is refused before the
+/// bytes are looked at.
+fn split_request(
     batches: &[u8],
-    max_batch_bytes: u32,
+    max_batch_bytes: Option<u32>,
+    mut verify: impl FnMut(usize, &[u8], Option<&RequestBatch>) -> Result<BatchHeader, StorageError>,
 ) -> Result<Vec<RequestBatch>, StorageError> {
-    if batches.is_empty() {
-        return Err(StorageError::CorruptBatch {
-            index_in_request: 0,
-            source: BatchError::Empty,
-        });
-    }
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < batches.len() {
-        let index_in_request = out.len();
-        let corrupt = |source| StorageError::CorruptBatch {
-            index_in_request,
-            source,
-        };
-        let rest = &batches[start..];
-        let header = BatchHeader::parse(rest).map_err(corrupt)?;
-        let len = header.total_len();
-        if len > max_batch_bytes as usize {
-            return Err(StorageError::BatchTooLarge {
-                size: len,
-                max: max_batch_bytes,
-            });
-        }
-        if len > rest.len() {
-            return Err(corrupt(BatchError::Truncated {
-                needed: len,
-                available: rest.len(),
-            }));
-        }
-        let header = batch::validate(&rest[..len]).map_err(corrupt)?;
-        // Offsets are assigned densely from the record count; a producer's batch that
-        // claims otherwise would make offsets jump.
-        if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
-            return Err(corrupt(BatchError::Malformed(
-                "last offset delta must be the record count minus one",
-            )));
-        }
-        // The CRC proves the bytes are the producer's; this proves a consumer can read
-        // them: the codec decompresses and the records are framed as the header says.
-        batch::check_records(&rest[..len]).map_err(corrupt)?;
-        out.push(RequestBatch { start, header });
-        start += len;
-    }
-    Ok(out)
-}
-
-/// Splits and checks the batches a follower received before anything is written: each
-/// whole, with a valid CRC (empty batches left by the leader's compaction included), and
-/// starting where the previous one ended.
-fn validate_replicated(batches: &[u8]) -> Result<Vec<RequestBatch>, StorageError> {
     if batches.is_empty() {
         return Err(StorageError::CorruptBatch {
             index_in_request: 0,
@@ -96,16 +50,66 @@ fn validate_replicated(batches: &[u8]) -> Result<Vec<RequestBatch>, StorageError
             source,
         };
         let rest = &batches[start..];
-        let header = BatchHeader::parse(rest).map_err(corrupt)?;
-        let len = header.total_len();
+        let len = BatchHeader::parse(rest).map_err(corrupt)?.total_len();
+        if let Some(max) = max_batch_bytes
+            && len > max as usize
+        {
+            return Err(StorageError::BatchTooLarge { size: len, max });
+        }
         if len > rest.len() {
             return Err(corrupt(BatchError::Truncated {
                 needed: len,
                 available: rest.len(),
             }));
         }
-        let header = batch::validate_stored(&rest[..len]).map_err(corrupt)?;
-        if let Some(previous) = out.last() {
+        let header = verify(index_in_request, &rest[..len], out.last())?;
+        out.push(RequestBatch { start, header });
+        start += len;
+    }
+    Ok(out)
+}
+
+/// Splits and checks every batch a producer sent: size, CRC, dense offsets, and records
+/// a consumer can read.
+fn validate_request(
+    batches: &[u8],
+    max_batch_bytes: u32,
+) -> Result<Vec<RequestBatch>, StorageError> {
+    split_request(
+        batches,
+        Some(max_batch_bytes),
+        |index_in_request, bytes, _| {
+            let corrupt = |source| StorageError::CorruptBatch {
+                index_in_request,
+                source,
+            };
+            let header = batch::validate(bytes).map_err(corrupt)?;
+            // Offsets are assigned densely from the record count; a producer's batch that
+            // claims otherwise would make offsets jump.
+            if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
+                return Err(corrupt(BatchError::Malformed(
+                    "last offset delta must be the record count minus one",
+                )));
+            }
+            // The CRC proves the bytes are the producer's; this proves a consumer can read
+            // them: the codec decompresses and the records are framed as the header says.
+            batch::check_records(bytes).map_err(corrupt)?;
+            Ok(header)
+        },
+    )
+}
+
+/// Splits and checks the batches a follower received: each whole, with a valid CRC
+/// (empty batches left by the leader's compaction included), and starting where the
+/// previous one ended.
+fn validate_replicated(batches: &[u8]) -> Result<Vec<RequestBatch>, StorageError> {
+    split_request(batches, None, |index_in_request, bytes, previous| {
+        let header =
+            batch::validate_stored(bytes).map_err(|source| StorageError::CorruptBatch {
+                index_in_request,
+                source,
+            })?;
+        if let Some(previous) = previous {
             let expected = previous.header.last_offset() + 1;
             if header.base_offset != expected {
                 return Err(StorageError::UnexpectedReplicaOffset {
@@ -114,10 +118,8 @@ fn validate_replicated(batches: &[u8]) -> Result<Vec<RequestBatch>, StorageError
                 });
             }
         }
-        out.push(RequestBatch { start, header });
-        start += len;
-    }
-    Ok(out)
+        Ok(header)
+    })
 }
 
 impl PartitionLog {
