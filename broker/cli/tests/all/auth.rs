@@ -322,7 +322,11 @@ fn quiver(
         .expect("stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let out = child.wait_with_output().expect("quiver runs");
+    outcome(child.wait_with_output().expect("quiver runs"))
+}
+
+/// A finished `quiver`: (success, stdout, stderr).
+fn outcome(out: std::process::Output) -> (bool, String, String) {
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -449,11 +453,7 @@ fn issue_offline(data: &std::path::Path, principal: &str) -> (bool, String, Stri
         .env("QUIVER_HOME", data.parent().expect("dir"))
         .output()
         .expect("quiver runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(out)
 }
 
 /// Without client certificates, the first administrator's token is written into the

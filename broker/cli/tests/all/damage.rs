@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::api::FetchRequest;
 use quiver_proto::{ErrorCode, WireError};
-use quiver_sdk::{
-    ConsumerConfig, Error, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition,
-};
+use quiver_sdk::{Error, ProducerConfig, ProducerRecord, TopicPartition};
 
-use crate::harness::{TestBroker, expect_code, fill_one_batch_per_record, segment_files};
+use crate::harness::{
+    TestBroker, consumer_from_start, expect_code, fill_one_batch_per_record, segment_files,
+};
 
 /// Twenty records, one batch each, then the broker stops and one byte inside the records
 /// of the batch holding offset 10 is flipped.
@@ -39,14 +39,8 @@ async fn a_consumer_reads_around_mid_log_damage_only_when_it_skips() {
     let mut broker = TestBroker::start().await;
     damaged_at_ten(&mut broker).await;
     let client = broker.client().await;
-    let mut consumer = client
-        .consumer(ConsumerConfig {
-            auto_offset_reset: OffsetReset::Earliest,
-            ..ConsumerConfig::default()
-        })
-        .expect("consumer");
     let tp = TopicPartition::new("dmg", 0);
-    consumer.assign(vec![tp.clone()]);
+    let mut consumer = consumer_from_start(&client, &tp);
     let mut offsets = Vec::new();
     let mut damage = None;
     let deadline = Instant::now() + Duration::from_secs(20);

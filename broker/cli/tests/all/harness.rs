@@ -298,3 +298,18 @@ pub async fn fill_one_batch_per_record(broker: &TestBroker, topic: &str, n: u32)
     }
     producer.close().await;
 }
+
+/// A consumer reading `tp` alone from its first offset, without a group.
+pub fn consumer_from_start(
+    client: &quiver_sdk::Client,
+    tp: &quiver_sdk::TopicPartition,
+) -> quiver_sdk::Consumer {
+    let mut consumer = client
+        .consumer(quiver_sdk::ConsumerConfig {
+            auto_offset_reset: quiver_sdk::OffsetReset::Earliest,
+            ..quiver_sdk::ConsumerConfig::default()
+        })
+        .expect("consumer");
+    consumer.assign(vec![tp.clone()]);
+    consumer
+}

@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 use quiver_proto::ErrorCode;
 use quiver_proto::api::{Acks, FetchRequest, ListOffsetsRequest, OffsetSpec, ProduceRequest};
 use quiver_proto::batch::{BatchBuilder, Compression, ProducerIdentity};
-use quiver_sdk::{
-    Client, ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition,
-};
+use quiver_sdk::{Client, ProducerConfig, ProducerRecord, TopicPartition};
 
-use crate::harness::{TestBroker, expect_code, segment_files};
+use crate::harness::{TestBroker, consumer_from_start, expect_code, segment_files};
 
 async fn produce(client: &Client, topic: &str, partition: u32, n: usize) {
     let producer = client
@@ -34,13 +32,7 @@ async fn produce(client: &Client, topic: &str, partition: u32, n: usize) {
 
 /// Every record of one partition from the start, until `count` arrived.
 async fn consume(client: &Client, topic: &str, partition: u32, count: usize) -> Vec<String> {
-    let mut consumer = client
-        .consumer(ConsumerConfig {
-            auto_offset_reset: OffsetReset::Earliest,
-            ..ConsumerConfig::default()
-        })
-        .expect("consumer");
-    consumer.assign(vec![TopicPartition::new(topic, partition)]);
+    let mut consumer = consumer_from_start(client, &TopicPartition::new(topic, partition));
     let mut values = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while values.len() < count && Instant::now() < deadline {

@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use quiver_sdk::{ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition};
+use quiver_sdk::{ProducerConfig, ProducerRecord, TopicPartition};
 
 use crate::data_path::read_all;
-use crate::harness::{TestBroker, fill_one_batch_per_record, segment_files};
+use crate::harness::{TestBroker, consumer_from_start, fill_one_batch_per_record, segment_files};
 
 async fn fill(broker: &TestBroker, n: u32) {
     fill_one_batch_per_record(broker, "tail", n).await;
@@ -114,14 +114,8 @@ async fn a_batch_damaged_at_rest_fails_the_consumers_crc_check_at_its_offset() {
         .expect("flip one byte");
 
     let client = broker.client().await;
-    let mut consumer = client
-        .consumer(ConsumerConfig {
-            auto_offset_reset: OffsetReset::Earliest,
-            ..ConsumerConfig::default()
-        })
-        .expect("consumer");
     let tp = TopicPartition::new("tail", 0);
-    consumer.assign(vec![tp.clone()]);
+    let mut consumer = consumer_from_start(&client, &tp);
     let mut values = Vec::new();
     let err = loop {
         match consumer.poll(Duration::from_secs(5)).await {

@@ -393,12 +393,8 @@ async fn an_old_data_directory_is_imported_on_first_start() {
     assert!(again.producer_id > id.producer_id);
 }
 
-/// With authorization on, only super users and what access rules allow get through.
-#[tokio::test]
-async fn authorization_lets_through_super_users_and_what_rules_allow() {
-    use quiver_metadata::access::{Effect, PatternKind, ResourcePattern};
-    use quiver_metadata::{AccessRule, MetadataRecord, Operation, Principal, ResourceKind};
-
+/// A service with authorization on and `User:root` as its super user, and root's caller.
+async fn open_with_authorization() -> (tempfile::TempDir, BrokerService, Caller) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = BrokerConfig::dev(dir.path());
     config.auth.enabled = true;
@@ -406,7 +402,17 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
     let service = BrokerService::open(config, "127.0.0.1:0".into(), CancellationToken::new())
         .await
         .expect("open");
-    let root = Caller::client(Principal("User:root".into()));
+    let root = Caller::client(quiver_metadata::Principal("User:root".into()));
+    (dir, service, root)
+}
+
+/// With authorization on, only super users and what access rules allow get through.
+#[tokio::test]
+async fn authorization_lets_through_super_users_and_what_rules_allow() {
+    use quiver_metadata::access::{Effect, PatternKind, ResourcePattern};
+    use quiver_metadata::{AccessRule, MetadataRecord, Operation, Principal, ResourceKind};
+
+    let (_dir, service, root) = open_with_authorization().await;
     let alice = Caller::client(Principal("User:alice".into()));
     let anonymous = Caller::anonymous();
     for name in ["orders", "payroll"] {
@@ -527,14 +533,7 @@ async fn tokens_and_rules_are_administered_by_super_users_and_take_effect() {
     use quiver_metadata::access::{Effect, PatternKind, ResourcePattern};
     use quiver_metadata::{AccessRule, Operation, Principal, ResourceKind};
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = BrokerConfig::dev(dir.path());
-    config.auth.enabled = true;
-    config.auth.super_users.insert("User:root".into());
-    let service = BrokerService::open(config, "127.0.0.1:0".into(), CancellationToken::new())
-        .await
-        .expect("open");
-    let root = Caller::client(Principal("User:root".into()));
+    let (_dir, service, root) = open_with_authorization().await;
     let alice_p = Principal("User:alice".into());
 
     let refused = service
