@@ -23,7 +23,7 @@ use crate::record::{
 
 /// What a record changed, for the broker to act on (open partitions, close them,
 /// reload a plugin, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Applied {
     BrokerRegistered {
         broker_id: BrokerId,
@@ -578,7 +578,7 @@ mod tests;
 
 fn check_add_rule(r: &AccessRule) -> Result<Change<'_>, MetadataError> {
     let bad = |reason: &str| MetadataError::InvalidAccess {
-        what: "access rule",
+        what: "access rule".into(),
         reason: reason.to_string(),
     };
     if r.principal.0.is_empty() {
@@ -610,7 +610,7 @@ fn check_remove_rule<'r>(s: &ImageState, r: &'r AccessRule) -> Result<Change<'r>
 
 fn check_issue_token<'r>(s: &ImageState, r: &'r TokenEntry) -> Result<Change<'r>, MetadataError> {
     let bad = |reason: String| MetadataError::InvalidAccess {
-        what: "token",
+        what: "token".into(),
         reason,
     };
     if r.token_id.is_empty() || !r.token_id.bytes().all(|b| b.is_ascii_alphanumeric()) {

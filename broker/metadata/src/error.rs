@@ -7,7 +7,7 @@ use crate::ids::{BrokerId, TopicId};
 use crate::record::PluginKind;
 
 /// Why a record does not apply to the current image.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MetadataError {
     #[error(
         "record index {index} is not after the last applied index {last_applied}; records apply once, in log order"
@@ -145,5 +145,5 @@ pub enum MetadataError {
     #[error("no token with id `{token_id}`")]
     UnknownToken { token_id: String },
     #[error("invalid {what}: {reason}")]
-    InvalidAccess { what: &'static str, reason: String },
+    InvalidAccess { what: String, reason: String },
 }

@@ -10,19 +10,19 @@
 //! record, and the indexes in it count up by one.
 
 /// Magic bytes at the start of every log file.
-pub(crate) const LOG_MAGIC: &[u8; 8] = b"QVMETLOG";
+pub const LOG_MAGIC: &[u8; 8] = b"QVMETLOG";
 /// The log file format this code writes and reads.
-pub(crate) const LOG_FORMAT: u32 = 1;
+pub const LOG_FORMAT: u32 = 1;
 /// Bytes of the file header.
-pub(crate) const LOG_HEADER: usize = 12;
+pub const LOG_HEADER: usize = 12;
 /// Bytes before a frame's record.
-pub(crate) const FRAME_HEADER: usize = 16;
+pub const FRAME_HEADER: usize = 16;
 /// The largest record a frame may hold. Metadata records are small; a length beyond
 /// this is damage, not a record.
-pub(crate) const MAX_RECORD_BYTES: usize = 16 << 20;
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
 /// The file header.
-pub(crate) fn header() -> [u8; LOG_HEADER] {
+pub fn header() -> [u8; LOG_HEADER] {
     let mut h = [0u8; LOG_HEADER];
     h[..8].copy_from_slice(LOG_MAGIC);
     h[8..].copy_from_slice(&LOG_FORMAT.to_le_bytes());
@@ -30,7 +30,7 @@ pub(crate) fn header() -> [u8; LOG_HEADER] {
 }
 
 /// One record framed with its index.
-pub(crate) fn encode(index: u64, record: &[u8]) -> Vec<u8> {
+pub fn encode(index: u64, record: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER + record.len());
     // Records are far below 4 GiB; the caller refuses larger ones.
     out.extend_from_slice(
@@ -50,28 +50,28 @@ fn checksum(index: u64, record: &[u8]) -> u32 {
 
 /// A frame found in a file.
 #[derive(Debug)]
-pub(crate) struct Frame<'a> {
+pub struct Frame<'a> {
     /// Byte offset of the frame in the file.
-    pub(crate) offset: usize,
-    pub(crate) index: u64,
-    pub(crate) record: &'a [u8],
+    pub offset: usize,
+    pub index: u64,
+    pub record: &'a [u8],
 }
 
 /// What a scan of a file's frames found.
 #[derive(Debug)]
-pub(crate) struct Scan<'a> {
-    pub(crate) frames: Vec<Frame<'a>>,
+pub struct Scan<'a> {
+    pub frames: Vec<Frame<'a>>,
     /// Where the good frames end; a torn tail starts here.
-    pub(crate) valid_len: usize,
+    pub valid_len: usize,
     /// Whether bytes after `valid_len` are a partly written frame.
-    pub(crate) torn: bool,
+    pub torn: bool,
 }
 
 /// Damage that is not a torn tail: a bad frame with more data after it.
 #[derive(Debug)]
-pub(crate) struct Damage {
-    pub(crate) offset: usize,
-    pub(crate) reason: String,
+pub struct Damage {
+    pub offset: usize,
+    pub reason: String,
 }
 
 /// Reads the frames of `bytes` from `start` (just after the header).
@@ -80,7 +80,7 @@ pub(crate) struct Damage {
 /// that runs past the end of the file, zeros to the end, or a frame whose checksum fails
 /// and that ends exactly at the end of the file. A bad frame followed by more data is
 /// damage: an append never writes after a frame it has not finished.
-pub(crate) fn scan(bytes: &[u8], start: usize) -> Result<Scan<'_>, Damage> {
+pub fn scan(bytes: &[u8], start: usize) -> Result<Scan<'_>, Damage> {
     let mut frames = Vec::new();
     let mut pos = start;
     while pos < bytes.len() {

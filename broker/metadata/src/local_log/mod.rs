@@ -38,7 +38,7 @@
 
 mod error;
 mod files;
-mod frame;
+pub mod frame;
 mod snapshot_file;
 #[cfg(test)]
 mod tests;
