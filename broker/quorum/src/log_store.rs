@@ -283,7 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(())
         })
         .await;
-        let failed = result.as_ref().err().map(|e| io_error(e));
+        let failed = result.as_ref().err().map(io_error);
         callback.log_io_completed(result);
         match failed {
             Some(e) => Err(write_error(e)),
