@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::RwLock;
-use quiver_storage::PartitionLog;
 
 use quiver_metadata::proposal::{NewTopic, create_topic_record, delete_topic_record};
 use quiver_metadata::{AlterTopicConfigs, MetadataRecord, TopicImage};
@@ -23,6 +22,7 @@ use crate::error::BrokerError;
 use crate::metadata::{self, MetadataStore, ProducerIds};
 use crate::partition::Partition;
 use crate::plugins::PluginService;
+use crate::reconcile::Reconcile;
 use crate::service::types::{PartitionInfo, TopicInfo};
 use crate::topic_config::{self, EffectiveConfig};
 
@@ -39,7 +39,7 @@ pub struct TopicRecord {
 }
 
 impl TopicRecord {
-    fn from_image(t: &TopicImage) -> Self {
+    pub(crate) fn from_image(t: &TopicImage) -> Self {
         TopicRecord {
             name: t.name.clone(),
             partitions: t.partition_count(),
@@ -58,6 +58,9 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
 /// A topic and its open partitions.
 #[derive(Debug)]
 pub struct Topic {
+    /// The metadata's id of the topic: a topic deleted and created again under the same
+    /// name has a new one.
+    pub topic_id: quiver_metadata::TopicId,
     pub record: TopicRecord,
     pub config: EffectiveConfig,
     pub partitions: Vec<Arc<Partition>>,
@@ -92,7 +95,7 @@ pub struct Broker {
     pub advertised: String,
     /// Which topics, plugins and producer-id blocks exist.
     pub metadata: Arc<MetadataStore>,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic and plugin changes, so the metadata and the map never disagree
     /// and proposals are built from the image they will apply to.
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -108,14 +111,20 @@ impl Broker {
     /// topic it names, recovering each partition's log, and removes partition
     /// directories it no longer names. Blocking: call from the blocking pool.
     pub fn open(config: BrokerConfig, advertised: String) -> Result<Broker, BrokerError> {
+        create_data_dir(&config.data_dir)?;
+        let metadata = Arc::new(MetadataStore::open(&config.data_dir)?);
+        Self::open_with(config, advertised, metadata)
+    }
+
+    /// [`Broker::open`] over a given metadata store (a cluster member's quorum).
+    /// Blocking, and in a cluster it waits for the quorum to register this broker.
+    pub fn open_with(
+        config: BrokerConfig,
+        advertised: String,
+        metadata: Arc<MetadataStore>,
+    ) -> Result<Broker, BrokerError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
-            BrokerError::Internal(format!(
-                "cannot create data dir {}: {e}",
-                data_dir.display()
-            ))
-        })?;
-        let metadata = Arc::new(MetadataStore::open(&data_dir)?);
+        create_data_dir(&data_dir)?;
         let incarnation = u64::try_from(crate::service::now_ms()).unwrap_or(0);
         metadata.register_broker(config.node_id, &advertised, incarnation)?;
         let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
@@ -123,23 +132,20 @@ impl Broker {
         plugins.migrate_legacy(&metadata, &data_dir)?;
         metadata::migrate::run(&metadata, &data_dir, config.node_id)?;
         plugins.install_all(&metadata.image())?;
-        let mut topics = BTreeMap::new();
-        for image in metadata.image().topics() {
-            let topic = open_topic(&config, TopicRecord::from_image(image))?;
-            topics.insert(topic.record.name.clone(), Arc::new(topic));
-        }
-        remove_orphans(&data_dir, &topics);
         let producer_ids = ProducerIds::new(Arc::clone(&metadata), config.node_id);
-        Ok(Broker {
+        let broker = Broker {
             plugins,
             advertised,
             metadata,
-            topics: RwLock::new(topics),
+            topics: RwLock::new(BTreeMap::new()),
             admin: tokio::sync::Mutex::new(()),
             producer_ids,
             round_robin: AtomicI64::new(0),
             config,
-        })
+        };
+        broker.reconcile(Reconcile::Startup)?;
+        remove_orphans(&data_dir, &broker.topics.read());
+        Ok(broker)
     }
 
     /// Appends a metadata record on the blocking pool (the append fsyncs).
@@ -186,20 +192,6 @@ impl Broker {
         if self.topics.read().contains_key(&record.name) {
             return Err(BrokerError::TopicExists(record.name));
         }
-        // Stale directories of an earlier topic of the same name must not be adopted;
-        // removing them is file work, so it runs on the blocking pool.
-        let stale: Vec<PathBuf> = (0..record.partitions)
-            .map(|p| partition_dir(&self.config.data_dir, &record.name, p))
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            for dir in stale {
-                if dir.exists() {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-            }
-        })
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))?;
         let image = self.metadata.image();
         let proposal = create_topic_record(
             &image,
@@ -214,15 +206,8 @@ impl Broker {
             u32::try_from(image.topics().count()).unwrap_or(0),
         )?;
         self.append_metadata(proposal).await?;
-        let config = self.config.clone();
-        let topic = tokio::task::spawn_blocking(move || open_topic(&config, record))
-            .await
-            .map_err(|e| BrokerError::Internal(e.to_string()))??;
-        let topic = Arc::new(topic);
-        self.topics
-            .write()
-            .insert(topic.record.name.clone(), Arc::clone(&topic));
-        Ok(topic)
+        self.reconcile_now().await?;
+        self.topic(&record.name)
     }
 
     /// Deletes a topic: removes it from the metadata, then its data.
@@ -235,25 +220,9 @@ impl Broker {
             )));
         }
         let record = delete_topic_record(&self.metadata.image(), name)?;
-        self.append_metadata(record).await?;
-        self.topics.write().remove(name);
-        for p in &topic.partitions {
-            p.mark_deleted();
-        }
-        let dirs: Vec<PathBuf> = (0..topic.record.partitions)
-            .map(|p| partition_dir(&self.config.data_dir, name, p))
-            .collect();
         drop(topic);
-        tokio::task::spawn_blocking(move || {
-            for dir in dirs {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted topic's data; it is removed at next start");
-                }
-            }
-        })
-        .await
-        .map_err(|e| BrokerError::Internal(e.to_string()))?;
-        Ok(())
+        self.append_metadata(record).await?;
+        self.reconcile_now().await
     }
 
     /// Sets and removes configs of a topic, applying them to its open partitions.
@@ -290,21 +259,9 @@ impl Broker {
             delete,
         }))
         .await?;
-        for p in &old.partitions {
-            // An offline partition takes the topic's configs when it is reopened.
-            if let Ok(log) = p.log() {
-                log.set_config(config.log.clone());
-            }
-        }
-        let topic = Arc::new(Topic {
-            record,
-            config,
-            partitions: old.partitions.clone(),
-        });
-        self.topics
-            .write()
-            .insert(name.to_string(), Arc::clone(&topic));
-        Ok(topic)
+        drop(old);
+        self.reconcile_now().await?;
+        self.topic(name)
     }
 
     /// Checks the plugins a topic's configs bind (on the blocking pool: binding may
@@ -402,29 +359,13 @@ impl Broker {
     }
 }
 
-fn open_topic(config: &BrokerConfig, record: TopicRecord) -> Result<Topic, BrokerError> {
-    let effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
-    effective.warn_adjusted(&record.name);
-    let mut partitions = Vec::with_capacity(record.partitions as usize);
-    for p in 0..record.partitions {
-        let dir = partition_dir(&config.data_dir, &record.name, p);
-        let partition = match PartitionLog::open(&dir, effective.log.clone()) {
-            Ok(log) => Partition::new(record.name.clone(), p, log),
-            // One damaged partition must not keep the rest of the broker down: it is
-            // quarantined (offline, its files left as they are for the operator) and
-            // every other partition serves.
-            Err(source) => {
-                let reason = source.to_string();
-                tracing::error!(topic = %record.name, partition = p, dir = %dir.display(), reason = %reason, "partition quarantined: its log could not be opened; fix the cause, then run `quiver topic reopen {} {p}`", record.name);
-                Partition::offline(record.name.clone(), p, reason)
-            }
-        };
-        partitions.push(Arc::new(partition));
-    }
-    Ok(Topic {
-        record,
-        config: effective,
-        partitions,
+/// Creates the data directory, naming it when that fails.
+fn create_data_dir(data_dir: &Path) -> Result<(), BrokerError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        BrokerError::Internal(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
     })
 }
 

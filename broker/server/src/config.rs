@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     /// Who clients are and what they may do (`[auth]` in the TOML file). Off by default,
     /// which only a broker on loopback may run with unless told otherwise.
     pub auth: crate::auth::AuthConfig,
+    /// This broker's part in a cluster (`[cluster]` in the TOML file): the metadata
+    /// quorum's voters and the cluster CA. Empty on a single node.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Bounds and defaults of the Wasm plugin runtime (`[plugins]` in the TOML file). The
@@ -227,6 +230,7 @@ impl Default for BrokerConfig {
             groups: GroupsConfig::default(),
             plugins: PluginsConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }

@@ -62,6 +62,17 @@ pub enum BrokerError {
     /// The metadata log could not be read or written.
     #[error(transparent)]
     MetadataLog(quiver_metadata::LocalLogError),
+    /// The cluster's metadata quorum could not take a change (no majority, or an
+    /// answer lost).
+    #[error(transparent)]
+    Quorum(quiver_quorum::QuorumError),
+    /// Another broker holds this partition; the client asks the cluster where it is.
+    #[error("{}", not_leader_message(.topic, *.partition, *.leader))]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        leader: Option<u32>,
+    },
     /// A consumer-group request the coordinator refused; its wire code comes from the
     /// groups' front door.
     #[error(transparent)]
@@ -77,4 +88,15 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn not_leader_message(topic: &str, partition: u32, leader: Option<u32>) -> String {
+    match leader {
+        Some(id) => format!(
+            "partition {topic}-{partition} is led by broker {id}, not this one; send it there"
+        ),
+        None => format!(
+            "partition {topic}-{partition} has no leader now (none of its replicas is available); try again later"
+        ),
+    }
 }

@@ -120,7 +120,7 @@ impl GroupService {
                     // Small segments close often, so compaction has something to clean.
                     ("segment.bytes".to_string(), (64 * 1024 * 1024).to_string()),
                 ]);
-                broker
+                let created = broker
                     .create_topic(TopicRecord {
                         name: OFFSETS_TOPIC.to_string(),
                         partitions: config.offsets_topic_partitions.max(1),
@@ -128,7 +128,19 @@ impl GroupService {
                         configs,
                         internal: true,
                     })
-                    .await?
+                    .await;
+                match created {
+                    Ok(topic) => topic,
+                    // Another broker of the cluster created it first.
+                    Err(BrokerError::Metadata(quiver_metadata::MetadataError::TopicExists {
+                        ..
+                    })) => {
+                        let _guard = broker.admin.lock().await;
+                        broker.reconcile_now().await?;
+                        broker.topic(OFFSETS_TOPIC)?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
@@ -140,6 +152,11 @@ impl GroupService {
         }
         let mut records = Vec::new();
         for partition in &topic.partitions {
+            // In a cluster, another broker coordinates the groups of a partition it
+            // holds.
+            if !partition.is_local() {
+                continue;
+            }
             // A quarantined offsets partition must not keep the broker down; the groups
             // it holds start without their committed offsets (logged, so an operator
             // can reopen it and restart to load them).

@@ -11,7 +11,9 @@
 //! after their idle timeout. The `quiver` binary is a thin shell around
 //! [`run`] and [`start`]; tests start brokers in-process with [`start`] on port 0.
 //!
-//! What it is not (yet): a cluster member; replication and Raft metadata come later.
+//! With `[cluster] voters` it is one broker of a cluster whose metadata is kept by a
+//! Raft quorum of brokers ([`cluster`]); partitions live on the brokers they are placed
+//! on. Replication of partition data between brokers comes later.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), quiver_server::ServerError> {
@@ -25,6 +27,7 @@
 
 pub mod auth;
 mod broker;
+pub mod cluster;
 mod compaction_plugin;
 pub mod config;
 mod error;
@@ -34,6 +37,7 @@ mod metadata;
 mod partition;
 mod plugins;
 mod quic;
+mod reconcile;
 pub mod reset_key;
 pub mod service;
 pub mod tls;
@@ -178,8 +182,10 @@ async fn start_with(
         .clone()
         .unwrap_or_else(|| local_addr.to_string());
     let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let quorum = start_quorum(&config, &identity, reset_key.as_bytes(), &shutdown).await?;
     // Committed offsets are replayed before the listener serves a single request.
-    let service = BrokerService::open(config.clone(), advertised, shutdown.clone()).await?;
+    let service =
+        BrokerService::open_with(config.clone(), advertised, shutdown.clone(), quorum).await?;
     tracing::info!(addr = %local_addr, data = %config.data_dir.display(), "broker listening");
 
     let tracker = TaskTracker::new();
@@ -189,6 +195,13 @@ async fn start_with(
         tracker.spawn(
             Arc::clone(&service.groups).run_timer(Arc::clone(&service.broker), token.clone()),
         );
+        if let Some(quorum) = service.broker.metadata.quorum() {
+            tracker.spawn(follow_metadata(
+                Arc::clone(&service.broker),
+                quorum.applied(),
+                token.clone(),
+            ));
+        }
         quic::listener::accept_loop(
             endpoint.clone(),
             service.clone(),
@@ -203,7 +216,11 @@ async fn start_with(
             tracing::warn!("in-flight requests did not finish within the grace period; closing");
         }
         endpoint.close(0u32.into(), b"broker shutting down");
+        let quorum = service.broker.metadata.quorum().cloned();
         let _ = tokio::task::spawn_blocking(move || service.close()).await;
+        if let Some(quorum) = quorum {
+            quorum.shutdown().await;
+        }
         endpoint.wait_idle().await;
         tracing::info!("broker stopped");
     });
@@ -214,4 +231,67 @@ async fn start_with(
         shutdown,
         task,
     })
+}
+
+/// In a cluster: checks `[cluster]`, binds the quorum listener, starts this broker's
+/// metadata-quorum voter and serves its peers. `None` on a single node.
+async fn start_quorum(
+    config: &BrokerConfig,
+    identity: &tls::Identity,
+    reset_key: &[u8],
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<metadata::MetadataStore>>, ServerError> {
+    let voters = config
+        .cluster
+        .check(config.node_id)
+        .map_err(ServerError::Config)?;
+    let Some(own) = voters.get(&config.node_id) else {
+        return Ok(None);
+    };
+    if matches!(config.tls, TlsConfig::SelfSigned) {
+        return Err(ServerError::Config(
+            "a broker of a cluster needs [tls] cert and key signed by cluster.ca; a self-signed certificate cannot be verified by the other brokers".into(),
+        ));
+    }
+    let addr = config.cluster.quorum_listen.unwrap_or(*own);
+    let ca =
+        config.cluster.ca.clone().ok_or_else(|| {
+            ServerError::Config("cluster.ca is required with cluster.voters".into())
+        })?;
+    let endpoint = quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
+    let transport = Arc::new(quic::quorum::QuicTransport::new(endpoint.clone()));
+    let dir = metadata::quorum_dir(&config.data_dir);
+    let lock = metadata::lock_dir(&dir)?;
+    let options = config.cluster.quorum_options(config.node_id, &voters);
+    let quorum = quiver_quorum::Quorum::start(&dir, options, transport)
+        .await
+        .map_err(|e| ServerError::Open(BrokerError::Quorum(e)))?;
+    tokio::spawn(quic::quorum::serve(
+        endpoint,
+        quorum.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(quorum = %addr, voters = voters.len(), "metadata quorum voter started");
+    Ok(Some(Arc::new(metadata::MetadataStore::replicated(
+        quorum, lock,
+    ))))
+}
+
+/// In a cluster: brings the broker's topics in line with every metadata change, whoever
+/// made it.
+async fn follow_metadata(
+    broker: Arc<broker::Broker>,
+    mut applied: tokio::sync::watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = applied.changed() => if changed.is_err() { return },
+        }
+        let _guard = broker.admin.lock().await;
+        if let Err(e) = broker.reconcile_now().await {
+            tracing::error!(error = %e, "could not apply a metadata change to the open topics");
+        }
+    }
 }

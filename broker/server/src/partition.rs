@@ -28,6 +28,9 @@ enum LogState {
     Online(Arc<PartitionLog>),
     /// Why the log could not be opened; every operation on the partition fails with it.
     Offline(Arc<str>),
+    /// Another broker holds this partition (in a cluster, a partition lives on its
+    /// replicas only); operations here fail with `NotLeader` naming its leader.
+    Remote(Option<u32>),
 }
 
 /// A partition's log plus the high-watermark signal readers wait on.
@@ -65,6 +68,25 @@ impl Partition {
         Self::with_state(topic, index, LogState::Offline(reason.into()), 0)
     }
 
+    /// A partition this broker does not hold; `leader` is who leads it, if anyone.
+    pub fn remote(topic: String, index: u32, leader: Option<u32>) -> Self {
+        Self::with_state(topic, index, LogState::Remote(leader), 0)
+    }
+
+    /// Whether this broker holds a replica of the partition (online or offline).
+    pub fn is_local(&self) -> bool {
+        !matches!(&*self.state.read(), LogState::Remote(_))
+    }
+
+    /// Who leads a partition held elsewhere; `None` for a local one, or when nobody
+    /// leads.
+    pub fn remote_leader(&self) -> Option<u32> {
+        match &*self.state.read() {
+            LogState::Remote(leader) => *leader,
+            _ => None,
+        }
+    }
+
     fn with_state(topic: String, index: u32, state: LogState, high_watermark: i64) -> Self {
         let (high_watermark, _) = watch::channel(high_watermark);
         Partition {
@@ -84,6 +106,11 @@ impl Partition {
         match &*self.state.read() {
             LogState::Online(log) => Ok(Arc::clone(log)),
             LogState::Offline(reason) => Err(self.offline_error(reason)),
+            LogState::Remote(leader) => Err(BrokerError::NotLeader {
+                topic: self.topic.clone(),
+                partition: self.index,
+                leader: *leader,
+            }),
         }
     }
 
@@ -100,7 +127,7 @@ impl Partition {
     /// Why the partition is offline, or `None` while it serves.
     pub fn offline_reason(&self) -> Option<String> {
         match &*self.state.read() {
-            LogState::Online(_) => None,
+            LogState::Online(_) | LogState::Remote(_) => None,
             LogState::Offline(reason) => Some(reason.to_string()),
         }
     }

@@ -4,43 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::harness::Ca;
 use quiver_proto::ErrorCode;
 use quiver_sdk::{Client, ClientOptions, ProducerConfig, ProducerRecord};
 use quiver_server::{BrokerConfig, RunningBroker};
 
 /// A CA and certificates it signs.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("ca cert");
-        Ca { cert, key }
-    }
-
-    /// A client certificate for common name `cn`: (certificate PEM, key PEM).
-    fn client(&self, cn: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("client cert");
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 async fn start(dir: &std::path::Path, ca: &Ca) -> RunningBroker {
     let ca_path = dir.join("client-ca.pem");
     std::fs::write(&ca_path, ca.cert.pem()).expect("write ca");

@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod bench_child;
 mod cli;
+mod cluster;
 mod compaction;
 mod crash;
 mod damage;

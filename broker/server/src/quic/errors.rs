@@ -6,6 +6,7 @@ use quiver_proto::{ErrorCode, WireError};
 use quiver_storage::StorageError;
 
 use quiver_metadata::MetadataError;
+use quiver_quorum::QuorumError;
 
 use crate::error::BrokerError;
 
@@ -38,6 +39,14 @@ fn code(e: &BrokerError) -> ErrorCode {
         BrokerError::Storage { source, .. } => storage_code(source),
         BrokerError::Metadata(e) => metadata_code(e),
         BrokerError::MetadataLog(_) | BrokerError::Internal(_) => ErrorCode::INTERNAL,
+        BrokerError::Quorum(e) => match e {
+            QuorumError::NoQuorum { .. } => ErrorCode::BROKER_UNAVAILABLE,
+            QuorumError::OutcomeUnknown(_) => ErrorCode::REQUEST_TIMED_OUT,
+            QuorumError::Storage { .. } | QuorumError::Config(_) | QuorumError::Stopped(_) => {
+                ErrorCode::INTERNAL
+            }
+        },
+        BrokerError::NotLeader { .. } => ErrorCode::NOT_LEADER,
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
         BrokerError::Unauthorized(_) | BrokerError::Unauthenticated(_) => ErrorCode::UNAUTHORIZED,
         BrokerError::Group(e) => super::convert::group::error_code(e),

@@ -13,4 +13,5 @@ pub(crate) mod convert;
 pub(crate) mod dispatch;
 pub(crate) mod errors;
 pub(crate) mod listener;
+pub(crate) mod quorum;
 pub(crate) mod quota;

@@ -65,10 +65,24 @@ impl BrokerService {
         advertised: String,
         shutdown: CancellationToken,
     ) -> Result<BrokerService, BrokerError> {
+        Self::open_with(config, advertised, shutdown, None).await
+    }
+
+    /// [`BrokerService::open`] over a given metadata store (a cluster member's quorum);
+    /// `None` opens the local metadata log.
+    pub(crate) async fn open_with(
+        config: BrokerConfig,
+        advertised: String,
+        shutdown: CancellationToken,
+        metadata: Option<Arc<crate::metadata::MetadataStore>>,
+    ) -> Result<BrokerService, BrokerError> {
         let groups_config = config.groups.clone();
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config, advertised))
-            .await
-            .map_err(|e| BrokerError::Internal(format!("opening the broker failed: {e}")))??;
+        let broker = tokio::task::spawn_blocking(move || match metadata {
+            Some(metadata) => Broker::open_with(config, advertised, metadata),
+            None => Broker::open(config, advertised),
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("opening the broker failed: {e}")))??;
         let broker = Arc::new(broker);
         let groups = Arc::new(GroupService::open(&broker, &groups_config).await?);
         Ok(BrokerService {

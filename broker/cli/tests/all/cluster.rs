@@ -1,0 +1,227 @@
+//! A three-broker cluster of `quiver serve` child processes on loopback: the metadata
+//! quorum elects a leader, every broker sees every topic, partitions live on the brokers
+//! they are placed on, and the metadata survives the SIGKILL of a broker (the other two
+//! are a majority) and is caught up by that broker when it returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use quiver_proto::api::OffsetSpec;
+use quiver_sdk::{Client, ClientOptions};
+
+use crate::harness::{Ca, eventually};
+
+/// One broker of the test cluster, as a child process.
+struct Member {
+    id: u32,
+    config: PathBuf,
+    child: Option<Child>,
+    url: Option<String>,
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+    members: Vec<Member>,
+}
+
+/// A UDP port free right now on loopback (the quorum addresses must be known before
+/// the brokers start).
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::new("quiver-test-cluster-ca");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert.pem()).expect("write ca");
+        let voters: Vec<String> = (1..=3)
+            .map(|id| format!("\"{id}@127.0.0.1:{}\"", free_udp_port()))
+            .collect();
+        let mut members = Vec::new();
+        for id in 1..=3u32 {
+            let (cert, key) = ca.broker(&format!("broker-{id}"));
+            let cert_path = dir.path().join(format!("broker-{id}.pem"));
+            let key_path = dir.path().join(format!("broker-{id}.key"));
+            std::fs::write(&cert_path, cert).expect("cert");
+            std::fs::write(&key_path, key).expect("key");
+            let config = dir.path().join(format!("broker-{id}.toml"));
+            let text = format!(
+                "node_id = {id}\n\
+                 listen = \"127.0.0.1:0\"\n\
+                 data_dir = {data:?}\n\
+                 [tls]\nmode = \"files\"\ncert = {cert:?}\nkey = {key:?}\n\
+                 [cluster]\nvoters = [{voters}]\nca = {ca:?}\n\
+                 election_timeout_ms = 300\nheartbeat_ms = 50\n",
+                data = dir.path().join(format!("data-{id}")),
+                cert = cert_path,
+                key = key_path,
+                voters = voters.join(", "),
+                ca = ca_path,
+            );
+            std::fs::write(&config, text).expect("config");
+            members.push(Member {
+                id,
+                config,
+                child: None,
+                url: None,
+            });
+        }
+        Cluster {
+            dir,
+            ca: ca_path,
+            members,
+        }
+    }
+
+    /// Starts the members not running, then waits until each serves (a broker serves
+    /// once the quorum has registered it, so they are started together).
+    fn start(&mut self) {
+        for m in self.members.iter_mut().filter(|m| m.child.is_none()) {
+            let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&m.config)
+                .env("QUIVER_HOME", self.dir.path().join("home"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn quiver serve");
+            m.child = Some(child);
+        }
+        for m in self.members.iter_mut().filter(|m| m.url.is_none()) {
+            let child = m.child.as_mut().expect("spawned");
+            let stdout = child.stdout.take().expect("stdout");
+            let mut first = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut first)
+                .expect("read the first line");
+            let url = first
+                .trim()
+                .strip_prefix("quiver: listening on ")
+                .unwrap_or_else(|| panic!("broker {} did not start: {first:?}", m.id));
+            m.url = Some(url.to_string());
+        }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    fn kill(&mut self, id: u32) {
+        let m = &mut self.members[id as usize - 1];
+        if let Some(mut child) = m.child.take() {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+        }
+        m.url = None;
+    }
+
+    async fn client(&self, id: u32) -> Client {
+        let url = self.members[id as usize - 1].url.clone().expect("running");
+        Client::connect(&url, ClientOptions::new().ca_pem_file(&self.ca))
+            .await
+            .expect("client connects")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut child) = m.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+async fn topic_names(client: &Client) -> BTreeSet<String> {
+    client
+        .admin()
+        .list_topics()
+        .await
+        .map(|topics| topics.into_iter().map(|t| t.name).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() {
+    let mut cluster = Cluster::new();
+    cluster.start();
+
+    // A topic created on broker 1 is seen by broker 3, its partitions spread over all.
+    let one = cluster.client(1).await;
+    one.admin()
+        .create_topic("spread", 3, 1, BTreeMap::new())
+        .await
+        .expect("create on broker 1");
+    let three = cluster.client(3).await;
+    eventually(10, "broker 3 sees the topic", || async {
+        topic_names(&three).await.contains("spread")
+    })
+    .await;
+    let described = three
+        .admin()
+        .describe_topic("spread")
+        .await
+        .expect("describe");
+    let leaders: BTreeSet<u32> = described.partitions.iter().map(|p| p.leader).collect();
+    assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "{described:?}");
+
+    // Each partition is served by its leader, and another broker says who leads it.
+    for p in &described.partitions {
+        let leader = cluster.client(p.leader).await;
+        leader
+            .admin()
+            .list_offsets("spread", p.partition, OffsetSpec::Latest)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "broker {} serves its partition {}: {e}",
+                    p.leader, p.partition
+                )
+            });
+        let other = if p.leader == 1 { 2 } else { 1 };
+        let err = cluster
+            .client(other)
+            .await
+            .admin()
+            .list_offsets("spread", p.partition, OffsetSpec::Latest)
+            .await
+            .expect_err("not held there");
+        assert!(
+            err.to_string()
+                .contains(&format!("led by broker {}", p.leader)),
+            "{err}"
+        );
+    }
+    drop((one, three));
+
+    // Broker 1 dies; the other two are a majority and keep changing the metadata.
+    cluster.kill(1);
+    let two = cluster.client(2).await;
+    two.admin()
+        .create_topic("after", 2, 1, BTreeMap::new())
+        .await
+        .expect("a majority of two creates a topic");
+    let three = cluster.client(3).await;
+    eventually(
+        10,
+        "broker 3 sees the topic made without broker 1",
+        || async { topic_names(&three).await.contains("after") },
+    )
+    .await;
+
+    // Broker 1 returns from its files and catches up.
+    cluster.start();
+    let one = cluster.client(1).await;
+    eventually(15, "broker 1 caught up", || async {
+        topic_names(&one).await.contains("after")
+    })
+    .await;
+    assert!(topic_names(&one).await.contains("spread"));
+}

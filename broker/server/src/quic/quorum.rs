@@ -1,0 +1,247 @@
+//! The quorum listener: how the voters of a cluster carry metadata-quorum messages to
+//! each other over QUIC.
+//!
+//! Its own UDP port and ALPN (`quiver-quorum/1`), apart from the client listener, so
+//! that the quorum can elect a leader before the broker serves clients (a broker needs
+//! the quorum to register), and so that a flood of clients cannot starve it. Both ends
+//! present certificates that must chain to the cluster CA (mutual TLS); the listener
+//! asks for and requires a client certificate.
+//!
+//! A message is one bidirectional stream: the sender writes the message and finishes
+//! its side, the receiver answers with the reply and finishes. The bytes are
+//! `quiver_quorum`'s; this file only moves them. One connection per peer, made on
+//! first use and made again when it breaks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use quiver_quorum::{NodeId, Quorum, Transport, TransportError, TransportFuture};
+use rustls::RootCertStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::tls::{Identity, TlsError, crypto_provider};
+
+/// The ALPN id of the quorum protocol.
+pub const QUORUM_ALPN: &[u8] = b"quiver-quorum/1";
+/// The largest quorum message read; snapshots travel in chunks far below it.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// How long a connection attempt to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The CA certificates of the cluster, from a PEM file.
+fn cluster_roots(ca: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let pem = std::fs::read(ca).map_err(|source| TlsError::Read {
+        what: "cluster CA",
+        path: ca.to_path_buf(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|source| TlsError::Read {
+            what: "cluster CA",
+            path: ca.to_path_buf(),
+            source,
+        })?;
+        roots.add(cert)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Empty {
+            what: "certificate",
+            path: ca.to_path_buf(),
+        });
+    }
+    Ok(Arc::new(roots))
+}
+
+fn transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    // A peer that stops answering is noticed within seconds; keep-alives hold an idle
+    // connection open between heartbeats.
+    t.max_idle_timeout(Some(quinn::VarInt::from_u32(5_000).into()));
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t
+}
+
+/// Binds the quorum listener at `addr`; it also dials peers.
+pub(crate) fn endpoint(
+    addr: SocketAddr,
+    identity: &Identity,
+    ca: &Path,
+    reset_key: &[u8],
+) -> Result<quinn::Endpoint, crate::ServerError> {
+    let roots = cluster_roots(ca)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::clone(&roots),
+        crypto_provider(),
+    )
+    .build()
+    .map_err(|e| TlsError::Quic(format!("cluster CA {}: {e}", ca.display())))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::from)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(TlsError::from)?;
+    server.alpn_protocols = vec![QUORUM_ALPN.to_vec()];
+    let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(Arc::new(transport()));
+
+    let mut client = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::from)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(TlsError::from)?;
+    client.alpn_protocols = vec![QUORUM_ALPN.to_vec()];
+    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(Arc::new(transport()));
+
+    let mut endpoint = quiver_quic::server_endpoint(addr, server, reset_key)
+        .map_err(|source| crate::ServerError::Bind { addr, source })?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+/// Sends quorum messages to peers over the quorum endpoint.
+#[derive(Debug)]
+pub(crate) struct QuicTransport {
+    endpoint: quinn::Endpoint,
+    connections: Mutex<HashMap<NodeId, quinn::Connection>>,
+}
+
+impl QuicTransport {
+    pub(crate) fn new(endpoint: quinn::Endpoint) -> Self {
+        QuicTransport {
+            endpoint,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn connection(
+        &self,
+        target: NodeId,
+        address: &str,
+    ) -> Result<quinn::Connection, TransportError> {
+        let cached = self.connections.lock().get(&target).cloned();
+        if let Some(c) = cached {
+            if c.close_reason().is_none() {
+                return Ok(c);
+            }
+        }
+        let unreachable = |reason: String| TransportError {
+            reason: format!("voter {target} at {address}: {reason}"),
+            maybe_delivered: false,
+        };
+        let addr: SocketAddr = address
+            .parse()
+            .map_err(|e| unreachable(format!("not host:port ({e})")))?;
+        let connecting = self
+            .endpoint
+            .connect(addr, &addr.ip().to_string())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| unreachable("no answer to the handshake".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        self.connections.lock().insert(target, connection.clone());
+        Ok(connection)
+    }
+}
+
+impl Transport for QuicTransport {
+    fn call<'a>(
+        &'a self,
+        target: NodeId,
+        address: &'a str,
+        message: Vec<u8>,
+    ) -> TransportFuture<'a> {
+        Box::pin(async move {
+            let connection = self.connection(target, address).await?;
+            let lost = |reason: String, maybe_delivered| {
+                self.connections.lock().remove(&target);
+                TransportError {
+                    reason: format!("voter {target} at {address}: {reason}"),
+                    maybe_delivered,
+                }
+            };
+            let (mut send, mut recv) = connection
+                .open_bi()
+                .await
+                .map_err(|e| lost(e.to_string(), false))?;
+            send.write_all(&message)
+                .await
+                .map_err(|e| lost(e.to_string(), true))?;
+            send.finish().map_err(|e| lost(e.to_string(), true))?;
+            recv.read_to_end(MAX_MESSAGE_BYTES)
+                .await
+                .map_err(|e| lost(e.to_string(), true))
+        })
+    }
+}
+
+/// Serves peers' quorum messages until `shutdown`.
+pub(crate) async fn serve(endpoint: quinn::Endpoint, quorum: Quorum, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            () = shutdown.cancelled() => break,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { break };
+        let quorum = quorum.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let connection = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a quorum peer's handshake failed");
+                    return;
+                }
+            };
+            serve_connection(connection, quorum, shutdown).await;
+        });
+    }
+    tracker.close();
+    endpoint.close(0u32.into(), b"broker shutting down");
+}
+
+async fn serve_connection(
+    connection: quinn::Connection,
+    quorum: Quorum,
+    shutdown: CancellationToken,
+) {
+    let streams = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            stream = connection.accept_bi() => stream,
+        };
+        let Ok((mut send, mut recv)) = stream else {
+            break;
+        };
+        let quorum = quorum.clone();
+        streams.spawn(async move {
+            let message = match recv.read_to_end(MAX_MESSAGE_BYTES).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a quorum message could not be read");
+                    return;
+                }
+            };
+            let reply = quorum.handle(&message).await;
+            if send.write_all(&reply).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
+    streams.close();
+}

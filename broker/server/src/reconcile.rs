@@ -1,0 +1,241 @@
+//! Keeping the broker's open topics in line with the metadata.
+//!
+//! The metadata image says which topics exist, with which configs, and which brokers
+//! hold each partition; the broker keeps an open log for each partition it holds. Every
+//! change reaches the broker the same way: a record is applied to the image (proposed
+//! here, or, in a cluster, by any broker), then [`Broker::reconcile`] compares the image
+//! with the open topics and makes them agree: opens new topics, closes deleted ones
+//! (a topic deleted and created again under its name has a new id and is a new topic),
+//! applies changed configs, and marks partitions held by other brokers as remote, so a
+//! request for one is answered with who leads it.
+//!
+//! On a single node every partition is local, whatever its recorded placement.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quiver_metadata::{MetadataImage, TopicImage};
+use quiver_storage::PartitionLog;
+
+use crate::broker::{Broker, Topic, TopicRecord, partition_dir};
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::topic_config;
+
+/// When a reconcile runs, which decides what to do with partition directories found on
+/// disk for a topic the broker has not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reconcile {
+    /// At start: the directories are the topic's own data, recovered and adopted.
+    Startup,
+    /// While serving: the topic is new to this broker, so directories of its name are
+    /// left from an earlier topic of that name and are removed first.
+    Live,
+}
+
+impl Broker {
+    /// Brings the open topics in line with the current metadata image. Blocking (opens
+    /// logs, removes directories): call from the blocking pool, with the admin lock
+    /// held when serving.
+    pub(crate) fn reconcile(&self, when: Reconcile) -> Result<(), BrokerError> {
+        let current = self.topics.read().clone();
+        let next = reconcile_topics(&self.config, &self.metadata.image(), current, when)?;
+        *self.topics.write() = next;
+        Ok(())
+    }
+
+    /// [`Broker::reconcile`] from an async context: the file work runs on the blocking
+    /// pool. Hold the admin lock.
+    pub(crate) async fn reconcile_now(&self) -> Result<(), BrokerError> {
+        let config = self.config.clone();
+        let image = self.metadata.image();
+        let current = self.topics.read().clone();
+        let next = tokio::task::spawn_blocking(move || {
+            reconcile_topics(&config, &image, current, Reconcile::Live)
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("reconciling topics failed: {e}")))??;
+        *self.topics.write() = next;
+        Ok(())
+    }
+}
+
+/// The topics `current` becomes under `image`.
+fn reconcile_topics(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    mut current: TopicMap,
+    when: Reconcile,
+) -> Result<TopicMap, BrokerError> {
+    // Deleted topics (or ones re-created under a new id) go first, so a new topic of
+    // the same name never has its fresh directories removed.
+    let gone: Vec<String> = current
+        .iter()
+        .filter(|(name, open)| {
+            !image
+                .topic(name)
+                .is_some_and(|t| t.topic_id == open.topic_id)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in gone {
+        if let Some(topic) = current.remove(&name) {
+            close_deleted(config, &topic);
+        }
+    }
+    for t in image.topics() {
+        let next = match current.get(&t.name) {
+            Some(open) => refresh(config, open, t, image)?,
+            None => Some(open_topic(config, t, image, when)?),
+        };
+        if let Some(next) = next {
+            current.insert(t.name.clone(), Arc::new(next));
+        }
+    }
+    Ok(current)
+}
+
+/// Whether this broker holds `topic`-`partition`, and who leads it.
+fn hosts(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    topic: &str,
+    partition: u32,
+) -> (bool, Option<u32>) {
+    let placed = image.partition(topic, partition);
+    let leader = placed.and_then(|a| a.leader);
+    if !config.cluster.is_cluster() {
+        return (true, leader);
+    }
+    let local = placed.is_some_and(|a| a.replicas.contains(&config.node_id));
+    (local, leader)
+}
+
+/// Opens a topic the broker does not have open yet: a log for each partition it holds,
+/// a remote marker for the rest.
+fn open_topic(
+    config: &BrokerConfig,
+    t: &TopicImage,
+    image: &MetadataImage,
+    when: Reconcile,
+) -> Result<Topic, BrokerError> {
+    let record = TopicRecord::from_image(t);
+    let effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
+    effective.warn_adjusted(&record.name);
+    let mut partitions = Vec::with_capacity(record.partitions as usize);
+    for p in 0..record.partitions {
+        let (local, leader) = hosts(config, image, &record.name, p);
+        if !local {
+            partitions.push(Arc::new(Partition::remote(record.name.clone(), p, leader)));
+            continue;
+        }
+        let dir = partition_dir(&config.data_dir, &record.name, p);
+        if when == Reconcile::Live && dir.exists() {
+            // Left by an earlier topic of this name (deleted while this broker was down,
+            // or by an interrupted delete): never adopted.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove the data of an earlier topic of this name");
+            }
+        }
+        partitions.push(Arc::new(open_partition(
+            config,
+            &record.name,
+            p,
+            &effective,
+        )));
+    }
+    Ok(Topic {
+        topic_id: t.topic_id,
+        record,
+        config: effective,
+        partitions,
+    })
+}
+
+/// A topic that is open and still exists: new configs applied to its logs, and the
+/// placement of partitions held elsewhere updated. `None` when nothing changed.
+fn refresh(
+    config: &BrokerConfig,
+    open: &Topic,
+    t: &TopicImage,
+    image: &MetadataImage,
+) -> Result<Option<Topic>, BrokerError> {
+    let record = TopicRecord::from_image(t);
+    let mut changed = false;
+    let effective = if record.configs != open.record.configs {
+        changed = true;
+        let effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
+        for p in &open.partitions {
+            // An offline partition takes the topic's configs when it is reopened.
+            if let Ok(log) = p.log() {
+                log.set_config(effective.log.clone());
+            }
+        }
+        effective
+    } else {
+        open.config.clone()
+    };
+    let mut partitions = open.partitions.clone();
+    for (i, slot) in partitions.iter_mut().enumerate() {
+        let index = i as u32;
+        let (local, leader) = hosts(config, image, &t.name, index);
+        if slot.is_local() == local && (local || slot.remote_leader() == leader) {
+            continue;
+        }
+        changed = true;
+        *slot = if local {
+            Arc::new(open_partition(config, &t.name, index, &effective))
+        } else {
+            // No longer held here: what this broker had of it stays on disk until the
+            // topic is deleted.
+            Arc::new(Partition::remote(t.name.clone(), index, leader))
+        };
+    }
+    Ok(changed.then(|| Topic {
+        topic_id: open.topic_id,
+        record,
+        config: effective,
+        partitions,
+    }))
+}
+
+/// Ends a deleted topic: waiting readers wake with `UNKNOWN_TOPIC`, its directories go.
+fn close_deleted(config: &BrokerConfig, topic: &Topic) {
+    for p in &topic.partitions {
+        p.mark_deleted();
+    }
+    for (index, p) in topic.partitions.iter().enumerate() {
+        if !p.is_local() {
+            continue;
+        }
+        let dir = partition_dir(&config.data_dir, &topic.record.name, index as u32);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted topic's data; it is removed at next start");
+        }
+    }
+}
+
+/// Opens one partition's log; one that cannot be opened is quarantined (offline, its
+/// files left for the operator) and every other partition still serves.
+fn open_partition(
+    config: &BrokerConfig,
+    topic: &str,
+    p: u32,
+    effective: &topic_config::EffectiveConfig,
+) -> Partition {
+    let dir = partition_dir(&config.data_dir, topic, p);
+    match PartitionLog::open(&dir, effective.log.clone()) {
+        Ok(log) => Partition::new(topic.to_string(), p, log),
+        Err(source) => {
+            let reason = source.to_string();
+            tracing::error!(topic = %topic, partition = p, dir = %dir.display(), reason = %reason, "partition quarantined: its log could not be opened; fix the cause, then run `quiver topic reopen {topic} {p}`");
+            Partition::offline(topic.to_string(), p, reason)
+        }
+    }
+}
+
+/// Topics by name, as the broker keeps them.
+pub(crate) type TopicMap = BTreeMap<String, Arc<Topic>>;
