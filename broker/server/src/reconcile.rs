@@ -73,9 +73,9 @@ fn reconcile_topics(
     let gone: Vec<String> = current
         .iter()
         .filter(|(name, open)| {
-            !image
+            image
                 .topic(name)
-                .is_some_and(|t| t.topic_id == open.topic_id)
+                .is_none_or(|t| t.topic_id != open.topic_id)
         })
         .map(|(name, _)| name.clone())
         .collect();

@@ -132,10 +132,10 @@ impl QuicTransport {
         address: &str,
     ) -> Result<quinn::Connection, TransportError> {
         let cached = self.connections.lock().get(&target).cloned();
-        if let Some(c) = cached {
-            if c.close_reason().is_none() {
-                return Ok(c);
-            }
+        if let Some(c) = cached
+            && c.close_reason().is_none()
+        {
+            return Ok(c);
         }
         let unreachable = |reason: String| TransportError {
             reason: format!("voter {target} at {address}: {reason}"),
