@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use quiver_metadata::proposal::{PRODUCER_ID_BLOCK, allocate_producer_ids_record};
-use quiver_metadata::{Applied, BrokerId};
+use quiver_metadata::{Applied, BrokerId, MetadataError};
 
 use super::MetadataStore;
 use crate::error::BrokerError;
@@ -40,9 +40,23 @@ impl ProducerIds {
     pub fn next(&self) -> Result<i64, BrokerError> {
         let mut block = self.block.lock();
         if block.0 >= block.1 {
-            let image = self.metadata.image();
-            let record = allocate_producer_ids_record(&image, self.broker_id, PRODUCER_ID_BLOCK);
-            match self.metadata.append(&record)? {
+            // In a cluster another broker may take the same next block first; its record
+            // is then applied here too, and the next attempt starts after it.
+            let mut attempts = 0;
+            let applied = loop {
+                let image = self.metadata.image();
+                let record =
+                    allocate_producer_ids_record(&image, self.broker_id, PRODUCER_ID_BLOCK);
+                match self.metadata.append(&record) {
+                    Err(BrokerError::Metadata(MetadataError::ProducerIdsReused { .. }))
+                        if attempts < 5 =>
+                    {
+                        attempts += 1;
+                    }
+                    other => break other?,
+                }
+            };
+            match applied {
                 Applied::ProducerIdsAllocated { first, count, .. } => {
                     *block = (first, first + i64::from(count));
                 }
