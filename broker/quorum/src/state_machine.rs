@@ -144,6 +144,25 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Writes `bytes` as the snapshot file (replaced whole), on the blocking pool.
+    async fn save(
+        &self,
+        bytes: &[u8],
+        meta: &SnapshotMeta<NodeId, Node>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let shared = Arc::clone(&self.shared);
+        let to_write = bytes.to_vec();
+        tokio::task::spawn_blocking(move || {
+            quiver_durable::write_atomic(&shared.dir.join(SNAPSHOT_FILE), &to_write)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (meta, image) = {
@@ -164,15 +183,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let bytes = Envelope::encode(&meta, &image)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let shared = Arc::clone(&self.shared);
-        let to_write = bytes.clone();
-        tokio::task::spawn_blocking(move || {
-            quiver_durable::write_atomic(&shared.dir.join(SNAPSHOT_FILE), &to_write)
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.save(&bytes, &meta).await?;
         self.shared.state.lock().snapshot = Some((meta.clone(), bytes.clone()));
         tracing::debug!(last = ?meta.last_log_id, "metadata snapshot taken");
         Ok(Snapshot {
@@ -249,15 +260,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (_, image) = Envelope::decode(&bytes).map_err(|reason| {
             StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(reason))
         })?;
-        let shared = Arc::clone(&self.shared);
-        let to_write = bytes.clone();
-        tokio::task::spawn_blocking(move || {
-            quiver_durable::write_atomic(&shared.dir.join(SNAPSHOT_FILE), &to_write)
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.save(&bytes, meta).await?;
         let mut state = self.shared.state.lock();
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
