@@ -181,6 +181,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io_error(format!("a storage task failed: {e}")))?
 }
 
+/// Appends `entries` to the end of the log file, fsyncs, then makes them readable.
+/// Blocking.
+fn write_entries(shared: &Shared, entries: Vec<Entry>) -> std::io::Result<()> {
+    let mut file = shared.file.lock();
+    let mut buf = Vec::new();
+    let mut at = file.len;
+    let mut placed = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let json = serde_json::to_vec(e).map_err(io_error)?;
+        let frame = frame::encode(e.log_id.index, &json);
+        placed.push((e.log_id.index, at));
+        at += frame.len() as u64;
+        buf.extend_from_slice(&frame);
+    }
+    file.file.write_all(&buf)?;
+    file.file.sync_data()?;
+    file.len = at;
+    file.offsets.extend(placed);
+    let mut map = shared.entries.write();
+    for e in entries {
+        map.insert(e.log_id.index, e);
+    }
+    Ok(())
+}
+
 fn write_error(e: std::io::Error) -> StorageError<NodeId> {
     StorageIOError::write_logs(&e).into()
 }
@@ -256,33 +281,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let mut frames = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let bytes = serde_json::to_vec(e).map_err(|e| write_error(io_error(e)))?;
-            frames.push((e.log_id.index, frame::encode(e.log_id.index, &bytes)));
-        }
         let shared = Arc::clone(&self.shared);
-        let result = blocking(move || {
-            let mut file = shared.file.lock();
-            let mut buf = Vec::new();
-            let mut at = file.len;
-            let mut placed = Vec::with_capacity(frames.len());
-            for (index, bytes) in frames {
-                placed.push((index, at));
-                at += bytes.len() as u64;
-                buf.extend_from_slice(&bytes);
-            }
-            file.file.write_all(&buf)?;
-            file.file.sync_data()?;
-            file.len = at;
-            file.offsets.extend(placed);
-            let mut map = shared.entries.write();
-            for e in entries {
-                map.insert(e.log_id.index, e);
-            }
-            Ok(())
-        })
-        .await;
+        let result = blocking(move || write_entries(&shared, entries)).await;
         let failed = result.as_ref().err().map(io_error);
         callback.log_io_completed(result);
         match failed {
@@ -359,25 +359,9 @@ mod tests {
         }
     }
 
+    /// The file work of `append`, without the flush callback only a running Raft has.
     async fn append(store: &mut LogStore, entries: Vec<Entry>) {
-        // A callback needs a running Raft; the file work is what is tested here.
-        let shared = Arc::clone(&store.shared);
-        let mut frames = Vec::new();
-        for e in &entries {
-            frames.push(frame::encode(
-                e.log_id.index,
-                &serde_json::to_vec(e).expect("json"),
-            ));
-        }
-        let mut file = shared.file.lock();
-        for (e, f) in entries.into_iter().zip(frames) {
-            let at = file.len;
-            file.file.write_all(&f).expect("write");
-            file.len += f.len() as u64;
-            file.offsets.insert(e.log_id.index, at);
-            shared.entries.write().insert(e.log_id.index, e);
-        }
-        file.file.sync_data().expect("sync");
+        write_entries(&store.shared, entries).expect("append");
     }
 
     #[tokio::test]

@@ -78,7 +78,7 @@ impl Envelope {
 }
 
 #[derive(Debug)]
-struct Applied {
+struct MachineState {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
     snapshot: Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>,
@@ -90,7 +90,7 @@ pub(crate) struct Shared {
     dir: PathBuf,
     pub(crate) image: ArcSwap<MetadataImage>,
     pub(crate) applied_index: watch::Sender<u64>,
-    state: Mutex<Applied>,
+    state: Mutex<MachineState>,
 }
 
 /// The state machine handed to openraft.
@@ -110,7 +110,7 @@ impl StateMachine {
                         path: path.clone(),
                         reason,
                     })?;
-                let state = Applied {
+                let state = MachineState {
                     last_applied: meta.last_log_id,
                     membership: meta.last_membership.clone(),
                     snapshot: Some((meta, bytes)),
@@ -119,7 +119,7 @@ impl StateMachine {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
                 MetadataImage::empty(),
-                Applied {
+                MachineState {
                     last_applied: None,
                     membership: StoredMembership::default(),
                     snapshot: None,

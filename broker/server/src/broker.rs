@@ -22,7 +22,7 @@ use crate::error::BrokerError;
 use crate::metadata::{self, MetadataStore, ProducerIds};
 use crate::partition::Partition;
 use crate::plugins::PluginService;
-use crate::reconcile::Reconcile;
+use crate::reconcile::{Reconcile, TopicMap};
 use crate::service::types::{PartitionInfo, TopicInfo};
 use crate::topic_config::{self, EffectiveConfig};
 
@@ -95,7 +95,7 @@ pub struct Broker {
     pub advertised: String,
     /// Which topics, plugins and producer-id blocks exist.
     pub metadata: Arc<MetadataStore>,
-    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub(crate) topics: RwLock<TopicMap>,
     /// Serializes topic and plugin changes, so the metadata and the map never disagree
     /// and proposals are built from the image they will apply to.
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -111,7 +111,6 @@ impl Broker {
     /// topic it names, recovering each partition's log, and removes partition
     /// directories it no longer names. Blocking: call from the blocking pool.
     pub fn open(config: BrokerConfig, advertised: String) -> Result<Broker, BrokerError> {
-        create_data_dir(&config.data_dir)?;
         let metadata = Arc::new(MetadataStore::open(&config.data_dir)?);
         Self::open_with(config, advertised, metadata)
     }
@@ -371,7 +370,7 @@ fn create_data_dir(data_dir: &Path) -> Result<(), BrokerError> {
 
 /// Removes `<topic>-<n>` directories that belong to no topic in the metadata: what an
 /// interrupted delete left behind.
-fn remove_orphans(data_dir: &Path, topics: &BTreeMap<String, Arc<Topic>>) {
+fn remove_orphans(data_dir: &Path, topics: &TopicMap) {
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return;
     };

@@ -35,7 +35,7 @@ pub enum TlsError {
     #[error("TLS config unusable for QUIC: {0}")]
     Quic(String),
     #[error(transparent)]
-    ClientCa(#[from] crate::auth::client_certs::ClientCaError),
+    Ca(#[from] crate::auth::client_certs::CaError),
     #[error(
         "cannot keep the QUIC stateless-reset key at {path}: {source}; the broker must be able to read and write its data directory"
     )]

@@ -13,20 +13,50 @@ use rustls::RootCertStore;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoClientAuth, WebPkiClientVerifier};
 
-/// Why the client CA could not be used.
+/// Why a CA file (the client CA, or a cluster's CA) could not be used; `what` names
+/// which.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientCaError {
-    #[error("cannot read the client CA {path}: {source}")]
+pub enum CaError {
+    #[error("cannot read the {what} {path}: {source}")]
     Read {
+        what: &'static str,
         path: String,
         source: std::io::Error,
     },
     #[error(
-        "the client CA {path} holds no certificate; it must be a PEM file with the CA certificate"
+        "the {what} {path} holds no certificate; it must be a PEM file with the CA certificate"
     )]
-    Empty { path: String },
-    #[error("the client CA {path} is unusable: {reason}")]
-    Invalid { path: String, reason: String },
+    Empty { what: &'static str, path: String },
+    #[error("the {what} {path} is unusable: {reason}")]
+    Invalid {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+/// The certificates of the PEM file `ca` as trust roots; `what` names the file in errors.
+pub fn read_roots(ca: &Path, what: &'static str) -> Result<RootCertStore, CaError> {
+    let path = ca.display().to_string();
+    let pem = std::fs::read(ca).map_err(|source| CaError::Read {
+        what,
+        path: path.clone(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let invalid = |reason: String| CaError::Invalid {
+            what,
+            path: path.clone(),
+            reason,
+        };
+        let cert = cert.map_err(|e| invalid(e.to_string()))?;
+        roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(CaError::Empty { what, path });
+    }
+    Ok(roots)
 }
 
 /// The verifier the TLS server config uses: certificates chaining to `ca` when given,
@@ -34,34 +64,17 @@ pub enum ClientCaError {
 pub fn verifier(
     ca: Option<&Path>,
     provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, ClientCaError> {
+) -> Result<Arc<dyn ClientCertVerifier>, CaError> {
     let Some(ca) = ca else {
         return Ok(Arc::new(NoClientAuth));
     };
-    let path = ca.display().to_string();
-    let pem = std::fs::read(ca).map_err(|source| ClientCaError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| ClientCaError::Invalid {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        roots.add(cert).map_err(|e| ClientCaError::Invalid {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(ClientCaError::Empty { path });
-    }
+    let roots = read_roots(ca, "client CA")?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .allow_unauthenticated()
         .build()
-        .map_err(|e| ClientCaError::Invalid {
-            path,
+        .map_err(|e| CaError::Invalid {
+            what: "client CA",
+            path: ca.display().to_string(),
             reason: e.to_string(),
         })
 }
@@ -100,13 +113,13 @@ mod tests {
         let missing = dir.path().join("nope.pem");
         assert!(matches!(
             verifier(Some(&missing), provider()),
-            Err(ClientCaError::Read { .. })
+            Err(CaError::Read { .. })
         ));
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").expect("write");
         assert!(matches!(
             verifier(Some(&empty), provider()),
-            Err(ClientCaError::Empty { .. })
+            Err(CaError::Empty { .. })
         ));
     }
 }

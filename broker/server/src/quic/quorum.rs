@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use quiver_quorum::{NodeId, Quorum, Transport, TransportError, TransportFuture};
-use rustls::RootCertStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,31 +31,6 @@ pub const QUORUM_ALPN: &[u8] = b"quiver-quorum/1";
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The CA certificates of the cluster, from a PEM file.
-fn cluster_roots(ca: &Path) -> Result<Arc<RootCertStore>, TlsError> {
-    let pem = std::fs::read(ca).map_err(|source| TlsError::Read {
-        what: "cluster CA",
-        path: ca.to_path_buf(),
-        source,
-    })?;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|source| TlsError::Read {
-            what: "cluster CA",
-            path: ca.to_path_buf(),
-            source,
-        })?;
-        roots.add(cert)?;
-    }
-    if roots.is_empty() {
-        return Err(TlsError::Empty {
-            what: "certificate",
-            path: ca.to_path_buf(),
-        });
-    }
-    Ok(Arc::new(roots))
-}
 
 fn transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
@@ -74,7 +48,8 @@ pub(crate) fn endpoint(
     ca: &Path,
     reset_key: &[u8],
 ) -> Result<quinn::Endpoint, crate::ServerError> {
-    let roots = cluster_roots(ca)?;
+    let roots =
+        Arc::new(crate::auth::client_certs::read_roots(ca, "cluster CA").map_err(TlsError::from)?);
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::clone(&roots),
         crypto_provider(),
