@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quiver_metadata::{MetadataImage, TopicImage};
+use quiver_metadata::{MetadataImage, TopicId, TopicImage};
 use quiver_storage::PartitionLog;
 
 use crate::broker::{Broker, Topic, TopicRecord, partition_dir};
@@ -130,19 +130,13 @@ fn open_topic(
             partitions.push(Arc::new(Partition::remote(record.name.clone(), p, leader)));
             continue;
         }
-        let dir = partition_dir(&config.data_dir, &record.name, p);
-        if when == Reconcile::Live && dir.exists() {
-            // Left by an earlier topic of this name (deleted while this broker was down,
-            // or by an interrupted delete): never adopted.
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove the data of an earlier topic of this name");
-            }
-        }
         partitions.push(Arc::new(open_partition(
             config,
             &record.name,
             p,
             &effective,
+            t.topic_id,
+            when,
         )));
     }
     Ok(Topic {
@@ -185,7 +179,14 @@ fn refresh(
         }
         changed = true;
         *slot = if local {
-            Arc::new(open_partition(config, &t.name, index, &effective))
+            Arc::new(open_partition(
+                config,
+                &t.name,
+                index,
+                &effective,
+                t.topic_id,
+                Reconcile::Live,
+            ))
         } else {
             // No longer held here: what this broker had of it stays on disk until the
             // topic is deleted.
@@ -220,20 +221,77 @@ fn close_deleted(config: &BrokerConfig, topic: &Topic) {
 
 /// Opens one partition's log; one that cannot be opened is quarantined (offline, its
 /// files left for the operator) and every other partition still serves.
+///
+/// The directory's `partition.metadata` names the topic id its data belongs to. Data of
+/// another id is left from an earlier topic of the same name (deleted, perhaps while
+/// this broker was down, and created again) and is removed, never adopted. A directory
+/// without the file predates it: adopted at start, removed when the topic is new to a
+/// running broker.
 fn open_partition(
     config: &BrokerConfig,
     topic: &str,
     p: u32,
     effective: &topic_config::EffectiveConfig,
+    topic_id: TopicId,
+    when: Reconcile,
 ) -> Partition {
     let dir = partition_dir(&config.data_dir, topic, p);
-    match PartitionLog::open(&dir, effective.log.clone()) {
+    let marker = dir.join(quiver_storage::PARTITION_METADATA);
+    let recorded = recorded_topic_id(&marker);
+    let stale = match &recorded {
+        Marker::Names(id) => *id != topic_id,
+        Marker::Missing => when == Reconcile::Live,
+        // Data is never removed on evidence that cannot be read.
+        Marker::Unreadable(reason) => {
+            tracing::warn!(file = %marker.display(), reason = %reason, "cannot tell which topic this partition's data belongs to; keeping it");
+            false
+        }
+    };
+    if stale && dir.exists() {
+        tracing::warn!(dir = %dir.display(), topic_id = %topic_id, "removing data an earlier topic of this name left");
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the data of an earlier topic of this name");
+        }
+    }
+    let partition = match PartitionLog::open(&dir, effective.log.clone()) {
         Ok(log) => Partition::new(topic.to_string(), p, log),
         Err(source) => {
             let reason = source.to_string();
             tracing::error!(topic = %topic, partition = p, dir = %dir.display(), reason = %reason, "partition quarantined: its log could not be opened; fix the cause, then run `quiver topic reopen {topic} {p}`");
-            Partition::offline(topic.to_string(), p, reason)
+            return Partition::offline(topic.to_string(), p, reason);
         }
+    };
+    if stale || recorded != Marker::Names(topic_id) {
+        let text = format!("version: 0\ntopic_id: {topic_id}\n");
+        if let Err(e) = quiver_durable::write_atomic(&marker, text.as_bytes()) {
+            tracing::warn!(file = %marker.display(), error = %e, "could not record the partition's topic id");
+        }
+    }
+    partition
+}
+
+/// What a partition directory's `partition.metadata` says.
+#[derive(Debug, PartialEq, Eq)]
+enum Marker {
+    Missing,
+    Names(TopicId),
+    Unreadable(String),
+}
+
+fn recorded_topic_id(marker: &std::path::Path) -> Marker {
+    let text = match std::fs::read_to_string(marker) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Marker::Missing,
+        Err(e) => return Marker::Unreadable(e.to_string()),
+    };
+    let id = text
+        .lines()
+        .find_map(|line| line.strip_prefix("topic_id:"))
+        .map(|id| id.trim().parse::<TopicId>());
+    match id {
+        Some(Ok(id)) => Marker::Names(id),
+        Some(Err(e)) => Marker::Unreadable(e),
+        None => Marker::Unreadable("it names no topic_id".into()),
     }
 }
 

@@ -98,6 +98,11 @@ mod replication;
 mod scan;
 mod segment;
 
+/// A file the broker keeps in a partition directory to say which topic the data belongs
+/// to (a topic deleted and created again under its name has a new id). The log leaves
+/// it alone; it is the broker's.
+pub const PARTITION_METADATA: &str = "partition.metadata";
+
 pub use compaction::{CompactionOutcome, CompactionPolicy, KeepLatest, PolicyError, Survivor};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use damage::DamagedRange;

@@ -125,7 +125,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
             continue;
         }
         let checkpoints = [EPOCH_CHECKPOINT.name, HW_CHECKPOINT.name];
-        if checkpoints.contains(&name.as_str()) {
+        if checkpoints.contains(&name.as_str()) || name == crate::PARTITION_METADATA {
             continue;
         }
         if let Some(stem) = name.strip_suffix(TEMP_SUFFIX)

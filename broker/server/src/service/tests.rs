@@ -601,3 +601,69 @@ async fn tokens_and_rules_are_administered_by_super_users_and_take_effect() {
         Err(BrokerError::Unauthenticated(_))
     ));
 }
+
+/// A partition directory records its topic's id; data of another id (left by an earlier
+/// topic of the same name) is removed at start, data from before the record existed is
+/// adopted.
+#[tokio::test]
+async fn partition_data_of_another_topic_id_is_not_adopted_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = || async {
+        BrokerService::open(
+            BrokerConfig::dev(dir.path()),
+            "127.0.0.1:0".into(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("open")
+    };
+    let latest = |s: &BrokerService| {
+        let s = s.clone();
+        async move {
+            s.list_offsets(&me(), "x", 0, OffsetQuery::Latest)
+                .await
+                .expect("latest")
+                .offset
+        }
+    };
+    let s = start().await;
+    topic(&s, "x", 1).await;
+    s.produce(
+        &me(),
+        produce("x", Some(0), records(&[("a", "1"), ("b", "2")])),
+    )
+    .await
+    .expect("produce");
+    let marker = dir
+        .path()
+        .join("x-0")
+        .join(quiver_storage::PARTITION_METADATA);
+    let recorded = std::fs::read_to_string(&marker).expect("the topic id is recorded");
+    s.close();
+    drop(s);
+
+    // Without the file (a directory from an older broker) the data is adopted, and the
+    // file written.
+    std::fs::remove_file(&marker).expect("remove marker");
+    let s = start().await;
+    assert_eq!(latest(&s).await, Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("rewritten"),
+        recorded
+    );
+    s.close();
+    drop(s);
+
+    // Naming another topic id, it is an earlier topic's data: removed, not served.
+    std::fs::write(
+        &marker,
+        "version: 0\ntopic_id: 0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("another id");
+    let s = start().await;
+    assert_eq!(latest(&s).await, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("replaced"),
+        recorded
+    );
+}
