@@ -1006,6 +1006,13 @@ async fn an_old_data_directory_with_plugins_and_a_bound_topic_is_imported() {
     let data = broker.data_dir();
     std::fs::remove_dir_all(data.join("meta/log")).expect("no metadata log yet");
     std::fs::remove_dir_all(data.join("plugins")).expect("no plugin blobs yet");
+    // Nor did partition directories record a topic id then.
+    for entry in std::fs::read_dir(&data).expect("data dir").flatten() {
+        let marker = entry.path().join("partition.metadata");
+        if marker.exists() {
+            std::fs::remove_file(marker).expect("no topic id record yet");
+        }
+    }
     write_old_plugin_version(&data, "router", 1, "partitioner", &plugin("key-hash"));
     // Version 2 was removed long ago: the numbers have a gap the import keeps.
     write_old_plugin_version(&data, "router", 3, "partitioner", &plugin("first-byte"));

@@ -351,6 +351,12 @@ async fn an_old_data_directory_is_imported_on_first_start() {
     service.close();
     drop(service);
     std::fs::remove_dir_all(dir.path().join("meta/log")).expect("drop the metadata log");
+    // Partition directories did not record a topic id then either.
+    for p in 0..2 {
+        let marker = crate::broker::partition_dir(dir.path(), "orders", p)
+            .join(quiver_storage::PARTITION_METADATA);
+        std::fs::remove_file(marker).expect("no topic id record yet");
+    }
     std::fs::write(
         dir.path().join("meta/topics.json"),
         r#"{"version":1,"topics":[
