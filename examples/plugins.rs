@@ -9,8 +9,8 @@
 //! cargo run -p quiver-cli --example plugins         # in another
 //! ```
 //!
-//! It finds the broker as the `quiver` CLI does (the profile `quiver dev` writes in
-//! `~/.quiver/dev.json` or `$QUIVER_HOME/dev.json`), registers the `key-hash` partitioner
+//! It finds the broker as the `quiver` CLI does (the profile the running `quiver dev`
+//! writes under `~/.quiver/profiles/` or `$QUIVER_HOME/profiles/`), registers the `key-hash` partitioner
 //! and the `json-filter` filter, creates the topic `plugin-demo` bound to the partitioner
 //! (`partitioner=demo-key-hash`), produces keyed records without naming a partition,
 //! shows the partition each landed in, then reads the topic through the filter and shows
@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let key_hash = read("key-hash")?;
     let json_filter = read("json-filter")?;
 
-    let (url, ca) = dev_broker();
+    let (url, ca) = dev_broker()?;
     let client = Client::connect(&url, ClientOptions::new().ca_pem_file(&ca))
         .await
         .with_context(|| format!("connecting to {url} (is `quiver dev` running?)"))?;
@@ -146,21 +146,13 @@ async fn read_topic(
     Ok(records)
 }
 
-/// The broker and certificate `quiver dev` recorded, or its defaults.
-fn dev_broker() -> (String, PathBuf) {
-    let profile = std::env::var_os("QUIVER_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".quiver")))
-        .map(|home| home.join("dev.json"))
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok());
-    let field = |name: &str| {
-        profile
-            .as_ref()
-            .and_then(|p| p.get(name)?.as_str().map(str::to_string))
-    };
-    (
-        field("broker").unwrap_or_else(|| "quic://127.0.0.1:7420".into()),
-        PathBuf::from(field("ca").unwrap_or_else(|| "quiver-data/tls/cert.pem".into())),
-    )
+/// The broker and certificate of the running `quiver dev` (its profile), or its defaults.
+fn dev_broker() -> anyhow::Result<(String, PathBuf)> {
+    Ok(match quiver_cli::profile::choose(None)? {
+        Some(p) => (p.broker, p.ca),
+        None => (
+            "quic://127.0.0.1:7420".into(),
+            PathBuf::from("quiver-data/tls/cert.pem"),
+        ),
+    })
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use quiver_sdk::{Client, ClientOptions};
-use serde::{Deserialize, Serialize};
 
 /// Flags every client command shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,42 +26,27 @@ pub struct ConnectArgs {
     /// PEM file of the private key of --cert.
     #[arg(long, global = true, env = "QUIVER_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
-}
-
-/// What `quiver dev` leaves for the CLI on the same machine.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DevProfile {
-    pub broker: String,
-    pub ca: PathBuf,
-}
-
-/// `$QUIVER_HOME/dev.json`, or `~/.quiver/dev.json`.
-pub fn profile_path() -> Option<PathBuf> {
-    let home = std::env::var_os("QUIVER_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".quiver")))?;
-    Some(home.join("dev.json"))
-}
-
-pub fn read_profile() -> Option<DevProfile> {
-    let text = std::fs::read(profile_path()?).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-pub fn write_profile(profile: &DevProfile) -> anyhow::Result<PathBuf> {
-    let path = profile_path().context("neither QUIVER_HOME nor HOME is set")?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&path, serde_json::to_vec_pretty(profile)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    /// The `quiver dev` broker to use, by its profile name (printed by `quiver dev`);
+    /// without it, the only dev broker running on this machine.
+    #[arg(long, global = true, env = "QUIVER_PROFILE")]
+    pub profile: Option<String>,
 }
 
 impl ConnectArgs {
     /// The broker URL and CA file this command will use.
     pub fn resolve(&self) -> anyhow::Result<(String, PathBuf)> {
-        let profile = read_profile();
+        // Given both, no profile is needed, nor read.
+        if let (Some(broker), Some(ca)) = (&self.broker, &self.ca)
+            && self.profile.is_none()
+        {
+            return Ok((broker.clone(), ca.clone()));
+        }
+        let profile = match quiver_cli::profile::choose(self.profile.as_deref()) {
+            Ok(p) => p,
+            // An explicit broker does not depend on dev profiles being in order.
+            Err(_) if self.profile.is_none() && self.broker.is_some() => None,
+            Err(e) => return Err(e.into()),
+        };
         let broker = self
             .broker
             .clone()

@@ -11,9 +11,12 @@ use crate::format::Template;
 
 #[derive(Debug, clap::Args)]
 pub struct ConsumeArgs {
+    /// The topic to read.
     pub topic: String,
-    /// beginning, end, or an offset applied to every partition read.
-    #[arg(long, default_value = "beginning")]
+    /// Where to start in every partition read: beginning, end, an offset, a time
+    /// (@2026-12-06T08:00:00Z, or @1733472000000 in ms since the epoch), or a time
+    /// ago (-1h, -30m, -2d: the first record at or after it).
+    #[arg(long, default_value = "beginning", allow_hyphen_values = true)]
     pub from: StartAt,
     /// Read only this partition.
     #[arg(long, short)]
@@ -58,26 +61,55 @@ impl ConsumeArgs {
 }
 
 /// Where `consume` starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
     Beginning,
     End,
     Offset(i64),
+    /// The first record whose timestamp (ms since the epoch) is at or after this one.
+    Time(i64),
 }
 
 impl std::str::FromStr for StartAt {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "beginning" | "earliest" => Ok(StartAt::Beginning),
-            "end" | "latest" => Ok(StartAt::End),
-            n => n
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(StartAt::Offset)
-                .ok_or_else(|| format!("'{s}' is not beginning, end or an offset")),
+        start_at(s, quiver_proto::time::now_ms())
+    }
+}
+
+/// Parses `--from` against the clock reading `now_ms`.
+fn start_at(s: &str, now_ms: i64) -> Result<StartAt, String> {
+    let bad = || {
+        format!(
+            "'{s}' is not beginning, end, an offset, @TIME (@2026-12-06T08:00:00Z or @MILLIS) or a time ago (-1h, -30m, -2d)"
+        )
+    };
+    match s {
+        "beginning" | "earliest" => Ok(StartAt::Beginning),
+        "end" | "latest" => Ok(StartAt::End),
+        _ if s.starts_with('@') => {
+            let at = &s[1..];
+            if let Ok(ms) = at.parse::<i64>() {
+                return Ok(StartAt::Time(ms));
+            }
+            let time = humantime::parse_rfc3339_weak(at).map_err(|e| format!("{}: {e}", bad()))?;
+            let ms = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| format!("'{s}' is before 1970"))?
+                .as_millis();
+            i64::try_from(ms).map(StartAt::Time).map_err(|_| bad())
         }
+        _ if s.starts_with('-') => {
+            let ago = humantime::parse_duration(&s[1..]).map_err(|e| format!("{}: {e}", bad()))?;
+            let ago = i64::try_from(ago.as_millis()).map_err(|_| bad())?;
+            Ok(StartAt::Time(now_ms.saturating_sub(ago)))
+        }
+        n => n
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(StartAt::Offset)
+            .ok_or_else(bad),
     }
 }
 
@@ -124,6 +156,19 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
         StartAt::Offset(o) => {
             for tp in &tps {
                 consumer.seek(tp, o)?;
+            }
+        }
+        StartAt::Time(ms) => {
+            for tp in &tps {
+                // No record that recent: start at the end, where the next one will go.
+                let found = admin
+                    .list_offsets(&tp.topic, tp.partition, OffsetSpec::Timestamp(ms))
+                    .await?
+                    .offset;
+                match found {
+                    Some(o) => consumer.seek(tp, o)?,
+                    None => consumer.seek_to_end(std::slice::from_ref(tp)).await?,
+                }
             }
         }
     }
@@ -190,6 +235,37 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
             {
                 *p = (*p).max(pos);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_takes_positions_offsets_times_and_times_ago() {
+        let now = 1_800_000_000_000;
+        assert_eq!(start_at("beginning", now), Ok(StartAt::Beginning));
+        assert_eq!(start_at("latest", now), Ok(StartAt::End));
+        assert_eq!(start_at("42", now), Ok(StartAt::Offset(42)));
+        assert_eq!(
+            start_at("@1733472000000", now),
+            Ok(StartAt::Time(1_733_472_000_000))
+        );
+        assert_eq!(
+            start_at("@2024-12-06T08:00:00Z", now),
+            Ok(StartAt::Time(1_733_472_000_000))
+        );
+        assert_eq!(start_at("-1h", now), Ok(StartAt::Time(now - 3_600_000)));
+        assert_eq!(
+            start_at("-2d", now),
+            Ok(StartAt::Time(now - 2 * 86_400_000))
+        );
+        assert_eq!(start_at("-90s", now), Ok(StartAt::Time(now - 90_000)));
+        for bad in ["-1", "@yesterday", "-1 fortnight", "soon", "-5x"] {
+            let err = start_at(bad, now).expect_err(bad);
+            assert!(err.contains(bad), "{err}");
         }
     }
 }

@@ -10,7 +10,7 @@ use quiver_sdk::{Client, ClientOptions};
 use quiver_server::BrokerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{DevProfile, write_profile};
+use quiver_cli::profile::{self, DevProfile};
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -23,9 +23,20 @@ pub struct DevArgs {
     /// Default topic configs, as key=value (for example flush=always).
     #[arg(long = "config", value_parser = crate::topic::parse_kv)]
     pub configs: Vec<(String, String)>,
+    /// Name of the profile other commands find this broker by (`--profile NAME` on
+    /// them); defaults to the data directory's name.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Do not write the CLI profile (used by benchmarks and tests that start their own).
     #[arg(long, hide = true)]
     pub no_profile: bool,
+    /// TCP address of the HTTP metrics endpoint (/metrics for Prometheus, /health,
+    /// /ready). When the default port is taken, a free one is used and printed.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS)]
+    pub metrics: SocketAddr,
+    /// Serve no metrics endpoint.
+    #[arg(long, conflicts_with = "metrics")]
+    pub no_metrics: bool,
     /// Stop when standard input closes, then delete the data directory: for a broker that
     /// `quiver bench` starts as its child. The pipe closes however the parent ends (a
     /// closed stdout, SIGTERM from `timeout`, SIGKILL), so the child never outlives it.
@@ -37,9 +48,13 @@ pub struct DevArgs {
     pub plugins: Option<PathBuf>,
 }
 
+/// Where `quiver dev` serves metrics unless told otherwise.
+const DEFAULT_METRICS: &str = "127.0.0.1:9644";
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// TOML config file; see BrokerConfig in broker/server/src/config.rs.
+    /// TOML config file: node id, listeners, data directory, TLS, limits, cluster
+    /// voters; `quiver config broker` lists every key.
     #[arg(long)]
     pub config: PathBuf,
 }
@@ -60,20 +75,50 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::dev(&data);
     config.listen = args.listen;
     config.topic_defaults.extend(args.configs);
-    let broker = quiver_server::start(config)
-        .await
-        .context("starting the dev broker")?;
+    config.metrics_listen = (!args.no_metrics).then_some(args.metrics);
+    let profile_name = args
+        .profile
+        .clone()
+        .unwrap_or_else(|| profile::default_name(&data));
+    // A name a running broker holds is refused before anything starts.
+    if !args.no_profile
+        && let Some(other) = profile::list()?
+            .into_iter()
+            .find(|p| p.name == profile_name && p.data_dir != data && p.is_running())
+    {
+        anyhow::bail!(profile::ProfileError::Taken {
+            name: profile_name,
+            other: other.data_dir.display().to_string(),
+            pid: other.pid,
+        });
+    }
+    let broker = match quiver_server::start(config.clone()).await {
+        // Another dev broker has the metrics port: take a free one (the banner says which).
+        Err(quiver_server::ServerError::Bind { addr, .. })
+            if Some(addr) == config.metrics_listen && addr.port() != 0 =>
+        {
+            config.metrics_listen = Some(SocketAddr::new(addr.ip(), 0));
+            quiver_server::start(config).await
+        }
+        other => other,
+    }
+    .context("starting the dev broker")?;
     let url = format!("quic://{}", broker.local_addr());
     let ca = std::fs::canonicalize(broker.cert_path())
         .unwrap_or_else(|_| broker.cert_path().to_path_buf());
     let profile = if args.no_profile {
         Err(anyhow::anyhow!("--no-profile given"))
     } else {
-        write_profile(&DevProfile {
+        profile::write(&DevProfile {
+            name: profile_name.clone(),
             broker: url.clone(),
             ca: ca.clone(),
+            data_dir: data.clone(),
+            pid: std::process::id(),
         })
+        .map_err(anyhow::Error::from)
     };
+    let wrote_profile = profile.is_ok();
     // The first line is stable: scripts and `quiver bench` read the address from it. A
     // broker keeps serving when whoever started it stops reading its stdout, so write
     // errors here are ignored rather than fatal.
@@ -83,7 +128,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     match profile {
         Ok(path) => {
             banner += &format!(
-                "  the quiver CLI on this machine trusts it via {}\n",
+                "  profile:     {profile_name} ({}); the quiver CLI on this machine uses it\n",
                 path.display()
             )
         }
@@ -95,6 +140,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         "  SDK: ClientOptions::new().ca_pem_file({:?})\n",
         ca.display().to_string()
     );
+    if let Some(addr) = broker.metrics_addr() {
+        banner += &format!("  metrics:     http://{addr}/metrics (also /health, /ready)\n");
+    }
     if let Some(dir) = &args.plugins {
         banner += &format!("  plugins:     watching {}\n", dir.display());
     }
@@ -116,6 +164,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     eprintln!("shutting down");
+    if wrote_profile {
+        profile::remove(&profile_name, std::process::id());
+    }
     broker.shutdown().await.context("shutting down")?;
     if args.owned_by_parent {
         std::fs::remove_dir_all(&data)
@@ -170,13 +221,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.config.display()))?;
     let config =
         BrokerConfig::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    let self_signed = matches!(config.tls, quiver_server::TlsConfig::SelfSigned);
     let broker = quiver_server::start(config)
         .await
         .context("starting the broker")?;
-    print_quietly(&format!(
-        "quiver: listening on quic://{}\n",
-        broker.local_addr()
-    ));
+    let mut banner = format!("quiver: listening on quic://{}\n", broker.local_addr());
+    if self_signed {
+        let cert = std::fs::canonicalize(broker.cert_path())
+            .unwrap_or_else(|_| broker.cert_path().to_path_buf());
+        banner += &format!(
+            "  certificate: {} (self-signed; clients trust it with --ca)\n",
+            cert.display()
+        );
+    }
+    if let Some(addr) = broker.metrics_addr() {
+        banner += &format!("  metrics:     http://{addr}/metrics (also /health, /ready)\n");
+    }
+    print_quietly(&banner);
     let result = wait_for_stop(&broker, None).await;
     eprintln!("shutting down");
     broker.shutdown().await.context("shutting down")?;
@@ -189,7 +250,6 @@ fn print_quietly(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// Waits for Ctrl-C, SIGTERM or the broker stopping on its own.
 /// Waits for Ctrl-C, SIGTERM, the broker's own shutdown, or `parent_gone`.
 async fn wait_for_stop(
     broker: &quiver_server::RunningBroker,

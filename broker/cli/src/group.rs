@@ -25,9 +25,9 @@ pub enum GroupCommand {
         group: String,
         #[arg(long)]
         topic: String,
-        /// earliest, latest, an offset (such as 42), or @TIMESTAMP_MS for the first
-        /// record at or after that time (such as @1700000000000).
-        #[arg(long)]
+        /// earliest, latest, an offset (such as 42), a time (@2026-12-06T08:00:00Z or
+        /// @1733472000000 in ms) or a time ago (-1h): the first record at or after it.
+        #[arg(long, allow_hyphen_values = true)]
         to: Target,
     },
     /// Delete a group and its committed offsets. The group must have no active members.
@@ -41,18 +41,13 @@ pub struct Target(pub ResetTarget);
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("'{s}' is not earliest, latest, an offset or @TIMESTAMP_MS");
-        let target = match s {
-            "earliest" | "beginning" => ResetTarget::Earliest,
-            "latest" | "end" => ResetTarget::Latest,
-            _ => match s.strip_prefix('@') {
-                Some(ms) => ResetTarget::Timestamp(ms.parse().map_err(|_| bad())?),
-                None => {
-                    ResetTarget::Offset(s.parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(bad)?)
-                }
-            },
-        };
-        Ok(Target(target))
+        // The same positions `consume --from` takes.
+        Ok(Target(match s.parse::<StartAt>()? {
+            StartAt::Beginning => ResetTarget::Earliest,
+            StartAt::End => ResetTarget::Latest,
+            StartAt::Offset(o) => ResetTarget::Offset(o),
+            StartAt::Time(ms) => ResetTarget::Timestamp(ms),
+        }))
     }
 }
 
@@ -162,8 +157,8 @@ pub async fn consume(conn: &ConnectArgs, args: &ConsumeArgs, group: &str) -> any
     let reset = match args.from {
         StartAt::Beginning => OffsetReset::Earliest,
         StartAt::End => OffsetReset::Latest,
-        StartAt::Offset(_) => anyhow::bail!(
-            "--from OFFSET and --group do not combine: use `quiver group reset-offsets` to move the group"
+        StartAt::Offset(_) | StartAt::Time(_) => anyhow::bail!(
+            "--from OFFSET or TIME and --group do not combine: use `quiver group reset-offsets --to` to move the group"
         ),
     };
     let client = conn.connect().await?;

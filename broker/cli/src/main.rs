@@ -2,10 +2,11 @@
 //! consume and benchmark.
 //!
 //! Every client command finds its broker and the certificate to trust from, in order:
-//! `--broker`/`--ca` (or `QUIVER_BROKER`/`QUIVER_CA`), the profile `quiver dev` writes
-//! (`~/.quiver/dev.json`, or `$QUIVER_HOME/dev.json`), then `quic://127.0.0.1:7420` with
-//! `./quiver-data/tls/cert.pem`. So after `quiver dev` in one terminal, every command works
-//! in another with no flags. A broker that authenticates clients takes `--token` (or
+//! `--broker`/`--ca` (or `QUIVER_BROKER`/`QUIVER_CA`), the profile a running `quiver dev`
+//! writes (`$QUIVER_HOME/profiles/NAME.json` or `~/.quiver/profiles/`; see
+//! `quiver_cli::profile`), then `quic://127.0.0.1:7420` with `./quiver-data/tls/cert.pem`.
+//! So after `quiver dev` in one terminal, every command works in another with no flags,
+//! and a command whose dev broker has stopped says so. A broker that authenticates clients takes `--token` (or
 //! `QUIVER_TOKEN`) or `--cert` and `--key` (or `QUIVER_CERT`/`QUIVER_KEY`). Errors print
 //! as one line and exit non-zero.
 

@@ -92,9 +92,10 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
                 d.partitions.len(),
                 d.replication_factor
             );
-            say!("configs:");
+            say!("{:<28} {:<16} VALUE", "CONFIG", "SOURCE");
             for (k, v) in &d.configs {
-                say!("  {k} = {v}");
+                let source = d.config_sources.get(k).map_or("default", |s| s.as_str());
+                say!("{k:<28} {source:<16} {v}");
             }
             say!(
                 "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",

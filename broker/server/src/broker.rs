@@ -23,7 +23,7 @@ use crate::metadata::{self, MetadataStore, ProducerIds};
 use crate::partition::Partition;
 use crate::plugins::PluginService;
 use crate::reconcile::{Reconcile, TopicMap};
-use crate::service::types::{PartitionInfo, TopicInfo};
+use crate::service::types::{ConfigSource, PartitionInfo, TopicInfo};
 use crate::topic_config::{self, EffectiveConfig};
 
 /// A topic's definition, as the metadata holds it.
@@ -287,6 +287,21 @@ impl Broker {
             replication_factor: topic.record.replication_factor,
             internal: topic.record.internal,
             configs: topic.config.all.clone(),
+            config_sources: topic
+                .config
+                .all
+                .keys()
+                .map(|key| {
+                    let source = if topic.record.configs.contains_key(key) {
+                        ConfigSource::Topic
+                    } else if self.config.topic_defaults.contains_key(key) {
+                        ConfigSource::BrokerDefault
+                    } else {
+                        ConfigSource::Default
+                    };
+                    (key.clone(), source)
+                })
+                .collect(),
             partitions: topic
                 .partitions
                 .iter()

@@ -23,6 +23,9 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// `host:port` clients are told to dial in metadata; defaults to `listen`.
     pub advertised: Option<String>,
+    /// TCP address of the HTTP endpoint serving `/metrics` (Prometheus), `/health` and
+    /// `/ready`; unset serves none. Plain HTTP: bind it where only monitoring reaches.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where topics, segments, plugins and certificates live.
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
@@ -221,6 +224,7 @@ impl Default for BrokerConfig {
             node_id: 0,
             listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
             advertised: None,
+            metrics_listen: None,
             data_dir: PathBuf::from("quiver-data"),
             tls: TlsConfig::SelfSigned,
             limits: Limits::default(),

@@ -34,6 +34,7 @@ mod error;
 mod groups;
 mod maintenance;
 mod metadata;
+pub mod metrics;
 mod partition;
 mod plugins;
 mod quic;
@@ -78,6 +79,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct RunningBroker {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     cert_pem: String,
     cert_path: PathBuf,
     shutdown: CancellationToken,
@@ -88,6 +90,12 @@ impl RunningBroker {
     /// The address the QUIC listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics endpoint (`/metrics`, `/health`, `/ready`), when
+    /// `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The broker's certificate in PEM; with a self-signed certificate, what clients trust.
@@ -162,6 +170,21 @@ async fn start_with(
         .auth
         .check_exposure(config.listen)
         .map_err(ServerError::Config)?;
+    // Bound before anything is opened, so that a taken port fails the start cheaply.
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let listener = metrics::http::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            tracing::info!(addr = %bound, "metrics endpoint listening (/metrics, /health, /ready)");
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|(_, addr)| *addr);
     let identity = tls::load_identity(&config.tls, &config.data_dir)?;
     let transport = transport::transport_config(config.limits.max_streams_per_connection);
     let server_config = tls::server_config(&identity, transport, config.auth.client_ca.as_deref())?;
@@ -192,6 +215,13 @@ async fn start_with(
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         tracker.spawn(maintenance::run(Arc::clone(&service.broker), token.clone()));
+        if let Some((listener, _)) = metrics {
+            tracker.spawn(metrics::http::serve(
+                listener,
+                service.clone(),
+                token.clone(),
+            ));
+        }
         tracker.spawn(
             Arc::clone(&service.groups).run_timer(Arc::clone(&service.broker), token.clone()),
         );
@@ -226,6 +256,7 @@ async fn start_with(
     });
     Ok(RunningBroker {
         local_addr,
+        metrics_addr,
         cert_pem: identity.cert_pem,
         cert_path: identity.cert_path,
         shutdown,

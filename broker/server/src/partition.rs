@@ -50,6 +50,8 @@ pub struct Partition {
     /// Cancelled when the topic is deleted, so waiting fetches and subscriptions end
     /// with `UNKNOWN_TOPIC` instead of waiting on a log that will never grow.
     deleted: tokio_util::sync::CancellationToken,
+    /// Traffic in and out since the partition was opened, for the metrics endpoint.
+    pub stats: crate::metrics::PartitionStats,
 }
 
 impl Partition {
@@ -97,6 +99,7 @@ impl Partition {
             high_watermark,
             compacted_at_segments: std::sync::atomic::AtomicUsize::new(0),
             deleted: tokio_util::sync::CancellationToken::new(),
+            stats: crate::metrics::PartitionStats::default(),
         }
     }
 
@@ -208,11 +211,13 @@ impl Partition {
             .await;
         let log = self.current_log().await?;
         let appender = Arc::clone(&log);
+        let len = batches.len();
         let outcome = tokio::task::spawn_blocking(move || appender.append(&batches, now_ms))
             .await
             .map_err(|e| BrokerError::Internal(format!("append task failed: {e}")))?
             .map_err(|source| self.storage_error(source))?;
         self.high_watermark.send_replace(log.high_watermark());
+        self.count_append(len, &outcome);
         Ok(outcome)
     }
 
@@ -228,7 +233,14 @@ impl Partition {
             .append(batches, now_ms)
             .map_err(|source| self.storage_error(source))?;
         self.high_watermark.send_replace(log.high_watermark());
+        self.count_append(batches.len(), &outcome);
         Ok(outcome)
+    }
+
+    fn count_append(&self, bytes: usize, outcome: &AppendOutcome) {
+        if !outcome.duplicate {
+            self.stats.appended(bytes, outcome.records);
+        }
     }
 
     async fn await_predecessor(&self, batches: &[u8], wait: std::time::Duration) {

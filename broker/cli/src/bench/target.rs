@@ -64,6 +64,7 @@ pub(super) fn child_dev_command_on(
         .arg(data)
         .arg("--listen")
         .arg(listen)
+        .arg("--no-metrics")
         .arg("--no-profile")
         .arg("--owned-by-parent")
         .stdout(Stdio::piped())
@@ -165,6 +166,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
             token: None,
             cert: None,
             key: None,
+            profile: None,
         },
         &TargetArgs {
             external: false,

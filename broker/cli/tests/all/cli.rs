@@ -24,6 +24,7 @@ fn quiver(home: &Path, cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output
         .env("QUIVER_HOME", home)
         .env_remove("QUIVER_BROKER")
         .env_remove("QUIVER_CA")
+        .env_remove("QUIVER_PROFILE")
         .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -55,24 +56,49 @@ fn ok(out: &Output) -> String {
 fn start_dev() -> Dev {
     let home = tempfile::tempdir().expect("home");
     let work = tempfile::tempdir().expect("work");
+    let (child, _) = spawn_dev(home.path(), work.path(), &[]);
+    Dev { child, home, work }
+}
+
+/// Starts `quiver dev` in `cwd` with profiles in `home`; returns it and its banner (the
+/// lines up to the SDK hint).
+fn spawn_dev(home: &Path, cwd: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["dev", "--listen", "127.0.0.1:0"])
-        .env("QUIVER_HOME", home.path())
-        .current_dir(work.path())
+        .args(["dev", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(extra)
+        .env("QUIVER_HOME", home)
+        .env_remove("QUIVER_PROFILE")
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn quiver dev");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("first line");
+    let mut banner = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    while !banner.contains("  SDK: ") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("banner line") == 0 {
+            break;
+        }
+        banner += &line;
+    }
     assert!(
-        first.starts_with("quiver dev: listening on quic://127.0.0.1:"),
-        "{first}"
+        banner.starts_with("quiver dev: listening on quic://127.0.0.1:"),
+        "{banner}"
     );
-    Dev { child, home, work }
+    (child, banner)
+}
+
+/// The source and value `topic describe` shows for `key`.
+fn config_row(desc: &str, key: &str) -> (String, String) {
+    let line = desc
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("no {key} in {desc}"));
+    let rest = line[key.len()..].trim();
+    let (source, value) = rest.rsplit_once(' ').unwrap_or(("", rest));
+    (source.trim().to_owned(), value.to_owned())
 }
 
 #[test]
@@ -153,15 +179,60 @@ fn dev_then_every_command_with_no_flags() {
     let note = String::from_utf8_lossy(&out.stderr);
     assert!(note.contains("orders-1 ends at offset "), "{note}");
     assert!(note.contains("reading from 99 finds nothing"), "{note}");
+    // Which configs the topic sets and which are defaults.
     let desc = ok(&run(&["topic", "describe", "orders"], None));
-    assert!(desc.contains("retention.ms = 3600000"), "{desc}");
+    assert_eq!(
+        config_row(&desc, "retention.ms"),
+        ("topic".into(), "3600000".into())
+    );
+    assert_eq!(
+        config_row(&desc, "segment.bytes"),
+        ("default".into(), "1073741824".into())
+    );
+
+    // A time to start from: an hour ago finds everything, a future time nothing.
+    let all = ok(&run(&["consume", "orders", "--from", "-1h"], None));
+    assert_eq!(all.lines().count(), 7, "{all}");
+    let none = ok(&run(
+        &["consume", "orders", "--from", "@4102444800000"],
+        None,
+    ));
+    assert!(none.is_empty(), "{none}");
+    let since = ok(&run(
+        &["consume", "orders", "--from", "@2020-01-01T00:00:00Z"],
+        None,
+    ));
+    assert_eq!(since.lines().count(), 7, "{since}");
+
+    // A group reads, commits, and describe lists every partition with its lag.
+    let read = ok(&run(
+        &["consume", "orders", "--group", "tour", "--count", "3"],
+        None,
+    ));
+    assert_eq!(read.lines().count(), 3, "{read}");
+    let group = ok(&run(&["group", "describe", "tour"], None));
+    // TOPIC PARTITION MEMBER COMMITTED END LAG; "-" where the group has no commit.
+    let rows: Vec<Vec<&str>> = group
+        .lines()
+        .filter(|l| l.starts_with("orders "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let partitions: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    assert_eq!(partitions, ["0", "1", "2"], "{group}");
+    let number = |v: &str| v.parse::<i64>().unwrap_or(0);
+    let committed: i64 = rows.iter().map(|r| number(r[3])).sum();
+    let ends: i64 = rows.iter().map(|r| number(r[4])).sum();
+    assert_eq!((committed, ends), (3, 7), "{group}");
 
     ok(&run(
         &["topic", "alter", "orders", "--set", "retention.ms=60000"],
         None,
     ));
     let desc = ok(&run(&["topic", "describe", "orders"], None));
-    assert!(desc.contains("retention.ms = 60000"), "{desc}");
+    assert_eq!(
+        config_row(&desc, "retention.ms"),
+        ("topic".into(), "60000".into())
+    );
 
     // Errors are one line and a non-zero exit.
     let out = run(&["consume", "missing"], None);
@@ -233,7 +304,10 @@ fn topic_configs_out_of_range_are_refused_naming_the_range() {
         "segment.bytes=1048576",
     ]));
     let desc = ok(&run(&["topic", "describe", "orders"]));
-    assert!(desc.contains("segment.bytes = 1048576"), "{desc}");
+    assert_eq!(
+        config_row(&desc, "segment.bytes"),
+        ("topic".into(), "1048576".into())
+    );
 }
 
 #[test]
@@ -244,4 +318,67 @@ fn client_commands_without_a_broker_say_what_to_do() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("quiver dev"), "{err}");
+}
+
+#[test]
+fn dev_profiles_are_one_per_data_dir_and_a_stopped_broker_is_named() {
+    let home = tempfile::tempdir().expect("home");
+    let (a, b, c) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+        tempfile::tempdir().expect("c"),
+    );
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let run = |args: &[&str]| quiver(home.path(), elsewhere.path(), args, None);
+    let (alpha, banner) = spawn_dev(home.path(), a.path(), &["--data", "alpha"]);
+    assert!(banner.contains("profile:     alpha"), "{banner}");
+    let (beta, _) = spawn_dev(home.path(), b.path(), &["--data", "beta"]);
+    let mut devs = [alpha, beta];
+
+    // Two running: a command must be told which, and --profile tells it.
+    let out = run(&["topic", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("several dev brokers are running"), "{err}");
+    assert!(err.contains("alpha") && err.contains("beta"), "{err}");
+    ok(&run(&[
+        "--profile",
+        "alpha",
+        "topic",
+        "create",
+        "only-alpha",
+    ]));
+    assert!(ok(&run(&["--profile", "alpha", "topic", "list"])).contains("only-alpha"));
+    assert!(!ok(&run(&["--profile", "beta", "topic", "list"])).contains("only-alpha"));
+
+    // A third broker on another directory of the same name does not take the profile.
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(["--data", "alpha"])
+        .env("QUIVER_HOME", home.path())
+        .current_dir(c.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("third dev");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("profile 'alpha' belongs to"), "{err}");
+
+    // A killed broker leaves its profile; commands name it instead of timing out.
+    let _ = devs[0].kill();
+    let _ = devs[0].wait();
+    let out = run(&["--profile", "alpha", "topic", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dev broker of profile 'alpha'") && err.contains("not running"),
+        "{err}"
+    );
+    // Without a name, the one still running is used.
+    ok(&run(&["topic", "list"]));
+    let _ = devs[1].kill();
+    let _ = devs[1].wait();
+    let out = run(&["topic", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not running"), "{err}");
 }

@@ -116,6 +116,7 @@ impl ChildBroker {
             .arg(data)
             .arg("--listen")
             .arg(listen)
+            .args(["--metrics", "127.0.0.1:0"])
             .arg("--no-profile")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

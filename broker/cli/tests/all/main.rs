@@ -13,6 +13,7 @@ mod damage;
 mod data_path;
 mod groups;
 mod harness;
+mod metrics;
 mod plugin_cli;
 mod plugins;
 mod producer;

@@ -32,7 +32,14 @@ impl Dev {
         let home = tempfile::tempdir().expect("home");
         let work = tempfile::tempdir().expect("work");
         let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
-            .args(["dev", "--listen", "127.0.0.1:0", "--plugins"])
+            .args([
+                "dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--plugins",
+            ])
             .arg(plugins.path())
             .env("QUIVER_HOME", home.path())
             .current_dir(work.path())

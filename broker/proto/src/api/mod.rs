@@ -59,6 +59,49 @@ impl ApiKey {
     pub const TOKEN_ISSUE: ApiKey = ApiKey(32);
     pub const TOKEN_REVOKE: ApiKey = ApiKey(33);
     pub const TOKEN_LIST: ApiKey = ApiKey(34);
+
+    /// The API's name in snake case, as metrics and logs label it; `unknown` for a key
+    /// this build does not know.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiKey::PRODUCE => "produce",
+            ApiKey::FETCH => "fetch",
+            ApiKey::LIST_OFFSETS => "list_offsets",
+            ApiKey::METADATA => "metadata",
+            ApiKey::CREATE_TOPIC => "create_topic",
+            ApiKey::DELETE_TOPIC => "delete_topic",
+            ApiKey::LIST_TOPICS => "list_topics",
+            ApiKey::DESCRIBE_TOPIC => "describe_topic",
+            ApiKey::ALTER_TOPIC_CONFIG => "alter_topic_config",
+            ApiKey::SUBSCRIBE => "subscribe",
+            ApiKey::INIT_PRODUCER_ID => "init_producer_id",
+            ApiKey::JOIN_GROUP => "join_group",
+            ApiKey::SYNC_GROUP => "sync_group",
+            ApiKey::HEARTBEAT => "heartbeat",
+            ApiKey::LEAVE_GROUP => "leave_group",
+            ApiKey::OFFSET_COMMIT => "offset_commit",
+            ApiKey::OFFSET_FETCH => "offset_fetch",
+            ApiKey::LIST_GROUPS => "list_groups",
+            ApiKey::DESCRIBE_GROUP => "describe_group",
+            ApiKey::DELETE_GROUP => "delete_group",
+            ApiKey::RESET_GROUP_OFFSETS => "reset_group_offsets",
+            ApiKey::PLUGIN_ADD => "plugin_add",
+            ApiKey::PLUGIN_LIST => "plugin_list",
+            ApiKey::PLUGIN_DESCRIBE => "plugin_describe",
+            ApiKey::PLUGIN_REMOVE => "plugin_remove",
+            ApiKey::PLUGIN_TEST => "plugin_test",
+            ApiKey::PLUGIN_LOGS => "plugin_logs",
+            ApiKey::REOPEN_PARTITION => "reopen_partition",
+            ApiKey::AUTHENTICATE => "authenticate",
+            ApiKey::ACCESS_RULE_ADD => "access_rule_add",
+            ApiKey::ACCESS_RULE_REMOVE => "access_rule_remove",
+            ApiKey::ACCESS_RULE_LIST => "access_rule_list",
+            ApiKey::TOKEN_ISSUE => "token_issue",
+            ApiKey::TOKEN_REVOKE => "token_revoke",
+            ApiKey::TOKEN_LIST => "token_list",
+            _ => "unknown",
+        }
+    }
 }
 
 /// A request type: its API key, version, name for messages, and response type.

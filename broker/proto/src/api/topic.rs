@@ -1,7 +1,8 @@
 //! Topic administration and cluster metadata.
 //!
 //! Versions: the requests answered with a [`TopicDescription`] (create, describe, alter)
-//! are at version 1 since [`PartitionDescription::offline`] was added. Bodies are postcard,
+//! are at version 2: version 1 added [`PartitionDescription::offline`], version 2
+//! [`TopicDescription::config_sources`]. Bodies are postcard,
 //! which has no field names or defaults: a field appended to a struct inside a `Vec`
 //! shifts every later element, so an older peer would misread the answer. The version
 //! bump makes a broker and a client of different sides refuse each other with
@@ -21,7 +22,7 @@ pub struct CreateTopicRequest {
     pub replication_factor: u16,
     pub configs: BTreeMap<String, String>,
 }
-request!(CreateTopicRequest => TopicDescription, CREATE_TOPIC, "create-topic", version 1);
+request!(CreateTopicRequest => TopicDescription, CREATE_TOPIC, "create-topic", version 2);
 
 /// Deletes a topic and all its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +58,7 @@ pub struct TopicSummary {
 pub struct DescribeTopicRequest {
     pub name: String,
 }
-request!(DescribeTopicRequest => TopicDescription, DESCRIBE_TOPIC, "describe-topic", version 1);
+request!(DescribeTopicRequest => TopicDescription, DESCRIBE_TOPIC, "describe-topic", version 2);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicDescription {
@@ -66,7 +67,31 @@ pub struct TopicDescription {
     pub internal: bool,
     /// Every config with its effective value, defaults included.
     pub configs: BTreeMap<String, String>,
+    /// Where each config's value comes from, by key.
+    pub config_sources: BTreeMap<String, ConfigSource>,
     pub partitions: Vec<PartitionDescription>,
+}
+
+/// Where a topic config's effective value comes from, as Kafka's describe says
+/// (dynamic topic config, static broker config, default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigSource {
+    /// Set on this topic (at create or by alter).
+    Topic,
+    /// The broker's `topic_defaults` (its config file, or `quiver dev --config`).
+    BrokerDefault,
+    /// The built-in default.
+    Default,
+}
+
+impl ConfigSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigSource::Topic => "topic",
+            ConfigSource::BrokerDefault => "broker default",
+            ConfigSource::Default => "default",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +117,7 @@ pub struct AlterTopicConfigRequest {
     pub set: BTreeMap<String, String>,
     pub delete: Vec<String>,
 }
-request!(AlterTopicConfigRequest => TopicDescription, ALTER_TOPIC_CONFIG, "alter-topic-config", version 1);
+request!(AlterTopicConfigRequest => TopicDescription, ALTER_TOPIC_CONFIG, "alter-topic-config", version 2);
 
 /// Re-runs recovery on one partition and swaps the recovered log in, without restarting
 /// the broker: for a partition quarantined at start (its log could not be opened) or

@@ -26,7 +26,7 @@ pub(crate) async fn dispatch(
     quotas: &ClientQuotas,
     frame: RequestFrame,
     send: &mut SendStream,
-) {
+) -> Option<ErrorCode> {
     let caller = &session.caller();
     let s = &ctx.service;
     match frame.api {
@@ -38,7 +38,7 @@ pub(crate) async fn dispatch(
                 quotas.throttle_fetch(payload.len()).await;
                 Ok(Reply { body, payload })
             })
-            .await;
+            .await
         }
         ApiKey::SUBSCRIBE => subscribe(ctx, caller, quotas, frame, send).await,
         ApiKey::LIST_OFFSETS => {
@@ -47,7 +47,7 @@ pub(crate) async fn dispatch(
                 let answer = s.list_offsets(caller, &r.topic, r.partition, query).await?;
                 Ok(convert::offset_answer(answer))
             })
-            .await;
+            .await
         }
         ApiKey::METADATA => {
             unary(&frame, send, |r: api::MetadataRequest, _| async move {
@@ -55,7 +55,7 @@ pub(crate) async fn dispatch(
                     s.cluster_view(caller, r.topics.as_deref())?,
                 ))
             })
-            .await;
+            .await
         }
         ApiKey::CREATE_TOPIC => {
             unary(&frame, send, |r: api::CreateTopicRequest, _| async move {
@@ -63,26 +63,26 @@ pub(crate) async fn dispatch(
                     s.create_topic(caller, convert::new_topic(r)).await?,
                 ))
             })
-            .await;
+            .await
         }
         ApiKey::DELETE_TOPIC => {
             unary(&frame, send, |r: api::DeleteTopicRequest, _| async move {
                 s.delete_topic(caller, &r.name).await?;
                 Ok(api::DeleteTopicResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::LIST_TOPICS => {
             unary(&frame, send, |_: api::ListTopicsRequest, _| async move {
                 Ok(convert::topic_list(s.list_topics(caller)))
             })
-            .await;
+            .await
         }
         ApiKey::DESCRIBE_TOPIC => {
             unary(&frame, send, |r: api::DescribeTopicRequest, _| async move {
                 Ok(convert::topic(s.describe_topic(caller, &r.name)?))
             })
-            .await;
+            .await
         }
         ApiKey::ALTER_TOPIC_CONFIG => {
             unary(
@@ -94,7 +94,7 @@ pub(crate) async fn dispatch(
                     ))
                 },
             )
-            .await;
+            .await
         }
         ApiKey::INIT_PRODUCER_ID => {
             unary(
@@ -104,42 +104,42 @@ pub(crate) async fn dispatch(
                     Ok(convert::producer_id(s.init_producer_id(caller).await?))
                 },
             )
-            .await;
+            .await
         }
         ApiKey::JOIN_GROUP => {
             unary(&frame, send, |r: api::JoinGroupRequest, _| async move {
                 let joined = s.join_group(caller, group::join_request(r)).await?;
                 Ok(group::join_response(joined))
             })
-            .await;
+            .await
         }
         ApiKey::SYNC_GROUP => {
             unary(&frame, send, |r: api::SyncGroupRequest, _| async move {
                 let assignment = s.sync_group(caller, &group::sync_request(r))?;
                 Ok(group::sync_response(assignment))
             })
-            .await;
+            .await
         }
         ApiKey::HEARTBEAT => {
             unary(&frame, send, |r: api::HeartbeatRequest, _| async move {
                 s.heartbeat(caller, &group::heartbeat_request(r))?;
                 Ok(api::HeartbeatResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::LEAVE_GROUP => {
             unary(&frame, send, |r: api::LeaveGroupRequest, _| async move {
                 s.leave_group(caller, &group::leave_request(r))?;
                 Ok(api::LeaveGroupResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::OFFSET_COMMIT => {
             unary(&frame, send, |r: api::OffsetCommitRequest, _| async move {
                 s.commit_offsets(caller, group::commit_request(r)?).await?;
                 Ok(api::OffsetCommitResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::OFFSET_FETCH => {
             unary(&frame, send, |r: api::OffsetFetchRequest, _| async move {
@@ -147,13 +147,13 @@ pub(crate) async fn dispatch(
                 let offsets = s.fetch_offsets(caller, &r.group_id, partitions.as_deref())?;
                 Ok(group::offset_fetch_response(offsets))
             })
-            .await;
+            .await
         }
         ApiKey::LIST_GROUPS => {
             unary(&frame, send, |_: api::ListGroupsRequest, _| async move {
                 Ok(group::list_response(s.list_groups(caller)))
             })
-            .await;
+            .await
         }
         ApiKey::DESCRIBE_GROUP => {
             unary(&frame, send, |r: api::DescribeGroupRequest, _| async move {
@@ -161,14 +161,14 @@ pub(crate) async fn dispatch(
                     s.describe_group(caller, &r.group_id)?,
                 ))
             })
-            .await;
+            .await
         }
         ApiKey::DELETE_GROUP => {
             unary(&frame, send, |r: api::DeleteGroupRequest, _| async move {
                 s.delete_group(caller, &r.group_id).await?;
                 Ok(api::DeleteGroupResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::RESET_GROUP_OFFSETS => {
             unary(
@@ -182,7 +182,7 @@ pub(crate) async fn dispatch(
                     Ok(group::reset_response(offsets))
                 },
             )
-            .await;
+            .await
         }
         ApiKey::PLUGIN_ADD => {
             unary(
@@ -194,7 +194,7 @@ pub(crate) async fn dispatch(
                     ))
                 },
             )
-            .await;
+            .await
         }
         ApiKey::PLUGIN_LIST => {
             unary(&frame, send, |_: api::PluginListRequest, _| async move {
@@ -205,7 +205,7 @@ pub(crate) async fn dispatch(
                     .collect();
                 Ok(api::PluginListResponse { plugins })
             })
-            .await;
+            .await
         }
         ApiKey::PLUGIN_DESCRIBE => {
             unary(
@@ -215,21 +215,21 @@ pub(crate) async fn dispatch(
                     Ok(convert::plugin(s.describe_plugin(caller, &r.name)?))
                 },
             )
-            .await;
+            .await
         }
         ApiKey::PLUGIN_REMOVE => {
             unary(&frame, send, |r: api::PluginRemoveRequest, _| async move {
                 let removed_versions = s.remove_plugin(caller, r.name, r.version, r.force).await?;
                 Ok(api::PluginRemoveResponse { removed_versions })
             })
-            .await;
+            .await
         }
         ApiKey::PLUGIN_TEST => {
             unary(&frame, send, |r: api::PluginTestRequest, _| async move {
                 let trial = s.test_plugin(caller, convert::plugin_test(r)).await?;
                 Ok(convert::plugin_trial(trial))
             })
-            .await;
+            .await
         }
         ApiKey::PLUGIN_LOGS => {
             unary(&frame, send, |r: api::PluginLogsRequest, _| async move {
@@ -238,7 +238,7 @@ pub(crate) async fn dispatch(
                     .await?;
                 Ok(convert::plugin_logs(page))
             })
-            .await;
+            .await
         }
         ApiKey::AUTHENTICATE => {
             unary(&frame, send, |r: api::AuthenticateRequest, _| async move {
@@ -251,14 +251,14 @@ pub(crate) async fn dispatch(
                     principal: principal.0,
                 })
             })
-            .await;
+            .await
         }
         ApiKey::ACCESS_RULE_ADD => {
             unary(&frame, send, |r: api::AccessRuleAddRequest, _| async move {
                 s.add_access_rule(caller, access::rule(r.rule)?).await?;
                 Ok(api::AccessRuleAddResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::ACCESS_RULE_REMOVE => {
             unary(
@@ -269,7 +269,7 @@ pub(crate) async fn dispatch(
                     Ok(api::AccessRuleRemoveResponse {})
                 },
             )
-            .await;
+            .await
         }
         ApiKey::REOPEN_PARTITION => {
             unary(
@@ -280,7 +280,7 @@ pub(crate) async fn dispatch(
                     Ok(convert::partition_description(info))
                 },
             )
-            .await;
+            .await
         }
         ApiKey::ACCESS_RULE_LIST => {
             unary(
@@ -293,7 +293,7 @@ pub(crate) async fn dispatch(
                     })
                 },
             )
-            .await;
+            .await
         }
         ApiKey::TOKEN_ISSUE => {
             unary(&frame, send, |r: api::TokenIssueRequest, _| async move {
@@ -306,14 +306,14 @@ pub(crate) async fn dispatch(
                     token: issued.token,
                 })
             })
-            .await;
+            .await
         }
         ApiKey::TOKEN_REVOKE => {
             unary(&frame, send, |r: api::TokenRevokeRequest, _| async move {
                 s.revoke_token(caller, &r.token_id).await?;
                 Ok(api::TokenRevokeResponse {})
             })
-            .await;
+            .await
         }
         ApiKey::TOKEN_LIST => {
             unary(&frame, send, |_: api::TokenListRequest, _| async move {
@@ -322,7 +322,7 @@ pub(crate) async fn dispatch(
                     tokens: tokens.into_iter().map(access::token_summary).collect(),
                 })
             })
-            .await;
+            .await
         }
         other => {
             let err = WireError::new(
@@ -330,35 +330,46 @@ pub(crate) async fn dispatch(
                 format!("API key {} is not served by this broker", other.0),
             );
             let _ = write_error(send, &err).await;
+            Some(err.code)
         }
     }
 }
 
 /// Produce has its own shape because `acks=0` means no response at all.
-async fn produce(ctx: &Context, caller: &Caller, frame: RequestFrame, send: &mut SendStream) {
+async fn produce(
+    ctx: &Context,
+    caller: &Caller,
+    frame: RequestFrame,
+    send: &mut SendStream,
+) -> Option<ErrorCode> {
     let req: api::ProduceRequest = match decode(&frame) {
         Ok(r) => r,
         Err(err) => {
             let _ = write_error(send, &err).await;
-            return;
+            return Some(err.code);
         }
     };
     let input = convert::produce(req, frame.payload.clone());
     let acks = input.acks;
     let result = ctx.service.produce(caller, input).await;
     if acks == Acks::None {
-        if let Err(e) = result {
+        return result.err().map(|e| {
             tracing::debug!(error = %e, "acks=0 produce failed; the client asked not to be told");
-        }
-        return;
+            wire_error(&e).code
+        });
     }
-    let _ = match result {
-        Ok(out) => write_response(send, &convert::produced(out), Bytes::new()).await,
+    match result {
+        Ok(out) => {
+            let _ = write_response(send, &convert::produced(out), Bytes::new()).await;
+            None
+        }
         Err(e) => {
             tracing::debug!(error = %e, "produce failed");
-            write_error(send, &wire_error(&e)).await
+            let err = wire_error(&e);
+            let _ = write_error(send, &err).await;
+            Some(err.code)
         }
-    };
+    }
 }
 
 /// Subscribe answers with a stream of fetch responses, one frame per read, until the
@@ -371,39 +382,41 @@ async fn subscribe(
     quotas: &ClientQuotas,
     frame: RequestFrame,
     send: &mut SendStream,
-) {
+) -> Option<ErrorCode> {
     let req: api::SubscribeRequest = match decode(&frame) {
         Ok(r) => r,
         Err(err) => {
             let _ = write_error(send, &err).await;
-            return;
+            return Some(err.code);
         }
     };
     let mut subscription = match ctx.service.subscribe(caller, convert::subscribe(req)) {
         Ok(s) => s,
         Err(e) => {
-            let _ = write_error(send, &wire_error(&e)).await;
-            return;
+            let err = wire_error(&e);
+            let _ = write_error(send, &err).await;
+            return Some(err.code);
         }
     };
     loop {
         let next = tokio::select! {
             next = subscription.next() => next,
             // The client stopped the stream or went away.
-            _ = send.stopped() => return,
+            _ = send.stopped() => return None,
         };
         match next {
             Ok(Some(out)) => {
                 let (body, payload) = convert::fetched(out);
                 quotas.throttle_fetch(payload.len()).await;
                 if write_response(send, &body, payload).await.is_err() {
-                    return;
+                    return None;
                 }
             }
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(e) => {
-                let _ = write_error(send, &wire_error(&e)).await;
-                return;
+                let err = wire_error(&e);
+                let _ = write_error(send, &err).await;
+                return Some(err.code);
             }
         }
     }
@@ -428,7 +441,11 @@ pub(crate) fn decode<R: Request>(frame: &RequestFrame) -> Result<R, WireError> {
 }
 
 /// The common shape: one request in, one response (with an optional payload) out.
-async fn unary<R, F, Fut, Out>(frame: &RequestFrame, send: &mut SendStream, handler: F)
+async fn unary<R, F, Fut, Out>(
+    frame: &RequestFrame,
+    send: &mut SendStream,
+    handler: F,
+) -> Option<ErrorCode>
 where
     R: Request,
     F: FnOnce(R, Bytes) -> Fut,
@@ -445,10 +462,16 @@ where
             }),
         Err(e) => Err(e),
     };
-    let _ = match reply {
-        Ok(Reply { body, payload }) => write_response(send, &body, payload).await,
-        Err(err) => write_error(send, &err).await,
-    };
+    match reply {
+        Ok(Reply { body, payload }) => {
+            let _ = write_response(send, &body, payload).await;
+            None
+        }
+        Err(err) => {
+            let _ = write_error(send, &err).await;
+            Some(err.code)
+        }
+    }
 }
 
 /// A response body and the payload that follows it.

@@ -98,6 +98,15 @@ pub(crate) async fn accept_loop(
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
+    ctx.service.metrics.track_inflight(
+        Arc::clone(&ctx.inflight),
+        ctx.service
+            .config()
+            .limits
+            .max_inflight_bytes
+            .min(Semaphore::MAX_PERMITS),
+    );
+    ctx.service.metrics.set_serving(true);
     loop {
         let incoming = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -150,6 +159,7 @@ async fn connection(
         }
     };
     tracing::debug!(%remote, client = %client.key, "connection open");
+    let _open = ctx.service.metrics.connection();
     let limits = &ctx.service.config().limits;
     let caller = caller_of(&conn);
     tracing::debug!(%remote, principal = %caller.principal, "connection authenticated");
@@ -280,10 +290,14 @@ async fn request_stream(
     ctx: Arc<Context>,
     peer: Arc<Peer>,
 ) {
+    let _stream = ctx.service.metrics.stream();
     let (frame, whole, reservation) = match read_request(&mut recv, &ctx, &peer).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
         Err(err) => {
+            ctx.service
+                .metrics
+                .request("unreadable", None, Some(err.code.name()));
             // Tell the client to stop sending the rest of a frame we will not read.
             let _ = recv.stop(0u32.into());
             let _ = tokio::time::timeout(ERROR_WRITE_TIMEOUT, write_error(&mut send, &err)).await;
@@ -306,7 +320,14 @@ async fn request_stream(
             }
         }
     }
-    dispatch::dispatch(&ctx, &peer.session, quotas, frame, &mut send).await;
+    let api = frame.api;
+    let started = Instant::now();
+    let failed = dispatch::dispatch(&ctx, &peer.session, quotas, frame, &mut send).await;
+    // A subscription's "duration" is the life of its stream, not a latency.
+    let took = (api != ApiKey::SUBSCRIBE).then(|| started.elapsed());
+    ctx.service
+        .metrics
+        .request(api.name(), took, failed.map(ErrorCode::name));
     // The request is answered: its buffer is read into again if nothing kept a slice.
     ctx.frames.recycle(whole);
     drop(reservation);

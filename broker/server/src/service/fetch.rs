@@ -70,6 +70,7 @@ impl BrokerService {
             // stored bytes, which a consumer of a sparse filter may never see together.
             let enough = payload.len() >= min_bytes || (filtered && !payload.is_empty());
             if enough || all_dropped || Instant::now() >= deadline {
+                partition.stats.sent(&payload);
                 return Ok(FetchOutcome {
                     high_watermark: out.high_watermark,
                     log_start_offset: out.log_start_offset,

@@ -110,8 +110,8 @@ impl BrokerService {
             .collect()
     }
 
-    /// The coordinator's description with each partition's end offset and the group's
-    /// lag on it.
+    /// The coordinator's description with every partition of the topics its members
+    /// subscribe to or it has commits on: committed offset (if any), end offset and lag.
     pub fn describe_group(
         &self,
         caller: &Caller,
@@ -128,28 +128,74 @@ impl BrokerService {
             member.assignment.retain(|tp| visible(&tp.topic));
             member.topics.retain(|t| visible(t));
         }
-        let lag = group
+        let lag = self.lag_rows(&group);
+        Ok(DescribedGroup { group, lag })
+    }
+
+    /// One row per partition of every topic the group's members subscribe to or it has
+    /// a commit on, as Kafka's describe shows them: a partition nobody committed on yet
+    /// has no committed offset and no lag, but its end offset. A commit on a partition
+    /// that no longer exists keeps its row, with end offset -1.
+    pub(crate) fn lag_rows(&self, group: &GroupDescription) -> Vec<PartitionLag> {
+        let committed: std::collections::BTreeMap<&TopicPartition, Option<i64>> = group
             .offsets
             .iter()
-            .map(|row| {
-                let tp = &row.partition;
-                let end_offset = self
-                    .broker
-                    .partition(&tp.topic, tp.partition)
-                    .and_then(|p| p.log())
-                    .map_or(-1, |log| log.high_watermark());
-                PartitionLag {
-                    partition: tp.clone(),
-                    committed: row.committed,
-                    end_offset,
-                    lag: match row.committed {
-                        Some(c) if end_offset >= 0 => Some((end_offset - c).max(0)),
-                        _ => None,
-                    },
-                }
-            })
+            .map(|row| (&row.partition, row.committed))
             .collect();
-        Ok(DescribedGroup { group, lag })
+        let mut topics: std::collections::BTreeSet<&str> = group
+            .members
+            .iter()
+            .flat_map(|m| m.topics.iter().map(String::as_str))
+            .collect();
+        topics.extend(committed.keys().map(|tp| tp.topic.as_str()));
+        let mut rows: std::collections::BTreeMap<TopicPartition, PartitionLag> =
+            std::collections::BTreeMap::new();
+        let row = |tp: TopicPartition, end_offset: i64| {
+            let committed = committed.get(&tp).copied().flatten();
+            PartitionLag {
+                lag: match committed {
+                    Some(c) if end_offset >= 0 => Some((end_offset - c).max(0)),
+                    _ => None,
+                },
+                partition: tp,
+                committed,
+                end_offset,
+            }
+        };
+        for name in topics {
+            let Ok(topic) = self.broker.topic(name) else {
+                continue;
+            };
+            for p in &topic.partitions {
+                let tp = TopicPartition::new(name.to_owned(), p.index);
+                let end = p.log().map_or(-1, |log| log.high_watermark());
+                rows.insert(tp.clone(), row(tp, end));
+            }
+        }
+        for tp in committed.keys() {
+            if !rows.contains_key(*tp) {
+                rows.insert((*tp).clone(), row((*tp).clone(), -1));
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    /// Every group's size, generation and lag, for the metrics endpoint.
+    pub(crate) fn group_figures(&self) -> Vec<crate::metrics::GroupFigures> {
+        self.groups
+            .list()
+            .into_iter()
+            .filter_map(|g| {
+                let group = self.groups.describe(&g.group_id).ok()?;
+                let lag = self.lag_rows(&group);
+                Some(crate::metrics::GroupFigures::new(
+                    group.group_id,
+                    group.members.len(),
+                    group.generation,
+                    lag,
+                ))
+            })
+            .collect()
     }
 
     /// Deletes an empty group and its committed offsets.

@@ -54,6 +54,8 @@ pub struct BrokerService {
     pub(crate) groups: Arc<GroupService>,
     /// Cancelled at shutdown: long polls and subscriptions end instead of waiting on.
     pub(crate) shutdown: CancellationToken,
+    /// Requests, connections and streams as doors count them (see [`crate::metrics`]).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl BrokerService {
@@ -89,12 +91,45 @@ impl BrokerService {
             broker,
             groups,
             shutdown,
+            metrics: Arc::default(),
         })
     }
 
     /// The configuration the broker runs with.
     pub fn config(&self) -> &BrokerConfig {
         &self.broker.config
+    }
+
+    /// The Prometheus text of every metric: what the metrics endpoint serves.
+    pub fn render_metrics(&self) -> String {
+        let registry = crate::metrics::registry(
+            &self.metrics,
+            crate::metrics::StateCollector::new(self.clone()),
+        );
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            tracing::error!(error = %e, "could not encode the metrics");
+        }
+        text
+    }
+
+    /// Why the broker does not serve requests right now, or `None` when it does: for
+    /// the `/ready` check of load balancers and orchestrators.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.shutdown.is_cancelled() {
+            return Some("shutting down".into());
+        }
+        if !self.metrics.serving() {
+            return Some("starting: the listener does not accept connections yet".into());
+        }
+        if let Some(quorum) = self.broker.metadata.quorum()
+            && quorum.status().leader.is_none()
+        {
+            return Some(
+                "no metadata quorum leader: fewer than a majority of voters reachable".into(),
+            );
+        }
+        None
     }
 
     /// Flushes and closes every partition, for a clean shutdown (blocking: call it from

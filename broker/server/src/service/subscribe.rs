@@ -90,6 +90,7 @@ impl Subscription {
                     continue;
                 }
                 self.skipped = false;
+                self.partition.stats.sent(&answer.records);
                 return Ok(Some(answer));
             }
             if std::mem::take(&mut self.skipped) {

@@ -146,7 +146,20 @@ pub struct TopicInfo {
     pub internal: bool,
     /// Every config in force, defaults included.
     pub configs: BTreeMap<String, String>,
+    /// Where each config's value comes from.
+    pub config_sources: BTreeMap<String, ConfigSource>,
     pub partitions: Vec<PartitionInfo>,
+}
+
+/// Where a topic config's effective value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic.
+    Topic,
+    /// The broker's `topic_defaults`.
+    BrokerDefault,
+    /// The built-in default.
+    Default,
 }
 
 /// One partition's placement and log state.
@@ -218,12 +231,12 @@ pub enum ResetTarget {
     Timestamp(i64),
 }
 
-/// A group as the coordinator describes it, with the lag of every partition it has a
-/// commit for or assigns.
+/// A group as the coordinator describes it, with the lag of every partition of the topics
+/// it subscribes to or has commits on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribedGroup {
     pub group: quiver_group::GroupDescription,
-    /// In the order of `group.offsets`.
+    /// Sorted by topic and partition.
     pub lag: Vec<PartitionLag>,
 }
 

@@ -11,8 +11,8 @@ use quiver_plugin_host::log::{LogEntry, LogLevel, LogSource};
 use quiver_proto::api;
 
 use crate::service::types::{
-    Acks, ClusterView, FetchInput, FetchOutcome, FilterRef, NewTopic, OffsetAnswer, OffsetQuery,
-    ProduceInput, ProduceOutcome, ProducerId, SubscribeInput, TopicInfo, TopicSummary,
+    Acks, ClusterView, ConfigSource, FetchInput, FetchOutcome, FilterRef, NewTopic, OffsetAnswer,
+    OffsetQuery, ProduceInput, ProduceOutcome, ProducerId, SubscribeInput, TopicInfo, TopicSummary,
 };
 use crate::service::{
     PluginAdded, PluginDecision, PluginLogPage, PluginSummary, PluginTest, PluginTrial,
@@ -134,6 +134,18 @@ pub(crate) fn topic(t: TopicInfo) -> api::TopicDescription {
         replication_factor: t.replication_factor,
         internal: t.internal,
         configs: t.configs,
+        config_sources: t
+            .config_sources
+            .into_iter()
+            .map(|(key, source)| {
+                let source = match source {
+                    ConfigSource::Topic => api::ConfigSource::Topic,
+                    ConfigSource::BrokerDefault => api::ConfigSource::BrokerDefault,
+                    ConfigSource::Default => api::ConfigSource::Default,
+                };
+                (key, source)
+            })
+            .collect(),
         partitions: t
             .partitions
             .into_iter()
