@@ -18,11 +18,16 @@ pub enum GroupCommand {
     List,
     /// Show a group's members and, per partition, its owner, committed offset, end
     /// offset and lag.
-    Describe { group: String },
+    Describe {
+        /// The group id.
+        group: String,
+    },
     /// Move a group's committed offsets on every partition of a topic. The group must
     /// have no active members.
     ResetOffsets {
+        /// The group id.
         group: String,
+        /// The topic whose partitions move (all of them).
         #[arg(long)]
         topic: String,
         /// earliest, latest, an offset (such as 42), a time (@2026-12-06T08:00:00Z or
@@ -31,7 +36,10 @@ pub enum GroupCommand {
         to: Target,
     },
     /// Delete a group and its committed offsets. The group must have no active members.
-    Delete { group: String },
+    Delete {
+        /// The group id.
+        group: String,
+    },
 }
 
 /// Where `reset-offsets` moves a group.

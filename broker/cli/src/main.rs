@@ -12,6 +12,7 @@
 
 mod acl;
 mod bench;
+mod config;
 mod connect;
 mod consume;
 mod dev;
@@ -64,6 +65,9 @@ enum Command {
     /// Issue, list and revoke bearer tokens for clients without a certificate.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Print the configuration reference: every topic config or broker TOML key with its
+    /// default, range and meaning.
+    Config(config::ConfigArgs),
     /// Measure the transport, produce and consume on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -134,11 +138,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Acl(cmd) => acl::run(&cli.conn, cmd).await,
         Command::Token(cmd) => token::run(&cli.conn, cmd).await,
         Command::Bench(cmd) => bench::run(&cli.conn, cmd).await,
+        Command::Config(args) => config::run(&args),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Every argument of every command says what it is for in `--help`, positional
+    /// ones included.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "quiver",
+            &mut missing,
+        );
+        assert!(
+            missing.is_empty(),
+            "arguments without help:\n{}",
+            missing.join("\n")
+        );
+    }
+
     #[test]
     fn one_core_is_left_to_the_blocking_pool_and_the_kernel_but_never_the_last() {
         assert_eq!(super::workers_for(1), 1);

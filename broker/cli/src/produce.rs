@@ -13,6 +13,7 @@ use crate::connect::ConnectArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
+    /// The topic to write to.
     pub topic: String,
     /// Read lines from this file instead of stdin.
     #[arg(long)]

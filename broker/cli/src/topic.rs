@@ -11,9 +11,13 @@ use crate::connect::ConnectArgs;
 pub enum TopicCommand {
     /// Create a topic.
     Create {
+        /// The topic's name: 1 to 249 of A-Z a-z 0-9 . _ -.
         name: String,
+        /// Partitions: units of parallelism and of ordering (records with one key stay in
+        /// one partition).
         #[arg(long, short, default_value_t = 1)]
         partitions: u32,
+        /// Copies of each partition, on as many brokers (1 on a single node).
         #[arg(long, default_value_t = 1)]
         replication_factor: u16,
         /// A topic config, key=value; repeat for more.
@@ -22,11 +26,16 @@ pub enum TopicCommand {
     },
     /// List topics.
     List,
-    /// Show a topic's configs and partitions.
-    Describe { name: String },
+    /// Show a topic's configs (and where each comes from) and partitions.
+    Describe {
+        /// The topic.
+        name: String,
+    },
     /// Set or remove topic configs.
     Alter {
+        /// The topic.
         name: String,
+        /// A config to set, key=value; repeat for more (`quiver config topic` lists them).
         #[arg(long = "set", value_parser = parse_kv)]
         set: Vec<(String, String)>,
         /// A config to remove (back to the default).
@@ -34,12 +43,20 @@ pub enum TopicCommand {
         delete: Vec<String>,
     },
     /// Delete a topic and its data.
-    Delete { name: String },
+    Delete {
+        /// The topic.
+        name: String,
+    },
     /// Reopen a partition without restarting the broker: re-run recovery on its log and
     /// serve it again. For a partition `describe` shows OFFLINE (its log could not be
     /// opened) or one locked after a failed write or fsync (disk full, I/O error), once
     /// the cause is fixed. A healthy partition may be reopened too; it just recovers again.
-    Reopen { topic: String, partition: u32 },
+    Reopen {
+        /// The topic.
+        topic: String,
+        /// The partition to reopen.
+        partition: u32,
+    },
 }
 
 /// Parses `key=value`.

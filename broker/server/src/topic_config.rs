@@ -21,68 +21,64 @@ use std::time::Duration;
 
 use quiver_storage::{CleanupPolicy, FlushPolicy, LogConfig};
 
-/// Every key a topic accepts, with its built-in default and what it means. The range of
-/// each numeric key is stated here too; [`range`] is what enforces it.
+/// Every key a topic accepts, with its built-in default and what it means; [`range`]
+/// gives and enforces the range of each numeric key.
 pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "retention.ms",
         "604800000",
-        "delete closed segments older than this; -1 keeps forever; else 1 s to 100 years",
+        "delete closed segments older than this; -1 keeps them forever",
     ),
     (
         "retention.bytes",
         "-1",
-        "delete oldest closed segments past this size per partition; -1 is unbounded; else 1 MiB to 1 PiB",
+        "delete the oldest closed segments past this size per partition; -1 is unbounded",
     ),
     (
         "segment.bytes",
         "1073741824",
-        "roll the active segment at this size; 1 MiB to 2 GiB",
+        "roll the active segment at this size",
     ),
     (
         "segment.ms",
         "604800000",
-        "roll the active segment at this age; 1 min to 1 year",
+        "roll the active segment at this age",
     ),
     (
         "index.interval.bytes",
         "4096",
-        "bytes of log between sparse index entries; 256 B to 1 MiB",
+        "bytes of log between sparse index entries",
     ),
     (
         "segment.index.bytes",
         "10485760",
-        "largest offset or time index per segment; 64 KiB to 256 MiB",
+        "largest offset or time index per segment; a full index rolls the segment",
     ),
     (
         "max.message.bytes",
         "8388608",
-        "largest record batch a producer may send; 1 KiB to 64 MiB",
+        "largest record batch a producer may send",
     ),
     (
         "cleanup.policy",
         "delete",
-        "delete, compact, or compact,delete",
+        "delete (by retention), compact (latest record per key), or compact,delete",
     ),
     (
         "delete.retention.ms",
         "86400000",
-        "how long compaction keeps tombstones; 0 to 100 years",
+        "how long compaction keeps tombstones (records with a key and no value)",
     ),
     (
         "flush",
         "os",
         "always (fsync before ack), interval (fsync every flush.ms) or os (leave it to the OS)",
     ),
-    (
-        "flush.ms",
-        "1000",
-        "fsync period when flush=interval; 10 ms to 1 day",
-    ),
+    ("flush.ms", "1000", "fsync period when flush=interval"),
     (
         "min.insync.replicas",
         "1",
-        "replicas that must have a batch before acks=all succeeds; 1 to 32",
+        "replicas that must have a batch before acks=all succeeds",
     ),
     (
         "partitioner",
@@ -169,7 +165,7 @@ impl std::fmt::Display for Range {
 }
 
 /// `value` in the largest whole unit (`1 MiB`, `7 days`), or `None` when it has none.
-fn human(value: i64, unit: Unit) -> Option<String> {
+pub(crate) fn human(value: i64, unit: Unit) -> Option<String> {
     let units: &[(i64, &str, &str)] = match unit {
         Unit::Bytes => &[
             (1 << 50, "PiB", "PiB"),
@@ -723,19 +719,11 @@ mod tests {
     }
 
     #[test]
-    fn descriptions_state_the_ranges_and_defaults_are_inside_them() {
-        for (key, default, description) in KEYS {
+    fn defaults_are_inside_their_ranges() {
+        for (key, default, _) in KEYS {
             let Some(r) = range(key) else { continue };
             let n: i64 = default.parse().expect("numeric default");
             assert!(r.allows(n), "default {key}={default} is outside {r}");
-            for bound in [r.min, r.max] {
-                let shown = human(bound, r.unit).unwrap_or_else(|| bound.to_string());
-                assert!(
-                    description.contains(&shown),
-                    "description of {key} does not state {shown}: {description}"
-                );
-            }
-            assert_eq!(description.contains("-1"), r.unlimited, "{description}");
         }
     }
 

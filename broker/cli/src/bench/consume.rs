@@ -18,6 +18,7 @@ pub struct ConsumeBenchArgs {
     /// Bytes of each record's value.
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,
+    /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 1)]
     pub partitions: u32,
     /// Largest fetch response, bytes.
@@ -28,6 +29,7 @@ pub struct ConsumeBenchArgs {
     pub fetches_in_flight: usize,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

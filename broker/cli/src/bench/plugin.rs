@@ -57,6 +57,7 @@ pub struct PluginBenchArgs {
     pub rounds: u32,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -42,6 +42,7 @@ pub struct ProduceBenchArgs {
     pub producer: ProducerArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

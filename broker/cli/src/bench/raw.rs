@@ -17,6 +17,7 @@ pub struct RawArgs {
     /// Size of each write.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub chunk: usize,
+    /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

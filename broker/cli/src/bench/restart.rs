@@ -36,6 +36,7 @@ pub struct RestartBenchArgs {
     /// Seconds to wait for the first acknowledgement after a restart before giving up.
     #[arg(long, default_value_t = 60)]
     pub give_up: u64,
+    /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

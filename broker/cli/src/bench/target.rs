@@ -154,6 +154,7 @@ pub struct IdleArgs {
     /// Seconds to let the broker settle before reading its memory.
     #[arg(long, default_value_t = 3)]
     pub settle: u64,
+    /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod reference;
+
 /// Everything the broker needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -257,6 +259,27 @@ impl BrokerConfig {
     /// `topic_defaults` as a topic's own configs are checked. The broker calls it before
     /// it opens anything.
     pub fn validate(&self) -> Result<(), BoundsError> {
+        for b in self.bounds() {
+            let max = b.effective_max();
+            let allowed = (b.min..=max).contains(&b.value) || (b.zero_is_off && b.value == 0);
+            if !allowed {
+                return Err(BoundsError::OutOfRange {
+                    key: b.key,
+                    value: b.value,
+                    min: b.min,
+                    max,
+                });
+            }
+        }
+        crate::topic_config::validate(&self.topic_defaults).map_err(BoundsError::TopicDefaults)
+    }
+
+    /// Every numeric key with its value and allowed range, as this config bounds it: a
+    /// few bounds are other keys' values (a frame larger than the in-flight budget could
+    /// never be read; a minimum session above the maximum admits no member), named in
+    /// [`Bound::at_most`] or [`Bound::at_least`]. The config reference is rendered from
+    /// the defaults' bounds, so it cannot disagree with [`validate`](Self::validate).
+    pub fn bounds(&self) -> Vec<Bound> {
         const KIB: u64 = 1024;
         const MIB: u64 = 1024 * KIB;
         const GIB: u64 = 1024 * MIB;
@@ -266,163 +289,233 @@ impl BrokerConfig {
         let l = &self.limits;
         let p = &self.plugins;
         let g = &self.groups;
+        let c = &self.cluster;
         let n = |v: usize| v as u64;
-        // Two bounds are other keys' values: a frame larger than the in-flight budget could
-        // never be read, and a minimum session above the maximum admits no member.
-        let checks: [(&'static str, u64, u64, u64); 27] = [
-            ("node_id", self.node_id.into(), 0, i32::MAX as u64),
-            (
+        let b = |key, value, min, max| Bound::new(key, value, min, max);
+        vec![
+            b("node_id", self.node_id.into(), 0, i32::MAX as u64),
+            b(
                 "maintenance_interval_ms",
                 self.maintenance_interval_ms,
                 10,
                 MINUTE,
             ),
-            ("shutdown_grace_ms", self.shutdown_grace_ms, 0, 10 * MINUTE),
-            ("limits.max_connections", n(l.max_connections), 1, 100_000),
-            (
+            b("shutdown_grace_ms", self.shutdown_grace_ms, 0, 10 * MINUTE),
+            b("limits.max_connections", n(l.max_connections), 1, 100_000),
+            b(
+                "limits.max_connections_per_client",
+                n(l.max_connections_per_client),
+                1,
+                u64::MAX,
+            )
+            .at_most("limits.max_connections", n(l.max_connections)),
+            b(
                 "limits.max_streams_per_connection",
                 l.max_streams_per_connection.into(),
                 8,
                 65_536,
             ),
-            (
+            b(
                 "limits.max_inflight_bytes",
                 n(l.max_inflight_bytes),
                 MIB,
                 64 * GIB,
             ),
-            (
+            b(
                 "limits.max_frame_bytes",
                 n(l.max_frame_bytes),
                 64 * KIB,
-                GIB.min(n(l.max_inflight_bytes)),
-            ),
-            (
-                "limits.max_fetch_wait_ms",
-                l.max_fetch_wait_ms.into(),
-                0,
-                5 * MINUTE,
-            ),
-            (
-                "limits.max_fetch_bytes",
-                l.max_fetch_bytes.into(),
-                64 * KIB,
-                256 * MIB,
-            ),
-            ("limits.max_partitions", l.max_partitions.into(), 1, 100_000),
-            (
-                "limits.max_connections_per_client",
-                n(l.max_connections_per_client),
-                1,
-                n(l.max_connections),
-            ),
-            (
+                GIB,
+            )
+            .at_most("limits.max_inflight_bytes", n(l.max_inflight_bytes)),
+            b(
                 "limits.max_inflight_bytes_per_connection",
                 n(l.max_inflight_bytes_per_connection),
                 MIB,
-                n(l.max_inflight_bytes),
-            ),
-            (
+                u64::MAX,
+            )
+            .at_most("limits.max_inflight_bytes", n(l.max_inflight_bytes)),
+            b(
                 "limits.max_inflight_bytes_per_client",
                 n(l.max_inflight_bytes_per_client),
                 n(l.max_inflight_bytes_per_connection),
-                n(l.max_inflight_bytes),
-            ),
-            (
+                u64::MAX,
+            )
+            .at_least("limits.max_inflight_bytes_per_connection")
+            .at_most("limits.max_inflight_bytes", n(l.max_inflight_bytes)),
+            b(
                 "limits.request_read_timeout_ms",
                 l.request_read_timeout_ms,
                 100,
                 5 * MINUTE,
             ),
-            (
+            b(
                 "limits.request_read_min_bytes_per_sec",
                 l.request_read_min_bytes_per_sec,
                 KIB,
                 10 * GIB,
             ),
-            ("plugins.call_timeout_ms", p.call_timeout_ms, 10, MINUTE),
-            ("plugins.memory_bytes", n(p.memory_bytes), MIB, 4 * GIB),
-            (
+            b(
+                "limits.produce_bytes_per_sec_per_client",
+                l.produce_bytes_per_sec_per_client,
+                64 * KIB,
+                100 * GIB,
+            )
+            .zero_is_off(),
+            b(
+                "limits.fetch_bytes_per_sec_per_client",
+                l.fetch_bytes_per_sec_per_client,
+                64 * KIB,
+                100 * GIB,
+            )
+            .zero_is_off(),
+            b(
+                "limits.max_fetch_wait_ms",
+                l.max_fetch_wait_ms.into(),
+                0,
+                5 * MINUTE,
+            ),
+            b(
+                "limits.max_fetch_bytes",
+                l.max_fetch_bytes.into(),
+                64 * KIB,
+                256 * MIB,
+            ),
+            b("limits.max_partitions", l.max_partitions.into(), 1, 100_000),
+            b("plugins.call_timeout_ms", p.call_timeout_ms, 10, MINUTE),
+            b("plugins.memory_bytes", n(p.memory_bytes), MIB, 4 * GIB),
+            b(
                 "plugins.max_idle_instances",
                 n(p.max_idle_instances),
                 0,
                 1024,
             ),
-            (
+            b(
                 "plugins.max_component_bytes",
                 n(p.max_component_bytes),
                 MIB,
                 GIB,
             ),
-            ("plugins.log_entries", n(p.log_entries), 1, 1_000_000),
-            (
+            b("plugins.log_entries", n(p.log_entries), 1, 1_000_000),
+            b(
                 "plugins.logs_follow_max_ms",
                 p.logs_follow_max_ms.into(),
                 0,
                 5 * MINUTE,
             ),
-            (
+            b(
                 "plugins.max_test_records",
                 p.max_test_records.into(),
                 1,
                 1_000_000,
             ),
-            (
+            b(
                 "plugins.max_cached_bindings",
                 n(p.max_cached_bindings),
                 1,
                 100_000,
             ),
-            (
+            b(
                 "groups.initial_rebalance_delay_ms",
                 g.initial_rebalance_delay_ms.into(),
                 0,
                 5 * MINUTE,
             ),
-            (
+            b(
+                "groups.min_session_timeout_ms",
+                g.min_session_timeout_ms.into(),
+                100,
+                HOUR,
+            )
+            .at_most(
+                "groups.max_session_timeout_ms",
+                g.max_session_timeout_ms.into(),
+            ),
+            b(
                 "groups.max_session_timeout_ms",
                 g.max_session_timeout_ms.into(),
                 100,
                 HOUR,
             ),
-            (
-                "groups.min_session_timeout_ms",
-                g.min_session_timeout_ms.into(),
-                100,
-                HOUR.min(g.max_session_timeout_ms.into()),
-            ),
-            (
+            b(
                 "groups.offsets_topic_partitions",
                 g.offsets_topic_partitions.into(),
                 1,
                 1000,
             ),
-        ];
-        // Quotas are 0 (unlimited) or a rate in range.
-        let quotas = [
-            (
-                "limits.produce_bytes_per_sec_per_client",
-                l.produce_bytes_per_sec_per_client,
+            b(
+                "cluster.election_timeout_ms",
+                c.election_timeout_ms,
+                50,
+                MINUTE,
             ),
-            (
-                "limits.fetch_bytes_per_sec_per_client",
-                l.fetch_bytes_per_sec_per_client,
+            b("cluster.heartbeat_ms", c.heartbeat_ms, 10, u64::MAX).at_most(
+                "a third of cluster.election_timeout_ms",
+                c.election_timeout_ms / 3,
+            ),
+            b(
+                "cluster.propose_timeout_ms",
+                c.propose_timeout_ms,
+                SECOND,
+                5 * MINUTE,
             ),
         ]
-        .into_iter()
-        .filter(|(_, v)| *v != 0)
-        .map(|(key, value)| (key, value, 64 * KIB, 100 * GIB));
-        for (key, value, min, max) in checks.into_iter().chain(quotas) {
-            if !(min..=max).contains(&value) {
-                return Err(BoundsError::OutOfRange {
-                    key,
-                    value,
-                    min,
-                    max,
-                });
-            }
+    }
+}
+
+/// One numeric broker config key, its value and its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub key: &'static str,
+    pub value: u64,
+    pub min: u64,
+    /// The key's own cap; `u64::MAX` when only another key caps it.
+    pub max: u64,
+    /// 0 is allowed too, meaning "no limit".
+    pub zero_is_off: bool,
+    /// The other key whose value `min` is, if any.
+    pub at_least: Option<&'static str>,
+    /// Another key (or rule) that caps the value too, with that cap.
+    pub at_most: Option<(&'static str, u64)>,
+}
+
+impl Bound {
+    fn new(key: &'static str, value: u64, min: u64, max: u64) -> Bound {
+        Bound {
+            key,
+            value,
+            min,
+            max,
+            zero_is_off: false,
+            at_least: None,
+            at_most: None,
         }
-        crate::topic_config::validate(&self.topic_defaults).map_err(BoundsError::TopicDefaults)
+    }
+
+    fn zero_is_off(self) -> Bound {
+        Bound {
+            zero_is_off: true,
+            ..self
+        }
+    }
+
+    fn at_least(self, key: &'static str) -> Bound {
+        Bound {
+            at_least: Some(key),
+            ..self
+        }
+    }
+
+    fn at_most(self, rule: &'static str, cap: u64) -> Bound {
+        Bound {
+            at_most: Some((rule, cap)),
+            ..self
+        }
+    }
+
+    /// The largest allowed value: the key's own cap or the other key's, the smaller.
+    pub fn effective_max(&self) -> u64 {
+        self.at_most.map_or(self.max, |(_, cap)| self.max.min(cap))
     }
 }
 
