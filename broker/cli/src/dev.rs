@@ -118,7 +118,6 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         })
         .map_err(anyhow::Error::from)
     };
-    let wrote_profile = profile.is_ok();
     // The first line is stable: scripts and `quiver bench` read the address from it. A
     // broker keeps serving when whoever started it stops reading its stdout, so write
     // errors here are ignored rather than fatal.
@@ -164,9 +163,6 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     eprintln!("shutting down");
-    if wrote_profile {
-        profile::remove(&profile_name, std::process::id());
-    }
     broker.shutdown().await.context("shutting down")?;
     if args.owned_by_parent {
         std::fs::remove_dir_all(&data)

@@ -4,9 +4,10 @@
 //! Each running `quiver dev` writes one profile, `$QUIVER_HOME/profiles/NAME.json`
 //! (`~/.quiver` without `QUIVER_HOME`), named by `--profile` or after its data directory,
 //! with the broker's address, its certificate, its data directory and its process id.
-//! A clean stop removes the file; a killed broker leaves it behind, and the process id
-//! tells that it is gone. So two dev brokers never replace each other's profile, and a
-//! command aimed at a broker that is gone says so at once instead of timing out.
+//! The file stays when the broker stops (the process id tells that it is gone), and the
+//! next `quiver dev` on the same data directory replaces it. So two dev brokers never
+//! replace each other's profile, and a command aimed at a broker that is gone says so
+//! at once instead of timing out.
 //!
 //! A command picks its profile by `--profile NAME` (or `QUIVER_PROFILE`); without one it
 //! takes the only running dev broker, or, when several run, the one whose data directory
@@ -220,21 +221,6 @@ fn write_in(dir: &Path, profile: &DevProfile) -> Result<PathBuf, ProfileError> {
     let text = serde_json::to_vec_pretty(profile).map_err(|e| failed(std::io::Error::other(e)))?;
     std::fs::write(&path, text).map_err(failed)?;
     Ok(path)
-}
-
-/// Removes the profile file, if it is still this process's (a later `quiver dev` on the
-/// same data directory may have taken the name over).
-pub fn remove(name: &str, pid: u32) {
-    if let Ok(dir) = dir() {
-        let path = dir.join(format!("{name}.json"));
-        let ours = std::fs::read(&path)
-            .ok()
-            .and_then(|t| serde_json::from_slice::<DevProfile>(&t).ok())
-            .is_some_and(|p| p.pid == pid);
-        if ours {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// Whether a process with this id exists (Linux: `/proc/<pid>`; elsewhere assumed).
