@@ -45,6 +45,7 @@ mod compactor;
 mod error;
 mod filter;
 mod host;
+mod imports;
 mod kind;
 mod limits;
 mod loaded;
