@@ -17,9 +17,20 @@ pub enum PluginError {
     )]
     Memory { plugin: String, cap_bytes: usize },
     /// The guest trapped (a panic, an `unreachable`, an out-of-bounds access); the
-    /// instance was discarded.
-    #[error("plugin `{plugin}` trapped: {message}")]
-    Trap { plugin: String, message: String },
+    /// instance was discarded. `message` is what the guest said last on stderr (a
+    /// panic's location and message), or wasmtime's reason when it said nothing; the
+    /// backtrace is in the plugin's log.
+    #[error(
+        "plugin `{plugin}@{version}` trapped in {during}: {message} (backtrace: \
+         `quiver plugin logs {plugin}`)"
+    )]
+    Trap {
+        plugin: String,
+        version: u32,
+        /// The guest function that was running: `init`, `keep`, `partition`, ...
+        during: &'static str,
+        message: String,
+    },
     /// The guest returned its own error; the instance stays usable.
     #[error("plugin `{plugin}` failed: {error}")]
     Guest { plugin: String, error: GuestError },

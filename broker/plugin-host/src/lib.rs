@@ -58,6 +58,7 @@ mod source;
 mod state;
 mod stdio;
 mod ticker;
+mod trap;
 mod validate;
 
 pub use compactor::{CompactorPlugin, Survivor};

@@ -90,6 +90,47 @@ fn a_trap_is_a_typed_error_and_the_instance_is_replaced() {
 }
 
 #[test]
+fn a_trap_names_the_plugin_the_call_and_the_panic_and_logs_the_backtrace() {
+    let (plugin, _host, _dir) = misbehave(PluginLimits::default());
+    let log = plugin.current().log().clone();
+    let start = log.next_seq();
+    let err = keep_key(&plugin, "trap").expect_err("traps");
+    match &err {
+        PluginError::Trap {
+            plugin,
+            version,
+            during,
+            message,
+        } => {
+            assert_eq!(
+                (plugin.as_str(), *version, *during),
+                ("misbehave", 1, "keep")
+            );
+            assert!(
+                message.starts_with("panicked at misbehave/src/lib.rs:")
+                    && message.ends_with("asked to trap"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.starts_with("plugin `misbehave@1` trapped in keep: panicked at misbehave/src/lib.rs:"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "one line for the client: {text}");
+    assert!(!text.contains("backtrace:\n"), "{text}");
+    let entries = log.read(start, 100);
+    assert!(
+        entries.iter().any(|e| e.source == LogSource::Host
+            && e.message.contains("asked to trap")
+            && e.message.contains("wasm backtrace")),
+        "the backtrace is in the log: {entries:?}"
+    );
+}
+
+#[test]
 fn the_sandbox_grants_no_files_no_sockets_no_environment() {
     // The test process has environment variables (cargo sets several); none may leak.
     let (plugin, _host, _dir) = misbehave(PluginLimits::default());
