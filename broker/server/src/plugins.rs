@@ -19,8 +19,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use quiver_metadata::{MetadataImage, MetadataRecord, PluginVersion, RegisterPlugin};
 use quiver_plugin_host::{
-    CompactorPlugin, FilterPlugin, HostConfig, PartitionerPlugin, PluginError, PluginHost,
-    PluginKind, PluginLimits, PreparedComponent, Registry, RegistryError, VersionMeta, registry,
+    CompactorPlugin, FilterPlugin, GuestError, HostConfig, PartitionerPlugin, PluginError,
+    PluginHost, PluginKind, PluginLimits, PreparedComponent, Registry, RegistryError, VersionMeta,
+    registry,
 };
 
 use crate::config::PluginsConfig;
@@ -198,6 +199,7 @@ impl PluginService {
         self.partitioners.get_or_bind(key, |k| {
             self.registry
                 .partitioner(&k.name, k.version, k.params.clone())
+                .map_err(registry_error)
         })
     }
 
@@ -211,10 +213,13 @@ impl PluginService {
         self.compactors.get_or_bind(key, |k| {
             self.registry
                 .compactor(&k.name, k.version, k.params.clone())
+                .map_err(registry_error)
         })
     }
 
-    /// The warm filter binding a fetch or subscription names.
+    /// The warm filter binding a fetch or subscription names. Binding checks what the
+    /// consumer asked for, each with its own error: the plugin exists (UNKNOWN_PLUGIN), is
+    /// a filter, and its `init` accepts the parameters (INVALID_REQUEST for either).
     pub fn filter(
         &self,
         name: &str,
@@ -227,7 +232,9 @@ impl PluginService {
             params: params.to_vec(),
         };
         self.filters.get_or_bind(key, |k| {
-            self.registry.filter(&k.name, k.version, k.params.clone())
+            self.registry
+                .filter(&k.name, k.version, k.params.clone())
+                .map_err(|e| filter_error(&k.name, e))
         })
     }
 
@@ -322,6 +329,26 @@ pub fn registry_error(e: RegistryError) -> BrokerError {
     }
 }
 
+/// Why a consumer's filter cannot be bound: a name that is not a filter, or parameters
+/// its `init` refuses, is the consumer's mistake (INVALID_REQUEST).
+fn filter_error(name: &str, e: RegistryError) -> BrokerError {
+    match e {
+        RegistryError::Plugin(PluginError::WrongWorld { reason, .. }) => {
+            BrokerError::InvalidRequest(format!(
+                "filter `{name}` is not a filter: {reason}; `quiver plugin list` shows each \
+                 plugin's kind"
+            ))
+        }
+        RegistryError::Plugin(PluginError::Guest {
+            error: GuestError::InvalidConfig(reason),
+            ..
+        }) => {
+            BrokerError::InvalidRequest(format!("filter `{name}` refused its parameters: {reason}"))
+        }
+        other => registry_error(other),
+    }
+}
+
 /// An upload's error: what is wrong with the component is INVALID_PLUGIN.
 fn upload_error(e: RegistryError) -> BrokerError {
     match e {
@@ -395,14 +422,14 @@ impl<T> Bindings<T> {
     fn get_or_bind(
         &self,
         key: BindingKey,
-        bind: impl FnOnce(&BindingKey) -> Result<T, RegistryError>,
+        bind: impl FnOnce(&BindingKey) -> Result<T, BrokerError>,
     ) -> Result<Arc<T>, BrokerError> {
         if let Some(found) = self.warm.lock().get(&key) {
             return Ok(Arc::clone(found));
         }
         // Binding compiles and instantiates: never under the lock. Two callers racing
         // here both bind; the first insert wins and the other binding is dropped.
-        let bound = Arc::new(bind(&key).map_err(registry_error)?);
+        let bound = Arc::new(bind(&key)?);
         let mut warm = self.warm.lock();
         if warm.len() >= self.max && !warm.contains_key(&key) {
             warm.clear();
@@ -494,7 +521,7 @@ mod tests {
         };
         let err = cache
             .get_or_bind(key.clone(), |_| {
-                Err(RegistryError::NotFound { name: "x".into() })
+                Err(registry_error(RegistryError::NotFound { name: "x".into() }))
             })
             .expect_err("not found");
         assert!(matches!(err, BrokerError::UnknownPlugin(_)), "{err}");

@@ -379,7 +379,7 @@ async fn subscribe(
             return;
         }
     };
-    let mut subscription = match ctx.service.subscribe(caller, convert::subscribe(req)) {
+    let mut subscription = match ctx.service.subscribe(caller, convert::subscribe(req)).await {
         Ok(s) => s,
         Err(e) => {
             let _ = write_error(send, &wire_error(&e)).await;

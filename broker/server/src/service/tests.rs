@@ -204,6 +204,7 @@ async fn a_subscription_yields_what_is_appended_after_it_starts() {
                 filter: None,
             },
         )
+        .await
         .expect("subscribe");
     let next = tokio::spawn(async move { sub.next().await });
     tokio::task::yield_now().await;
