@@ -7,13 +7,17 @@ pub enum PluginError {
     /// The call ran past its epoch deadline; the instance was discarded.
     #[error(
         "plugin `{plugin}` timed out after {timeout_ms} ms; it may loop forever, or the \
-         batch is too large for its time limit (raise the plugin's timeout or send less)"
+         batch is too large for its time limit (send less, or raise the limit: \
+         `quiver plugin add {plugin} FILE --timeout-ms N` for this plugin, \
+         `plugins.call_timeout_ms` in the broker's config for every plugin)"
     )]
     Timeout { plugin: String, timeout_ms: u64 },
     /// The guest tried to grow its memory past the cap; the instance was discarded.
     #[error(
         "plugin `{plugin}` ran out of memory: it asked for more than its cap of \
-         {cap_bytes} bytes (raise the plugin's memory limit or make it allocate less)"
+         {cap_bytes} bytes (make it allocate less, or raise the cap: \
+         `quiver plugin add {plugin} FILE --memory-mib N` for this plugin, \
+         `plugins.memory_bytes` in the broker's config for every plugin)"
     )]
     Memory { plugin: String, cap_bytes: usize },
     /// The guest trapped (a panic, an `unreachable`, an out-of-bounds access); the

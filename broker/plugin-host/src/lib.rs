@@ -66,7 +66,7 @@ pub use error::{GuestError, PluginError};
 pub use filter::FilterPlugin;
 pub use host::{CacheStats, HostConfig, LoadSpec, PluginHost};
 pub use kind::{PluginKind, UnknownKind};
-pub use limits::PluginLimits;
+pub use limits::{LimitOutOfRange, PluginLimits};
 pub use loaded::LoadedPlugin;
 pub use log::{LogEntry, LogLevel, LogSource, PluginLog};
 pub use partitioner::PartitionerPlugin;

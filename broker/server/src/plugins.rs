@@ -80,6 +80,11 @@ impl PluginService {
         &self.config
     }
 
+    /// The limits of a plugin version that sets none of its own (`[plugins]`).
+    pub fn default_limits(&self) -> PluginLimits {
+        self.registry.host().config().default_limits
+    }
+
     /// Validates a component and stores its bytes by content hash; no version exists
     /// until the metadata registers one. `kind` is the world's name (`partitioner`,
     /// `filter`, `compactor`) or `None` to detect it.
@@ -109,7 +114,10 @@ impl PluginService {
                 sha256: version.content_hash.clone(),
                 size_bytes: version.size,
                 added_ms: version.uploaded_at_ms,
-                limits: version.limits.as_ref().map(host_limits),
+                limits: version
+                    .limits
+                    .as_ref()
+                    .map(|l| host_limits(l, &self.default_limits())),
             })
             .map_err(registry_error)
     }
@@ -461,11 +469,22 @@ pub fn metadata_kind(kind: PluginKind) -> quiver_metadata::PluginKind {
     }
 }
 
-fn host_limits(l: &quiver_metadata::PluginLimits) -> PluginLimits {
+/// A version's stored limits, where 0 stands for the broker's default: an upload that
+/// sets only its time limit keeps following `plugins.memory_bytes`.
+fn host_limits(l: &quiver_metadata::PluginLimits, defaults: &PluginLimits) -> PluginLimits {
     PluginLimits {
-        call_timeout: Duration::from_millis(l.call_timeout_ms.max(1)),
-        memory_bytes: usize::try_from(l.memory_bytes).unwrap_or(usize::MAX),
-        max_idle_instances: usize::try_from(l.max_idle_instances).unwrap_or(usize::MAX),
+        call_timeout: match l.call_timeout_ms {
+            0 => defaults.call_timeout,
+            ms => Duration::from_millis(ms),
+        },
+        memory_bytes: match l.memory_bytes {
+            0 => defaults.memory_bytes,
+            bytes => usize::try_from(bytes).unwrap_or(usize::MAX),
+        },
+        max_idle_instances: match l.max_idle_instances {
+            0 => defaults.max_idle_instances,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        },
     }
 }
 

@@ -131,6 +131,31 @@ fn a_trap_names_the_plugin_the_call_and_the_panic_and_logs_the_backtrace() {
 }
 
 #[test]
+fn work_within_a_limit_passes_and_past_it_fails() {
+    let limits = PluginLimits {
+        call_timeout: Duration::from_millis(100),
+        memory_bytes: 32 << 20,
+        ..PluginLimits::default()
+    };
+    let (plugin, _host, _dir) = misbehave(limits);
+    let call = |key: &str, value: &str| {
+        let records = [record(0, Some(key.as_bytes()), Some(value.as_bytes()), &[])];
+        let views: Vec<RecordView> = records.iter().map(RecordView::from).collect();
+        plugin.keep(&views)
+    };
+    assert_eq!(call("busy", "10").expect("quick"), vec![true]);
+    assert!(matches!(
+        call("busy", "400"),
+        Err(PluginError::Timeout { .. })
+    ));
+    assert_eq!(call("alloc", "8").expect("small"), vec![true]);
+    assert!(matches!(
+        call("alloc", "64"),
+        Err(PluginError::Memory { .. })
+    ));
+}
+
+#[test]
 fn the_sandbox_grants_no_files_no_sockets_no_environment() {
     // The test process has environment variables (cargo sets several); none may leak.
     let (plugin, _host, _dir) = misbehave(PluginLimits::default());

@@ -190,7 +190,14 @@ pub(crate) async fn dispatch(
                 send,
                 |r: api::PluginAddRequest, component| async move {
                     Ok(convert::plugin_added(
-                        s.add_plugin(caller, r.name, r.kind, component).await?,
+                        s.add_plugin(
+                            caller,
+                            r.name,
+                            r.kind,
+                            convert::plugin_limits(r.limits),
+                            component,
+                        )
+                        .await?,
                     ))
                 },
             )

@@ -502,6 +502,7 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
                 &alice,
                 "p".into(),
                 None,
+                Default::default(),
                 bytes::Bytes::from_static(b"\0asm"),
             )
             .await,
