@@ -453,11 +453,15 @@ async fn logs(client: &Client, name: &str, follow: bool) -> anyhow::Result<()> {
 }
 
 fn log_line(e: &PluginLogEntry) -> String {
+    // Version 0: a refused upload, which never became a version.
+    let version = match e.version {
+        0 => "-".to_string(),
+        v => format!("v{v}"),
+    };
     format!(
-        "{} {:<5} v{} [{}] {}",
+        "{} {:<5} {version} [{}] {}",
         utc(e.time_ms),
         e.level.to_uppercase(),
-        e.version,
         e.source,
         e.message
     )

@@ -269,6 +269,13 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
         dev.ok(&["plugin", "describe", "router"], None)
             .contains("current v2")
     );
+    // The refusal is in the plugin's log on the broker too, not only in this terminal.
+    let logs = dev.ok(&["plugin", "logs", "router"], None);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("ERROR - [host] upload refused: ") && l.contains("router")),
+        "{logs}"
+    );
 
     // Removing a bound plugin is refused and says what to do.
     let err = dev.fails(&["plugin", "remove", "router"]);

@@ -92,7 +92,8 @@ impl BrokerService {
     /// Adds a version of plugin `name` from its component bytes; `kind`, when given, must
     /// match the world the component implements. The component is validated and stored
     /// by content hash, the version is registered in the metadata log, and then loaded:
-    /// bindings that follow the name switch to it (hot reload).
+    /// bindings that follow the name switch to it (hot reload). A refused upload is also
+    /// noted in the name's log, where `plugin logs` shows it to the author.
     pub async fn add_plugin(
         &self,
         caller: &Caller,
@@ -103,7 +104,15 @@ impl BrokerService {
     ) -> Result<PluginAdded, BrokerError> {
         // Uploading code the broker runs is the most powerful act: administrators only.
         self.check(caller, Operation::Alter, ResourceKind::Cluster, "*")?;
-        self.add_checked(name, kind, limits, component).await
+        let noted = name.clone();
+        let result = self.add_checked(name, kind, limits, component).await;
+        if let Err(e @ (BrokerError::InvalidPlugin(_) | BrokerError::PluginLimit(_))) = &result {
+            self.broker
+                .plugins
+                .registry()
+                .note_refused(&noted, &e.to_string());
+        }
+        result
     }
 
     async fn add_checked(
