@@ -9,7 +9,8 @@
 //! mid-write, a wrong format) is refused with one line and the previous version stays
 //! current on the broker; the next change is tried again.
 //!
-//! Output, one line per event:
+//! Output, one line per event: `loading plugin py-key-sum (17.0 MiB, compiling...)` as an
+//! upload starts (the broker compiles before it answers), then
 //! `loaded key-hash v1 (partitioner) in 41 ms`, `reloaded key-hash v2 (partitioner) in
 //! 187 ms` (from the change being seen to the broker's acknowledgement), or
 //! `key-hash: plugins/key-hash.wasm was not loaded: ...; v1 stays current`. A refusal is
@@ -244,6 +245,15 @@ async fn upload(client: &Client, t: &mut Tracked, path: &Path, seen_at: Instant,
     // here gives the local check's reason, which says more about a file still being
     // written or a core module.
     let local = check(&bytes).err();
+    if local.is_none() {
+        // The broker compiles before it answers: seconds for a large component.
+        let verb = if reload { "reloading" } else { "loading" };
+        note(&format!(
+            "{verb} plugin {} ({}, compiling...)",
+            t.name,
+            crate::plugin::size(bytes.len() as u64)
+        ));
+    }
     match client.admin().add_plugin(&t.name, bytes.clone()).await {
         Ok(added) => {
             let ms = seen_at.elapsed().as_millis();

@@ -155,6 +155,9 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
     let router = dir.path().join("router.wasm");
     std::fs::copy(wasm.join("key-hash.wasm"), &router).expect("copy key-hash");
     let dev = Dev::start(dir);
+    // A line says what is loading before the broker compiles it, then one when done.
+    let loading = dev.wait_for("loading plugin router (");
+    assert!(loading.contains("compiling..."), "{loading}");
     let loaded = dev.wait_for("loaded router v1");
     assert!(loaded.contains("(partitioner)"), "{loaded}");
 
@@ -464,3 +467,18 @@ fn limits_are_set_per_plugin_and_filters_are_checked_when_a_consume_starts() {
     assert!(out.is_empty(), "{out}");
 }
 
+#[test]
+fn test_plugins_are_built_apart_from_the_examples() {
+    let examples = crate::plugins::plugin_dir();
+    let tests = crate::plugins::test_plugin_dir();
+    for name in ["misbehave", "forbidden-import"] {
+        let file = format!("{name}.wasm");
+        assert!(tests.join(&file).is_file(), "{name} in {}", tests.display());
+        assert!(
+            !examples.join(&file).exists(),
+            "{name} must not be in {}, which `quiver dev --plugins` loads",
+            examples.display()
+        );
+    }
+    assert!(examples.join("key-hash.wasm").is_file());
+}
