@@ -14,6 +14,7 @@ mod data_path;
 mod groups;
 mod harness;
 mod plugin_cli;
+mod plugin_errors;
 mod plugins;
 mod producer;
 mod quarantine;
