@@ -460,7 +460,14 @@ fn limits_are_set_per_plugin_and_filters_are_checked_when_a_consume_starts() {
     assert!(err.contains("nosuch"), "{err}");
     let out = dev.ok(
         &[
-            "consume", "quiet", "--filter", "big", "--param", "field=n", "--param", "op=exists",
+            "consume",
+            "quiet",
+            "--filter",
+            "big",
+            "--param",
+            "field=n",
+            "--param",
+            "op=exists",
         ],
         None,
     );

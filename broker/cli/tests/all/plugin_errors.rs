@@ -70,7 +70,11 @@ async fn produce(client: &Client, topic: &str, key: &str, value: &str) {
         .await
         .expect("producer");
     producer
-        .send_and_wait(ProducerRecord::new(topic.to_string(), value.to_string()).key(key.to_string()).partition(0))
+        .send_and_wait(
+            ProducerRecord::new(topic.to_string(), value.to_string())
+                .key(key.to_string())
+                .partition(0),
+        )
         .await
         .expect("send");
     producer.close().await;
@@ -158,9 +162,14 @@ async fn a_wrong_filter_fails_fetch_and_subscribe_before_any_data() {
         assert!(err.to_string().contains(says), "subscribe: {err}");
     }
     // With its parameter the same filter reads the empty partition: nothing, no error.
-    let payload = fetch(&client, "empty", 0, filter("json", &[("field", "n"), ("op", "exists")]))
-        .await
-        .expect("a good filter");
+    let payload = fetch(
+        &client,
+        "empty",
+        0,
+        filter("json", &[("field", "n"), ("op", "exists")]),
+    )
+    .await
+    .expect("a good filter");
     assert!(payload.is_empty());
 }
 
@@ -183,7 +192,8 @@ async fn per_plugin_limits_are_checked_stored_and_named_when_hit() {
     assert!(
         logs.entries
             .iter()
-            .any(|e| e.message.starts_with("upload refused: ") && e.message.contains("call_timeout_ms")),
+            .any(|e| e.message.starts_with("upload refused: ")
+                && e.message.contains("call_timeout_ms")),
         "{logs:?}"
     );
     let small = PluginLimitsSpec {
