@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Builds every example and test plugin into target/plugins/wasm/<name>.wasm.
+# Builds every example plugin into target/plugins/wasm/<name>.wasm, and the test plugins
+# (deliberately broken: they loop, hoard memory, trap, or import what no host provides)
+# into target/plugins/test-wasm/<name>.wasm, so that `quiver dev --plugins
+# target/plugins/wasm` loads only the examples.
 #
 # Idempotent and incremental: cargo and the caches under target/plugins skip work already
 # done. Rust plugins always build; the Python and JavaScript ones build when their
@@ -13,7 +16,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 target="$root/target/plugins"
 out="$target/wasm"
-mkdir -p "$out"
+test_out="$target/test-wasm"
+# The plugins that exist only for the tests.
+test_plugins=" misbehave forbidden-import "
+mkdir -p "$out" "$test_out"
 
 # One build at a time: tests start this script from several threads and processes at
 # once, and two concurrent `rustup target add` runs break each other's install.
@@ -34,9 +40,15 @@ for manifest in "$here"/*/Cargo.toml; do
     name="$(basename "$(dirname "$manifest")")"
     [ "$name" = guest ] && continue
     artifact="$target/wasm32-wasip2/release/${name//-/_}.wasm"
+    dest="$out"
+    if [[ "$test_plugins" == *" $name "* ]]; then
+        dest="$test_out"
+        # Left there by builds from before the split.
+        rm -f "$out/$name.wasm"
+    fi
     # Copy only when changed, so the file's timestamp says when the plugin last changed.
-    if ! cmp -s "$artifact" "$out/$name.wasm" 2>/dev/null; then
-        cp "$artifact" "$out/$name.wasm"
+    if ! cmp -s "$artifact" "$dest/$name.wasm" 2>/dev/null; then
+        cp "$artifact" "$dest/$name.wasm"
     fi
 done
 
@@ -52,4 +64,4 @@ for script in "$here"/*/build-plugin.sh; do
         echo "build.sh: $name was not built (see above); tests that need it are skipped" >&2
     fi
 done
-echo "build.sh: plugins are in $out" >&2
+echo "build.sh: plugins are in $out, test plugins in $test_out" >&2

@@ -9,10 +9,10 @@ use quiver_proto::api::{
     DeleteTopicRequest, DescribeGroupRequest, DescribeTopicRequest, GroupDescription, GroupSummary,
     ListGroupsRequest, ListOffsetsRequest, ListOffsetsResponse, ListTopicsRequest,
     OffsetFetchRequest, OffsetSpec, PartitionDescription, PluginAddRequest, PluginAddResponse,
-    PluginDescribeRequest, PluginDescription, PluginListRequest, PluginLogsRequest,
-    PluginLogsResponse, PluginRemoveRequest, PluginRemoveResponse, PluginTestRequest,
-    PluginTestResponse, ReopenPartitionRequest, ResetGroupOffsetsRequest, ResetTarget,
-    TopicDescription, TopicSummary,
+    PluginDescribeRequest, PluginDescription, PluginLimitsSpec, PluginListRequest,
+    PluginLogsRequest, PluginLogsResponse, PluginRemoveRequest, PluginRemoveResponse,
+    PluginTestRequest, PluginTestResponse, ReopenPartitionRequest, ResetGroupOffsetsRequest,
+    ResetTarget, TopicDescription, TopicSummary,
 };
 
 use crate::{Client, Error};
@@ -195,9 +195,24 @@ impl Admin {
         name: &str,
         component: impl Into<Bytes>,
     ) -> Result<PluginAddResponse, Error> {
+        self.add_plugin_with_limits(name, component, PluginLimitsSpec::default())
+            .await
+    }
+
+    /// [`add_plugin`](Self::add_plugin), setting the plugin's per-call time and memory
+    /// limits. A limit left `None` is the previous version's, or the broker's default
+    /// when no version set it. Out of bounds (10 ms to 60 s, 1 MiB to 4 GiB) is refused
+    /// with `INVALID_CONFIG` naming the setting.
+    pub async fn add_plugin_with_limits(
+        &self,
+        name: &str,
+        component: impl Into<Bytes>,
+        limits: PluginLimitsSpec,
+    ) -> Result<PluginAddResponse, Error> {
         let req = PluginAddRequest {
             name: name.to_string(),
             kind: None,
+            limits,
         };
         // The broker validates and compiles the component before it answers: a large
         // one (a Python component is tens of MB) can take longer than a usual request.

@@ -4,6 +4,8 @@ use crate::output::say;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::Context;
+use quiver_sdk::proto::api::FetchRequest;
 use quiver_sdk::{ConsumerConfig, FilterSpec, OffsetReset, OffsetSpec, TopicPartition};
 
 use crate::connect::ConnectArgs;
@@ -58,6 +60,34 @@ impl ConsumeArgs {
             params: self.params.iter().cloned().collect(),
         })
     }
+}
+
+/// Asks the broker to bind `filter` before anything is read: one fetch at the end of a
+/// partition, answered at once. A filter that does not exist, is not a filter, or
+/// refuses its parameters fails here, even on an empty topic where no record would ever
+/// reach it.
+pub async fn check_filter(
+    client: &quiver_sdk::Client,
+    tp: &TopicPartition,
+    end: i64,
+    filter: FilterSpec,
+) -> anyhow::Result<()> {
+    let name = filter.name.clone();
+    let req = FetchRequest {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset: end,
+        max_bytes: 1,
+        max_wait_ms: 0,
+        min_bytes: 1,
+        isolation: Default::default(),
+        filter: Some(filter),
+    };
+    client
+        .call(&req, bytes::Bytes::new())
+        .await
+        .map(|_| ())
+        .with_context(|| format!("filter '{name}'"))
 }
 
 /// Where `consume` starts.
@@ -142,6 +172,9 @@ pub async fn run(conn: &ConnectArgs, args: ConsumeArgs) -> anyhow::Result<()> {
             .offset
             .unwrap_or(0);
         ends.insert(tp.partition, end);
+    }
+    if let (Some(filter), Some(tp)) = (args.filter_spec(), tps.first()) {
+        check_filter(&client, tp, ends[&tp.partition], filter).await?;
     }
     let mut consumer = client.consumer(ConsumerConfig {
         auto_offset_reset: OffsetReset::Earliest,

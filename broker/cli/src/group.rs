@@ -182,6 +182,9 @@ pub async fn consume(conn: &ConnectArgs, args: &ConsumeArgs, group: &str) -> any
             .unwrap_or(0);
         ends.insert(TopicPartition::new(args.topic.clone(), p.partition), end);
     }
+    if let (Some(filter), Some((tp, end))) = (args.filter_spec(), ends.iter().next()) {
+        crate::consume::check_filter(&client, tp, *end, filter).await?;
+    }
     let mut consumer = client.consumer(ConsumerConfig {
         group_id: Some(group.to_string()),
         client_id: "quiver-cli".to_string(),

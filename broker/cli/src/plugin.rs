@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use quiver_sdk::proto::api::{
-    PluginDecision, PluginDescription, PluginLogEntry, PluginOutcome, PluginTestRequest,
-    PluginTestResponse,
+    PluginDecision, PluginDescription, PluginLimitsSpec, PluginLogEntry, PluginOutcome,
+    PluginTestRequest, PluginTestResponse, PluginVersionInfo,
 };
 use quiver_sdk::{Client, ConsumerConfig, OffsetReset, OffsetSpec, TopicPartition};
 
@@ -27,7 +27,12 @@ use crate::reload::{self, Component};
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Upload FILE (a .wasm component) as a new version of plugin NAME.
-    Add { name: String, file: PathBuf },
+    Add {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// List plugins with their kind, current version and bound topics.
     List,
     /// Show a plugin's versions, their sizes, and the topics bound to it.
@@ -61,6 +66,30 @@ pub enum PluginCommand {
     Watch { name: String, file: PathBuf },
 }
 
+/// Per-call limits of a plugin, set when a version is added. A limit not given is the
+/// previous version's, or the broker's default (`plugins.call_timeout_ms`,
+/// `plugins.memory_bytes`) when no version set it.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Wall-clock time one call of the plugin may take, in milliseconds (10 to 60000;
+    /// the broker's default is 1000).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub timeout_ms: Option<u64>,
+    /// Memory one instance of the plugin may hold, in MiB (1 to 4096; the broker's
+    /// default is 128).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub memory_mib: Option<u64>,
+}
+
+impl LimitArgs {
+    pub fn spec(self) -> PluginLimitsSpec {
+        PluginLimitsSpec {
+            call_timeout_ms: self.timeout_ms,
+            memory_bytes: self.memory_mib.map(|m| m << 20),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
     pub name: String,
@@ -87,10 +116,10 @@ pub async fn run(conn: &ConnectArgs, cmd: PluginCommand) -> anyhow::Result<()> {
     let client = conn.connect().await?;
     let admin = client.admin();
     match cmd {
-        PluginCommand::Add { name, file } => {
+        PluginCommand::Add { name, file, limits } => {
             let component = Component::read(&file)?;
             let added = admin
-                .add_plugin(&name, component.bytes.clone())
+                .add_plugin_with_limits(&name, component.bytes.clone(), limits.spec())
                 .await
                 .with_context(|| format!("adding plugin '{name}' from {}", file.display()))?;
             say!(
@@ -172,11 +201,12 @@ fn print_description(d: &PluginDescription) {
     );
     say!("bound topics: {}", topics(&d.bound_topics));
     say!(
-        "{:>8} {:<12} {:>10}  {:<16} ADDED (UTC)",
+        "{:>8} {:<12} {:>10}  {:<16} {:<23}  LIMITS",
         "VERSION",
         "KIND",
         "SIZE",
-        "SHA-256"
+        "SHA-256",
+        "ADDED (UTC)"
     );
     for v in &d.versions {
         let mark = if v.version == d.current_version {
@@ -185,14 +215,25 @@ fn print_description(d: &PluginDescription) {
             ""
         };
         say!(
-            "{:>8} {:<12} {:>10}  {:<16} {}{mark}",
+            "{:>8} {:<12} {:>10}  {:<16} {}  {}{mark}",
             format!("v{}", v.version),
             v.kind,
             size(v.size_bytes),
             v.sha256.get(..16).unwrap_or(&v.sha256),
-            utc(v.added_ms)
+            utc(v.added_ms),
+            limits(v)
         );
     }
+}
+
+/// A version's call limits: `1000 ms, 128.0 MiB (defaults)` or `300 ms, 32.0 MiB`.
+fn limits(v: &PluginVersionInfo) -> String {
+    format!(
+        "{} ms, {}{}",
+        v.call_timeout_ms,
+        size(v.memory_bytes),
+        if v.own_limits { "" } else { " (defaults)" }
+    )
 }
 
 fn topics(list: &[String]) -> String {
@@ -412,11 +453,15 @@ async fn logs(client: &Client, name: &str, follow: bool) -> anyhow::Result<()> {
 }
 
 fn log_line(e: &PluginLogEntry) -> String {
+    // Version 0: a refused upload, which never became a version.
+    let version = match e.version {
+        0 => "-".to_string(),
+        v => format!("v{v}"),
+    };
     format!(
-        "{} {:<5} v{} [{}] {}",
+        "{} {:<5} {version} [{}] {}",
         utc(e.time_ms),
         e.level.to_uppercase(),
-        e.version,
         e.source,
         e.message
     )
@@ -465,6 +510,16 @@ mod tests {
         let line = "quiver plugin test p --topic t --version 3 --param a=b";
         let parsed = <crate::Cli as clap::Parser>::try_parse_from(line.split(' '));
         assert!(parsed.is_ok(), "{parsed:?}");
+        let line = "quiver plugin add p p.wasm --timeout-ms 250 --memory-mib 64";
+        let parsed = <crate::Cli as clap::Parser>::try_parse_from(line.split(' '));
+        assert!(parsed.is_ok(), "{parsed:?}");
+        for bad in ["--timeout-ms 5", "--timeout-ms 60001", "--memory-mib 0"] {
+            let line = format!("quiver plugin add p p.wasm {bad}");
+            let err = <crate::Cli as clap::Parser>::try_parse_from(line.split(' '))
+                .expect_err("out of range");
+            let flag = bad.split(' ').next().unwrap_or_default();
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
     }
 
     #[test]

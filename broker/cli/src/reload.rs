@@ -9,10 +9,12 @@
 //! mid-write, a wrong format) is refused with one line and the previous version stays
 //! current on the broker; the next change is tried again.
 //!
-//! Output, one line per event:
+//! Output, one line per event: `loading plugin py-key-sum (17.0 MiB, compiling...)` as an
+//! upload starts (the broker compiles before it answers), then
 //! `loaded key-hash v1 (partitioner) in 41 ms`, `reloaded key-hash v2 (partitioner) in
 //! 187 ms` (from the change being seen to the broker's acknowledgement), or
-//! `key-hash: plugins/key-hash.wasm was not loaded: ...; v1 stays current`.
+//! `key-hash: plugins/key-hash.wasm was not loaded: ...; v1 stays current`. A refusal is
+//! also in the plugin's log on the broker (`quiver plugin logs NAME`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -238,8 +240,19 @@ async fn upload(client: &Client, t: &mut Tracked, path: &Path, seen_at: Instant,
     if t.uploaded.as_ref() == Some(&bytes) {
         return;
     }
-    if let Err(e) = check(&bytes) {
-        return refused(t, format!("{e:#}"));
+    // A file the local check refuses is still sent: the broker refuses it too, and notes
+    // the refusal in the plugin's log, where `quiver plugin logs NAME` shows it. The line
+    // here gives the local check's reason, which says more about a file still being
+    // written or a core module.
+    let local = check(&bytes).err();
+    if local.is_none() {
+        // The broker compiles before it answers: seconds for a large component.
+        let verb = if reload { "reloading" } else { "loading" };
+        note(&format!(
+            "{verb} plugin {} ({}, compiling...)",
+            t.name,
+            crate::plugin::size(bytes.len() as u64)
+        ));
     }
     match client.admin().add_plugin(&t.name, bytes.clone()).await {
         Ok(added) => {
@@ -256,7 +269,10 @@ async fn upload(client: &Client, t: &mut Tracked, path: &Path, seen_at: Instant,
             t.uploaded = Some(bytes);
             t.version = Some(added.version);
         }
-        Err(e) => refused(t, e.to_string()),
+        Err(e) => match local {
+            Some(local) => refused(t, format!("{local:#}")),
+            None => refused(t, e.to_string()),
+        },
     }
 }
 

@@ -156,7 +156,7 @@ impl std::fmt::Display for PluginKind {
 }
 
 /// Resource limits stored with one plugin version; a version without them runs with
-/// the host's defaults.
+/// the host's defaults, and so does a field of 0 (an upload that set only some limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginLimits {
     pub call_timeout_ms: u64,

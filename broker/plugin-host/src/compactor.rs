@@ -58,7 +58,7 @@ impl CompactorPlugin {
 
     /// The compaction key of each record; `None` leaves a record out of compaction.
     pub fn keys(&self, records: &[RecordView<'_>]) -> Result<Vec<Option<Vec<u8>>>, PluginError> {
-        let (out, plugin) = self.pool.call(&[records], |w, store, batches| {
+        let (out, plugin) = self.pool.call("keys", &[records], |w, store, batches| {
             w.call_keys(store, &batches[0])
         })?;
         let bad = |reason: String| PluginError::BadOutput {
@@ -107,9 +107,11 @@ impl CompactorPlugin {
                 ),
             });
         }
-        let (out, plugin) = self.pool.call(&[older, newer], |w, store, batches| {
-            w.call_survivor(store, &batches[0], &batches[1])
-        })?;
+        let (out, plugin) = self
+            .pool
+            .call("survivor", &[older, newer], |w, store, batches| {
+                w.call_survivor(store, &batches[0], &batches[1])
+            })?;
         if out.len() != older.len() {
             return Err(PluginError::BadOutput {
                 plugin: plugin.name().to_string(),
@@ -131,7 +133,7 @@ impl CompactorPlugin {
         records: &[RecordView<'_>],
         now_ms: i64,
     ) -> Result<Vec<bool>, PluginError> {
-        let (keep, plugin) = self.pool.call(&[records], |w, store, batches| {
+        let (keep, plugin) = self.pool.call("retain", &[records], |w, store, batches| {
             w.call_retain(store, &batches[0], now_ms)
         })?;
         if keep.len() != records.len() {

@@ -7,19 +7,34 @@ pub enum PluginError {
     /// The call ran past its epoch deadline; the instance was discarded.
     #[error(
         "plugin `{plugin}` timed out after {timeout_ms} ms; it may loop forever, or the \
-         batch is too large for its time limit (raise the plugin's timeout or send less)"
+         batch is too large for its time limit (send less, or raise the limit: \
+         `quiver plugin add {plugin} FILE --timeout-ms N` for this plugin, \
+         `plugins.call_timeout_ms` in the broker's config for every plugin)"
     )]
     Timeout { plugin: String, timeout_ms: u64 },
     /// The guest tried to grow its memory past the cap; the instance was discarded.
     #[error(
         "plugin `{plugin}` ran out of memory: it asked for more than its cap of \
-         {cap_bytes} bytes (raise the plugin's memory limit or make it allocate less)"
+         {cap_bytes} bytes (make it allocate less, or raise the cap: \
+         `quiver plugin add {plugin} FILE --memory-mib N` for this plugin, \
+         `plugins.memory_bytes` in the broker's config for every plugin)"
     )]
     Memory { plugin: String, cap_bytes: usize },
     /// The guest trapped (a panic, an `unreachable`, an out-of-bounds access); the
-    /// instance was discarded.
-    #[error("plugin `{plugin}` trapped: {message}")]
-    Trap { plugin: String, message: String },
+    /// instance was discarded. `message` is what the guest said last on stderr (a
+    /// panic's location and message), or wasmtime's reason when it said nothing; the
+    /// backtrace is in the plugin's log.
+    #[error(
+        "plugin `{plugin}@{version}` trapped in {during}: {message} (backtrace: \
+         `quiver plugin logs {plugin}`)"
+    )]
+    Trap {
+        plugin: String,
+        version: u32,
+        /// The guest function that was running: `init`, `keep`, `partition`, ...
+        during: &'static str,
+        message: String,
+    },
     /// The guest returned its own error; the instance stays usable.
     #[error("plugin `{plugin}` failed: {error}")]
     Guest { plugin: String, error: GuestError },

@@ -51,7 +51,7 @@ impl FilterPlugin {
 
     /// One decision per record: true keeps it.
     pub fn keep(&self, records: &[RecordView<'_>]) -> Result<Vec<bool>, PluginError> {
-        let (keep, plugin) = self.pool.call(&[records], |w, store, batches| {
+        let (keep, plugin) = self.pool.call("keep", &[records], |w, store, batches| {
             w.call_keep(store, &batches[0])
         })?;
         if keep.len() != records.len() {

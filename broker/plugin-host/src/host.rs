@@ -12,8 +12,8 @@ use crate::loaded::WorldPre;
 use crate::log::PluginLog;
 use crate::state::GuestState;
 use crate::ticker::EpochTicker;
-use crate::validate;
 use crate::{LoadedPlugin, PluginError, PluginKind, PluginLimits};
+use crate::{imports, validate};
 
 /// How the host is set up.
 #[derive(Debug, Clone)]
@@ -160,7 +160,8 @@ impl PluginHost {
     }
 
     /// Compiles and checks a component without keeping it: what an upload does before
-    /// storing anything.
+    /// storing anything. Its imports are checked first, from the bytes, so a component
+    /// importing what the host does not provide is refused without being compiled.
     pub fn validate(
         &self,
         name: &str,
@@ -185,6 +186,9 @@ impl PluginHost {
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let inner = &self.inner;
         let plugin = spec.name.to_string();
+        // Before compiling, which takes seconds for a large component: an import the host
+        // cannot provide is found in the bytes.
+        imports::check(spec.name, spec.bytes)?;
         let component =
             Component::new(&inner.engine, spec.bytes).map_err(|e| PluginError::Invalid {
                 plugin: plugin.clone(),

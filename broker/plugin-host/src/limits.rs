@@ -36,6 +36,74 @@ impl Default for PluginLimits {
     }
 }
 
+/// Shortest call time limit a plugin may be given, in milliseconds: below the epoch
+/// tick's granularity a limit means little.
+pub const MIN_CALL_TIMEOUT_MS: u64 = 10;
+/// Longest call time limit, in milliseconds: a produce or fetch waits for the call.
+pub const MAX_CALL_TIMEOUT_MS: u64 = 60_000;
+/// Smallest memory cap, in bytes: a Rust plugin starts with about 1 MiB.
+pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
+/// Largest memory cap, in bytes: all that 32-bit linear memory can address.
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// A plugin limit outside its bounds, naming the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin `{plugin}`: {setting} = {value} is out of range: use {min} to {max}")]
+pub struct LimitOutOfRange {
+    pub plugin: String,
+    /// The setting as the user wrote it, such as `--timeout-ms`.
+    pub setting: &'static str,
+    pub value: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl PluginLimits {
+    /// Checks a call time limit in milliseconds, given as `setting`.
+    pub fn check_timeout_ms(
+        plugin: &str,
+        setting: &'static str,
+        value: u64,
+    ) -> Result<u64, LimitOutOfRange> {
+        within(
+            plugin,
+            setting,
+            value,
+            MIN_CALL_TIMEOUT_MS,
+            MAX_CALL_TIMEOUT_MS,
+        )
+    }
+
+    /// Checks a memory cap in bytes, given as `setting`.
+    pub fn check_memory_bytes(
+        plugin: &str,
+        setting: &'static str,
+        value: u64,
+    ) -> Result<u64, LimitOutOfRange> {
+        within(plugin, setting, value, MIN_MEMORY_BYTES, MAX_MEMORY_BYTES)
+    }
+}
+
+fn within(
+    plugin: &str,
+    setting: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, LimitOutOfRange> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(LimitOutOfRange {
+            plugin: plugin.to_string(),
+            setting,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
 /// The store's resource limiter: `StoreLimits` with the memory cap, plus a flag that
 /// tells a memory trap apart from any other trap.
 #[derive(Debug)]
@@ -106,5 +174,26 @@ impl ResourceLimiter for MemoryCap {
 
     fn memories(&self) -> usize {
         self.limits.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_outside_their_bounds_name_the_setting() {
+        assert_eq!(
+            PluginLimits::check_timeout_ms("p", "--timeout-ms", 10),
+            Ok(10)
+        );
+        let err = PluginLimits::check_timeout_ms("p", "--timeout-ms", 5).expect_err("short");
+        assert_eq!(
+            err.to_string(),
+            "plugin `p`: --timeout-ms = 5 is out of range: use 10 to 60000"
+        );
+        assert!(PluginLimits::check_memory_bytes("p", "memory_bytes", MAX_MEMORY_BYTES).is_ok());
+        let err = PluginLimits::check_memory_bytes("p", "memory_bytes", 4096).expect_err("small");
+        assert_eq!(err.setting, "memory_bytes");
     }
 }

@@ -81,6 +81,7 @@ impl LoadedPlugin {
     pub(crate) fn arm_deadline(&self, store: &mut Store<GuestState>) {
         store.set_epoch_deadline(self.host.deadline_ticks(self.limits.call_timeout));
         store.data_mut().limiter.reset();
+        store.data().stderr.clear_tail();
     }
 
     pub(crate) fn wrong_world(&self, expected: PluginKind) -> PluginError {

@@ -56,9 +56,11 @@ impl PartitionerPlugin {
         records: &[RecordView<'_>],
         partition_count: u32,
     ) -> Result<Vec<u32>, PluginError> {
-        let (partitions, plugin) = self.pool.call(&[records], |w, store, batches| {
-            w.call_partition(store, &batches[0], partition_count)
-        })?;
+        let (partitions, plugin) =
+            self.pool
+                .call("partition", &[records], |w, store, batches| {
+                    w.call_partition(store, &batches[0], partition_count)
+                })?;
         if partitions.len() != records.len() {
             return Err(PluginError::BadOutput {
                 plugin: plugin.name().to_string(),

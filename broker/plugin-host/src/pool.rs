@@ -10,13 +10,13 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
 use crate::bindings::wit;
 use crate::bindings::wit::{Parts, RecordBatch};
-use crate::log::{LogLevel, LogSource};
 use crate::record::{self, RecordView};
 use crate::state::GuestState;
+use crate::trap::classify;
 use crate::{GuestError, LoadedPlugin, PluginError, PluginKind, PluginSource};
 
 /// What the world's generated call returns: a trap, or the guest's own result.
@@ -89,10 +89,12 @@ impl<W: World> Pool<W> {
         self.source.current()
     }
 
-    /// Runs `call` on an instance with `inputs` encoded as the batches the plugin asked
-    /// for. Returns the result and the version that produced it.
+    /// Runs `call` (the guest's function `during`, named in a trap's error) on an
+    /// instance with `inputs` encoded as the batches the plugin asked for. Returns the
+    /// result and the version that produced it.
     pub(crate) fn call<R>(
         &self,
+        during: &'static str,
         inputs: &[&[RecordView<'_>]],
         call: impl FnOnce(&W, &mut Store<GuestState>, &[RecordBatch]) -> GuestResult<R>,
     ) -> Result<(R, Arc<LoadedPlugin>), PluginError> {
@@ -125,7 +127,7 @@ impl<W: World> Pool<W> {
                     error: GuestError::from(guest),
                 })
             }
-            Err(trap) => Err(classify(&plugin, &live.store, trap)),
+            Err(trap) => Err(classify(&plugin, &live.store, trap, during)),
         }
     }
 
@@ -171,7 +173,7 @@ impl<W: World> Pool<W> {
         let world = match W::instantiate(&plugin, &mut store) {
             None => return Err(plugin.wrong_world(W::KIND)),
             Some(Ok(world)) => world,
-            Some(Err(e)) => return Err(classify(&plugin, &store, e)),
+            Some(Err(e)) => return Err(classify(&plugin, &store, e, "instantiation")),
         };
         match world.init(&mut store, &self.config) {
             Ok(Ok(parts)) => Ok(Live {
@@ -184,36 +186,7 @@ impl<W: World> Pool<W> {
                 plugin: plugin.name.clone(),
                 error: GuestError::from(guest),
             }),
-            Err(e) => Err(classify(&plugin, &store, e)),
+            Err(e) => Err(classify(&plugin, &store, e, "init")),
         }
     }
-}
-
-/// Names a failed call: out of time, out of memory, or another trap. The reason also goes
-/// to the plugin's log, where its author looks first.
-fn classify(plugin: &LoadedPlugin, store: &Store<GuestState>, err: wasmtime::Error) -> PluginError {
-    let name = plugin.name.clone();
-    let error = if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        PluginError::Timeout {
-            plugin: name,
-            timeout_ms: u64::try_from(plugin.limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
-        }
-    } else if store.data().limiter.hit() {
-        PluginError::Memory {
-            plugin: name,
-            cap_bytes: store.data().limiter.cap(),
-        }
-    } else {
-        PluginError::Trap {
-            plugin: name,
-            message: format!("{err:#}"),
-        }
-    };
-    plugin.log.push(
-        LogLevel::Error,
-        LogSource::Host,
-        plugin.version,
-        &error.to_string(),
-    );
-    error
 }

@@ -211,7 +211,16 @@ pub struct Registry {
     /// not remove the blob. Kept in memory only, so a blob whose record never came is
     /// collected by the first collection after a restart.
     prepared: Mutex<BTreeSet<String>>,
+    /// Logs of names that have no version but had an upload refused, so that the
+    /// refusal shows in `plugin logs NAME`; the first version installed takes the log
+    /// over. Bounded by [`MAX_UNINSTALLED_LOGS`].
+    uninstalled_logs: Mutex<BTreeMap<String, Arc<PluginLog>>>,
 }
+
+/// Names without a version whose refused uploads are logged; past it another name's
+/// log is dropped to make room (uploads are an administrator's act, so this is a bound
+/// against mistakes, not against attackers).
+pub const MAX_UNINSTALLED_LOGS: usize = 64;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -235,6 +244,7 @@ impl Registry {
             entries: Mutex::new(BTreeMap::new()),
             writer: Mutex::new(()),
             prepared: Mutex::new(BTreeSet::new()),
+            uninstalled_logs: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -355,7 +365,11 @@ impl Registry {
             let entry = entries.entry(meta.name.clone()).or_insert_with(|| Entry {
                 versions: BTreeMap::new(),
                 slot: None,
-                log: self.host.new_log(),
+                log: self
+                    .uninstalled_logs
+                    .lock()
+                    .remove(&meta.name)
+                    .unwrap_or_else(|| self.host.new_log()),
             });
             let newest = entry.current().is_none_or(|c| meta.version > c.version);
             let log = entry.log.clone();
@@ -524,13 +538,42 @@ impl Registry {
             .ok_or_else(|| not_found(name))
     }
 
-    /// The log of `name`, shared by its versions.
+    /// The log of `name`, shared by its versions; for a name without a version, the
+    /// log of its refused uploads, if it had any.
     pub fn log(&self, name: &str) -> Result<Arc<PluginLog>, RegistryError> {
-        let entries = self.entries.lock();
-        entries
+        if let Some(entry) = self.entries.lock().get(name) {
+            return Ok(entry.log.clone());
+        }
+        self.uninstalled_logs
+            .lock()
             .get(name)
-            .map(|e| e.log.clone())
+            .cloned()
             .ok_or_else(|| not_found(name))
+    }
+
+    /// Records in `name`'s log that an upload was refused and why, so that the author
+    /// finds it with `plugin logs NAME` (a hot reload's refusal otherwise shows only in
+    /// the terminal that ran the watcher). The entry carries version 0: the upload never
+    /// became a version. An invalid name is not logged.
+    pub fn note_refused(&self, name: &str, reason: &str) {
+        if check_name(name).is_err() {
+            return;
+        }
+        let message = format!("upload refused: {reason}");
+        let current = self.entries.lock().get(name).map(|e| e.log.clone());
+        let log = match current {
+            Some(log) => log,
+            None => {
+                let mut logs = self.uninstalled_logs.lock();
+                if !logs.contains_key(name) && logs.len() >= MAX_UNINSTALLED_LOGS {
+                    logs.pop_first();
+                }
+                logs.entry(name.to_string())
+                    .or_insert_with(|| self.host.new_log())
+                    .clone()
+            }
+        };
+        log.push(LogLevel::Error, LogSource::Host, 0, &message);
     }
 
     fn installed(&self, name: &str, version: u32) -> Option<VersionMeta> {

@@ -16,6 +16,8 @@ pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryCap,
+    /// The guest's stderr, whose last lines name what a trapping call panicked with.
+    pub(crate) stderr: LogStream,
     log: Arc<PluginLog>,
     version: u32,
 }
@@ -36,9 +38,10 @@ impl GuestState {
         // and a closed stdin; sockets are switched off explicitly because the default
         // allows creating them (with every address denied). Only clocks and randomness
         // remain, which reveal nothing about the host.
+        let stderr = LogStream::new(log.clone(), LogSource::Stderr, version);
         let wasi = WasiCtx::builder()
             .stdout(LogStream::new(log.clone(), LogSource::Stdout, version))
-            .stderr(LogStream::new(log.clone(), LogSource::Stderr, version))
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -47,6 +50,7 @@ impl GuestState {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryCap::new(memory_cap),
+            stderr,
             log,
             version,
         }

@@ -1,5 +1,6 @@
 //! The guest's stdout and stderr, turned into log lines instead of reaching the host's.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,9 +11,14 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::log::{LogLevel, LogSource, MAX_MESSAGE_BYTES, PluginLog};
 
+/// Lines of the current call kept for a trap's message.
+const TAIL_LINES: usize = 32;
+
 /// A WASI output stream that appends each complete line to a [`PluginLog`]. A line
 /// longer than the log's message bound is cut into pieces rather than buffered without
-/// end.
+/// end. It also keeps the last lines written since [`clear_tail`](Self::clear_tail):
+/// when a call traps, the guest's own last words (a Rust panic message, a Python
+/// exception) are among them.
 #[derive(Debug, Clone)]
 pub(crate) struct LogStream {
     log: Arc<PluginLog>,
@@ -21,6 +27,7 @@ pub(crate) struct LogStream {
     // Shared by every stream handle the guest opens, because WASI may hand out a fresh
     // handle per write and a line can span two of them.
     pending: Arc<Mutex<Vec<u8>>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl LogStream {
@@ -30,7 +37,24 @@ impl LogStream {
             source,
             version,
             pending: Arc::default(),
+            tail: Arc::default(),
         }
+    }
+
+    /// Forgets the lines kept so far: called as each call starts.
+    pub(crate) fn clear_tail(&self) {
+        self.tail.lock().clear();
+    }
+
+    /// The lines written since the last [`clear_tail`](Self::clear_tail), oldest first,
+    /// with a last line not yet ended by a newline.
+    pub(crate) fn tail(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.tail.lock().iter().cloned().collect();
+        let pending = self.pending.lock();
+        if !pending.is_empty() {
+            lines.push(String::from_utf8_lossy(&pending).into_owned());
+        }
+        lines
     }
 
     fn level(&self) -> LogLevel {
@@ -57,6 +81,11 @@ impl LogStream {
         let text = String::from_utf8_lossy(line);
         let text = text.strip_suffix('\r').unwrap_or(&text);
         self.log.push(self.level(), self.source, self.version, text);
+        let mut tail = self.tail.lock();
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text.to_string());
     }
 }
 

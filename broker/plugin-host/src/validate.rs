@@ -1,27 +1,17 @@
 //! Checking at load time that a component is a plugin Quiver can run.
 //!
 //! Two questions, each with an error that names what is wrong: does it import only what
-//! the host provides, and which world do its exports satisfy. Function signatures are
-//! checked afterwards by the world's `*Pre::new`, whose error names the function.
+//! the host provides (already answered from the bytes before compiling, see `imports.rs`;
+//! asked again of the compiled type, which costs nothing), and which world do its
+//! exports satisfy. Function signatures are checked afterwards by the world's
+//! `*Pre::new`, whose error names the function.
 
 use std::collections::BTreeSet;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::{PluginError, PluginKind};
-
-/// Interfaces a plugin may import. WASI is linked with nothing granted (see
-/// `state.rs`), so importing it is harmless; anything else has no provider.
-const ALLOWED_IMPORTS: &[&str] = &[
-    "quiver:plugin/",
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:filesystem/",
-    "wasi:sockets/",
-];
+use crate::{PluginError, PluginKind, imports};
 
 /// Checks the imports of `component` and returns the kind it exports: `hint` when given
 /// and satisfied, otherwise the one kind whose exports are all present.
@@ -34,7 +24,7 @@ pub(crate) fn check(
     let ty = component.component_type();
     if let Some((name, _)) = ty
         .imports(engine)
-        .find(|(name, _)| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
+        .find(|(name, _)| !imports::provided(name))
     {
         return Err(PluginError::ForbiddenImport {
             plugin: plugin.to_string(),

@@ -46,6 +46,9 @@ pub enum BrokerError {
     /// contract); the message names the plugin.
     #[error("{0}")]
     PluginFailed(String),
+    /// A plugin's time or memory limit is outside its bounds; names the setting.
+    #[error(transparent)]
+    PluginLimit(#[from] quiver_plugin_host::LimitOutOfRange),
     /// A plugin cannot be removed while topics are bound to it.
     #[error("{0}")]
     PluginInUse(String),

@@ -19,8 +19,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use quiver_metadata::{MetadataImage, MetadataRecord, PluginVersion, RegisterPlugin};
 use quiver_plugin_host::{
-    CompactorPlugin, FilterPlugin, HostConfig, PartitionerPlugin, PluginError, PluginHost,
-    PluginKind, PluginLimits, PreparedComponent, Registry, RegistryError, VersionMeta, registry,
+    CompactorPlugin, FilterPlugin, GuestError, HostConfig, PartitionerPlugin, PluginError,
+    PluginHost, PluginKind, PluginLimits, PreparedComponent, Registry, RegistryError, VersionMeta,
+    registry,
 };
 
 use crate::config::PluginsConfig;
@@ -79,6 +80,11 @@ impl PluginService {
         &self.config
     }
 
+    /// The limits of a plugin version that sets none of its own (`[plugins]`).
+    pub fn default_limits(&self) -> PluginLimits {
+        self.registry.host().config().default_limits
+    }
+
     /// Validates a component and stores its bytes by content hash; no version exists
     /// until the metadata registers one. `kind` is the world's name (`partitioner`,
     /// `filter`, `compactor`) or `None` to detect it.
@@ -108,7 +114,10 @@ impl PluginService {
                 sha256: version.content_hash.clone(),
                 size_bytes: version.size,
                 added_ms: version.uploaded_at_ms,
-                limits: version.limits.as_ref().map(host_limits),
+                limits: version
+                    .limits
+                    .as_ref()
+                    .map(|l| host_limits(l, &self.default_limits())),
             })
             .map_err(registry_error)
     }
@@ -198,6 +207,7 @@ impl PluginService {
         self.partitioners.get_or_bind(key, |k| {
             self.registry
                 .partitioner(&k.name, k.version, k.params.clone())
+                .map_err(registry_error)
         })
     }
 
@@ -211,10 +221,13 @@ impl PluginService {
         self.compactors.get_or_bind(key, |k| {
             self.registry
                 .compactor(&k.name, k.version, k.params.clone())
+                .map_err(registry_error)
         })
     }
 
-    /// The warm filter binding a fetch or subscription names.
+    /// The warm filter binding a fetch or subscription names. Binding checks what the
+    /// consumer asked for, each with its own error: the plugin exists (UNKNOWN_PLUGIN), is
+    /// a filter, and its `init` accepts the parameters (INVALID_REQUEST for either).
     pub fn filter(
         &self,
         name: &str,
@@ -227,7 +240,9 @@ impl PluginService {
             params: params.to_vec(),
         };
         self.filters.get_or_bind(key, |k| {
-            self.registry.filter(&k.name, k.version, k.params.clone())
+            self.registry
+                .filter(&k.name, k.version, k.params.clone())
+                .map_err(|e| filter_error(&k.name, e))
         })
     }
 
@@ -322,6 +337,26 @@ pub fn registry_error(e: RegistryError) -> BrokerError {
     }
 }
 
+/// Why a consumer's filter cannot be bound: a name that is not a filter, or parameters
+/// its `init` refuses, is the consumer's mistake (INVALID_REQUEST).
+fn filter_error(name: &str, e: RegistryError) -> BrokerError {
+    match e {
+        RegistryError::Plugin(PluginError::WrongWorld { reason, .. }) => {
+            BrokerError::InvalidRequest(format!(
+                "filter `{name}` is not a filter: {reason}; `quiver plugin list` shows each \
+                 plugin's kind"
+            ))
+        }
+        RegistryError::Plugin(PluginError::Guest {
+            error: GuestError::InvalidConfig(reason),
+            ..
+        }) => {
+            BrokerError::InvalidRequest(format!("filter `{name}` refused its parameters: {reason}"))
+        }
+        other => registry_error(other),
+    }
+}
+
 /// An upload's error: what is wrong with the component is INVALID_PLUGIN.
 fn upload_error(e: RegistryError) -> BrokerError {
     match e {
@@ -395,14 +430,14 @@ impl<T> Bindings<T> {
     fn get_or_bind(
         &self,
         key: BindingKey,
-        bind: impl FnOnce(&BindingKey) -> Result<T, RegistryError>,
+        bind: impl FnOnce(&BindingKey) -> Result<T, BrokerError>,
     ) -> Result<Arc<T>, BrokerError> {
         if let Some(found) = self.warm.lock().get(&key) {
             return Ok(Arc::clone(found));
         }
         // Binding compiles and instantiates: never under the lock. Two callers racing
         // here both bind; the first insert wins and the other binding is dropped.
-        let bound = Arc::new(bind(&key).map_err(registry_error)?);
+        let bound = Arc::new(bind(&key)?);
         let mut warm = self.warm.lock();
         if warm.len() >= self.max && !warm.contains_key(&key) {
             warm.clear();
@@ -434,11 +469,22 @@ pub fn metadata_kind(kind: PluginKind) -> quiver_metadata::PluginKind {
     }
 }
 
-fn host_limits(l: &quiver_metadata::PluginLimits) -> PluginLimits {
+/// A version's stored limits, where 0 stands for the broker's default: an upload that
+/// sets only its time limit keeps following `plugins.memory_bytes`.
+fn host_limits(l: &quiver_metadata::PluginLimits, defaults: &PluginLimits) -> PluginLimits {
     PluginLimits {
-        call_timeout: Duration::from_millis(l.call_timeout_ms.max(1)),
-        memory_bytes: usize::try_from(l.memory_bytes).unwrap_or(usize::MAX),
-        max_idle_instances: usize::try_from(l.max_idle_instances).unwrap_or(usize::MAX),
+        call_timeout: match l.call_timeout_ms {
+            0 => defaults.call_timeout,
+            ms => Duration::from_millis(ms),
+        },
+        memory_bytes: match l.memory_bytes {
+            0 => defaults.memory_bytes,
+            bytes => usize::try_from(bytes).unwrap_or(usize::MAX),
+        },
+        max_idle_instances: match l.max_idle_instances {
+            0 => defaults.max_idle_instances,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        },
     }
 }
 
@@ -494,7 +540,7 @@ mod tests {
         };
         let err = cache
             .get_or_bind(key.clone(), |_| {
-                Err(RegistryError::NotFound { name: "x".into() })
+                Err(registry_error(RegistryError::NotFound { name: "x".into() }))
             })
             .expect_err("not found");
         assert!(matches!(err, BrokerError::UnknownPlugin(_)), "{err}");

@@ -3,7 +3,11 @@
 //! A filter whose decision for each record depends on the record's key:
 //! - `spin`: loops forever (the host's deadline must stop it);
 //! - `hog`: allocates without bound (the memory cap must stop it);
-//! - `trap`: panics, which traps;
+//! - `busy`: spins for as many milliseconds as the value says (`"300"`), then keeps the
+//!   record: passes or times out depending on the plugin's time limit;
+//! - `alloc`: allocates and touches as many MiB as the value says (`"64"`), then keeps
+//!   the record: passes or hits the memory cap depending on the plugin's memory limit;
+//! - `trap`: panics with the message `asked to trap`, which traps;
 //! - `read-file`: tries to read `/etc/passwd` and list `/`; fails the call with the
 //!   denial if both were refused (as the sandbox must), keeps the record if either worked;
 //! - `socket`: tries to open a TCP connection to 127.0.0.1:80; fails the call with the
@@ -40,6 +44,23 @@ impl Filter for Misbehave {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            b"busy" => {
+                let ms: u64 = number(record.value())?;
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_millis(ms) {
+                    std::hint::black_box(start);
+                }
+                Ok(true)
+            }
+            b"alloc" => {
+                let mib: usize = number(record.value())?;
+                let mut hoard: Vec<Vec<u8>> = Vec::with_capacity(mib);
+                for _ in 0..mib {
+                    hoard.push(vec![1u8; 1 << 20]);
+                }
+                std::hint::black_box(&hoard);
+                Ok(true)
             }
             b"trap" => panic!("asked to trap"),
             b"read-file" => {
@@ -80,6 +101,14 @@ impl Filter for Misbehave {
             _ => Ok(true),
         }
     }
+}
+
+/// The record value as a number, for `busy` and `alloc`.
+fn number<T: std::str::FromStr>(value: Option<&[u8]>) -> Result<T, Error> {
+    std::str::from_utf8(value.unwrap_or_default())
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Failed("the value must be a number".into()))
 }
 
 quiver_plugin::export_filter!(Misbehave);

@@ -15,6 +15,7 @@ mod groups;
 mod harness;
 mod metrics;
 mod plugin_cli;
+mod plugin_errors;
 mod plugins;
 mod producer;
 mod quarantine;

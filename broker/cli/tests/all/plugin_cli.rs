@@ -162,6 +162,9 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
     let router = dir.path().join("router.wasm");
     std::fs::copy(wasm.join("key-hash.wasm"), &router).expect("copy key-hash");
     let dev = Dev::start(dir);
+    // A line says what is loading before the broker compiles it, then one when done.
+    let loading = dev.wait_for("loading plugin router (");
+    assert!(loading.contains("compiling..."), "{loading}");
     let loaded = dev.wait_for("loaded router v1");
     assert!(loaded.contains("(partitioner)"), "{loaded}");
 
@@ -276,6 +279,13 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
         dev.ok(&["plugin", "describe", "router"], None)
             .contains("current v2")
     );
+    // The refusal is in the plugin's log on the broker too, not only in this terminal.
+    let logs = dev.ok(&["plugin", "logs", "router"], None);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("ERROR - [host] upload refused: ") && l.contains("router")),
+        "{logs}"
+    );
 
     // Removing a bound plugin is refused and says what to do.
     let err = dev.fails(&["plugin", "remove", "router"]);
@@ -337,4 +347,152 @@ fn dev_loads_tests_reloads_and_filters_plugins() {
     assert!(err.contains("no-such-plugin"), "{err}");
     let err = dev.fails(&["plugin", "add", "x", "/nonexistent/x.wasm"]);
     assert!(err.contains("/nonexistent/x.wasm"), "{err}");
+}
+
+#[test]
+fn limits_are_set_per_plugin_and_filters_are_checked_when_a_consume_starts() {
+    let test_plugins = crate::plugins::test_plugin_dir();
+    let misbehave = test_plugins.join("misbehave.wasm");
+    let misbehave = misbehave.to_str().expect("utf-8 path");
+    let dev = Dev::start(tempfile::tempdir().expect("plugins dir"));
+    dev.wait_for("watching");
+
+    // Bounds are checked by the command line, naming the flag.
+    let out = dev.run(
+        &["plugin", "add", "slow", misbehave, "--timeout-ms", "5"],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--timeout-ms"), "{err}");
+
+    // A lowered limit fails a call the default lets through; raised again, it passes.
+    let added = dev.ok(
+        &[
+            "plugin",
+            "add",
+            "slow",
+            misbehave,
+            "--timeout-ms",
+            "50",
+            "--memory-mib",
+            "16",
+        ],
+        None,
+    );
+    assert!(added.starts_with("added slow v1 (filter"), "{added}");
+    let desc = dev.ok(&["plugin", "describe", "slow"], None);
+    assert!(desc.contains("50 ms, 16.0 MiB"), "{desc}");
+    dev.ok(&["topic", "create", "work"], None);
+    dev.ok(
+        &["produce", "work", "--key-separator", ":"],
+        Some("busy:300\nalloc:48\n"),
+    );
+    let consume = |args: &[&str]| {
+        let mut all = vec!["consume", "work", "--filter", "slow", "--format", "{key}"];
+        all.extend_from_slice(args);
+        dev.run(&all, None)
+    };
+    let out = consume(&["-p", "0", "--from", "0", "-n", "1"]);
+    assert!(!out.status.success(), "busy 300 ms within 50 ms");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timed out after 50 ms"), "{err}");
+    assert!(err.contains("--timeout-ms"), "names the setting: {err}");
+    let out = consume(&["-p", "0", "--from", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("out of memory"), "{err}");
+    assert!(err.contains("--memory-mib"), "names the setting: {err}");
+    dev.ok(
+        &[
+            "plugin",
+            "add",
+            "slow",
+            misbehave,
+            "--timeout-ms",
+            "5000",
+            "--memory-mib",
+            "128",
+        ],
+        None,
+    );
+    let out = dev.ok(
+        &["consume", "work", "--filter", "slow", "--format", "{key}"],
+        None,
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["busy", "alloc"], "{out}");
+    // A version uploaded without the flags keeps the previous version's limits.
+    dev.ok(&["plugin", "add", "slow", misbehave], None);
+    let desc = dev.ok(&["plugin", "describe", "slow"], None);
+    assert!(
+        desc.lines()
+            .any(|l| l.contains("5000 ms, 128.0 MiB") && l.contains("(current)")),
+        "{desc}"
+    );
+
+    // A filter is checked when the consume starts, even on an empty topic.
+    dev.ok(&["topic", "create", "quiet"], None);
+    dev.ok(
+        &[
+            "plugin",
+            "add",
+            "big",
+            crate::plugins::plugin_dir()
+                .join("json-filter.wasm")
+                .to_str()
+                .expect("utf-8 path"),
+        ],
+        None,
+    );
+    dev.ok(
+        &[
+            "plugin",
+            "add",
+            "router",
+            crate::plugins::plugin_dir()
+                .join("key-hash.wasm")
+                .to_str()
+                .expect("utf-8 path"),
+        ],
+        None,
+    );
+    let err = dev.fails(&["consume", "quiet", "--filter", "nosuch"]);
+    assert!(err.contains("no plugin named `nosuch`"), "{err}");
+    let err = dev.fails(&["consume", "quiet", "--filter", "router"]);
+    assert!(err.contains("filter `router` is not a filter"), "{err}");
+    assert!(err.contains("partitioner"), "{err}");
+    let err = dev.fails(&["consume", "quiet", "--filter", "big"]);
+    assert!(err.contains("filter `big` refused its parameters"), "{err}");
+    assert!(err.contains("field"), "names the parameter: {err}");
+    let err = dev.fails(&["consume", "quiet", "--group", "g", "--filter", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    let out = dev.ok(
+        &[
+            "consume",
+            "quiet",
+            "--filter",
+            "big",
+            "--param",
+            "field=n",
+            "--param",
+            "op=exists",
+        ],
+        None,
+    );
+    assert!(out.is_empty(), "{out}");
+}
+
+#[test]
+fn test_plugins_are_built_apart_from_the_examples() {
+    let examples = crate::plugins::plugin_dir();
+    let tests = crate::plugins::test_plugin_dir();
+    for name in ["misbehave", "forbidden-import"] {
+        let file = format!("{name}.wasm");
+        assert!(tests.join(&file).is_file(), "{name} in {}", tests.display());
+        assert!(
+            !examples.join(&file).exists(),
+            "{name} must not be in {}, which `quiver dev --plugins` loads",
+            examples.display()
+        );
+    }
+    assert!(examples.join("key-hash.wasm").is_file());
 }

@@ -43,10 +43,20 @@ pub(crate) fn plugin_dir() -> &'static Path {
     })
 }
 
-/// The component bytes of plugin `name`; a plugin that did not build fails the test
-/// with the reason to look for, never skips it.
-fn plugin(name: &str) -> Bytes {
-    let path = plugin_dir().join(format!("{name}.wasm"));
+/// Where `plugins/build.sh` puts the test plugins, apart from the examples.
+pub(crate) fn test_plugin_dir() -> PathBuf {
+    plugin_dir().with_file_name("test-wasm")
+}
+
+/// The component bytes of plugin `name` (an example, or a test plugin: `misbehave`,
+/// `forbidden-import`); a plugin that did not build fails the test with the reason to
+/// look for, never skips it.
+pub(crate) fn plugin(name: &str) -> Bytes {
+    let dir = match name {
+        "misbehave" | "forbidden-import" => test_plugin_dir(),
+        _ => plugin_dir().to_path_buf(),
+    };
+    let path = dir.join(format!("{name}.wasm"));
     match std::fs::read(&path) {
         Ok(bytes) => Bytes::from(bytes),
         Err(e) => panic!(
@@ -762,6 +772,7 @@ async fn wrong_uploads_are_refused_with_what_is_wrong() {
     let req = PluginAddRequest {
         name: "router".into(),
         kind: Some("partitioner".into()),
+        limits: Default::default(),
     };
     let err = client
         .call(&req, filter.clone())

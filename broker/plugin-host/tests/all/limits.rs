@@ -90,6 +90,72 @@ fn a_trap_is_a_typed_error_and_the_instance_is_replaced() {
 }
 
 #[test]
+fn a_trap_names_the_plugin_the_call_and_the_panic_and_logs_the_backtrace() {
+    let (plugin, _host, _dir) = misbehave(PluginLimits::default());
+    let log = plugin.current().log().clone();
+    let start = log.next_seq();
+    let err = keep_key(&plugin, "trap").expect_err("traps");
+    match &err {
+        PluginError::Trap {
+            plugin,
+            version,
+            during,
+            message,
+        } => {
+            assert_eq!(
+                (plugin.as_str(), *version, *during),
+                ("misbehave", 1, "keep")
+            );
+            assert!(
+                message.starts_with("panicked at misbehave/src/lib.rs:")
+                    && message.ends_with("asked to trap"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.starts_with("plugin `misbehave@1` trapped in keep: panicked at misbehave/src/lib.rs:"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "one line for the client: {text}");
+    assert!(!text.contains("backtrace:\n"), "{text}");
+    let entries = log.read(start, 100);
+    assert!(
+        entries.iter().any(|e| e.source == LogSource::Host
+            && e.message.contains("asked to trap")
+            && e.message.contains("wasm backtrace")),
+        "the backtrace is in the log: {entries:?}"
+    );
+}
+
+#[test]
+fn work_within_a_limit_passes_and_past_it_fails() {
+    let limits = PluginLimits {
+        call_timeout: Duration::from_millis(100),
+        memory_bytes: 32 << 20,
+        ..PluginLimits::default()
+    };
+    let (plugin, _host, _dir) = misbehave(limits);
+    let call = |key: &str, value: &str| {
+        let records = [record(0, Some(key.as_bytes()), Some(value.as_bytes()), &[])];
+        let views: Vec<RecordView> = records.iter().map(RecordView::from).collect();
+        plugin.keep(&views)
+    };
+    assert_eq!(call("busy", "10").expect("quick"), vec![true]);
+    assert!(matches!(
+        call("busy", "400"),
+        Err(PluginError::Timeout { .. })
+    ));
+    assert_eq!(call("alloc", "8").expect("small"), vec![true]);
+    assert!(matches!(
+        call("alloc", "64"),
+        Err(PluginError::Memory { .. })
+    ));
+}
+
+#[test]
 fn the_sandbox_grants_no_files_no_sockets_no_environment() {
     // The test process has environment variables (cargo sets several); none may leak.
     let (plugin, _host, _dir) = misbehave(PluginLimits::default());

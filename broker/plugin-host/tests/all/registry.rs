@@ -445,3 +445,40 @@ fn a_fallback_that_cannot_load_is_reported_and_nothing_new_binds_to_the_removed_
         Err(RegistryError::BlobMissing { .. })
     ));
 }
+
+#[test]
+fn a_refused_upload_is_logged_under_its_name_even_before_a_first_version() {
+    let (host, dir) = host();
+    let registry = Registry::open(dir.path(), host).expect("open");
+    assert!(matches!(
+        registry.log("router"),
+        Err(RegistryError::NotFound { .. })
+    ));
+    registry.note_refused("router", "it is not a component");
+    registry.note_refused("bad/name", "never logged");
+    let log = registry.log("router").expect("a log for the refusal");
+    let entries = log.read(0, 10);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].message, "upload refused: it is not a component");
+    assert_eq!(entries[0].version, 0);
+    assert!(registry.list().is_empty(), "a refusal makes no version");
+    assert!(registry.log("bad/name").is_err());
+    // The first version takes the log over, and later refusals land in it too.
+    upload(&registry, "router", 1, "key-hash");
+    registry.note_refused("router", "wrong world");
+    let messages: Vec<String> = registry
+        .log("router")
+        .expect("log")
+        .read(0, 10)
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some("upload refused: it is not a component")
+    );
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("upload refused: wrong world")
+    );
+}

@@ -15,7 +15,12 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs `plugins/build.sh` once per test process and returns the directory of `.wasm`s.
+/// The plugins `plugins/build.sh` keeps apart from the examples, in
+/// `target/plugins/test-wasm`.
+const TEST_PLUGINS: &[&str] = &["misbehave", "forbidden-import"];
+
+/// Runs `plugins/build.sh` once per test process and returns the directory of the
+/// example `.wasm`s.
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -29,9 +34,21 @@ pub fn plugin_dir() -> &'static Path {
     })
 }
 
+/// Where `plugins/build.sh` put plugin `name`: the test plugins beside the examples.
+fn plugin_path(name: &str) -> PathBuf {
+    let examples = plugin_dir();
+    if TEST_PLUGINS.contains(&name) {
+        examples
+            .with_file_name("test-wasm")
+            .join(format!("{name}.wasm"))
+    } else {
+        examples.join(format!("{name}.wasm"))
+    }
+}
+
 /// The bytes of plugin `name`, built by `plugins/build.sh`.
 pub fn plugin(name: &str) -> Vec<u8> {
-    let path = plugin_dir().join(format!("{name}.wasm"));
+    let path = plugin_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("plugin {}: {e}", path.display()))
 }
 

@@ -90,3 +90,31 @@ fn an_import_the_host_does_not_provide_is_named() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_forbidden_import_is_refused_from_the_bytes_without_compiling() {
+    // A host with a cache of its own counts every compilation as a hit or a miss, so a
+    // refusal that left both at zero never reached the compiler.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        ..HostConfig::default()
+    })
+    .expect("host");
+    let err = host
+        .validate("evil", &plugin("forbidden-import"), None)
+        .expect_err("forbidden import");
+    assert!(
+        matches!(err, PluginError::ForbiddenImport { ref import, .. } if import == "test:forbidden/steal"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`test:forbidden/steal`"), "{err}");
+    assert_eq!(
+        host.cache_stats(),
+        Default::default(),
+        "nothing was compiled"
+    );
+    host.validate("header-filter", &plugin("header-filter"), None)
+        .expect("valid");
+    assert_eq!(host.cache_stats().misses, 1, "a valid one is compiled");
+}

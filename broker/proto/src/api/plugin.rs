@@ -13,13 +13,27 @@ use super::request;
 
 /// Uploads a new version of plugin `name`; the payload is the WebAssembly component. The
 /// broker validates it against its world before storing it and makes it current.
+/// Version 1 added `limits`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginAddRequest {
     pub name: String,
     /// The world it must satisfy; `None` lets the broker detect it from the exports.
     pub kind: Option<String>,
+    /// Per-call bounds of this plugin.
+    pub limits: PluginLimitsSpec,
 }
-request!(PluginAddRequest => PluginAddResponse, PLUGIN_ADD, "plugin-add");
+request!(PluginAddRequest => PluginAddResponse, PLUGIN_ADD, "plugin-add", version 1);
+
+/// Per-call bounds an upload sets for its plugin. A bound left `None` is the previous
+/// version's, or the broker's default (`plugins.call_timeout_ms`, `plugins.memory_bytes`)
+/// when no version set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginLimitsSpec {
+    /// Wall-clock time one call may take, 10 to 60,000 ms.
+    pub call_timeout_ms: Option<u64>,
+    /// Linear memory one instance may hold, 1 MiB to 4 GiB.
+    pub memory_bytes: Option<u64>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginAddResponse {
@@ -32,7 +46,7 @@ pub struct PluginAddResponse {
 /// Lists every registered plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginListRequest {}
-request!(PluginListRequest => PluginListResponse, PLUGIN_LIST, "plugin-list");
+request!(PluginListRequest => PluginListResponse, PLUGIN_LIST, "plugin-list", version 1);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginListResponse {
@@ -44,8 +58,9 @@ pub struct PluginListResponse {
 pub struct PluginDescribeRequest {
     pub name: String,
 }
-request!(PluginDescribeRequest => PluginDescription, PLUGIN_DESCRIBE, "plugin-describe");
+request!(PluginDescribeRequest => PluginDescription, PLUGIN_DESCRIBE, "plugin-describe", version 1);
 
+/// Version 1 added each version's limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginDescription {
     pub name: String,
@@ -67,6 +82,14 @@ pub struct PluginVersionInfo {
     pub sha256: String,
     /// Milliseconds since the Unix epoch.
     pub added_ms: i64,
+    /// Time one call may take, in ms. This and the next two were appended in version 1
+    /// of list and describe.
+    pub call_timeout_ms: u64,
+    /// Linear memory one instance may hold, in bytes.
+    pub memory_bytes: u64,
+    /// True when the version set a limit of its own at upload; false when both are the
+    /// broker's defaults.
+    pub own_limits: bool,
 }
 
 /// Removes one version, or the whole plugin when `version` is `None`. Fails while a topic

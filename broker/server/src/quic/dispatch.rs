@@ -190,7 +190,14 @@ pub(crate) async fn dispatch(
                 send,
                 |r: api::PluginAddRequest, component| async move {
                     Ok(convert::plugin_added(
-                        s.add_plugin(caller, r.name, r.kind, component).await?,
+                        s.add_plugin(
+                            caller,
+                            r.name,
+                            r.kind,
+                            convert::plugin_limits(r.limits),
+                            component,
+                        )
+                        .await?,
                     ))
                 },
             )
@@ -390,7 +397,7 @@ async fn subscribe(
             return Some(err.code);
         }
     };
-    let mut subscription = match ctx.service.subscribe(caller, convert::subscribe(req)) {
+    let mut subscription = match ctx.service.subscribe(caller, convert::subscribe(req)).await {
         Ok(s) => s,
         Err(e) => {
             let err = wire_error(&e);

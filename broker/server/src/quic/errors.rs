@@ -29,7 +29,7 @@ fn code(e: &BrokerError) -> ErrorCode {
         BrokerError::PartitionOffline { .. } => ErrorCode::PARTITION_OFFLINE,
         BrokerError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
         BrokerError::InvalidTopicName(_) => ErrorCode::INVALID_TOPIC_NAME,
-        BrokerError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,
+        BrokerError::InvalidConfig(_) | BrokerError::PluginLimit(_) => ErrorCode::INVALID_CONFIG,
         BrokerError::InvalidRequest(_) => ErrorCode::INVALID_REQUEST,
         BrokerError::CorruptBatch(_) => ErrorCode::CORRUPT_BATCH,
         BrokerError::UnknownPlugin(_) => ErrorCode::UNKNOWN_PLUGIN,

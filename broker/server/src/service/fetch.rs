@@ -40,6 +40,9 @@ impl BrokerService {
         let mut filter = input
             .filter
             .map(|spec| ReadFilter::new(spec, std::sync::Arc::clone(&self.broker.plugins)));
+        if let Some(filter) = &mut filter {
+            filter.bind().await?;
+        }
         let filtered = filter.is_some();
         let max_bytes = input.max_bytes.clamp(1, limits.max_fetch_bytes as usize);
         let min_bytes = input.min_bytes.max(1);

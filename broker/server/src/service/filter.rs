@@ -17,6 +17,7 @@ use quiver_proto::Record;
 use quiver_proto::batch::{self, BatchBuilder, BatchHeader, ProducerIdentity};
 use quiver_storage::ReadOutcome;
 
+use super::blocking;
 use super::types::FilterRef;
 use crate::error::BrokerError;
 use crate::partition::Partition;
@@ -41,22 +42,37 @@ impl ReadFilter {
         }
     }
 
+    /// Binds the filter now, before the read waits for any data: a fetch or subscription
+    /// naming a plugin that does not exist, is not a filter, or refuses its parameters
+    /// fails at once, on an empty partition too.
+    pub(super) async fn bind(&mut self) -> Result<(), BrokerError> {
+        if self.bound.is_some() {
+            return Ok(());
+        }
+        let plugins = Arc::clone(&self.plugins);
+        let spec = self.spec.clone();
+        let bound = blocking(move || bind(&plugins, &spec)).await?;
+        self.bound = Some(bound);
+        Ok(())
+    }
+
     fn plugin(&mut self) -> Result<Arc<FilterPlugin>, BrokerError> {
         if let Some(bound) = &self.bound {
             return Ok(Arc::clone(bound));
         }
-        let params: Vec<(String, String)> = self
-            .spec
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let bound = self
-            .plugins
-            .filter(&self.spec.name, self.spec.version, &params)?;
+        let bound = bind(&self.plugins, &self.spec)?;
         self.bound = Some(Arc::clone(&bound));
         Ok(bound)
     }
+}
+
+fn bind(plugins: &PluginService, spec: &FilterRef) -> Result<Arc<FilterPlugin>, BrokerError> {
+    let params: Vec<(String, String)> = spec
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    plugins.filter(&spec.name, spec.version, &params)
 }
 
 /// One read of `partition` from `offset`, passed through `filter` when there is one:

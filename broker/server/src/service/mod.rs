@@ -42,7 +42,8 @@ mod tests;
 
 pub use access::IssuedToken;
 pub use plugin::{
-    PluginAdded, PluginDecision, PluginLogPage, PluginSummary, PluginTest, PluginTrial,
+    PluginAdded, PluginDecision, PluginLimitSettings, PluginLogPage, PluginSummary, PluginTest,
+    PluginTrial,
 };
 pub use subscribe::Subscription;
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_metadata::proposal::{PluginUpload, register_plugin_record};
-use quiver_metadata::{Applied, MetadataRecord, RemovePlugin};
+use quiver_metadata::{Applied, MetadataRecord, PluginLimits as MetadataLimits, RemovePlugin};
 use quiver_plugin_host::log::LogEntry;
-use quiver_plugin_host::{PluginInfo, PluginKind, RecordView};
+use quiver_plugin_host::{PluginInfo, PluginKind, PluginLimits, RecordView};
 use quiver_proto::Record;
 use quiver_proto::batch;
 
@@ -25,6 +25,15 @@ use quiver_metadata::{Operation, ResourceKind};
 
 /// Log entries returned by one page of a plugin's log at most.
 const MAX_LOG_ENTRIES: usize = 1000;
+
+/// Per-call bounds an upload sets for its plugin (`quiver plugin add --timeout-ms
+/// --memory-mib`). A bound left `None` is the previous version's, or the broker's default
+/// when no version set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginLimitSettings {
+    pub call_timeout_ms: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
 
 /// A version added to the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +48,8 @@ pub struct PluginAdded {
 pub struct PluginSummary {
     pub info: PluginInfo,
     pub bound_topics: Vec<String>,
+    /// The limits of its versions that set none (`VersionMeta::limits` is `None`).
+    pub default_limits: PluginLimits,
 }
 
 /// What a plugin decided for one record in a test run.
@@ -81,16 +92,36 @@ impl BrokerService {
     /// Adds a version of plugin `name` from its component bytes; `kind`, when given, must
     /// match the world the component implements. The component is validated and stored
     /// by content hash, the version is registered in the metadata log, and then loaded:
-    /// bindings that follow the name switch to it (hot reload).
+    /// bindings that follow the name switch to it (hot reload). A refused upload is also
+    /// noted in the name's log, where `plugin logs` shows it to the author.
     pub async fn add_plugin(
         &self,
         caller: &Caller,
         name: String,
         kind: Option<String>,
+        limits: PluginLimitSettings,
         component: Bytes,
     ) -> Result<PluginAdded, BrokerError> {
         // Uploading code the broker runs is the most powerful act: administrators only.
         self.check(caller, Operation::Alter, ResourceKind::Cluster, "*")?;
+        let noted = name.clone();
+        let result = self.add_checked(name, kind, limits, component).await;
+        if let Err(e @ (BrokerError::InvalidPlugin(_) | BrokerError::PluginLimit(_))) = &result {
+            self.broker
+                .plugins
+                .registry()
+                .note_refused(&noted, &e.to_string());
+        }
+        result
+    }
+
+    async fn add_checked(
+        &self,
+        name: String,
+        kind: Option<String>,
+        limits: PluginLimitSettings,
+        component: Bytes,
+    ) -> Result<PluginAdded, BrokerError> {
         let max = self.broker.plugins.config().max_component_bytes;
         if component.is_empty() {
             return Err(BrokerError::InvalidPlugin(format!(
@@ -108,6 +139,13 @@ impl BrokerService {
         let _admin = self.broker.admin.lock().await;
         let broker = Arc::clone(&self.broker);
         let added = blocking(move || {
+            let previous = broker
+                .metadata
+                .image()
+                .plugin(&name)
+                .and_then(|p| p.versions.values().next_back())
+                .and_then(|v| v.limits);
+            let limits = upload_limits(&name, previous, limits)?;
             let prepared = broker
                 .plugins
                 .prepare(&name, &component, kind.as_deref())?;
@@ -119,7 +157,7 @@ impl BrokerService {
                     content_hash: prepared.content_hash,
                     size: prepared.size,
                     uploaded_at_ms: now_ms(),
-                    limits: None,
+                    limits,
                 },
             );
             let version = match &record {
@@ -167,6 +205,7 @@ impl BrokerService {
             .map(|info| PluginSummary {
                 bound_topics: self.visible_topics(caller, image.bound_topics(&info.name, None)),
                 info,
+                default_limits: self.broker.plugins.default_limits(),
             })
             .collect()
     }
@@ -188,6 +227,7 @@ impl BrokerService {
         Ok(PluginSummary {
             bound_topics: self.visible_topics(caller, bound),
             info,
+            default_limits: self.broker.plugins.default_limits(),
         })
     }
 
@@ -326,6 +366,31 @@ impl BrokerService {
             .map_or_else(|| since.min(log.next_seq()), |e| e.seq + 1);
         Ok(PluginLogPage { entries, next_seq })
     }
+}
+
+/// The limits a new version of `name` is registered with: `given` over the `previous`
+/// version's, each checked against its bounds. 0 in a stored field stands for the
+/// broker's default, so a bound never set follows `[plugins]`.
+fn upload_limits(
+    name: &str,
+    previous: Option<MetadataLimits>,
+    given: PluginLimitSettings,
+) -> Result<Option<MetadataLimits>, BrokerError> {
+    if given == PluginLimitSettings::default() {
+        return Ok(previous);
+    }
+    let mut limits = previous.unwrap_or(MetadataLimits {
+        call_timeout_ms: 0,
+        memory_bytes: 0,
+        max_idle_instances: 0,
+    });
+    if let Some(ms) = given.call_timeout_ms {
+        limits.call_timeout_ms = PluginLimits::check_timeout_ms(name, "call_timeout_ms", ms)?;
+    }
+    if let Some(bytes) = given.memory_bytes {
+        limits.memory_bytes = PluginLimits::check_memory_bytes(name, "memory_bytes", bytes)?;
+    }
+    Ok(Some(limits))
 }
 
 /// Whole batches read until `count` records at or after `from` are in hand (fewer if

@@ -164,16 +164,19 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(is_offline(&e, "t", 1), "{e}");
-        let Err(e) = s.subscribe(
-            &crate::auth::Caller::anonymous(),
-            SubscribeInput {
-                topic: "t".into(),
-                partition: 1,
-                offset: 0,
-                max_bytes: 1 << 20,
-                filter: None,
-            },
-        ) else {
+        let Err(e) = s
+            .subscribe(
+                &crate::auth::Caller::anonymous(),
+                SubscribeInput {
+                    topic: "t".into(),
+                    partition: 1,
+                    offset: 0,
+                    max_bytes: 1 << 20,
+                    filter: None,
+                },
+            )
+            .await
+        else {
             panic!("subscribe on an offline partition must fail");
         };
         assert!(is_offline(&e, "t", 1), "{e}");

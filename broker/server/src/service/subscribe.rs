@@ -34,9 +34,10 @@ pub struct Subscription {
 }
 
 impl BrokerService {
-    /// Starts a subscription at `input.offset`. The partition must exist; the filter is
-    /// bound on the first read.
-    pub fn subscribe(
+    /// Starts a subscription at `input.offset`. The partition must exist, and the filter,
+    /// when one is named, is bound now (see [`ReadFilter::bind`]): a wrong one fails the
+    /// subscription before any data arrives.
+    pub async fn subscribe(
         &self,
         caller: &Caller,
         input: SubscribeInput,
@@ -49,12 +50,16 @@ impl BrokerService {
         let max_bytes = input
             .max_bytes
             .clamp(1, self.broker.config.limits.max_fetch_bytes as usize);
+        let mut filter = input
+            .filter
+            .map(|spec| ReadFilter::new(spec, Arc::clone(&self.broker.plugins)));
+        if let Some(filter) = &mut filter {
+            filter.bind().await?;
+        }
         Ok(Subscription {
             watch: partition.watch(),
             partition,
-            filter: input
-                .filter
-                .map(|spec| ReadFilter::new(spec, Arc::clone(&self.broker.plugins))),
+            filter,
             offset: input.offset,
             max_bytes,
             skipped: false,

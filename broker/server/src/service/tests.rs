@@ -204,6 +204,7 @@ async fn a_subscription_yields_what_is_appended_after_it_starts() {
                 filter: None,
             },
         )
+        .await
         .expect("subscribe");
     let next = tokio::spawn(async move { sub.next().await });
     tokio::task::yield_now().await;
@@ -501,6 +502,7 @@ async fn authorization_lets_through_super_users_and_what_rules_allow() {
                 &alice,
                 "p".into(),
                 None,
+                Default::default(),
                 bytes::Bytes::from_static(b"\0asm"),
             )
             .await,

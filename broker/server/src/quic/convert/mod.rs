@@ -15,7 +15,8 @@ use crate::service::types::{
     OffsetQuery, ProduceInput, ProduceOutcome, ProducerId, SubscribeInput, TopicInfo, TopicSummary,
 };
 use crate::service::{
-    PluginAdded, PluginDecision, PluginLogPage, PluginSummary, PluginTest, PluginTrial,
+    PluginAdded, PluginDecision, PluginLimitSettings, PluginLogPage, PluginSummary, PluginTest,
+    PluginTrial,
 };
 
 pub(crate) fn produce(req: api::ProduceRequest, batches: bytes::Bytes) -> ProduceInput {
@@ -225,8 +226,16 @@ pub(crate) fn plugin_added(added: PluginAdded) -> api::PluginAddResponse {
     }
 }
 
+pub(crate) fn plugin_limits(spec: api::PluginLimitsSpec) -> PluginLimitSettings {
+    PluginLimitSettings {
+        call_timeout_ms: spec.call_timeout_ms,
+        memory_bytes: spec.memory_bytes,
+    }
+}
+
 pub(crate) fn plugin(summary: PluginSummary) -> api::PluginDescription {
     let info = summary.info;
+    let defaults = summary.default_limits;
     api::PluginDescription {
         kind: info.kind().map_or_else(String::new, |k| k.to_string()),
         name: info.name,
@@ -234,12 +243,19 @@ pub(crate) fn plugin(summary: PluginSummary) -> api::PluginDescription {
         versions: info
             .versions
             .into_iter()
-            .map(|v| api::PluginVersionInfo {
-                version: v.version,
-                kind: v.kind.to_string(),
-                size_bytes: v.size_bytes,
-                sha256: v.sha256,
-                added_ms: v.added_ms,
+            .map(|v| {
+                let limits = v.limits.unwrap_or(defaults);
+                api::PluginVersionInfo {
+                    version: v.version,
+                    kind: v.kind.to_string(),
+                    size_bytes: v.size_bytes,
+                    sha256: v.sha256,
+                    added_ms: v.added_ms,
+                    call_timeout_ms: u64::try_from(limits.call_timeout.as_millis())
+                        .unwrap_or(u64::MAX),
+                    memory_bytes: u64::try_from(limits.memory_bytes).unwrap_or(u64::MAX),
+                    own_limits: v.limits.is_some(),
+                }
             })
             .collect(),
         bound_topics: summary.bound_topics,
