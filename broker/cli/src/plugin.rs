@@ -28,7 +28,9 @@ use crate::reload::{self, Component};
 pub enum PluginCommand {
     /// Upload FILE (a .wasm component) as a new version of plugin NAME.
     Add {
+        /// The plugin's name: what topics bind (`partitioner=NAME`) and consumers name.
         name: String,
+        /// The WebAssembly component (.wasm) built against wit/plugin.wit.
         file: PathBuf,
         #[command(flatten)]
         limits: LimitArgs,
@@ -36,12 +38,16 @@ pub enum PluginCommand {
     /// List plugins with their kind, current version and bound topics.
     List,
     /// Show a plugin's versions, their sizes, and the topics bound to it.
-    Describe { name: String },
+    Describe {
+        /// The plugin.
+        name: String,
+    },
     /// Remove a plugin, or one version of it. Refused while a topic is bound to it,
     /// unless --force.
     // `--version` names a plugin version here, not this program's.
     #[command(disable_version_flag = true)]
     Remove {
+        /// The plugin.
         name: String,
         /// Remove only this version.
         #[arg(long)]
@@ -57,13 +63,19 @@ pub enum PluginCommand {
     Test(TestArgs),
     /// Print a plugin's log: what it logged or printed, and the broker's notes on it.
     Logs {
+        /// The plugin.
         name: String,
         /// Keep waiting for new entries (Ctrl-C to stop).
         #[arg(long, short)]
         follow: bool,
     },
     /// Upload FILE as plugin NAME, then again each time it changes (Ctrl-C to stop).
-    Watch { name: String, file: PathBuf },
+    Watch {
+        /// The plugin's name: what topics bind (`partitioner=NAME`) and consumers name.
+        name: String,
+        /// The component file to watch; each change is uploaded as a new version.
+        file: PathBuf,
+    },
 }
 
 /// Per-call limits of a plugin, set when a version is added. A limit not given is the
@@ -92,10 +104,12 @@ impl LimitArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
+    /// The plugin to run.
     pub name: String,
     /// The topic whose stored records the plugin reads.
     #[arg(long, short)]
     pub topic: String,
+    /// The partition whose records the plugin reads.
     #[arg(long, short, default_value_t = 0)]
     pub partition: u32,
     /// The first offset; by default the partition's first stored record.

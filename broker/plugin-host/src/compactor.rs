@@ -72,6 +72,10 @@ impl CompactorPlugin {
                 records.len()
             )));
         }
+        plugin
+            .log
+            .stats()
+            .passed(out.keys.iter().filter(|k| k.is_some()).count());
         out.keys
             .iter()
             .enumerate()
@@ -118,6 +122,7 @@ impl CompactorPlugin {
                 reason: format!("{} survivors for {} pairs", out.len(), older.len()),
             });
         }
+        plugin.log.stats().passed(out.len());
         Ok(out
             .into_iter()
             .map(|s| match s {
@@ -142,6 +147,10 @@ impl CompactorPlugin {
                 reason: format!("{} decisions for {} records", keep.len(), records.len()),
             });
         }
+        plugin
+            .log
+            .stats()
+            .passed(keep.iter().filter(|k| **k).count());
         Ok(keep)
     }
 }

@@ -60,6 +60,10 @@ impl FilterPlugin {
                 reason: format!("{} decisions for {} records", keep.len(), records.len()),
             });
         }
+        plugin
+            .log
+            .stats()
+            .passed(keep.iter().filter(|k| **k).count());
         Ok(keep)
     }
 }

@@ -56,6 +56,7 @@ mod record;
 pub mod registry;
 mod source;
 mod state;
+mod stats;
 mod stdio;
 mod ticker;
 mod trap;
@@ -75,3 +76,4 @@ pub use registry::{
     LegacyVersion, PluginInfo, PreparedComponent, Registry, RegistryError, VersionMeta,
 };
 pub use source::PluginSource;
+pub use stats::{PluginFigures, PluginStats};

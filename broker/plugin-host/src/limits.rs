@@ -111,6 +111,8 @@ pub(crate) struct MemoryCap {
     limits: StoreLimits,
     cap: usize,
     hit: bool,
+    /// The largest memory size a growth asked for and got.
+    grown_to: usize,
 }
 
 impl MemoryCap {
@@ -125,7 +127,13 @@ impl MemoryCap {
                 .build(),
             cap,
             hit: false,
+            grown_to: 0,
         }
+    }
+
+    /// The largest size the instance's memory has grown to.
+    pub(crate) fn grown_to(&self) -> usize {
+        self.grown_to
     }
 
     pub(crate) fn cap(&self) -> usize {
@@ -152,7 +160,11 @@ impl ResourceLimiter for MemoryCap {
         if desired > self.cap {
             self.hit = true;
         }
-        self.limits.memory_growing(current, desired, maximum)
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.grown_to = self.grown_to.max(desired);
+        }
+        Ok(allowed)
     }
 
     fn table_growing(

@@ -51,12 +51,14 @@ pub struct LogEntry {
     pub message: String,
 }
 
-/// The bounded log of one plugin name, shared by all its versions and instances.
+/// The bounded log of one plugin name, shared by all its versions and instances, with
+/// the name's counters beside it.
 #[derive(Debug)]
 pub struct PluginLog {
     ring: Mutex<Ring>,
     appended: Condvar,
     capacity: usize,
+    stats: crate::PluginStats,
 }
 
 #[derive(Debug)]
@@ -76,7 +78,13 @@ impl PluginLog {
             }),
             appended: Condvar::new(),
             capacity,
+            stats: crate::PluginStats::default(),
         }
+    }
+
+    /// What the plugin of this name did: calls, records, time, failures, reloads.
+    pub fn stats(&self) -> &crate::PluginStats {
+        &self.stats
     }
 
     /// Appends an entry, dropping the oldest when full, and wakes followers.

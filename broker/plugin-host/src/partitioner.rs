@@ -83,6 +83,7 @@ impl PartitionerPlugin {
                 ),
             });
         }
+        plugin.log.stats().passed(partitions.len());
         Ok(partitions)
     }
 }

@@ -115,10 +115,15 @@ impl<W: World> Pool<W> {
             }
         }
         plugin.arm_deadline(&mut live.store);
-        match call(&live.world, &mut live.store, &batches) {
+        let records = inputs.iter().map(|r| r.len()).sum();
+        let started = std::time::Instant::now();
+        let outcome = call(&live.world, &mut live.store, &batches);
+        let took = started.elapsed();
+        let memory = live.store.data().limiter.grown_to();
+        let result = match outcome {
             Ok(Ok(out)) => {
                 self.checkin(live);
-                Ok((out, plugin))
+                Ok((out, plugin.clone()))
             }
             Ok(Err(guest)) => {
                 self.checkin(live);
@@ -128,7 +133,12 @@ impl<W: World> Pool<W> {
                 })
             }
             Err(trap) => Err(classify(&plugin, &live.store, trap, during)),
-        }
+        };
+        plugin
+            .log
+            .stats()
+            .call(records, took, memory, result.as_ref().err());
+        result
     }
 
     fn checkout(&self) -> Result<Live<W>, PluginError> {

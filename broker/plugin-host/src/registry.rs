@@ -372,6 +372,7 @@ impl Registry {
                     .unwrap_or_else(|| self.host.new_log()),
             });
             let newest = entry.current().is_none_or(|c| meta.version > c.version);
+            let replaces = newest && entry.current().is_some();
             let log = entry.log.clone();
             if newest && let Some(slot) = &entry.slot {
                 match loaded.take() {
@@ -388,6 +389,9 @@ impl Registry {
                 }
             }
             entry.versions.insert(meta.version, meta.clone());
+            if replaces {
+                log.stats().reloaded();
+            }
             break (log, newest);
         };
         self.prepared.lock().remove(&meta.sha256);
@@ -540,6 +544,15 @@ impl Registry {
 
     /// The log of `name`, shared by its versions; for a name without a version, the
     /// log of its refused uploads, if it had any.
+    /// What every installed plugin did, by name, for the metrics endpoint.
+    pub fn figures(&self) -> Vec<(String, crate::PluginFigures)> {
+        self.entries
+            .lock()
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.log.stats().figures()))
+            .collect()
+    }
+
     pub fn log(&self, name: &str) -> Result<Arc<PluginLog>, RegistryError> {
         if let Some(entry) = self.entries.lock().get(name) {
             return Ok(entry.log.clone());

@@ -308,3 +308,101 @@ async fn a_real_prometheus_scrapes_the_broker_and_answers_a_query() {
         "the scrape target is not up: {body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_calls_records_failures_and_reloads_are_counted() {
+    use crate::plugins::plugin;
+    use quiver_sdk::proto::api::{FetchRequest, FilterSpec};
+
+    let broker = metrics_broker().await;
+    let addr = metrics_addr(&broker);
+    let client = broker.client().await;
+    let admin = client.admin();
+    // A partitioner routes every record of a produce that names no partition.
+    admin
+        .add_plugin("router", plugin("key-hash"))
+        .await
+        .expect("add");
+    let configs = [("partitioner".to_owned(), "router".to_owned())].into();
+    admin
+        .create_topic("routed", 3, 1, configs)
+        .await
+        .expect("create");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
+    for i in 0..10 {
+        producer
+            .send_and_wait(ProducerRecord::new("routed", format!("v{i}")).key(format!("k{i}")))
+            .await
+            .expect("send");
+    }
+    // A second version of it is a reload.
+    admin
+        .add_plugin("router", plugin("first-byte"))
+        .await
+        .expect("add again");
+    // A filter that traps on the record keyed "trap".
+    admin
+        .add_plugin("wild", plugin("misbehave"))
+        .await
+        .expect("add filter");
+    admin
+        .create_topic("plain", 1, 1, Default::default())
+        .await
+        .expect("create");
+    producer
+        .send_and_wait(
+            ProducerRecord::new("plain", "boom")
+                .key("trap")
+                .partition(0),
+        )
+        .await
+        .expect("send");
+    let fetch = FetchRequest {
+        topic: "plain".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 1 << 20,
+        max_wait_ms: 0,
+        min_bytes: 1,
+        isolation: Default::default(),
+        filter: Some(FilterSpec {
+            name: "wild".into(),
+            version: None,
+            params: Default::default(),
+        }),
+    };
+    let trapped = client.call(&fetch, bytes::Bytes::new()).await;
+    assert!(trapped.is_err(), "the filter trapped");
+
+    let (_, text) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+        .await
+        .expect("get");
+    let router = ["plugin=\"router\""];
+    let value = |name: &str, labels: &[&str]| sample(&text, name, labels).unwrap_or(-1.0);
+    assert!(value("quiver_plugin_calls_total", &router) >= 1.0, "{text}");
+    assert_eq!(
+        value("quiver_plugin_records_in_total", &router),
+        10.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("quiver_plugin_records_out_total", &router),
+        10.0,
+        "{text}"
+    );
+    assert_eq!(value("quiver_plugin_reloads_total", &router), 1.0, "{text}");
+    assert!(
+        value("quiver_plugin_call_microseconds_total", &router) > 0.0,
+        "{text}"
+    );
+    assert!(
+        value("quiver_plugin_memory_peak_bytes", &router) > 0.0,
+        "{text}"
+    );
+    let wild = ["plugin=\"wild\""];
+    assert_eq!(value("quiver_plugin_traps_total", &wild), 1.0, "{text}");
+    assert_eq!(value("quiver_plugin_timeouts_total", &wild), 0.0, "{text}");
+}

@@ -24,6 +24,11 @@ struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupPartitionLabels {
     group: String,
     topic: String,
@@ -249,7 +254,79 @@ impl Collector for StateCollector {
             &rows,
             |r| r.2.map(|l| (&r.0, l)),
         )?;
-        Ok(())
+        self.encode_plugins(e)
+    }
+}
+
+impl StateCollector {
+    fn encode_plugins(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        use quiver_plugin_host::PluginFigures;
+        let plugins: Vec<(PluginLabels, PluginFigures)> = self
+            .service
+            .broker
+            .plugins
+            .registry()
+            .figures()
+            .into_iter()
+            .map(|(plugin, f)| (PluginLabels { plugin }, f))
+            .collect();
+        type Figure = fn(&PluginFigures) -> u64;
+        let counters: [(&str, &str, Figure); 9] = [
+            ("quiver_plugin_calls", "Calls into the plugin", |f| f.calls),
+            (
+                "quiver_plugin_records_in",
+                "Records passed to the plugin",
+                |f| f.records_in,
+            ),
+            (
+                "quiver_plugin_records_out",
+                "Records the plugin kept, routed or keyed",
+                |f| f.records_out,
+            ),
+            (
+                "quiver_plugin_call_microseconds",
+                "Time spent in calls, summed (divide by calls for the mean)",
+                |f| u64::try_from(f.call_time.as_micros()).unwrap_or(u64::MAX),
+            ),
+            (
+                "quiver_plugin_traps",
+                "Calls that trapped (a panic, unreachable, a bad access)",
+                |f| f.traps,
+            ),
+            (
+                "quiver_plugin_timeouts",
+                "Calls stopped at their time limit",
+                |f| f.timeouts,
+            ),
+            (
+                "quiver_plugin_out_of_memory",
+                "Calls stopped at their memory limit",
+                |f| f.out_of_memory,
+            ),
+            (
+                "quiver_plugin_guest_errors",
+                "Calls the plugin answered with its own error",
+                |f| f.guest_errors,
+            ),
+            (
+                "quiver_plugin_reloads",
+                "New versions made current after the first",
+                |f| f.reloads,
+            ),
+        ];
+        for (name, help, read) in counters {
+            family(e, name, help, MetricType::Counter, &plugins, |(l, f)| {
+                Some((l, count(read(f))))
+            })?;
+        }
+        family(
+            e,
+            "quiver_plugin_memory_peak_bytes",
+            "The most linear memory one instance grew to",
+            MetricType::Gauge,
+            &plugins,
+            |(l, f)| Some((l, count(f.memory_peak_bytes))),
+        )
     }
 }
 
