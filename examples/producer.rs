@@ -9,7 +9,11 @@ use std::time::Instant;
 use quiver_sdk::{Client, ClientOptions, Compression, ErrorCode, ProducerConfig, ProducerRecord};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> anyhow::Result<()> {
+    // The SDK logs through `tracing`: RUST_LOG=quiver_sdk=debug shows its reconnects.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let mut args = std::env::args().skip(1);
     let url = args
         .next()

@@ -382,3 +382,49 @@ fn dev_profiles_are_one_per_data_dir_and_a_stopped_broker_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not running"), "{err}");
 }
+
+#[test]
+fn serve_with_a_self_signed_certificate_says_where_it_is() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn quiver serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut banner = String::new();
+    while !banner.contains("metrics:") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("banner") == 0 {
+            break;
+        }
+        banner += &line;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let cert = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate: "))
+        .and_then(|rest| rest.split(" (self-signed").next())
+        .unwrap_or_else(|| panic!("no certificate line in {banner}"));
+    assert!(Path::new(cert).is_file(), "{cert} from {banner}");
+    assert!(cert.ends_with("tls/cert.pem"), "{banner}");
+    assert!(
+        banner.contains("metrics:     http://127.0.0.1:"),
+        "{banner}"
+    );
+}
