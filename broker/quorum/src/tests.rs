@@ -166,8 +166,13 @@ async fn a_record_proposed_on_a_follower_reaches_every_voter() {
         let q = cluster.voter(id);
         wait_until("every voter applied it", || q.image().broker(7).is_some()).await;
     }
+    // The follower knows a leader: the same one, unless a loaded machine delayed the
+    // heartbeats past an election timeout meanwhile.
     let status = cluster.voter(follower).status();
-    assert_eq!(status.leader, Some(leader));
+    assert!(
+        status.leader.is_some_and(|l| (1..=3).contains(&l)),
+        "{status:?}"
+    );
     assert_eq!(status.voters, (1..=3).collect());
 }
 
