@@ -72,6 +72,14 @@ impl Admin {
         Ok(resp.topics)
     }
 
+    /// The cluster as the broker this client talks to sees it: the metadata quorum and
+    /// its leader, the registered brokers, and the offline and under-replicated
+    /// partitions. Needs describe on the cluster.
+    pub async fn cluster_status(&self) -> Result<quiver_proto::api::ClusterStatusResponse, Error> {
+        let req = quiver_proto::api::ClusterStatusRequest {};
+        Ok(self.client.call(&req, Bytes::new()).await?.0)
+    }
+
     /// A topic's effective configs and the state of each partition.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, Error> {
         let req = DescribeTopicRequest {

@@ -12,6 +12,7 @@
 
 mod acl;
 mod bench;
+mod cluster;
 mod config;
 mod connect;
 mod consume;
@@ -65,6 +66,9 @@ enum Command {
     /// Issue, list and revoke bearer tokens for clients without a certificate.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// The cluster: brokers, metadata quorum, partitions needing attention.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Print the configuration reference: every topic config or broker TOML key with its
     /// default, range and meaning.
     Config(config::ConfigArgs),
@@ -139,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => token::run(&cli.conn, cmd).await,
         Command::Bench(cmd) => bench::run(&cli.conn, cmd).await,
         Command::Config(args) => config::run(&args),
+        Command::Cluster(cmd) => cluster::run(&cli.conn, cmd).await,
     }
 }
 

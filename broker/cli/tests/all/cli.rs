@@ -247,6 +247,13 @@ fn dev_then_every_command_with_no_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("retention.ms=soon"));
 
+    let status = ok(&run(&["cluster", "status"], None));
+    assert!(status.contains("single node (broker 0)"), "{status}");
+    assert!(
+        status.contains(" 0 offline, 0 under-replicated"),
+        "{status}"
+    );
+
     ok(&run(&["topic", "delete", "orders"], None));
     assert!(!ok(&run(&["topic", "list"], None)).contains("orders"));
     // The dev broker kept its data where it was started.

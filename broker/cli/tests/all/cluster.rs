@@ -172,6 +172,23 @@ async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() 
     let leaders: BTreeSet<u32> = described.partitions.iter().map(|p| p.leader).collect();
     assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "{described:?}");
 
+    // The cluster's status, as broker 3 sees it: three voters with a leader, three
+    // registered brokers, nothing offline.
+    let status = three.admin().cluster_status().await.expect("status");
+    let quorum = status.quorum.as_ref().expect("a quorum");
+    assert_eq!(quorum.voters, [1, 2, 3], "{status:?}");
+    assert!(
+        quorum.leader.is_some_and(|l| (1..=3).contains(&l)),
+        "{status:?}"
+    );
+    let brokers: BTreeSet<u32> = status.brokers.iter().map(|b| b.broker_id).collect();
+    assert_eq!(brokers, BTreeSet::from([1, 2, 3]), "{status:?}");
+    assert!(status.partitions >= 3, "{status:?}");
+    assert!(
+        status.offline.is_empty() && status.under_replicated.is_empty(),
+        "{status:?}"
+    );
+
     // Each partition is served by its leader, and another broker says who leads it.
     for p in &described.partitions {
         let leader = cluster.client(p.leader).await;
@@ -215,6 +232,10 @@ async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() 
         || async { topic_names(&three).await.contains("after") },
     )
     .await;
+    // The quorum's leader is one of the two that remain.
+    let status = two.admin().cluster_status().await.expect("status");
+    let leader = status.quorum.as_ref().and_then(|q| q.leader);
+    assert!(matches!(leader, Some(2 | 3)), "{status:?}");
 
     // Broker 1 returns from its files and catches up.
     cluster.start();

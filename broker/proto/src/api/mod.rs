@@ -8,12 +8,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod access;
+mod cluster;
 mod data;
 mod group;
 mod plugin;
 mod topic;
 
 pub use access::*;
+pub use cluster::*;
 pub use data::*;
 pub use group::*;
 pub use plugin::*;
@@ -59,6 +61,7 @@ impl ApiKey {
     pub const TOKEN_ISSUE: ApiKey = ApiKey(32);
     pub const TOKEN_REVOKE: ApiKey = ApiKey(33);
     pub const TOKEN_LIST: ApiKey = ApiKey(34);
+    pub const CLUSTER_STATUS: ApiKey = ApiKey(35);
 
     /// The API's name in snake case, as metrics and logs label it; `unknown` for a key
     /// this build does not know.
@@ -99,6 +102,7 @@ impl ApiKey {
             ApiKey::TOKEN_ISSUE => "token_issue",
             ApiKey::TOKEN_REVOKE => "token_revoke",
             ApiKey::TOKEN_LIST => "token_list",
+            ApiKey::CLUSTER_STATUS => "cluster_status",
             _ => "unknown",
         }
     }

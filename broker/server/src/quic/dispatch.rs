@@ -322,6 +322,12 @@ pub(crate) async fn dispatch(
             })
             .await
         }
+        ApiKey::CLUSTER_STATUS => {
+            unary(&frame, send, |_: api::ClusterStatusRequest, _| async move {
+                Ok(convert::cluster_status(s.cluster_status(caller)?))
+            })
+            .await
+        }
         ApiKey::TOKEN_LIST => {
             unary(&frame, send, |_: api::TokenListRequest, _| async move {
                 let tokens = s.list_tokens(caller)?;

@@ -25,6 +25,7 @@ use crate::error::BrokerError;
 use crate::groups::GroupService;
 
 mod access;
+mod cluster;
 mod fetch;
 mod filter;
 mod groups;

@@ -250,3 +250,33 @@ pub struct PartitionLag {
     /// `None` without a commit or without the partition.
     pub lag: Option<i64>,
 }
+
+/// The cluster as `quiver cluster status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: u32,
+    /// `None` on a single node.
+    pub quorum: Option<QuorumView>,
+    pub brokers: Vec<RegisteredBroker>,
+    pub metadata_applied: u64,
+    pub offline: Vec<quiver_group::TopicPartition>,
+    pub under_replicated: Vec<quiver_group::TopicPartition>,
+    pub partitions: u32,
+}
+
+/// The metadata quorum as one voter sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumView {
+    pub leader: Option<u32>,
+    pub term: u64,
+    pub voters: Vec<u32>,
+    pub role: &'static str,
+}
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredBroker {
+    pub broker_id: u32,
+    pub address: String,
+    pub epoch: u64,
+}

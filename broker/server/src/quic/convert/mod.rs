@@ -325,3 +325,31 @@ fn log_entry(e: LogEntry) -> api::PluginLogEntry {
         message: e.message,
     }
 }
+
+pub(crate) fn cluster_status(
+    s: crate::service::types::ClusterStatus,
+) -> api::ClusterStatusResponse {
+    let tp = |tp: quiver_group::TopicPartition| api::TopicPartition::new(tp.topic, tp.partition);
+    api::ClusterStatusResponse {
+        node_id: s.node_id,
+        quorum: s.quorum.map(|q| api::QuorumState {
+            leader: q.leader,
+            term: q.term,
+            voters: q.voters,
+            role: q.role.to_owned(),
+        }),
+        brokers: s
+            .brokers
+            .into_iter()
+            .map(|b| api::BrokerState {
+                broker_id: b.broker_id,
+                address: b.address,
+                epoch: b.epoch,
+            })
+            .collect(),
+        metadata_applied: s.metadata_applied,
+        offline: s.offline.into_iter().map(tp).collect(),
+        under_replicated: s.under_replicated.into_iter().map(tp).collect(),
+        partitions: s.partitions,
+    }
+}

@@ -1,0 +1,50 @@
+//! The cluster as an operator asks about it: `quiver cluster status`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{TopicPartition, request};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatusRequest {}
+
+request!(ClusterStatusRequest => ClusterStatusResponse, CLUSTER_STATUS, "cluster-status");
+
+/// What the answering broker knows of the cluster, from its applied metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatusResponse {
+    /// The broker that answered.
+    pub node_id: u32,
+    /// The metadata quorum, or `None` on a single node (its metadata is a local log).
+    pub quorum: Option<QuorumState>,
+    /// Every registered broker.
+    pub brokers: Vec<BrokerState>,
+    /// Index of the last metadata record the answering broker applied.
+    pub metadata_applied: u64,
+    /// Partitions with no leader, or whose log could not be opened where they live.
+    pub offline: Vec<TopicPartition>,
+    /// Partitions with fewer in-sync replicas than replicas.
+    pub under_replicated: Vec<TopicPartition>,
+    /// Partitions in all.
+    pub partitions: u32,
+}
+
+/// The metadata quorum as the answering voter sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumState {
+    /// The voter that leads the quorum (the controller), if one is known.
+    pub leader: Option<u32>,
+    pub term: u64,
+    pub voters: Vec<u32>,
+    /// The answering voter's role: leader, follower, candidate or other.
+    pub role: String,
+}
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerState {
+    pub broker_id: u32,
+    /// Where clients reach it.
+    pub address: String,
+    /// The metadata index of its latest registration; it grows with every restart.
+    pub epoch: u64,
+}
