@@ -435,3 +435,41 @@ fn serve_with_a_self_signed_certificate_says_where_it_is() {
         "{banner}"
     );
 }
+
+#[test]
+fn dev_takes_a_free_metrics_port_when_its_own_is_taken() {
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--metrics"])
+        .arg(taken_addr.to_string())
+        .env("QUIVER_HOME", home.path())
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn quiver dev");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut banner = String::new();
+    while !banner.contains("metrics:") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("banner") == 0 {
+            break;
+        }
+        banner += &line;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let shown = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("metrics:"))
+        .unwrap_or_else(|| panic!("the dev broker did not start with metrics: {banner}"));
+    assert!(shown.contains("http://127.0.0.1:"), "{banner}");
+    assert!(
+        !shown.contains(&format!(":{}/", taken_addr.port())),
+        "{banner}"
+    );
+}
