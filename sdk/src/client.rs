@@ -39,9 +39,10 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    url: BrokerUrl,
-    addr: SocketAddr,
-    server_name: String,
+    /// The bootstrap brokers, in the order given; never empty.
+    targets: Vec<Target>,
+    /// The target the current (or last) connection went to: dialling starts there.
+    preferred: std::sync::atomic::AtomicUsize,
     options: ClientOptions,
     endpoint: quinn::Endpoint,
     /// The live connection; replaced when it breaks.
@@ -54,6 +55,14 @@ struct Inner {
     /// Buffers response payloads are read into, reused once the application has
     /// dropped every record cut from them.
     payloads: BufferPool,
+}
+
+/// One bootstrap broker: its URL, resolved address and the TLS name it must present.
+#[derive(Debug)]
+struct Target {
+    url: BrokerUrl,
+    addr: SocketAddr,
+    server_name: String,
 }
 
 /// Payload buffers a client keeps: two fetches in flight per partition and the records
@@ -89,12 +98,20 @@ struct Failed {
 }
 
 impl Client {
-    /// Connects to the broker at `url` (`quic://host[:port]`, default port 7420).
+    /// Connects to the broker at `url` (`quic://host[:port]`, default port 7420), or to
+    /// any of a bootstrap list of them, comma-separated
+    /// (`quic://b1:7420,quic://b2:7420`). With a list, handshakes go to the brokers in
+    /// turn until one answers, and a broken connection is dialled again the same way,
+    /// starting with the broker that answered last; so a client of a cluster keeps
+    /// working when the broker it talked to goes away.
     ///
     /// Fails with [`Error::InvalidUrl`], [`Error::Tls`] (no or bad CA),
     /// [`Error::Resolve`], [`Error::Connect`] or [`Error::Timeout`].
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, Error> {
-        let url = BrokerUrl::parse(url)?;
+        let urls = url
+            .split(',')
+            .map(|u| BrokerUrl::parse(u.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         let ca = options.ca.as_ref().ok_or_else(|| {
             Error::Tls(
                 "no trusted CA given: set ClientOptions::ca_pem_file to the broker's cert.pem"
@@ -104,26 +121,41 @@ impl Client {
         let roots = ca.load()?;
         let identity = options.identity.as_ref().map(|i| i.load()).transpose()?;
         let client_config = crate::transport::client_config_with_identity(&roots, identity)?;
-        let addr = resolve(&url).await?;
-        let bind: SocketAddr = if addr.is_ipv6() {
+        let mut targets = Vec::with_capacity(urls.len());
+        for url in urls {
+            let addr = resolve(&url).await?;
+            let server_name = options
+                .server_name
+                .clone()
+                .unwrap_or_else(|| url.host.clone());
+            targets.push(Target {
+                url,
+                addr,
+                server_name,
+            });
+        }
+        // One UDP socket serves every target, so they must share an address family.
+        let v6 = targets[0].addr.is_ipv6();
+        if targets.iter().any(|t| t.addr.is_ipv6() != v6) {
+            return Err(Error::InvalidUrl {
+                url: url.to_string(),
+                reason: "a bootstrap list mixes IPv4 and IPv6 brokers; use one family".into(),
+            });
+        }
+        let bind: SocketAddr = if v6 {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let mut endpoint = crate::transport::endpoint(bind, None).map_err(|e| Error::Connect {
-            addr: addr.to_string(),
+            addr: targets[0].addr.to_string(),
             reason: format!("cannot open a UDP socket: {e}"),
         })?;
         endpoint.set_default_client_config(client_config);
-        let server_name = options
-            .server_name
-            .clone()
-            .unwrap_or_else(|| url.host.clone());
         let client = Client {
             inner: Arc::new(Inner {
-                url,
-                addr,
-                server_name,
+                targets,
+                preferred: std::sync::atomic::AtomicUsize::new(0),
                 options,
                 endpoint,
                 current: parking_lot::Mutex::new(None),
@@ -145,9 +177,17 @@ impl Client {
         &self.inner.options
     }
 
-    /// The broker URL this client dials.
+    /// The broker this client talks to now (or last did): one of its bootstrap list.
     pub fn url(&self) -> &BrokerUrl {
-        &self.inner.url
+        &self.preferred().url
+    }
+
+    fn preferred(&self) -> &Target {
+        let i = self
+            .inner
+            .preferred
+            .load(std::sync::atomic::Ordering::Relaxed);
+        &self.inner.targets[i % self.inner.targets.len()]
     }
 
     /// The live connection, dialling a new one when there is none or it has closed.
@@ -160,7 +200,7 @@ impl Client {
             return Ok(conn);
         }
         let conn = self.dial().await?;
-        tracing::debug!(broker = %self.inner.url, "connected");
+        tracing::debug!(broker = %self.url(), "connected");
         // The one place a new connection becomes current: authenticate it first, so
         // that no request (of this task or another waiting here) goes out on it as
         // anonymous.
@@ -198,6 +238,7 @@ impl Client {
         let mut oldest_first = std::collections::VecDeque::new();
         let mut next_dial = tokio::time::Instant::now();
         let mut dialled = 0u32;
+        let first = inner.preferred.load(std::sync::atomic::Ordering::Relaxed);
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -212,27 +253,33 @@ impl Client {
                 {
                     tokio::task::AbortHandle::abort(&oldest);
                 }
+                // Each new handshake goes to the next broker of the list.
+                let index = (first + dialled as usize) % inner.targets.len();
+                let target = &inner.targets[index];
                 let connecting = inner
                     .endpoint
-                    .connect(inner.addr, &inner.server_name)
+                    .connect(target.addr, &target.server_name)
                     .map_err(|e| Error::Connect {
-                        addr: inner.addr.to_string(),
+                        addr: target.addr.to_string(),
                         reason: e.to_string(),
                     })?;
-                oldest_first.push_back(handshakes.spawn(connecting));
+                oldest_first.push_back(handshakes.spawn(async move { (index, connecting.await) }));
                 next_dial = now + jittered(inner.options.backoff(dialled));
                 dialled += 1;
             }
             tokio::select! {
                 Some(done) = handshakes.join_next() => match done {
                     // Dropping the set gives up the other handshakes.
-                    Ok(Ok(conn)) => return Ok(conn),
-                    Ok(Err(e)) if worth_redialling(&e) => {
-                        tracing::debug!(broker = %inner.url, error = %e, "handshake failed; dialling again");
+                    Ok((index, Ok(conn))) => {
+                        inner.preferred.store(index, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(conn);
                     }
-                    Ok(Err(e)) => {
+                    Ok((index, Err(e))) if worth_redialling(&e) => {
+                        tracing::debug!(broker = %inner.targets[index].url, error = %e, "handshake failed; dialling again");
+                    }
+                    Ok((index, Err(e))) => {
                         return Err(Error::Connect {
-                            addr: inner.addr.to_string(),
+                            addr: inner.targets[index].addr.to_string(),
                             reason: e.to_string(),
                         });
                     }

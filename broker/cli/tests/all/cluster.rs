@@ -1,7 +1,8 @@
 //! A three-broker cluster of `quiver serve` child processes on loopback: the metadata
 //! quorum elects a leader, every broker sees every topic, partitions live on the brokers
 //! they are placed on, and the metadata survives the SIGKILL of a broker (the other two
-//! are a majority) and is caught up by that broker when it returns.
+//! are a majority) and is caught up by that broker when it returns; a client given the
+//! three as a bootstrap list moves to another when its own dies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -245,4 +246,46 @@ async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() 
     })
     .await;
     assert!(topic_names(&one).await.contains("spread"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_bootstrap_list_moves_on_when_its_broker_dies() {
+    let mut cluster = Cluster::new();
+    cluster.start();
+    let urls: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| m.url.clone().expect("running"))
+        .collect();
+    let options = || ClientOptions::new().ca_pem_file(&cluster.ca);
+
+    // A dead address first in the list does not keep the client from the live ones.
+    let dead = format!("quic://127.0.0.1:{}", free_udp_port());
+    let client = Client::connect(&format!("{dead},{}", urls.join(",")), options())
+        .await
+        .expect("connects past the dead address");
+    client
+        .admin()
+        .create_topic("kept", 3, 1, BTreeMap::new())
+        .await
+        .expect("create");
+    let first = client.url().port;
+    let id = cluster
+        .members
+        .iter()
+        .find(|m| {
+            m.url
+                .as_deref()
+                .is_some_and(|u| u.ends_with(&format!(":{first}")))
+        })
+        .map(|m| m.id)
+        .expect("connected to one of the three");
+
+    // Its broker dies: the next requests dial the others and go on.
+    cluster.kill(id);
+    eventually(30, "the client reaches another broker", || async {
+        topic_names(&client).await.contains("kept")
+    })
+    .await;
+    assert_ne!(client.url().port, first);
 }
