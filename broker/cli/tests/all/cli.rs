@@ -74,20 +74,26 @@ fn spawn_dev(home: &Path, cwd: &Path, extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn quiver dev");
-    let mut banner = String::new();
+    let banner = banner_until(&mut child, "  SDK: ");
+    assert!(
+        banner.starts_with("quiver dev: listening on quic://127.0.0.1:"),
+        "{banner}"
+    );
+    (child, banner)
+}
+
+/// What a broker child printed on stdout up to the line holding `marker` (or its end).
+fn banner_until(child: &mut Child, marker: &str) -> String {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    while !banner.contains("  SDK: ") {
+    let mut banner = String::new();
+    while !banner.contains(marker) {
         let mut line = String::new();
         if stdout.read_line(&mut line).expect("banner line") == 0 {
             break;
         }
         banner += &line;
     }
-    assert!(
-        banner.starts_with("quiver dev: listening on quic://127.0.0.1:"),
-        "{banner}"
-    );
-    (child, banner)
+    banner
 }
 
 /// The source and value `topic describe` shows for `key`.
@@ -412,15 +418,7 @@ fn serve_with_a_self_signed_certificate_says_where_it_is() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn quiver serve");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut banner = String::new();
-    while !banner.contains("metrics:") {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).expect("banner") == 0 {
-            break;
-        }
-        banner += &line;
-    }
+    let banner = banner_until(&mut child, "metrics:");
     let _ = child.kill();
     let _ = child.wait();
     let cert = banner
@@ -452,15 +450,7 @@ fn dev_takes_a_free_metrics_port_when_its_own_is_taken() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn quiver dev");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut banner = String::new();
-    while !banner.contains("metrics:") {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).expect("banner") == 0 {
-            break;
-        }
-        banner += &line;
-    }
+    let banner = banner_until(&mut child, "metrics:");
     let _ = child.kill();
     let _ = child.wait();
     let shown = banner

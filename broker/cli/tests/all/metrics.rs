@@ -53,6 +53,18 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// The sum of `name` over partitions 0..`partitions` of `topic`; each must have a sample.
+fn sum_over_partitions(text: &str, name: &str, topic: &str, partitions: u32) -> f64 {
+    (0..partitions)
+        .map(|p| {
+            let labels = [format!("topic=\"{topic}\""), format!("partition=\"{p}\"")];
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            sample(text, name, &labels)
+                .unwrap_or_else(|| panic!("no {name} of {topic}/{p}\n{text}"))
+        })
+        .sum()
+}
+
 /// Produces `n` keyed records to `topic` (created with 3 partitions) and reads them
 /// back in group `g`, committing, so every family has something to show.
 async fn traffic(broker: &TestBroker, topic: &str, n: usize) {
@@ -105,36 +117,10 @@ async fn the_endpoint_serves_metrics_health_and_readiness() {
         .expect("get");
     assert_eq!(status, 200, "{text}");
     let tp = |p: u32| format!("partition=\"{p}\"");
-    let records_in: f64 = (0..3)
-        .map(|p| {
-            sample(
-                &text,
-                "quiver_partition_records_in_total",
-                &["topic=\"m\"", &tp(p)],
-            )
-            .unwrap_or_else(|| panic!("records in of m/{p}\n{text}"))
-        })
-        .sum();
-    assert_eq!(records_in, 30.0, "{text}");
-    let ends: f64 = (0..3)
-        .filter_map(|p| {
-            sample(
-                &text,
-                "quiver_partition_log_end_offset",
-                &["topic=\"m\"", &tp(p)],
-            )
-        })
-        .sum();
-    assert_eq!(ends, 30.0, "{text}");
-    let out: f64 = (0..3)
-        .filter_map(|p| {
-            sample(
-                &text,
-                "quiver_partition_records_out_total",
-                &["topic=\"m\"", &tp(p)],
-            )
-        })
-        .sum();
+    let total = |name: &str| sum_over_partitions(&text, name, "m", 3);
+    assert_eq!(total("quiver_partition_records_in_total"), 30.0, "{text}");
+    assert_eq!(total("quiver_partition_log_end_offset"), 30.0, "{text}");
+    let out = total("quiver_partition_records_out_total");
     assert!(out >= 30.0, "records out {out}\n{text}");
     for family in [
         "quiver_partition_high_watermark",
