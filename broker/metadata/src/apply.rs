@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::access::{AccessRule, TokenEntry};
+use crate::election;
 use crate::error::MetadataError;
 use crate::ids::{BrokerId, TopicId};
 use crate::image::{
@@ -17,7 +18,7 @@ use crate::image::{
 };
 use crate::plugin_ref::{PLUGIN_CONFIG_KEYS, PluginRef, check_plugin_name};
 use crate::record::{
-    AllocateProducerIds, AlterTopicConfigs, CreateTopic, DeleteTopic, MetadataRecord,
+    AllocateProducerIds, AlterTopicConfigs, BrokerEpoch, CreateTopic, DeleteTopic, MetadataRecord,
     PartitionChange, PluginKind, RegisterBroker, RegisterPlugin, RemovePlugin, RevokeToken,
 };
 
@@ -28,6 +29,12 @@ pub enum Applied {
     BrokerRegistered {
         broker_id: BrokerId,
         epoch: u64,
+    },
+    BrokerFenced {
+        broker_id: BrokerId,
+    },
+    BrokerUnfenced {
+        broker_id: BrokerId,
     },
     TopicCreated {
         name: String,
@@ -89,6 +96,8 @@ impl MetadataImage {
         let s = &self.state;
         let change = match record {
             MetadataRecord::RegisterBroker(r) => check_register_broker(r)?,
+            MetadataRecord::FenceBroker(r) => check_fencing(s, r, true)?,
+            MetadataRecord::UnfenceBroker(r) => check_fencing(s, r, false)?,
             MetadataRecord::CreateTopic(r) => check_create_topic(s, r)?,
             MetadataRecord::DeleteTopic(r) => check_delete_topic(s, r)?,
             MetadataRecord::AlterTopicConfigs(r) => check_alter_configs(s, r)?,
@@ -124,20 +133,107 @@ fn check_register_broker(r: &RegisterBroker) -> Result<Change<'_>, MetadataError
         });
     }
     Ok(Box::new(move |s, index| {
+        let b = r.broker_id;
+        // A new run of a known broker may have lost its followers' progress and must
+        // catch up before it counts as in sync: its old run goes away first.
+        if s.brokers
+            .get(&b)
+            .is_some_and(|old| old.incarnation != r.incarnation)
+        {
+            let available = available_brokers(s, b);
+            move_partitions(s, |p| {
+                election::without_broker(p, b, |o| available.contains(&o))
+            });
+        }
         s.brokers.insert(
-            r.broker_id,
+            b,
             BrokerRegistration {
-                broker_id: r.broker_id,
+                broker_id: b,
                 listener: r.listener.clone(),
                 incarnation: r.incarnation,
                 epoch: index,
+                peer_listener: r.peer_listener.clone(),
+                fenced: false,
             },
         );
+        move_partitions(s, |p| election::with_broker_back(p, b));
         Applied::BrokerRegistered {
-            broker_id: r.broker_id,
+            broker_id: b,
             epoch: index,
         }
     }))
+}
+
+/// Fences (`fence`) or unfences the registration `r` names.
+fn check_fencing(
+    s: &ImageState,
+    r: &BrokerEpoch,
+    fence: bool,
+) -> Result<Change<'static>, MetadataError> {
+    let b = r.broker_id;
+    let current = s
+        .brokers
+        .get(&b)
+        .ok_or(MetadataError::UnknownBroker { broker_id: b })?;
+    if current.epoch != r.epoch {
+        return Err(MetadataError::StaleBrokerEpoch {
+            broker_id: b,
+            proposed: r.epoch,
+            current: current.epoch,
+        });
+    }
+    if current.fenced == fence {
+        return Err(MetadataError::FencingUnchanged {
+            broker_id: b,
+            fenced: fence,
+        });
+    }
+    Ok(Box::new(move |s, _| {
+        if let Some(reg) = s.brokers.get_mut(&b) {
+            reg.fenced = fence;
+        }
+        if fence {
+            let available = available_brokers(s, b);
+            move_partitions(s, |p| {
+                election::without_broker(p, b, |o| available.contains(&o))
+            });
+            Applied::BrokerFenced { broker_id: b }
+        } else {
+            move_partitions(s, |p| election::with_broker_back(p, b));
+            Applied::BrokerUnfenced { broker_id: b }
+        }
+    }))
+}
+
+/// The registered, unfenced brokers other than `except`.
+fn available_brokers(s: &ImageState, except: BrokerId) -> BTreeSet<BrokerId> {
+    s.brokers
+        .values()
+        .filter(|b| !b.fenced && b.broker_id != except)
+        .map(|b| b.broker_id)
+        .collect()
+}
+
+/// Replaces every partition `decide` changes; topics it leaves alone are not copied.
+fn move_partitions(
+    s: &mut ImageState,
+    decide: impl Fn(&PartitionAssignment) -> Option<PartitionAssignment>,
+) {
+    for topic in s.topics.values_mut() {
+        let changes: Vec<(usize, PartitionAssignment)> = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| decide(p).map(|next| (i, next)))
+            .collect();
+        if changes.is_empty() {
+            continue;
+        }
+        let topic = Arc::make_mut(topic);
+        for (i, next) in changes {
+            topic.partitions[i] = next;
+        }
+    }
 }
 
 fn check_create_topic<'r>(s: &ImageState, r: &'r CreateTopic) -> Result<Change<'r>, MetadataError> {
@@ -205,6 +301,7 @@ fn check_create_topic<'r>(s: &ImageState, r: &'r CreateTopic) -> Result<Change<'
                     leader: replicas.first().copied(),
                     leader_epoch: 0,
                     isr: replicas.clone(),
+                    partition_epoch: 0,
                 })
                 .collect(),
         };
@@ -302,6 +399,32 @@ fn check_partition_change<'r>(
         }
         _ => {}
     }
+    if let Some(proposed) = r.partition_epoch
+        && proposed != current.partition_epoch
+    {
+        return Err(MetadataError::StalePartitionEpoch {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            proposed,
+            current: current.partition_epoch,
+        });
+    }
+    // Joining the ISR or taking the lead needs a broker that is up.
+    let joining = r
+        .isr
+        .iter()
+        .filter(|b| !current.isr.contains(b))
+        .chain(r.leader.iter().filter(|l| current.leader != Some(**l)));
+    for b in joining {
+        if s.brokers.get(b).is_some_and(|reg| reg.fenced) {
+            return Err(MetadataError::FencedReplica {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                broker_id: *b,
+            });
+        }
+    }
+    let partition_epoch = current.partition_epoch.saturating_add(1);
     let leader_changed = r.leader != current.leader;
     if r.leader_epoch < current.leader_epoch
         || (leader_changed && r.leader_epoch == current.leader_epoch)
@@ -324,6 +447,7 @@ fn check_partition_change<'r>(
                 leader: r.leader,
                 leader_epoch: r.leader_epoch,
                 isr: r.isr.clone(),
+                partition_epoch,
             };
         }
         Applied::PartitionChanged {

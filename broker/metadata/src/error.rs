@@ -59,6 +59,33 @@ pub enum MetadataError {
         proposed: u32,
         current: u32,
     },
+    #[error(
+        "partition {topic}-{partition}: the change was proposed against partition epoch {proposed}, and it is at {current} now; look the partition up again"
+    )]
+    StalePartitionEpoch {
+        topic: String,
+        partition: u32,
+        proposed: u32,
+        current: u32,
+    },
+    #[error(
+        "partition {topic}-{partition}: broker {broker_id} is fenced and cannot join the in-sync replicas or lead"
+    )]
+    FencedReplica {
+        topic: String,
+        partition: u32,
+        broker_id: BrokerId,
+    },
+    #[error(
+        "broker {broker_id}'s registration at epoch {proposed} is not its current one ({current}); the decision concerns an earlier run"
+    )]
+    StaleBrokerEpoch {
+        broker_id: BrokerId,
+        proposed: u64,
+        current: u64,
+    },
+    #[error("broker {broker_id} is {} already", if *.fenced { "fenced" } else { "not fenced" })]
+    FencingUnchanged { broker_id: BrokerId, fenced: bool },
     #[error("topic `{topic}`: config `{key}` is both set and deleted; do one or the other")]
     ConflictingConfig { topic: String, key: String },
 
@@ -67,7 +94,7 @@ pub enum MetadataError {
     #[error("broker {broker_id} registers with an empty listener address; give host:port")]
     EmptyListener { broker_id: BrokerId },
     #[error(
-        "a replication factor of {needed} needs as many brokers, and {available} are registered; lower it or start more brokers"
+        "a replication factor of {needed} needs as many brokers, and {available} are available (registered and not fenced); lower it or start more brokers"
     )]
     NotEnoughBrokers { needed: u16, available: usize },
 

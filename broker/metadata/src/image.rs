@@ -28,6 +28,13 @@ pub struct BrokerRegistration {
     /// The index of the record that registered this incarnation; it grows with every
     /// registration, so it orders a broker's restarts.
     pub epoch: u64,
+    /// Where other brokers reach it for replication.
+    #[serde(default)]
+    pub peer_listener: Option<String>,
+    /// Missed its heartbeats for a session: it leads nothing and is in no in-sync
+    /// replica set, except as the last member of one (see `election.rs`).
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// Where one partition lives and who leads it.
@@ -37,6 +44,10 @@ pub struct PartitionAssignment {
     pub leader: Option<BrokerId>,
     pub leader_epoch: u32,
     pub isr: Vec<BrokerId>,
+    /// Counts every change of leader, replicas or ISR, so that a change proposed
+    /// against an older state is refused.
+    #[serde(default)]
+    pub partition_epoch: u32,
 }
 
 /// One topic.

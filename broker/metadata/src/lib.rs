@@ -45,6 +45,7 @@
 //!     broker_id: 1,
 //!     listener: "127.0.0.1:9092".into(),
 //!     incarnation: 7,
+//!     peer_listener: None,
 //! }))
 //! .unwrap();
 //! let request = NewTopic {
@@ -67,9 +68,11 @@
 
 pub mod access;
 mod apply;
+mod election;
 mod error;
 mod ids;
 mod image;
+mod liveness;
 pub mod local_log;
 mod plugin_ref;
 pub mod proposal;
@@ -83,10 +86,11 @@ pub use image::{
     BrokerRegistration, MetadataImage, PartitionAssignment, PluginImage, PluginVersion,
     SNAPSHOT_FORMAT, TopicImage,
 };
+pub use liveness::Liveness;
 pub use local_log::{Appended, LocalLogError, LocalLogOptions, LocalMetadataLog};
 pub use plugin_ref::{MAX_PLUGIN_NAME, PLUGIN_CONFIG_KEYS, PluginRef, check_plugin_name};
 pub use record::{
-    AllocateProducerIds, AlterTopicConfigs, CreateTopic, DeleteTopic, MetadataRecord,
+    AllocateProducerIds, AlterTopicConfigs, BrokerEpoch, CreateTopic, DeleteTopic, MetadataRecord,
     PartitionChange, PluginKind, PluginLimits, RegisterBroker, RegisterPlugin, RemovePlugin,
     RevokeToken,
 };

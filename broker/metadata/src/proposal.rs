@@ -62,7 +62,11 @@ pub fn create_topic_record(
             reason: "every partition needs at least one replica".into(),
         });
     }
-    let brokers: Vec<BrokerId> = image.brokers().map(|b| b.broker_id).collect();
+    let brokers: Vec<BrokerId> = image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .map(|b| b.broker_id)
+        .collect();
     if brokers.len() < usize::from(request.replication_factor) {
         return Err(MetadataError::NotEnoughBrokers {
             needed: request.replication_factor,
@@ -157,6 +161,7 @@ mod tests {
                 broker_id: *id,
                 listener: format!("h{id}:1"),
                 incarnation: 1,
+                peer_listener: None,
             });
             image.apply(i as u64 + 1, &record).expect("register");
         }

@@ -21,6 +21,8 @@ use crate::ids::{BrokerId, TopicId};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
     RegisterBroker(RegisterBroker),
+    FenceBroker(BrokerEpoch),
+    UnfenceBroker(BrokerEpoch),
     CreateTopic(CreateTopic),
     DeleteTopic(DeleteTopic),
     AlterTopicConfigs(AlterTopicConfigs),
@@ -67,6 +69,20 @@ pub struct RegisterBroker {
     /// Chosen by the broker process at start, different at every start, so that a
     /// registration can be told apart from an older one of the same id.
     pub incarnation: u64,
+    /// Where other brokers reach it (`host:port` of its inter-broker listener, which
+    /// carries replication); absent on a single node.
+    #[serde(default)]
+    pub peer_listener: Option<String>,
+}
+
+/// Fences or unfences one registration of a broker, named by its epoch so that a
+/// decision about an earlier run never touches a later one. Written by the controller
+/// (the quorum leader) when a broker misses its heartbeats for a session, and when a
+/// fenced broker's heartbeats come back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEpoch {
+    pub broker_id: BrokerId,
+    pub epoch: u64,
 }
 
 /// A new topic with its partitions placed on brokers.
@@ -115,6 +131,10 @@ pub struct PartitionChange {
     pub leader_epoch: u32,
     pub isr: Vec<BrokerId>,
     pub replicas: Vec<BrokerId>,
+    /// The partition epoch the proposer read; the change is refused if the partition
+    /// changed since (another ISR change, a fencing). `None` skips the check.
+    #[serde(default)]
+    pub partition_epoch: Option<u32>,
 }
 
 /// Hands a block of idempotent producer ids to a broker. Ids below `first + count` are

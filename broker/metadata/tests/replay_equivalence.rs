@@ -116,6 +116,7 @@ fn record(op: &Op, image: &MetadataImage, next_id: &mut u128) -> Option<Metadata
             broker_id: *id,
             listener: format!("b{id}:9092"),
             incarnation: image.last_applied(),
+            peer_listener: None,
         }),
         Op::Create {
             topic,
@@ -167,6 +168,7 @@ fn record(op: &Op, image: &MetadataImage, next_id: &mut u128) -> Option<Metadata
                 leader_epoch: current.leader_epoch + bump,
                 isr,
                 replicas: current.replicas.clone(),
+                partition_epoch: None,
             })
         }
         Op::Ids(count) => allocate_producer_ids_record(image, 1, *count),

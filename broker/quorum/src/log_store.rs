@@ -355,6 +355,7 @@ mod tests {
                 broker_id: 1,
                 listener: format!("127.0.0.1:{index}"),
                 incarnation: index,
+                peer_listener: None,
             })),
         }
     }

@@ -130,6 +130,7 @@ fn register(id: u32, n: u64) -> MetadataRecord {
         broker_id: id,
         listener: format!("127.0.0.1:{}", 7000 + n),
         incarnation: n,
+        peer_listener: None,
     })
 }
 

@@ -36,6 +36,7 @@ fn broker(id: BrokerId) -> MetadataRecord {
         broker_id: id,
         listener: format!("10.0.0.{id}:9092"),
         incarnation: u64::from(id) * 10,
+        peer_listener: None,
     })
 }
 
@@ -111,6 +112,7 @@ fn register_broker_records_its_epoch_and_replaces_older_registrations() {
         broker_id: 3,
         listener: "10.0.0.3:9093".into(),
         incarnation: 99,
+        peer_listener: None,
     });
     image.apply(5, &restart).expect("re-register");
     let b = image.broker(3).expect("registered");
@@ -125,6 +127,7 @@ fn register_broker_records_its_epoch_and_replaces_older_registrations() {
         broker_id: 4,
         listener: " ".into(),
         incarnation: 1,
+        peer_listener: None,
     });
     assert_eq!(
         rejected(&mut image, empty),
@@ -167,6 +170,7 @@ fn create_topic_places_partitions_with_the_first_replica_leading() {
             leader: Some(2),
             leader_epoch: 0,
             isr: vec![2, 1],
+            partition_epoch: 0,
         }
     );
     assert!(image.partition("t", 2).is_none());
@@ -355,6 +359,7 @@ fn change(
         leader_epoch: epoch,
         isr: isr.to_vec(),
         replicas: vec![1, 2],
+        partition_epoch: None,
     })
 }
 
@@ -391,6 +396,7 @@ fn partition_change_rejections() {
         (
             MetadataRecord::PartitionChange(PartitionChange {
                 replicas: vec![1],
+                partition_epoch: None,
                 ..match change(0, Some(1), 1, &[1, 2]) {
                     MetadataRecord::PartitionChange(c) => c,
                     _ => unreachable!(),
@@ -401,6 +407,7 @@ fn partition_change_rejections() {
         (
             MetadataRecord::PartitionChange(PartitionChange {
                 replicas: vec![],
+                partition_epoch: None,
                 isr: vec![],
                 leader: None,
                 leader_epoch: 1,
@@ -417,6 +424,7 @@ fn partition_change_rejections() {
                 leader_epoch: 0,
                 isr: vec![],
                 replicas: vec![1],
+                partition_epoch: None,
             }),
             &|e| matches!(e, MetadataError::UnknownTopic { .. }),
         ),
@@ -428,6 +436,7 @@ fn partition_change_rejections() {
                 leader_epoch: 1,
                 isr: vec![1],
                 replicas: vec![1, 9],
+                partition_epoch: None,
             }),
             &|e| matches!(e, MetadataError::UnknownBroker { broker_id: 9 }),
         ),
@@ -835,4 +844,193 @@ fn access_records_round_trip_through_their_encoding() {
             record
         );
     }
+}
+
+/// Three brokers and topic `r` with two partitions on all three, led by 1 and 2.
+fn three_brokers() -> MetadataImage {
+    let mut image = MetadataImage::empty();
+    for id in 1..=3 {
+        ok(&mut image, broker(id));
+    }
+    ok(
+        &mut image,
+        MetadataRecord::CreateTopic(topic("r", 7, vec![vec![1, 2, 3], vec![2, 3, 1]])),
+    );
+    image
+}
+
+fn fence(image: &MetadataImage, id: BrokerId) -> MetadataRecord {
+    MetadataRecord::FenceBroker(BrokerEpoch {
+        broker_id: id,
+        epoch: image.broker(id).expect("registered").epoch,
+    })
+}
+
+fn unfence(image: &MetadataImage, id: BrokerId) -> MetadataRecord {
+    MetadataRecord::UnfenceBroker(BrokerEpoch {
+        broker_id: id,
+        epoch: image.broker(id).expect("registered").epoch,
+    })
+}
+
+fn leaders(image: &MetadataImage) -> Vec<(Option<BrokerId>, u32, Vec<BrokerId>)> {
+    image
+        .topic("r")
+        .expect("r")
+        .partitions
+        .iter()
+        .map(|p| (p.leader, p.leader_epoch, p.isr.clone()))
+        .collect()
+}
+
+#[test]
+fn fencing_a_broker_moves_its_leaderships_and_takes_it_out_of_every_isr() {
+    let mut image = three_brokers();
+    let record = fence(&image, 1);
+    assert_eq!(
+        ok(&mut image, record),
+        Applied::BrokerFenced { broker_id: 1 }
+    );
+    assert!(image.broker(1).expect("b1").fenced);
+    assert_eq!(
+        leaders(&image),
+        vec![(Some(2), 1, vec![2, 3]), (Some(2), 0, vec![2, 3])]
+    );
+    // A fenced broker receives no new replicas.
+    let err = crate::proposal::create_topic_record(
+        &image,
+        crate::proposal::NewTopic {
+            name: "wide".into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: BTreeMap::new(),
+            internal: false,
+        },
+        TopicId(9),
+        0,
+    )
+    .expect_err("only two brokers are available");
+    assert!(
+        matches!(err, MetadataError::NotEnoughBrokers { available: 2, .. }),
+        "{err}"
+    );
+    // Fencing twice, or fencing an earlier run, is refused.
+    let twice = fence(&image, 1);
+    assert!(matches!(
+        rejected(&mut image, twice),
+        MetadataError::FencingUnchanged { fenced: true, .. }
+    ));
+    let stale = MetadataRecord::FenceBroker(BrokerEpoch {
+        broker_id: 2,
+        epoch: 1,
+    });
+    assert!(matches!(
+        rejected(&mut image, stale),
+        MetadataError::StaleBrokerEpoch { .. }
+    ));
+    // Unfenced, it leads nothing until its leader brings it back into the ISR.
+    let back = unfence(&image, 1);
+    assert_eq!(
+        ok(&mut image, back),
+        Applied::BrokerUnfenced { broker_id: 1 }
+    );
+    assert_eq!(leaders(&image)[0], (Some(2), 1, vec![2, 3]));
+}
+
+#[test]
+fn a_fenced_broker_cannot_rejoin_an_isr_and_stale_isr_changes_are_refused() {
+    let mut image = three_brokers();
+    let before = image.partition("r", 0).expect("p0").partition_epoch;
+    let record = fence(&image, 3);
+    ok(&mut image, record);
+    let rejoin = MetadataRecord::PartitionChange(PartitionChange {
+        topic: "r".into(),
+        partition: 0,
+        leader: Some(1),
+        leader_epoch: 0,
+        isr: vec![1, 2, 3],
+        replicas: vec![1, 2, 3],
+        partition_epoch: None,
+    });
+    assert!(matches!(
+        rejected(&mut image, rejoin),
+        MetadataError::FencedReplica { broker_id: 3, .. }
+    ));
+    // A shrink proposed before the fencing, against the old partition epoch.
+    let stale = MetadataRecord::PartitionChange(PartitionChange {
+        topic: "r".into(),
+        partition: 0,
+        leader: Some(1),
+        leader_epoch: 0,
+        isr: vec![1],
+        replicas: vec![1, 2, 3],
+        partition_epoch: Some(before),
+    });
+    assert!(matches!(
+        rejected(&mut image, stale),
+        MetadataError::StalePartitionEpoch { .. }
+    ));
+}
+
+#[test]
+fn the_last_in_sync_replica_keeps_its_partition_until_it_returns() {
+    let mut image = three_brokers();
+    for id in [2, 3] {
+        let record = fence(&image, id);
+        ok(&mut image, record);
+    }
+    assert_eq!(leaders(&image)[0], (Some(1), 0, vec![1]));
+    let record = fence(&image, 1);
+    ok(&mut image, record);
+    assert_eq!(leaders(&image)[0], (None, 1, vec![1]), "waits for broker 1");
+    // 2 and 3 come back: still no leader, they are not in sync.
+    for id in [2, 3] {
+        let record = unfence(&image, id);
+        ok(&mut image, record);
+    }
+    assert_eq!(leaders(&image)[0].0, None);
+    // A new run of broker 1 registers: it leads again.
+    ok(
+        &mut image,
+        MetadataRecord::RegisterBroker(RegisterBroker {
+            broker_id: 1,
+            listener: "10.0.0.1:9092".into(),
+            incarnation: 99,
+            peer_listener: None,
+        }),
+    );
+    assert_eq!(leaders(&image)[0], (Some(1), 2, vec![1]));
+}
+
+#[test]
+fn a_restarted_leader_hands_its_partitions_to_the_in_sync_replicas() {
+    let mut image = three_brokers();
+    ok(
+        &mut image,
+        MetadataRecord::RegisterBroker(RegisterBroker {
+            broker_id: 2,
+            listener: "10.0.0.2:9092".into(),
+            incarnation: 1234,
+            peer_listener: Some("10.0.0.2:7421".into()),
+        }),
+    );
+    let reg = image.broker(2).expect("b2");
+    assert!(!reg.fenced);
+    assert_eq!(reg.peer_listener.as_deref(), Some("10.0.0.2:7421"));
+    assert_eq!(
+        leaders(&image),
+        vec![(Some(1), 0, vec![1, 3]), (Some(3), 1, vec![3, 1])]
+    );
+    // The same run registering again changes no partition.
+    let snapshot = image.topic("r").cloned();
+    ok(
+        &mut image,
+        MetadataRecord::RegisterBroker(RegisterBroker {
+            broker_id: 2,
+            listener: "10.0.0.2:9092".into(),
+            incarnation: 1234,
+            peer_listener: None,
+        }),
+    );
+    assert_eq!(image.topic("r").cloned(), snapshot);
 }

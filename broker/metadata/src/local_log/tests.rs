@@ -14,6 +14,7 @@ fn broker() -> MetadataRecord {
         broker_id: 1,
         listener: "127.0.0.1:9092".into(),
         incarnation: 3,
+        peer_listener: None,
     })
 }
 

@@ -189,6 +189,7 @@ mod tests {
             broker_id: 0,
             listener: "127.0.0.1:1".into(),
             incarnation: 1,
+            peer_listener: None,
         })];
         all.extend(records);
         for (i, r) in all.iter().enumerate() {

@@ -1,0 +1,141 @@
+//! The controller's partition decisions when a broker goes away or comes back: who
+//! leads each partition and which replicas stay in sync. Pure functions of the image,
+//! applied inside the records that cause them (`FenceBroker`, `UnfenceBroker`,
+//! `RegisterBroker` of a new run), so every voter moves the same partitions the same way
+//! and no second record can be lost between a fencing and its elections.
+//!
+//! The rules:
+//! - A leader is chosen from the in-sync replicas only, in replica order, and never a
+//!   fenced broker: a replica outside the ISR may lack acknowledged records.
+//! - A broker that goes away leaves the ISR of every partition, except where it is the
+//!   last member. There it stays, and the partition has no leader until that broker
+//!   returns: electing anyone else could lose what only it holds (the
+//!   last-replica-standing loss). Acknowledgements make that safe: acks=all is answered
+//!   only once every ISR member has the batch on disk (fsynced), so the last member of
+//!   the ISR holds every acknowledged record even after a power loss.
+//! - A leader change bumps the leader epoch; every change bumps the partition epoch.
+
+use crate::ids::BrokerId;
+use crate::image::PartitionAssignment;
+
+/// `p` once broker `gone` is unavailable (fenced, or restarted as a new run that must
+/// catch up before it counts as in sync again); `None` when nothing changes.
+/// `available` says which other brokers may lead.
+pub(crate) fn without_broker(
+    p: &PartitionAssignment,
+    gone: BrokerId,
+    available: impl Fn(BrokerId) -> bool,
+) -> Option<PartitionAssignment> {
+    if !p.isr.contains(&gone) {
+        return None;
+    }
+    let remaining: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != gone).collect();
+    let mut next = p.clone();
+    if remaining.is_empty() {
+        // The last in-sync replica: it stays in the ISR and the partition waits for it.
+        if p.leader.is_none() {
+            return None;
+        }
+        next.leader = None;
+    } else {
+        next.isr = remaining;
+        if p.leader.is_none_or(|l| l == gone) {
+            next.leader = first_eligible(&next, &available);
+        }
+    }
+    Some(bumped(p, next))
+}
+
+/// `p` once broker `back` is available again: a partition with no leader whose ISR
+/// holds it is led by it. `None` when nothing changes.
+pub(crate) fn with_broker_back(
+    p: &PartitionAssignment,
+    back: BrokerId,
+) -> Option<PartitionAssignment> {
+    if p.leader.is_some() || !p.isr.contains(&back) {
+        return None;
+    }
+    let mut next = p.clone();
+    next.leader = Some(back);
+    Some(bumped(p, next))
+}
+
+/// The first in-sync replica, in replica order, that may lead.
+fn first_eligible(
+    p: &PartitionAssignment,
+    available: &impl Fn(BrokerId) -> bool,
+) -> Option<BrokerId> {
+    p.replicas
+        .iter()
+        .copied()
+        .find(|b| p.isr.contains(b) && available(*b))
+}
+
+/// `next` with its epochs moved on from `before`.
+fn bumped(before: &PartitionAssignment, mut next: PartitionAssignment) -> PartitionAssignment {
+    if next.leader != before.leader {
+        next.leader_epoch = before.leader_epoch.saturating_add(1);
+    }
+    next.partition_epoch = before.partition_epoch.saturating_add(1);
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(replicas: &[u32], leader: Option<u32>, isr: &[u32]) -> PartitionAssignment {
+        PartitionAssignment {
+            replicas: replicas.to_vec(),
+            leader,
+            leader_epoch: 4,
+            isr: isr.to_vec(),
+            partition_epoch: 9,
+        }
+    }
+
+    #[test]
+    fn a_lost_leader_is_replaced_by_the_next_in_sync_replica() {
+        let p = part(&[1, 2, 3], Some(1), &[1, 2, 3]);
+        let next = without_broker(&p, 1, |_| true).expect("changes");
+        assert_eq!(next.leader, Some(2));
+        assert_eq!(next.isr, vec![2, 3]);
+        assert_eq!((next.leader_epoch, next.partition_epoch), (5, 10));
+    }
+
+    #[test]
+    fn only_in_sync_and_available_replicas_lead() {
+        // 2 is out of sync, 3 is in sync but unavailable: nobody can lead.
+        let p = part(&[1, 2, 3], Some(1), &[1, 3]);
+        let next = without_broker(&p, 1, |b| b != 3).expect("changes");
+        assert_eq!(next.leader, None);
+        assert_eq!(next.isr, vec![3]);
+        // Once 3 is back it leads.
+        let back = with_broker_back(&next, 3).expect("elects");
+        assert_eq!(back.leader, Some(3));
+        assert_eq!(back.leader_epoch, next.leader_epoch + 1);
+        // 2, out of sync, is never chosen.
+        assert!(with_broker_back(&next, 2).is_none());
+    }
+
+    #[test]
+    fn a_lost_follower_leaves_the_isr_without_a_new_leader_epoch() {
+        let p = part(&[1, 2, 3], Some(1), &[1, 2, 3]);
+        let next = without_broker(&p, 3, |_| true).expect("changes");
+        assert_eq!(next.leader, Some(1));
+        assert_eq!(next.isr, vec![1, 2]);
+        assert_eq!((next.leader_epoch, next.partition_epoch), (4, 10));
+        // A replica already out of sync changes nothing.
+        assert!(without_broker(&next, 3, |_| true).is_none());
+    }
+
+    #[test]
+    fn the_last_in_sync_replica_stays_and_the_partition_waits_for_it() {
+        let p = part(&[1, 2, 3], Some(2), &[2]);
+        let next = without_broker(&p, 2, |_| true).expect("changes");
+        assert_eq!(next.leader, None);
+        assert_eq!(next.isr, vec![2], "never emptied");
+        assert!(without_broker(&next, 2, |_| true).is_none());
+        assert_eq!(with_broker_back(&next, 2).expect("back").leader, Some(2));
+    }
+}
