@@ -19,6 +19,7 @@
 //! A committed record can still be refused by the image (its proposer checked it against
 //! an older image); every voter refuses it alike and the proposer gets the refusal.
 
+mod heartbeat;
 mod log_store;
 pub mod network;
 mod node;

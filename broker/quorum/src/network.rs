@@ -60,6 +60,8 @@ pub(crate) enum PeerRequest {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A record proposed on a voter that does not lead, for the leader to append.
     Propose(MetadataRecord),
+    /// A broker's heartbeat, for the leader (the controller) to keep it unfenced.
+    Heartbeat { broker_id: NodeId, incarnation: u64 },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -69,6 +71,8 @@ pub(crate) enum PeerReply {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Propose(Result<Committed, ForwardRefusal>),
+    /// Whether the heartbeat was taken: `false` from a voter that does not lead.
+    Heartbeat(bool),
     /// The request did not decode.
     Malformed(String),
 }

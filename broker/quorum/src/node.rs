@@ -76,10 +76,12 @@ pub struct QuorumStatus {
 /// A running voter: its Raft, its state machine's image, and the way to its peers.
 #[derive(Clone)]
 pub struct Quorum {
-    raft: Raft<TypeConfig>,
+    pub(crate) raft: Raft<TypeConfig>,
     state: Arc<Shared>,
-    transport: Arc<dyn Transport>,
+    pub(crate) transport: Arc<dyn Transport>,
     pub(crate) options: Arc<QuorumOptions>,
+    /// Broker heartbeats this voter received while leading (see `heartbeat.rs`).
+    pub(crate) heartbeats: Arc<crate::heartbeat::Heartbeats>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -137,6 +139,7 @@ impl Quorum {
             state,
             transport,
             options: Arc::new(options),
+            heartbeats: Arc::default(),
         };
         quorum.initialize().await?;
         Ok(quorum)
@@ -302,6 +305,10 @@ impl Quorum {
                 PeerReply::Snapshot(self.raft.install_snapshot(rpc).await)
             }
             Ok(PeerRequest::Propose(record)) => PeerReply::Propose(self.propose_here(record).await),
+            Ok(PeerRequest::Heartbeat {
+                broker_id,
+                incarnation,
+            }) => PeerReply::Heartbeat(self.receive_heartbeat(broker_id, incarnation)),
         };
         // Every reply type serialises; a failure here would be a bug in a derive.
         serde_json::to_vec(&reply).unwrap_or_default()
