@@ -33,9 +33,8 @@ pub(crate) fn without_broker(
     let mut next = p.clone();
     if remaining.is_empty() {
         // The last in-sync replica: it stays in the ISR and the partition waits for it.
-        if p.leader.is_none() {
-            return None;
-        }
+        // Already waiting for it: nothing changes.
+        p.leader?;
         next.leader = None;
     } else {
         next.isr = remaining;

@@ -38,7 +38,11 @@ impl Liveness {
     }
 
     /// Broker `broker_id`'s run `incarnation` sent a heartbeat at `at_ms`.
+    /// Heartbeats from before this controller started judging are not counted.
     pub fn heartbeat(&mut self, broker_id: BrokerId, incarnation: u64, at_ms: i64) {
+        if at_ms < self.since_ms {
+            return;
+        }
         let entry = self.last.entry(broker_id).or_insert((incarnation, at_ms));
         if entry.0 != incarnation || entry.1 <= at_ms {
             *entry = (incarnation, at_ms);

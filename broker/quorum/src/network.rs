@@ -61,7 +61,10 @@ pub(crate) enum PeerRequest {
     /// A record proposed on a voter that does not lead, for the leader to append.
     Propose(MetadataRecord),
     /// A broker's heartbeat, for the leader (the controller) to keep it unfenced.
-    Heartbeat { broker_id: NodeId, incarnation: u64 },
+    Heartbeat {
+        broker_id: NodeId,
+        incarnation: u64,
+    },
 }
 
 /// The answer to a [`PeerRequest`].

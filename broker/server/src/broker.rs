@@ -72,6 +72,7 @@ impl Topic {
     pub fn partition(&self, index: u32) -> Result<&Arc<Partition>, BrokerError> {
         let partition = self.partition_even_offline(index)?;
         partition.log()?;
+        partition.ensure_leader()?;
         Ok(partition)
     }
 
@@ -104,6 +105,10 @@ pub struct Broker {
     pub round_robin: AtomicI64,
     /// The Wasm plugin runtime: registry, and the bindings topics and fetches use.
     pub plugins: Arc<PluginService>,
+    /// This run of the broker, as registered: different at every start.
+    pub incarnation: u64,
+    /// Notified after every append to any partition, for followers' waiting fetches.
+    pub(crate) appended: Arc<tokio::sync::Notify>,
 }
 
 impl Broker {
@@ -125,7 +130,14 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         create_data_dir(&data_dir)?;
         let incarnation = u64::try_from(crate::service::now_ms()).unwrap_or(0);
-        metadata.register_broker(config.node_id, &advertised, incarnation)?;
+        // Other brokers reach this one on its entry in the voters (the inter-broker
+        // listener), as they do for the quorum.
+        let peer_listener = config
+            .cluster
+            .voter_map()
+            .ok()
+            .and_then(|v| v.get(&config.node_id).map(|a| a.to_string()));
+        metadata.register_broker(config.node_id, &advertised, incarnation, peer_listener)?;
         let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
         // Plugins first: imported topics may name them.
         plugins.migrate_legacy(&metadata, &data_dir)?;
@@ -141,6 +153,8 @@ impl Broker {
             producer_ids,
             round_robin: AtomicI64::new(0),
             config,
+            incarnation,
+            appended: Arc::new(tokio::sync::Notify::new()),
         };
         broker.reconcile(Reconcile::Startup)?;
         remove_orphans(&data_dir, &broker.topics.read());
@@ -178,9 +192,9 @@ impl Broker {
                 self.config.limits.max_partitions, record.partitions
             )));
         }
-        if record.replication_factor != 1 {
+        if record.replication_factor != 1 && !self.config.cluster.is_cluster() {
             return Err(BrokerError::InvalidRequest(format!(
-                "replication factor {} needs {} brokers; this cluster has 1",
+                "replication factor {} needs {} brokers; a single node has 1",
                 record.replication_factor, record.replication_factor
             )));
         }
@@ -317,6 +331,8 @@ impl Broker {
         p: &Partition,
     ) -> PartitionInfo {
         let placed = image.partition(&p.topic, p.index);
+        let cluster = self.config.cluster.is_cluster();
+        let leaderless = cluster && placed.is_some_and(|a| a.leader.is_none());
         let mut info = PartitionInfo {
             partition: p.index,
             leader: placed.and_then(|a| a.leader).unwrap_or(self.config.node_id),
@@ -327,7 +343,10 @@ impl Broker {
             high_watermark: -1,
             size_bytes: 0,
             segments: 0,
-            offline: p.offline_reason(),
+            offline: p.offline_reason().or_else(|| {
+                leaderless
+                    .then(|| "no leader: none of its in-sync replicas is available".to_string())
+            }),
         };
         // An offline partition has no log to measure: -1 offsets, no size.
         if let Ok(log) = p.log() {

@@ -76,6 +76,29 @@ pub enum BrokerError {
         partition: u32,
         leader: Option<u32>,
     },
+    /// An acks=all produce while the partition's in-sync replicas are fewer than the
+    /// topic's `min.insync.replicas`.
+    #[error(
+        "partition {topic}-{partition} has {} in-sync replicas ({isr:?}), fewer than min.insync.replicas = {min_insync}; the write was not accepted",
+        .isr.len()
+    )]
+    NotEnoughReplicas {
+        topic: String,
+        partition: u32,
+        isr: Vec<u32>,
+        min_insync: u16,
+    },
+    /// An acks=all produce was appended by the leader but not confirmed by every
+    /// in-sync replica in time; a retry with the same producer sequence is recognised.
+    #[error(
+        "partition {topic}-{partition}: offset {offset} was not replicated to every in-sync replica within {waited_ms} ms; retry the produce"
+    )]
+    ReplicationTimedOut {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        waited_ms: u64,
+    },
     /// A consumer-group request the coordinator refused; its wire code comes from the
     /// groups' front door.
     #[error(transparent)]

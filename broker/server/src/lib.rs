@@ -39,6 +39,7 @@ mod partition;
 mod plugins;
 mod quic;
 mod reconcile;
+mod replica;
 pub mod reset_key;
 pub mod service;
 pub mod tls;
@@ -205,10 +206,11 @@ async fn start_with(
         .clone()
         .unwrap_or_else(|| local_addr.to_string());
     let grace = Duration::from_millis(config.shutdown_grace_ms);
-    let quorum = start_quorum(&config, &identity, reset_key.as_bytes(), &shutdown).await?;
+    let cluster = start_quorum(&config, &identity, reset_key.as_bytes(), &shutdown).await?;
+    let store = cluster.as_ref().map(|c| Arc::clone(&c.store));
     // Committed offsets are replayed before the listener serves a single request.
     let service =
-        BrokerService::open_with(config.clone(), advertised, shutdown.clone(), quorum).await?;
+        BrokerService::open_with(config.clone(), advertised, shutdown.clone(), store).await?;
     tracing::info!(addr = %local_addr, data = %config.data_dir.display(), "broker listening");
 
     let tracker = TaskTracker::new();
@@ -229,6 +231,19 @@ async fn start_with(
             tracker.spawn(follow_metadata(
                 Arc::clone(&service.broker),
                 quorum.applied(),
+                token.clone(),
+            ));
+        }
+        if let Some(cluster) = cluster {
+            // Followers may fetch from this broker from now on.
+            let _ = cluster.broker.set(Arc::clone(&service.broker));
+            tracker.spawn(replica::follower::run(
+                Arc::clone(&service.broker),
+                cluster.link,
+                token.clone(),
+            ));
+            tracker.spawn(cluster::controller::run(
+                Arc::clone(&service.broker),
                 token.clone(),
             ));
         }
@@ -264,14 +279,24 @@ async fn start_with(
     })
 }
 
-/// In a cluster: checks `[cluster]`, binds the quorum listener, starts this broker's
-/// metadata-quorum voter and serves its peers. `None` on a single node.
+/// What a cluster member runs beside its client listener.
+struct ClusterParts {
+    /// The metadata store over the quorum voter.
+    store: Arc<metadata::MetadataStore>,
+    /// How this broker's followers reach their leaders.
+    link: Arc<dyn replica::follower::ReplicaLink>,
+    /// Set once the broker is open, for the fetches of other brokers' followers.
+    broker: quic::replica::BrokerSlot,
+}
+
+/// In a cluster: checks `[cluster]`, binds the inter-broker listener, starts this
+/// broker's metadata-quorum voter and serves its peers. `None` on a single node.
 async fn start_quorum(
     config: &BrokerConfig,
     identity: &tls::Identity,
     reset_key: &[u8],
     shutdown: &CancellationToken,
-) -> Result<Option<Arc<metadata::MetadataStore>>, ServerError> {
+) -> Result<Option<ClusterParts>, ServerError> {
     let voters = config
         .cluster
         .check(config.node_id)
@@ -289,7 +314,7 @@ async fn start_quorum(
         config.cluster.ca.clone().ok_or_else(|| {
             ServerError::Config("cluster.ca is required with cluster.voters".into())
         })?;
-    let endpoint = quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
+    let (endpoint, replica_client) = quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
     let transport = Arc::new(quic::quorum::QuicTransport::new(endpoint.clone()));
     let dir = metadata::quorum_dir(&config.data_dir);
     let lock = metadata::lock_dir(&dir)?;
@@ -297,15 +322,22 @@ async fn start_quorum(
     let quorum = quiver_quorum::Quorum::start(&dir, options, transport)
         .await
         .map_err(|e| ServerError::Open(BrokerError::Quorum(e)))?;
+    let broker = quic::replica::BrokerSlot::default();
     tokio::spawn(quic::quorum::serve(
-        endpoint,
+        endpoint.clone(),
         quorum.clone(),
+        Arc::clone(&broker),
         shutdown.clone(),
     ));
     tracing::info!(quorum = %addr, voters = voters.len(), "metadata quorum voter started");
-    Ok(Some(Arc::new(metadata::MetadataStore::replicated(
-        quorum, lock,
-    ))))
+    Ok(Some(ClusterParts {
+        store: Arc::new(metadata::MetadataStore::replicated(quorum, lock)),
+        link: Arc::new(quic::replica::QuicReplicaLink::new(
+            endpoint,
+            replica_client,
+        )),
+        broker,
+    }))
 }
 
 /// In a cluster: brings the broker's topics in line with every metadata change, whoever

@@ -52,6 +52,11 @@ pub struct Partition {
     deleted: tokio_util::sync::CancellationToken,
     /// Traffic in and out since the partition was opened, for the metrics endpoint.
     pub stats: crate::metrics::PartitionStats,
+    /// Leader, follower or sole replica (see `replica/`).
+    pub(crate) replica: parking_lot::Mutex<crate::replica::Role>,
+    /// Notified after every append, for followers' fetches waiting on any of many
+    /// partitions; shared by all the partitions of a broker.
+    appended: Arc<tokio::sync::Notify>,
 }
 
 impl Partition {
@@ -100,7 +105,25 @@ impl Partition {
             compacted_at_segments: std::sync::atomic::AtomicUsize::new(0),
             deleted: tokio_util::sync::CancellationToken::new(),
             stats: crate::metrics::PartitionStats::default(),
+            replica: parking_lot::Mutex::new(crate::replica::Role::Sole),
+            appended: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// This partition, signalling its appends on the broker's shared `appended`.
+    pub fn with_append_signal(mut self, appended: &Arc<tokio::sync::Notify>) -> Self {
+        self.appended = Arc::clone(appended);
+        self
+    }
+
+    /// Publishes a new high watermark to waiting readers.
+    pub(crate) fn publish_high_watermark(&self, high_watermark: i64) {
+        self.high_watermark.send_replace(high_watermark);
+    }
+
+    /// Wakes every waiter on this partition without changing what it reads.
+    pub(crate) fn wake(&self) {
+        self.high_watermark.send_modify(|_| {});
     }
 
     /// The current log, or [`BrokerError::PartitionOffline`] naming why there is none.
@@ -216,7 +239,7 @@ impl Partition {
             .await
             .map_err(|e| BrokerError::Internal(format!("append task failed: {e}")))?
             .map_err(|source| self.storage_error(source))?;
-        self.high_watermark.send_replace(log.high_watermark());
+        self.after_append(&log);
         self.count_append(len, &outcome);
         Ok(outcome)
     }
@@ -232,9 +255,17 @@ impl Partition {
         let outcome = log
             .append(batches, now_ms)
             .map_err(|source| self.storage_error(source))?;
-        self.high_watermark.send_replace(log.high_watermark());
+        self.after_append(&log);
         self.count_append(batches.len(), &outcome);
         Ok(outcome)
+    }
+
+    /// What every append is followed by: a leader alone in its ISR moves its high
+    /// watermark, readers wake, waiting followers' fetches wake.
+    fn after_append(&self, log: &PartitionLog) {
+        self.update_high_watermark();
+        self.high_watermark.send_replace(log.high_watermark());
+        self.appended.notify_waiters();
     }
 
     fn count_append(&self, bytes: usize, outcome: &AppendOutcome) {

@@ -21,6 +21,7 @@ use crate::broker::{Broker, Topic, TopicRecord, partition_dir};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use crate::replica::Placement;
 use crate::topic_config;
 
 /// When a reconcile runs, which decides what to do with partition directories found on
@@ -40,7 +41,9 @@ impl Broker {
     /// held when serving.
     pub(crate) fn reconcile(&self, when: Reconcile) -> Result<(), BrokerError> {
         let current = self.topics.read().clone();
-        let next = reconcile_topics(&self.config, &self.metadata.image(), current, when)?;
+        let image = self.metadata.image();
+        let next = reconcile_topics(&self.config, &image, current, when, &self.appended)?;
+        set_roles(&self.config, &image, &next);
         *self.topics.write() = next;
         Ok(())
     }
@@ -51,13 +54,43 @@ impl Broker {
         let config = self.config.clone();
         let image = self.metadata.image();
         let current = self.topics.read().clone();
+        let appended = Arc::clone(&self.appended);
         let next = tokio::task::spawn_blocking(move || {
-            reconcile_topics(&config, &image, current, Reconcile::Live)
+            let next = reconcile_topics(&config, &image, current, Reconcile::Live, &appended)?;
+            set_roles(&config, &image, &next);
+            Ok::<_, BrokerError>(next)
         })
         .await
         .map_err(|e| BrokerError::Internal(format!("reconciling topics failed: {e}")))??;
         *self.topics.write() = next;
         Ok(())
+    }
+}
+
+/// In a cluster, sets this broker's role (leader or follower) for every partition it
+/// holds from the image's placement; a single node's partitions stay sole replicas.
+fn set_roles(config: &BrokerConfig, image: &MetadataImage, topics: &TopicMap) {
+    if !config.cluster.is_cluster() {
+        return;
+    }
+    let now = crate::service::now_ms();
+    for (name, topic) in topics {
+        for p in topic.partitions.iter().filter(|p| p.is_local()) {
+            let Some(a) = image.partition(name, p.index) else {
+                continue;
+            };
+            p.set_role(
+                &Placement {
+                    me: config.node_id,
+                    leader: a.leader,
+                    leader_epoch: a.leader_epoch,
+                    partition_epoch: a.partition_epoch,
+                    replicas: a.replicas.clone(),
+                    isr: a.isr.clone(),
+                },
+                now,
+            );
+        }
     }
 }
 
@@ -67,6 +100,7 @@ fn reconcile_topics(
     image: &MetadataImage,
     mut current: TopicMap,
     when: Reconcile,
+    appended: &Arc<tokio::sync::Notify>,
 ) -> Result<TopicMap, BrokerError> {
     // Deleted topics (or ones re-created under a new id) go first, so a new topic of
     // the same name never has its fresh directories removed.
@@ -86,8 +120,8 @@ fn reconcile_topics(
     }
     for t in image.topics() {
         let next = match current.get(&t.name) {
-            Some(open) => refresh(config, open, t, image)?,
-            None => Some(open_topic(config, t, image, when)?),
+            Some(open) => refresh(config, open, t, image, appended)?,
+            None => Some(open_topic(config, t, image, when, appended)?),
         };
         if let Some(next) = next {
             current.insert(t.name.clone(), Arc::new(next));
@@ -119,9 +153,10 @@ fn open_topic(
     t: &TopicImage,
     image: &MetadataImage,
     when: Reconcile,
+    appended: &Arc<tokio::sync::Notify>,
 ) -> Result<Topic, BrokerError> {
     let record = TopicRecord::from_image(t);
-    let effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
+    let effective = effective_config(config, &record)?;
     effective.warn_adjusted(&record.name);
     let mut partitions = Vec::with_capacity(record.partitions as usize);
     for p in 0..record.partitions {
@@ -130,14 +165,10 @@ fn open_topic(
             partitions.push(Arc::new(Partition::remote(record.name.clone(), p, leader)));
             continue;
         }
-        partitions.push(Arc::new(open_partition(
-            config,
-            &record.name,
-            p,
-            &effective,
-            t.topic_id,
-            when,
-        )));
+        partitions.push(Arc::new(
+            open_partition(config, &record.name, p, &effective, t.topic_id, when)
+                .with_append_signal(appended),
+        ));
     }
     Ok(Topic {
         topic_id: t.topic_id,
@@ -154,12 +185,13 @@ fn refresh(
     open: &Topic,
     t: &TopicImage,
     image: &MetadataImage,
+    appended: &Arc<tokio::sync::Notify>,
 ) -> Result<Option<Topic>, BrokerError> {
     let record = TopicRecord::from_image(t);
     let mut changed = false;
     let effective = if record.configs != open.record.configs {
         changed = true;
-        let effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
+        let effective = effective_config(config, &record)?;
         for p in &open.partitions {
             // An offline partition takes the topic's configs when it is reopened.
             if let Ok(log) = p.log() {
@@ -179,14 +211,17 @@ fn refresh(
         }
         changed = true;
         *slot = if local {
-            Arc::new(open_partition(
-                config,
-                &t.name,
-                index,
-                &effective,
-                t.topic_id,
-                Reconcile::Live,
-            ))
+            Arc::new(
+                open_partition(
+                    config,
+                    &t.name,
+                    index,
+                    &effective,
+                    t.topic_id,
+                    Reconcile::Live,
+                )
+                .with_append_signal(appended),
+            )
         } else {
             // No longer held here: what this broker had of it stays on disk until the
             // topic is deleted.
@@ -199,6 +234,17 @@ fn refresh(
         config: effective,
         partitions,
     }))
+}
+
+/// A topic's effective configs on this broker. In a cluster no log is a sole replica:
+/// its high watermark is moved by its leader as the in-sync replicas report.
+pub(crate) fn effective_config(
+    config: &BrokerConfig,
+    record: &TopicRecord,
+) -> Result<topic_config::EffectiveConfig, BrokerError> {
+    let mut effective = topic_config::resolve(&config.topic_defaults, &record.configs)?;
+    effective.log.sole_replica = !config.cluster.is_cluster();
+    Ok(effective)
 }
 
 /// Ends a deleted topic: waiting readers wake with `UNKNOWN_TOPIC`, its directories go.

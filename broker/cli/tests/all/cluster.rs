@@ -15,28 +15,28 @@ use quiver_sdk::{Client, ClientOptions};
 use crate::harness::{Ca, eventually};
 
 /// One broker of the test cluster, as a child process.
-struct Member {
-    id: u32,
+pub(crate) struct Member {
+    pub(crate) id: u32,
     config: PathBuf,
     child: Option<Child>,
-    url: Option<String>,
+    pub(crate) url: Option<String>,
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
-    ca: PathBuf,
-    members: Vec<Member>,
+    pub(crate) ca: PathBuf,
+    pub(crate) members: Vec<Member>,
 }
 
 /// A UDP port free right now on loopback (the quorum addresses must be known before
 /// the brokers start).
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.local_addr().expect("addr").port()
 }
 
 impl Cluster {
-    fn new() -> Cluster {
+    pub(crate) fn new() -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::new("quiver-test-cluster-ca");
         let ca_path = dir.path().join("ca.pem");
@@ -58,7 +58,8 @@ impl Cluster {
                  data_dir = {data:?}\n\
                  [tls]\nmode = \"files\"\ncert = {cert:?}\nkey = {key:?}\n\
                  [cluster]\nvoters = [{voters}]\nca = {ca:?}\n\
-                 election_timeout_ms = 300\nheartbeat_ms = 50\n",
+                 election_timeout_ms = 300\nheartbeat_ms = 50\n\
+                 broker_heartbeat_ms = 100\nbroker_session_timeout_ms = 1000\n",
                 data = dir.path().join(format!("data-{id}")),
                 cert = cert_path,
                 key = key_path,
@@ -82,7 +83,7 @@ impl Cluster {
 
     /// Starts the members not running, then waits until each serves (a broker serves
     /// once the quorum has registered it, so they are started together).
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         for m in self.members.iter_mut().filter(|m| m.child.is_none()) {
             let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
                 .arg("serve")
@@ -112,7 +113,7 @@ impl Cluster {
     }
 
     /// SIGKILL: no flush, no goodbye.
-    fn kill(&mut self, id: u32) {
+    pub(crate) fn kill(&mut self, id: u32) {
         let m = &mut self.members[id as usize - 1];
         if let Some(mut child) = m.child.take() {
             child.kill().expect("kill");
@@ -121,7 +122,7 @@ impl Cluster {
         m.url = None;
     }
 
-    async fn client(&self, id: u32) -> Client {
+    pub(crate) async fn client(&self, id: u32) -> Client {
         let url = self.members[id as usize - 1].url.clone().expect("running");
         Client::connect(&url, ClientOptions::new().ca_pem_file(&self.ca))
             .await

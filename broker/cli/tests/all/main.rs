@@ -20,5 +20,6 @@ mod plugins;
 mod producer;
 mod quarantine;
 mod recovery;
+mod replication;
 mod restart;
 mod starvation;

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod controller;
+
 /// The `[cluster]` section of the broker's TOML file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +43,16 @@ pub struct ClusterConfig {
     /// How long a metadata change (create a topic, register a plugin, ...) waits for a
     /// quorum before it fails. Default 10 s; 1 s to 5 min.
     pub propose_timeout_ms: u64,
+    /// How often this broker tells the controller (the quorum leader) it is alive.
+    /// Default 250 ms; 10 ms to a third of `broker_session_timeout_ms`.
+    pub broker_heartbeat_ms: u64,
+    /// A broker whose heartbeats stop for this long is fenced: its partitions get new
+    /// leaders from their in-sync replicas. Default 2000 ms; 100 ms to 5 min.
+    pub broker_session_timeout_ms: u64,
+    /// A follower that has not caught up with its leader's log end for this long leaves
+    /// the in-sync replicas (Kafka's `replica.lag.time.max.ms`). Default 10 s; 100 ms
+    /// to 5 min.
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -52,6 +64,9 @@ impl Default for ClusterConfig {
             election_timeout_ms: 500,
             heartbeat_ms: 100,
             propose_timeout_ms: 10_000,
+            broker_heartbeat_ms: 250,
+            broker_session_timeout_ms: 2000,
+            replica_lag_time_max_ms: 10_000,
         }
     }
 }

@@ -459,6 +459,28 @@ impl BrokerConfig {
                 SECOND,
                 5 * MINUTE,
             ),
+            b(
+                "cluster.broker_session_timeout_ms",
+                c.broker_session_timeout_ms,
+                100,
+                5 * MINUTE,
+            ),
+            b(
+                "cluster.broker_heartbeat_ms",
+                c.broker_heartbeat_ms,
+                10,
+                u64::MAX,
+            )
+            .at_most(
+                "a third of cluster.broker_session_timeout_ms",
+                c.broker_session_timeout_ms / 3,
+            ),
+            b(
+                "cluster.replica_lag_time_max_ms",
+                c.replica_lag_time_max_ms,
+                100,
+                5 * MINUTE,
+            ),
         ]
     }
 }

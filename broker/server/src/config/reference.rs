@@ -249,6 +249,18 @@ const BROKER_MEANINGS: &[(&str, &str)] = &[
         "cluster.propose_timeout_ms",
         "how long a metadata change waits for a quorum before it fails",
     ),
+    (
+        "cluster.broker_heartbeat_ms",
+        "how often this broker tells the controller (the quorum leader) it is alive",
+    ),
+    (
+        "cluster.broker_session_timeout_ms",
+        "a broker silent this long is fenced and its partitions get new leaders",
+    ),
+    (
+        "cluster.replica_lag_time_max_ms",
+        "a follower not caught up with its leader for this long leaves the ISR",
+    ),
 ];
 
 /// Every broker TOML key, in file order.

@@ -175,11 +175,13 @@ impl MetadataStore {
         broker_id: BrokerId,
         listener: &str,
         incarnation: u64,
+        peer_listener: Option<String>,
     ) -> Result<(), BrokerError> {
         self.append(&MetadataRecord::RegisterBroker(RegisterBroker {
             broker_id,
             listener: listener.to_string(),
             incarnation,
+            peer_listener,
         }))
         .map(|_| ())
     }
@@ -204,7 +206,7 @@ mod tests {
         let store = MetadataStore::open(dir.path()).expect("open");
         assert!(store.image().broker(3).is_none());
         store
-            .register_broker(3, "127.0.0.1:7420", 1)
+            .register_broker(3, "127.0.0.1:7420", 1, None)
             .expect("register");
         assert_eq!(
             store.image().broker(3).map(|b| b.listener.as_str()),

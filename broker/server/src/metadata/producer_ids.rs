@@ -80,7 +80,7 @@ mod tests {
     fn store(dir: &std::path::Path) -> Arc<MetadataStore> {
         let store = MetadataStore::open(dir).expect("open");
         store
-            .register_broker(0, "127.0.0.1:1", 1)
+            .register_broker(0, "127.0.0.1:1", 1, None)
             .expect("register");
         Arc::new(store)
     }

@@ -47,6 +47,8 @@ fn code(e: &BrokerError) -> ErrorCode {
             }
         },
         BrokerError::NotLeader { .. } => ErrorCode::NOT_LEADER,
+        BrokerError::NotEnoughReplicas { .. } => ErrorCode::NOT_ENOUGH_REPLICAS,
+        BrokerError::ReplicationTimedOut { .. } => ErrorCode::REQUEST_TIMED_OUT,
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
         BrokerError::Unauthorized(_) | BrokerError::Unauthenticated(_) => ErrorCode::UNAUTHORIZED,
         BrokerError::Group(e) => super::convert::group::error_code(e),

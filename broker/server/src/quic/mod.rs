@@ -15,3 +15,4 @@ pub(crate) mod errors;
 pub(crate) mod listener;
 pub(crate) mod quorum;
 pub(crate) mod quota;
+pub(crate) mod replica;

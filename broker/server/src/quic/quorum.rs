@@ -41,13 +41,15 @@ fn transport() -> quinn::TransportConfig {
     t
 }
 
-/// Binds the quorum listener at `addr`; it also dials peers.
+/// Binds the inter-broker listener at `addr` (quorum messages, and replication under
+/// its own ALPN); it also dials peers. Returns the endpoint, whose default client
+/// config speaks the quorum protocol, and the client config for replication.
 pub(crate) fn endpoint(
     addr: SocketAddr,
     identity: &Identity,
     ca: &Path,
     reset_key: &[u8],
-) -> Result<quinn::Endpoint, crate::ServerError> {
+) -> Result<(quinn::Endpoint, quinn::ClientConfig), crate::ServerError> {
     let roots =
         Arc::new(crate::auth::client_certs::read_roots(ca, "cluster CA").map_err(TlsError::from)?);
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -62,28 +64,34 @@ pub(crate) fn endpoint(
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(TlsError::from)?;
-    server.alpn_protocols = vec![QUORUM_ALPN.to_vec()];
+    server.alpn_protocols = vec![QUORUM_ALPN.to_vec(), super::replica::REPLICA_ALPN.to_vec()];
     let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
     server.transport_config(Arc::new(transport()));
 
-    let mut client = rustls::ClientConfig::builder_with_provider(crypto_provider())
+    let client = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::from)?
         .with_root_certificates(roots)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(TlsError::from)?;
-    client.alpn_protocols = vec![QUORUM_ALPN.to_vec()];
-    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
-    let mut client = quinn::ClientConfig::new(Arc::new(client));
-    client.transport_config(Arc::new(transport()));
+    let client_for = |alpn: &[u8]| -> Result<quinn::ClientConfig, TlsError> {
+        let mut tls = client.clone();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(tls));
+        config.transport_config(Arc::new(transport()));
+        Ok(config)
+    };
+    let quorum_client = client_for(QUORUM_ALPN)?;
+    let replica_client = client_for(super::replica::REPLICA_ALPN)?;
 
     let mut endpoint = quiver_quic::server_endpoint(addr, server, reset_key)
         .map_err(|source| crate::ServerError::Bind { addr, source })?;
-    endpoint.set_default_client_config(client);
-    Ok(endpoint)
+    endpoint.set_default_client_config(quorum_client);
+    Ok((endpoint, replica_client))
 }
 
 /// Sends quorum messages to peers over the quorum endpoint.
@@ -163,8 +171,14 @@ impl Transport for QuicTransport {
     }
 }
 
-/// Serves peers' quorum messages until `shutdown`.
-pub(crate) async fn serve(endpoint: quinn::Endpoint, quorum: Quorum, shutdown: CancellationToken) {
+/// Serves peers' quorum messages, and followers' fetches once `broker` is set, until
+/// `shutdown`.
+pub(crate) async fn serve(
+    endpoint: quinn::Endpoint,
+    quorum: Quorum,
+    broker: super::replica::BrokerSlot,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     loop {
         let incoming = tokio::select! {
@@ -174,6 +188,7 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, quorum: Quorum, shutdown: C
         let Some(incoming) = incoming else { break };
         let quorum = quorum.clone();
         let shutdown = shutdown.clone();
+        let broker = Arc::clone(&broker);
         tracker.spawn(async move {
             let connection = match incoming.await {
                 Ok(c) => c,
@@ -182,7 +197,16 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, quorum: Quorum, shutdown: C
                     return;
                 }
             };
-            serve_connection(connection, quorum, shutdown).await;
+            let replication = connection
+                .handshake_data()
+                .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                .and_then(|h| h.protocol)
+                .is_some_and(|p| p == super::replica::REPLICA_ALPN);
+            if replication {
+                super::replica::serve_connection(connection, broker, shutdown).await;
+            } else {
+                serve_connection(connection, quorum, shutdown).await;
+            }
         });
     }
     tracker.close();

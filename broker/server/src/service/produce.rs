@@ -1,7 +1,7 @@
 //! Produce: append a producer's batches to a partition (or route them), and hand out
 //! producer ids.
 
-use super::types::{ProduceInput, ProduceOutcome, ProducerId};
+use super::types::{Acks, ProduceInput, ProduceOutcome, ProducerId};
 use super::{BrokerService, blocking, now_ms, route};
 use crate::auth::Caller;
 use crate::error::BrokerError;
@@ -29,11 +29,33 @@ impl BrokerService {
             ));
         }
         let now = now_ms();
+        let all = input.acks == Acks::All;
+        let min_insync = topic.config.min_insync_replicas;
         let Some(index) = input.partition else {
-            return route::produce_routed(&self.broker, &topic, input.batches, now).await;
+            if all {
+                for p in &topic.partitions {
+                    p.check_min_insync(min_insync)?;
+                }
+            }
+            let out = route::produce_routed(&self.broker, &topic, input.batches, now).await?;
+            if all {
+                for r in &out.routed {
+                    let partition = topic.partition(r.partition)?;
+                    self.replicated(partition, r.last_offset, min_insync, input.timeout)
+                        .await?;
+                }
+            }
+            return Ok(out);
         };
         let partition = topic.partition(index)?;
+        if all {
+            partition.check_min_insync(min_insync)?;
+        }
         let out = partition.append(input.batches, now, input.timeout).await?;
+        if all {
+            self.replicated(partition, out.last_offset, min_insync, input.timeout)
+                .await?;
+        }
         Ok(ProduceOutcome {
             partition: index,
             base_offset: out.base_offset,
@@ -43,6 +65,26 @@ impl BrokerService {
             duplicate: out.duplicate,
             routed: Vec::new(),
         })
+    }
+
+    /// For acks=all in a cluster: the leader's log is fsynced up to `last_offset`, then
+    /// every in-sync replica has it (the high watermark passed it).
+    async fn replicated(
+        &self,
+        partition: &std::sync::Arc<crate::partition::Partition>,
+        last_offset: i64,
+        min_insync: u16,
+        timeout: std::time::Duration,
+    ) -> Result<(), BrokerError> {
+        if !self.broker.config.cluster.is_cluster() {
+            return Ok(());
+        }
+        let log = partition.log()?;
+        let owner = std::sync::Arc::clone(partition);
+        blocking(move || log.flush().map_err(|source| owner.storage_error(source))).await?;
+        partition
+            .await_replicated(last_offset + 1, min_insync, timeout)
+            .await
     }
 
     /// A producer id never handed out before, for an idempotent producer.

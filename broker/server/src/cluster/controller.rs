@@ -1,0 +1,76 @@
+//! Liveness in a cluster: every broker heartbeats the controller, and the controller (the
+//! broker that leads the metadata quorum) fences brokers whose heartbeats stop and lets
+//! them back when they resume.
+//!
+//! The judging is `quiver_metadata::Liveness`, a pure function of the heartbeats heard
+//! and the time; this task gives it both and proposes what it decides. Fencing moves the
+//! fenced broker's leaderships to in-sync replicas in the same record, so a partition is
+//! led again as soon as the record is applied. Every broker also runs its leaders' ISR
+//! check here, on the same beat.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_metadata::Liveness;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+
+/// Runs until `shutdown`: a heartbeat every `cluster.broker_heartbeat_ms`, and while
+/// this broker leads the quorum, the fencing decisions.
+pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let Some(quorum) = broker.metadata.quorum().cloned() else {
+        return;
+    };
+    let cluster = &broker.config.cluster;
+    let node = u64::from(broker.config.node_id);
+    let beat = Duration::from_millis(cluster.broker_heartbeat_ms);
+    let lag_check = Duration::from_millis(cluster.replica_lag_time_max_ms / 4).max(beat);
+    let origin = Instant::now();
+    let ms = |at: Instant| {
+        i64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(i64::MAX)
+    };
+    let mut judge: Option<Liveness> = None;
+    let mut last_lag_check = Instant::now();
+    let mut ticker = tokio::time::interval(beat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) =
+            tokio::time::timeout(beat * 2, quorum.heartbeat(node, broker.incarnation)).await
+        {
+            tracing::debug!(error = %e, "heartbeat to the controller timed out");
+        }
+        if last_lag_check.elapsed() >= lag_check {
+            last_lag_check = Instant::now();
+            broker.shrink_lagging_isrs();
+        }
+        if !quorum.is_leader() {
+            judge = None;
+            continue;
+        }
+        let now = ms(Instant::now());
+        let judge = judge.get_or_insert_with(|| {
+            tracing::info!("controlling the cluster: judging broker liveness");
+            Liveness::new(cluster.broker_session_timeout_ms, now)
+        });
+        for (broker_id, incarnation, at) in quorum.heartbeats() {
+            if let Ok(id) = u32::try_from(broker_id) {
+                judge.heartbeat(id, incarnation, ms(at));
+            }
+        }
+        for record in judge.decisions(&broker.metadata.image(), now) {
+            tracing::warn!(decision = ?record, "broker liveness changed");
+            let metadata = Arc::clone(&broker.metadata);
+            let outcome = tokio::task::spawn_blocking(move || metadata.append(&record)).await;
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "liveness decision not recorded"),
+                Err(e) => tracing::warn!(error = %e, "liveness decision task failed"),
+            }
+        }
+    }
+}
