@@ -209,12 +209,7 @@ fn apply_served(
     served: super::Served,
 ) -> Result<(), quiver_storage::StorageError> {
     if let Some((epoch, end)) = served.diverging {
-        // Truncate where the leader's log for that epoch ends, or where ours does if
-        // that is sooner; the next fetch checks again with what is left.
-        let own = log
-            .epoch_end_offset(epoch)
-            .map_or(log.log_start_offset(), |(_, o)| o);
-        let to = end.min(own).max(log.log_start_offset());
+        let to = truncation_point(log, epoch, end);
         tracing::info!(topic = %p.topic, partition = p.index, epoch, leader_end = end, truncate_to = to, "log diverges from the leader's; truncating");
         return log.truncate_to(to);
     }
@@ -230,4 +225,19 @@ fn apply_served(
         p.publish_high_watermark(log.high_watermark());
     }
     Ok(())
+}
+
+/// Where a follower truncates when its leader says their logs diverge after `epoch`,
+/// which ends at `leader_end` in the leader's log: there, or where the follower's own
+/// `epoch` ends if that is sooner. The next fetch checks again with what is left, so a
+/// log that went through several leaders converges one epoch at a time.
+pub(crate) fn truncation_point(
+    log: &quiver_storage::PartitionLog,
+    epoch: i32,
+    leader_end: i64,
+) -> i64 {
+    let own = log
+        .epoch_end_offset(epoch)
+        .map_or(log.log_start_offset(), |(_, o)| o);
+    leader_end.min(own).max(log.log_start_offset())
 }

@@ -93,26 +93,14 @@ impl Broker {
                 log_start_offset: log.log_start_offset(),
             });
         }
-        if fetch.last_fetched_epoch >= 0 {
-            let diverging = match log.epoch_end_offset(fetch.last_fetched_epoch) {
-                Some((epoch, end))
-                    if epoch != fetch.last_fetched_epoch || end < fetch.fetch_offset =>
-                {
-                    Some((epoch, end))
-                }
-                Some(_) => None,
-                // The follower names an epoch newer than any here: it cannot be trusted
-                // past what this leader had when its own leadership began.
-                None => Some((-1, log.log_start_offset())),
-            };
-            if diverging.is_some() {
-                return Ok(Served {
-                    high_watermark: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
-                    diverging,
-                    records: bytes::Bytes::new(),
-                });
-            }
+        let diverging = divergence(&log, fetch.last_fetched_epoch, fetch.fetch_offset);
+        if diverging.is_some() {
+            return Ok(Served {
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                diverging,
+                records: bytes::Bytes::new(),
+            });
         }
         if fetch.fetch_offset > log.log_end_offset() {
             return Err(Refusal::Failed(format!(
@@ -248,6 +236,28 @@ impl Broker {
                 self.propose_isr_change(Arc::clone(partition), record);
             }
         }
+    }
+}
+
+/// Where a follower whose last batch has `last_fetched_epoch` and whose log ends at
+/// `fetch_offset` departs from `log`, the leader's: `None` when the follower's log is a
+/// prefix of it, else the largest epoch at or below the follower's and where it ends
+/// here (`(-1, log start)` for an epoch newer than any here, which cannot be trusted at
+/// all).
+pub(crate) fn divergence(
+    log: &quiver_storage::PartitionLog,
+    last_fetched_epoch: i32,
+    fetch_offset: i64,
+) -> Option<(i32, i64)> {
+    if last_fetched_epoch < 0 {
+        return None;
+    }
+    match log.epoch_end_offset(last_fetched_epoch) {
+        Some((epoch, end)) if epoch != last_fetched_epoch || end < fetch_offset => {
+            Some((epoch, end))
+        }
+        Some(_) => None,
+        None => Some((-1, log.log_start_offset())),
     }
 }
 

@@ -29,6 +29,8 @@
 
 pub(crate) mod follower;
 pub(crate) mod leader;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,125 @@
+//! The follower's catch-up against real logs, without a network: the leader's answer
+//! (`divergence` and a read to the log end) and the follower's reaction
+//! (`truncation_point`, `append_replicated`) in a loop, as a fetch session runs them.
+//! The scenarios are Kafka's: a follower with records its old leader never got
+//! committed (KIP-101), and two fast failovers in a row (KIP-279).
+
+use quiver_proto::batch::{BatchBuilder, Compression, ProducerIdentity};
+use quiver_storage::{LogConfig, PartitionLog, ReadBound};
+
+use super::follower::truncation_point;
+use super::leader::divergence;
+
+fn log() -> (tempfile::TempDir, PartitionLog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        sole_replica: false,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).expect("open");
+    (dir, log)
+}
+
+/// Appends `values` as leader at `epoch`, one batch each.
+fn write(log: &PartitionLog, epoch: i32, values: &[&str]) {
+    log.set_leader_epoch(epoch).expect("epoch");
+    for v in values {
+        let mut b = BatchBuilder::new();
+        b.push(0, None, Some(v.as_bytes()), &[]);
+        log.append(&b.build(Compression::None, ProducerIdentity::NONE), 0)
+            .expect("append");
+    }
+}
+
+/// Every record value with its offset and batch epoch.
+fn contents(log: &PartitionLog) -> Vec<(i64, i32, String)> {
+    let read = log
+        .read_with(log.log_start_offset(), 1 << 20, ReadBound::LogEnd)
+        .expect("read");
+    let mut out = Vec::new();
+    for piece in quiver_proto::batch::split(&read.bytes) {
+        let (header, batch) = piece.expect("batch");
+        for r in quiver_proto::batch::decode_records(&batch).expect("records") {
+            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+            out.push((r.offset, header.partition_leader_epoch, value.into_owned()));
+        }
+    }
+    out
+}
+
+/// Runs the fetch loop of `follower` against `leader` until it has nothing to fetch.
+fn catch_up(follower: &PartitionLog, leader: &PartitionLog) {
+    for _ in 0..20 {
+        let offset = follower.log_end_offset();
+        let last = follower.latest_epoch().unwrap_or(-1);
+        if let Some((epoch, end)) = divergence(leader, last, offset) {
+            let to = truncation_point(follower, epoch, end);
+            follower.truncate_to(to).expect("truncate");
+            continue;
+        }
+        let read = leader
+            .read_with(offset, 1 << 20, ReadBound::LogEnd)
+            .expect("read from the leader");
+        if read.bytes.is_empty() {
+            return;
+        }
+        follower
+            .append_replicated(&read.bytes, 0)
+            .expect("replicate");
+    }
+    panic!("the follower did not converge in 20 fetches");
+}
+
+#[test]
+fn records_only_the_old_leader_had_are_truncated_not_kept() {
+    // Both have 0..3 from epoch 0; the old leader (now follower) wrote 3..5 alone.
+    let (_a, old) = log();
+    let (_b, new) = log();
+    write(&old, 0, &["a", "b", "c"]);
+    catch_up(&new, &old);
+    write(&old, 0, &["lost-1", "lost-2"]);
+    // The other replica leads at epoch 1 and writes on.
+    write(&new, 1, &["d"]);
+    catch_up(&old, &new);
+    assert_eq!(contents(&old), contents(&new));
+    let values: Vec<String> = contents(&old).into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(values, ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn two_fast_failovers_leave_every_replica_with_the_last_leaders_log() {
+    // KIP-279: A leads epoch 1 and writes x unreplicated; B leads epoch 2 and writes y
+    // unreplicated; A leads epoch 3 (from its own log) and writes z. B must end with
+    // A's log, not keep y at A's x offset.
+    let (_a, a) = log();
+    let (_b, b) = log();
+    write(&a, 0, &["base"]);
+    catch_up(&b, &a);
+    write(&a, 1, &["x"]);
+    write(&b, 2, &["y"]);
+    write(&a, 3, &["z"]);
+    catch_up(&b, &a);
+    assert_eq!(contents(&b), contents(&a));
+    let values: Vec<String> = contents(&b).into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(values, ["base", "x", "z"]);
+    // The other way round too: a follower with a newer epoch than the leader knows
+    // is trusted with nothing past the leader's log start... and converges.
+    let (_c, c) = log();
+    write(&c, 7, &["stale"]);
+    catch_up(&c, &a);
+    assert_eq!(contents(&c), contents(&a));
+}
+
+#[test]
+fn a_follower_that_is_a_prefix_is_not_truncated() {
+    let (_a, leader) = log();
+    let (_b, follower) = log();
+    write(&leader, 0, &["a", "b"]);
+    catch_up(&follower, &leader);
+    write(&leader, 1, &["c"]);
+    assert_eq!(divergence(&leader, 0, 2), None);
+    catch_up(&follower, &leader);
+    assert_eq!(contents(&follower), contents(&leader));
+    // An empty follower has nothing to diverge.
+    assert_eq!(divergence(&leader, -1, 0), None);
+}
