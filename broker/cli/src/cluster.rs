@@ -41,9 +41,22 @@ pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> 
                     );
                 }
             }
-            say!("{:>6} {:<40} {:>10}", "BROKER", "ADDRESS", "EPOCH");
+            say!(
+                "{:>6} {:<40} {:>10} {:<7}",
+                "BROKER",
+                "ADDRESS",
+                "EPOCH",
+                "STATE"
+            );
             for b in &s.brokers {
-                say!("{:>6} {:<40} {:>10}", b.broker_id, b.address, b.epoch);
+                let state = if b.fenced { "fenced" } else { "active" };
+                say!(
+                    "{:>6} {:<40} {:>10} {:<7}",
+                    b.broker_id,
+                    b.address,
+                    b.epoch,
+                    state
+                );
             }
             say!(
                 "partitions: {} in all, {} offline, {} under-replicated",

@@ -238,6 +238,29 @@ async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() 
     let status = two.admin().cluster_status().await.expect("status");
     let leader = status.quorum.as_ref().and_then(|q| q.leader);
     assert!(matches!(leader, Some(2 | 3)), "{status:?}");
+    // Its heartbeats stopped: broker 1 is fenced, and the partition of "spread" only
+    // it held has no leader (one replica: nobody else may lead it).
+    let on_one = described
+        .partitions
+        .iter()
+        .find(|p| p.leader == 1)
+        .map(|p| p.partition)
+        .expect("broker 1 led a partition");
+    eventually(10, "broker 1 is fenced", || async {
+        two.admin()
+            .cluster_status()
+            .await
+            .is_ok_and(|s| s.brokers.iter().any(|b| b.broker_id == 1 && b.fenced))
+    })
+    .await;
+    let status = two.admin().cluster_status().await.expect("status");
+    assert!(
+        status
+            .offline
+            .iter()
+            .any(|tp| tp.topic == "spread" && tp.partition == on_one),
+        "{status:?}"
+    );
 
     // Broker 1 returns from its files and catches up.
     cluster.start();
@@ -247,6 +270,14 @@ async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() 
     })
     .await;
     assert!(topic_names(&one).await.contains("spread"));
+    // Back and unfenced, it leads its partition again: nothing is offline.
+    eventually(10, "nothing offline once broker 1 is back", || async {
+        one.admin()
+            .cluster_status()
+            .await
+            .is_ok_and(|s| s.offline.is_empty() && s.brokers.iter().all(|b| !b.fenced))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@ use super::{TopicPartition, request};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatusRequest {}
 
-request!(ClusterStatusRequest => ClusterStatusResponse, CLUSTER_STATUS, "cluster-status");
+// Version 1 added `BrokerState::fenced` (postcard has no defaults; see `topic.rs`).
+request!(ClusterStatusRequest => ClusterStatusResponse, CLUSTER_STATUS, "cluster-status", version 1);
 
 /// What the answering broker knows of the cluster, from its applied metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,4 +48,7 @@ pub struct BrokerState {
     pub address: String,
     /// The metadata index of its latest registration; it grows with every restart.
     pub epoch: u64,
+    /// Missed its heartbeats for a session: it leads nothing until they resume.
+    /// Added in version 1.
+    pub fenced: bool,
 }

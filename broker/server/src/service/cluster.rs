@@ -38,6 +38,7 @@ impl BrokerService {
                 broker_id: r.broker_id,
                 address: r.listener.clone(),
                 epoch: r.epoch,
+                fenced: r.fenced,
             })
             .collect();
         let (mut offline, mut under_replicated, mut partitions) = (Vec::new(), Vec::new(), 0);

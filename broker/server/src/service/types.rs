@@ -279,4 +279,6 @@ pub struct RegisteredBroker {
     pub broker_id: u32,
     pub address: String,
     pub epoch: u64,
+    /// Missed its heartbeats: it leads nothing until they resume.
+    pub fenced: bool,
 }

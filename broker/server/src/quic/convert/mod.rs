@@ -345,6 +345,7 @@ pub(crate) fn cluster_status(
                 broker_id: b.broker_id,
                 address: b.address,
                 epoch: b.epoch,
+                fenced: b.fenced,
             })
             .collect(),
         metadata_applied: s.metadata_applied,
