@@ -31,6 +31,7 @@ use crate::url::BrokerUrl;
 use crate::{ClientOptions, Error};
 
 mod dial;
+mod route;
 
 use dial::{Target, jittered, resolve};
 
@@ -59,6 +60,10 @@ struct Inner {
     /// Buffers response payloads are read into, reused once the application has
     /// dropped every record cut from them.
     payloads: BufferPool,
+    /// The brokers of the cluster by id, from the last metadata answer.
+    brokers: parking_lot::Mutex<foldhash::HashMap<u32, String>>,
+    /// A client per broker address, for requests that go to a partition's leader.
+    peers: route::Peers,
 }
 
 /// Payload buffers a client keeps: two fetches in flight per partition and the records
@@ -162,6 +167,8 @@ impl Client {
                     POOLED_PAYLOAD_MAX_BYTES,
                 ),
                 metadata: parking_lot::Mutex::new(foldhash::HashMap::default()),
+                brokers: parking_lot::Mutex::new(foldhash::HashMap::default()),
+                peers: route::Peers::default(),
             }),
         };
         client.connection().await?;
@@ -511,6 +518,11 @@ impl Client {
     ) -> Result<MetadataResponse, Error> {
         let (resp, _) = self.call(&MetadataRequest { topics }, Bytes::new()).await?;
         let now = now_ms();
+        *self.inner.brokers.lock() = resp
+            .brokers
+            .iter()
+            .map(|b| (b.id, b.address.clone()))
+            .collect();
         let mut cache = self.inner.metadata.lock();
         for topic in &resp.topics {
             cache.insert(topic.name.clone(), (now, Arc::new(topic.clone())));

@@ -190,7 +190,8 @@ impl Fetcher {
             partition: tp.partition,
             spec,
         };
-        let (resp, _) = self.client.call(&req, Bytes::new()).await?;
+        let leader = self.client.leader_for(&tp.topic, tp.partition).await?;
+        let (resp, _) = leader.call(&req, Bytes::new()).await?;
         resp.offset.ok_or_else(|| Error::Broker {
             api: "list-offsets",
             source: quiver_proto::WireError::new(
@@ -265,7 +266,17 @@ impl Fetcher {
                         next_offset: resp.next_offset,
                     });
                 };
-                let result = client.call_early(&req, Bytes::new(), &mut on_head).await;
+                let result = match client.leader_for(&tp.topic, tp.partition).await {
+                    Ok(leader) => leader.call_early(&req, Bytes::new(), &mut on_head).await,
+                    Err(e) => Err(e),
+                };
+                // A leader that moved answers NOT_LEADER, or is gone with its
+                // connection: the next fetch asks the metadata again.
+                if let Err(e) = &result
+                    && (e.code() == Some(ErrorCode::NOT_LEADER) || e.code().is_none())
+                {
+                    client.invalidate_metadata(&tp.topic);
+                }
                 let _ = events.send(FetchEvent::Done {
                     tp,
                     epoch,

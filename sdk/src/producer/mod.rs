@@ -95,12 +95,18 @@ impl ProduceTransport for Client {
     ) -> Result<Option<ProduceResponse>, Error> {
         let topic = req.topic.clone();
         let expect = req.acks != Acks::None;
-        let result = self.call_once(&req, payload, expect).await;
+        let leader = match req.partition {
+            Some(p) => self.leader_for(&topic, p).await?,
+            None => self.clone(),
+        };
+        let result = leader.call_once(&req, payload, expect).await;
+        // A leader that moved answers NOT_LEADER, or is gone with its connection: the
+        // retry asks the metadata again.
         if let Err(e) = &result
-            && matches!(
+            && (matches!(
                 e.code(),
                 Some(ErrorCode::NOT_LEADER | ErrorCode::UNKNOWN_PARTITION)
-            )
+            ) || e.code().is_none())
         {
             self.invalidate_metadata(&topic);
         }
