@@ -17,7 +17,8 @@ pub enum TopicCommand {
         /// one partition).
         #[arg(long, short, default_value_t = 1)]
         partitions: u32,
-        /// Copies of each partition, on as many brokers (1 on a single node).
+        /// Copies of each partition, on as many brokers (1 on a single node). Each
+        /// partition's first replica leads; the others follow it.
         #[arg(long, default_value_t = 1)]
         replication_factor: u16,
         /// A topic config, key=value; repeat for more.
@@ -115,29 +116,44 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
                 say!("{k:<28} {source:<16} {v}");
             }
             say!(
-                "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
+                "{:>9} {:>6} {:>6} {:<12} {:<12} {:>12} {:>14} {:>12} {:>8}",
                 "PARTITION",
                 "LEADER",
+                "EPOCH",
+                "REPLICAS",
+                "ISR",
                 "START",
                 "HIGH-WATERMARK",
                 "BYTES",
                 "SEGMENTS"
             );
+            let ids = |v: &[u32]| {
+                let text: Vec<String> = v.iter().map(u32::to_string).collect();
+                if text.is_empty() {
+                    "-".to_string()
+                } else {
+                    text.join(",")
+                }
+            };
             for p in &d.partitions {
+                let placement = format!(
+                    "{:>9} {:>6} {:>6} {:<12} {:<12}",
+                    p.partition,
+                    p.leader,
+                    p.leader_epoch,
+                    ids(&p.replicas),
+                    ids(&p.in_sync_replicas)
+                );
                 if let Some(reason) = &p.offline {
                     say!(
-                        "{:>9} {:>6} OFFLINE: {reason} (fix it, then `quiver topic reopen {} {}`)",
-                        p.partition,
-                        p.leader,
+                        "{placement} OFFLINE: {reason} (if its log could not open: fix it, then `quiver topic reopen {} {}`)",
                         d.name,
                         p.partition
                     );
                     continue;
                 }
                 say!(
-                    "{:>9} {:>6} {:>12} {:>14} {:>12} {:>8}",
-                    p.partition,
-                    p.leader,
+                    "{placement} {:>12} {:>14} {:>12} {:>8}",
                     p.log_start_offset,
                     p.high_watermark,
                     p.size_bytes,

@@ -122,6 +122,11 @@ impl Cluster {
         m.url = None;
     }
 
+    /// The `QUIVER_HOME` the brokers and CLI runs of this cluster use.
+    pub(crate) fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
     pub(crate) async fn client(&self, id: u32) -> Client {
         let url = self.members[id as usize - 1].url.clone().expect("running");
         Client::connect(&url, ClientOptions::new().ca_pem_file(&self.ca))

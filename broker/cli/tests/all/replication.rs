@@ -192,4 +192,31 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
             .is_some_and(|p| p.high_watermark == 300)
     })
     .await;
+    // The CLI shows the placement: leader, epoch, replicas and ISR.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["--broker", &urls.join(","), "--ca"])
+        .arg(&cluster.ca)
+        .args(["topic", "describe", "rep"])
+        .env("QUIVER_HOME", cluster.home())
+        .output()
+        .expect("run quiver");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let header = text
+        .lines()
+        .find(|l| l.contains("PARTITION"))
+        .unwrap_or_else(|| panic!("no partition table:\n{text}"));
+    for column in ["LEADER", "EPOCH", "REPLICAS", "ISR"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .unwrap_or_else(|| panic!("no row for partition 0:\n{text}"));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields[1], new_leader.to_string(), "{row}");
+    assert_eq!(fields[2], after.leader_epoch.to_string(), "{row}");
+    let mut isr: Vec<&str> = fields[4].split(',').collect();
+    isr.sort_unstable();
+    assert_eq!(isr, ["1", "2", "3"], "{row}");
 }
