@@ -33,7 +33,8 @@ impl Admin {
     }
 
     /// Creates a topic. Configs not given take the broker's defaults; the name must be
-    /// 1–249 characters of `[A-Za-z0-9._-]`.
+    /// 1–249 characters of `[A-Za-z0-9._-]`. A `replication_factor` of 0 takes the
+    /// cluster's default (1 on a single node).
     pub async fn create_topic(
         &self,
         name: &str,
@@ -138,7 +139,16 @@ impl Admin {
             partition,
             spec,
         };
-        Ok(self.client.call(&req, Bytes::new()).await?.0)
+        // Asked of the partition's leader; a leader that moved makes the retry ask the
+        // metadata again.
+        let leader = self.client.leader_for(topic, partition).await?;
+        let result = leader.call(&req, Bytes::new()).await;
+        if result.as_ref().is_err_and(|e| {
+            e.code() == Some(quiver_proto::ErrorCode::NOT_LEADER) || e.code().is_none()
+        }) {
+            self.client.invalidate_metadata(topic);
+        }
+        Ok(result?.0)
     }
 
     /// Every consumer group the broker knows, sorted by id.

@@ -46,6 +46,11 @@ pub struct DevArgs {
     /// new version whenever a file there changes or appears.
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
+    /// Run a cluster of this many brokers in this process (3 or 5), each with its own
+    /// data directory, ports and a certificate from a CA made for the cluster; the
+    /// client listeners take consecutive ports from --listen.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub nodes: u32,
 }
 
 /// Where `quiver dev` serves metrics unless told otherwise.
@@ -74,7 +79,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("resolving the data directory {}", args.data.display()))?;
     let mut config = BrokerConfig::dev(&data);
     config.listen = args.listen;
-    config.topic_defaults.extend(args.configs);
+    config.topic_defaults.extend(args.configs.iter().cloned());
     config.metrics_listen = (!args.no_metrics).then_some(args.metrics);
     let profile_name = args
         .profile
@@ -91,6 +96,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             other: other.data_dir.display().to_string(),
             pid: other.pid,
         });
+    }
+    if args.nodes != 1 {
+        let nodes = nodes_checked(args.nodes)?;
+        return crate::dev_cluster::run(args, nodes, data, profile_name).await;
     }
     let broker = match quiver_server::start(config.clone()).await {
         // Another dev broker has the metrics port: take a free one (the banner says which).
@@ -171,9 +180,17 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     result
 }
 
+/// `--nodes`, refused unless a cluster can be made of it.
+fn nodes_checked(nodes: u32) -> anyhow::Result<u32> {
+    if nodes == 0 {
+        anyhow::bail!("--nodes 0: a dev broker needs at least one node");
+    }
+    Ok(nodes)
+}
+
 /// Resolves when standard input reaches its end or fails. Read on a plain thread, not
 /// tokio's blocking pool: a read that never ends must not hold up the runtime's shutdown.
-fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
+pub(crate) fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
     let (closed, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("stdin-watch".into())
@@ -240,14 +257,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-fn print_quietly(text: &str) {
+pub(crate) fn print_quietly(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Waits for Ctrl-C, SIGTERM, the broker's own shutdown, or `parent_gone`.
-async fn wait_for_stop(
+pub(crate) async fn wait_for_stop(
     broker: &quiver_server::RunningBroker,
     parent_gone: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ mod config;
 mod connect;
 mod consume;
 mod dev;
+mod dev_cluster;
 mod format;
 mod group;
 mod output;

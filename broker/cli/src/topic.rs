@@ -18,9 +18,10 @@ pub enum TopicCommand {
         #[arg(long, short, default_value_t = 1)]
         partitions: u32,
         /// Copies of each partition, on as many brokers (1 on a single node). Each
-        /// partition's first replica leads; the others follow it.
-        #[arg(long, default_value_t = 1)]
-        replication_factor: u16,
+        /// partition's first replica leads; the others follow it. Default: the
+        /// cluster's `default_replication_factor` (1 on a single node).
+        #[arg(long)]
+        replication_factor: Option<u16>,
         /// A topic config, key=value; repeat for more.
         #[arg(long = "config", short = 'c', value_parser = parse_kv)]
         configs: Vec<(String, String)>,
@@ -80,7 +81,7 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
         } => {
             let configs: BTreeMap<_, _> = configs.into_iter().collect();
             let desc = admin
-                .create_topic(&name, partitions, replication_factor, configs)
+                .create_topic(&name, partitions, replication_factor.unwrap_or(0), configs)
                 .await?;
             say!(
                 "created topic {} with {} partitions",

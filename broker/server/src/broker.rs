@@ -184,7 +184,16 @@ impl Broker {
     }
 
     /// Creates a topic: validates, appends it to the metadata, then opens its partitions.
-    pub async fn create_topic(&self, record: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
+    /// A replication factor of 0 asks for the default: `cluster.default_replication_factor`
+    /// in a cluster, 1 on a single node.
+    pub async fn create_topic(&self, mut record: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
+        if record.replication_factor == 0 {
+            record.replication_factor = if self.config.cluster.is_cluster() {
+                self.config.cluster.default_replication_factor
+            } else {
+                1
+            };
+        }
         quiver_proto::topic_name::validate(&record.name).map_err(BrokerError::InvalidTopicName)?;
         if record.partitions == 0 || record.partitions > self.config.limits.max_partitions {
             return Err(BrokerError::InvalidRequest(format!(

@@ -463,3 +463,63 @@ fn dev_takes_a_free_metrics_port_when_its_own_is_taken() {
         "{banner}"
     );
 }
+
+#[test]
+fn dev_with_three_nodes_is_a_cluster_every_command_finds() {
+    let home = tempfile::tempdir().expect("home");
+    let work = tempfile::tempdir().expect("work");
+    let (child, banner) = spawn_dev(home.path(), work.path(), &["--nodes", "3"]);
+    let _dev = Dev { child, home, work };
+    let (home, work) = (_dev.home.path(), _dev.work.path());
+    let first = banner.lines().next().unwrap_or_default();
+    assert_eq!(first.matches("quic://").count(), 3, "{banner}");
+    assert!(banner.contains("replication factor 3"), "{banner}");
+    let run = |args: &[&str], stdin: Option<&str>| quiver(home, work, args, stdin);
+    // No flags: the profile names the three brokers and the cluster's CA.
+    ok(&run(
+        &["topic", "create", "orders", "--partitions", "3"],
+        None,
+    ));
+    let desc = ok(&run(&["topic", "describe", "orders"], None));
+    assert!(desc.contains("replication 3"), "{desc}");
+    assert!(
+        desc.contains("min.insync.replicas") && desc.contains("broker default"),
+        "{desc}"
+    );
+    // Every partition on three brokers, all in sync, leaders spread.
+    let rows: Vec<Vec<&str>> = desc
+        .lines()
+        .skip_while(|l| !l.contains("PARTITION"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{desc}");
+    let leaders: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[1]).collect();
+    assert_eq!(leaders.len(), 3, "{desc}");
+    for r in &rows {
+        assert_eq!(r[3].split(',').count(), 3, "{desc}");
+        assert_eq!(r[4].split(',').count(), 3, "{desc}");
+    }
+    // Records go to each partition's leader and come back from it.
+    ok(&run(
+        &["produce", "orders", "--partition", "1"],
+        Some("a\nb\nc\n"),
+    ));
+    let read = ok(&run(
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            "1",
+            "--from",
+            "earliest",
+            "--count",
+            "3",
+        ],
+        None,
+    ));
+    assert_eq!(read.lines().collect::<Vec<_>>(), ["a", "b", "c"], "{read}");
+    let status = ok(&run(&["cluster", "status"], None));
+    assert_eq!(status.matches(" active").count(), 3, "{status}");
+    assert!(status.contains("0 offline, 0 under-replicated"), "{status}");
+}

@@ -9,7 +9,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use quiver_proto::api::OffsetSpec;
+use quiver_proto::api::{ListOffsetsRequest, OffsetSpec};
 use quiver_sdk::{Client, ClientOptions};
 
 use crate::harness::{Ca, eventually};
@@ -210,11 +210,18 @@ async fn three_brokers_share_metadata_place_partitions_and_survive_losing_one() 
                 )
             });
         let other = if p.leader == 1 { 2 } else { 1 };
+        // Sent as is (the SDK's admin would route it to the leader).
         let err = cluster
             .client(other)
             .await
-            .admin()
-            .list_offsets("spread", p.partition, OffsetSpec::Latest)
+            .call(
+                &ListOffsetsRequest {
+                    topic: "spread".into(),
+                    partition: p.partition,
+                    spec: OffsetSpec::Latest,
+                },
+                bytes::Bytes::new(),
+            )
             .await
             .expect_err("not held there");
         assert!(

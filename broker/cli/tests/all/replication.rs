@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quiver_proto::api::{OffsetSpec, PartitionDescription};
+use quiver_proto::api::{ListOffsetsRequest, OffsetSpec, PartitionDescription};
 use quiver_sdk::{Client, ClientOptions, ProducerConfig, ProducerRecord, TopicPartition};
 
 use crate::cluster::Cluster;
@@ -118,8 +118,14 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
     let err = cluster
         .client(follower)
         .await
-        .admin()
-        .list_offsets("rep", 0, OffsetSpec::Latest)
+        .call(
+            &ListOffsetsRequest {
+                topic: "rep".into(),
+                partition: 0,
+                spec: OffsetSpec::Latest,
+            },
+            bytes::Bytes::new(),
+        )
         .await
         .expect_err("a follower serves no offsets");
     assert!(

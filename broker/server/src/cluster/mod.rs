@@ -53,6 +53,10 @@ pub struct ClusterConfig {
     /// the in-sync replicas (Kafka's `replica.lag.time.max.ms`). Default 10 s; 100 ms
     /// to 5 min.
     pub replica_lag_time_max_ms: u64,
+    /// The replication factor of a topic created without one (Kafka's
+    /// `default.replication.factor`). Default 1; 1 to 32, and no more than the brokers
+    /// available when a topic is created.
+    pub default_replication_factor: u16,
 }
 
 impl Default for ClusterConfig {
@@ -67,6 +71,7 @@ impl Default for ClusterConfig {
             broker_heartbeat_ms: 250,
             broker_session_timeout_ms: 2000,
             replica_lag_time_max_ms: 10_000,
+            default_replication_factor: 1,
         }
     }
 }

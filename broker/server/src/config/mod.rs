@@ -476,6 +476,12 @@ impl BrokerConfig {
                 c.broker_session_timeout_ms / 3,
             ),
             b(
+                "cluster.default_replication_factor",
+                c.default_replication_factor.into(),
+                1,
+                32,
+            ),
+            b(
                 "cluster.replica_lag_time_max_ms",
                 c.replica_lag_time_max_ms,
                 100,

@@ -258,6 +258,10 @@ const BROKER_MEANINGS: &[(&str, &str)] = &[
         "a broker silent this long is fenced and its partitions get new leaders",
     ),
     (
+        "cluster.default_replication_factor",
+        "the replication factor of a topic created without one",
+    ),
+    (
         "cluster.replica_lag_time_max_ms",
         "a follower not caught up with its leader for this long leaves the ISR",
     ),
