@@ -96,7 +96,14 @@ impl ProduceTransport for Client {
         let topic = req.topic.clone();
         let expect = req.acks != Acks::None;
         let leader = match req.partition {
-            Some(p) => self.leader_for(&topic, p).await?,
+            Some(p) => match self.leader_for(&topic, p).await {
+                Ok(leader) => leader,
+                Err(e) => {
+                    // A leader that cannot be dialled may be gone: ask again next time.
+                    self.invalidate_metadata(&topic);
+                    return Err(e);
+                }
+            },
             None => self.clone(),
         };
         let result = leader.call_once(&req, payload, expect).await;

@@ -131,7 +131,11 @@ async fn session(
         let mut partitions = Vec::with_capacity(followed.len());
         let mut by_key = HashMap::with_capacity(followed.len());
         for (p, leader_epoch) in followed {
+            // A log whose write or fsync failed reports nothing: its end may not be on disk.
             let Ok(log) = p.log() else { continue };
+            if log.poisoned().is_some() {
+                continue;
+            }
             partitions.push(PartitionFetch {
                 topic: p.topic.clone(),
                 partition: p.index,
@@ -139,7 +143,7 @@ async fn session(
                 fetch_offset: log.log_end_offset(),
                 last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
             });
-            by_key.insert((p.topic.clone(), p.index), p);
+            by_key.insert((p.topic.clone(), p.index), (p, leader_epoch));
         }
         let fetch = ReplicaFetch {
             replica_id: broker.config.node_id,
@@ -155,7 +159,7 @@ async fn session(
             Ok(answer) => {
                 backoff = Duration::from_millis(50);
                 let refused =
-                    tokio::task::spawn_blocking(move || apply(&by_key, answer.partitions))
+                    tokio::task::spawn_blocking(move || apply(leader, &by_key, answer.partitions))
                         .await
                         .unwrap_or(true);
                 if refused {
@@ -175,14 +179,22 @@ async fn session(
 /// Applies a leader's answer to the followed partitions; returns whether some partition
 /// was refused. Blocking: appends, truncations and fsyncs.
 fn apply(
-    partitions: &HashMap<(String, u32), Arc<Partition>>,
+    leader: u32,
+    partitions: &HashMap<(String, u32), (Arc<Partition>, u32)>,
     answers: Vec<PartitionAnswer>,
 ) -> bool {
     let mut refused = false;
     for a in answers {
-        let Some(p) = partitions.get(&(a.topic.clone(), a.partition)) else {
+        let Some((p, epoch)) = partitions.get(&(a.topic.clone(), a.partition)) else {
             continue;
         };
+        // The role may have changed while the fetch was out (this broker now leads, or
+        // follows another leader): what the old leader said no longer applies.
+        let still = matches!(&*p.replica.lock(), Role::Follower { leader: Some(l), leader_epoch }
+            if *l == leader && leader_epoch == epoch);
+        if !still {
+            continue;
+        }
         let Ok(log) = p.log() else { continue };
         let result = match a.outcome {
             Ok(served) => apply_served(p, &log, served),
@@ -236,6 +248,10 @@ pub(crate) fn truncation_point(
     epoch: i32,
     leader_end: i64,
 ) -> i64 {
+    if epoch < 0 {
+        // No epoch in common: the leader's end is all that is known to match.
+        return leader_end.max(log.log_start_offset());
+    }
     let own = log
         .epoch_end_offset(epoch)
         .map_or(log.log_start_offset(), |(_, o)| o);

@@ -34,8 +34,10 @@ impl Broker {
     ) -> ReplicaFetchAnswer {
         let wait = Duration::from_millis(u64::from(fetch.max_wait_ms)).min(MAX_REPLICA_WAIT);
         let deadline = tokio::time::Instant::now() + wait;
-        let per_partition = (fetch.max_bytes as usize / fetch.partitions.len().max(1)).max(1024);
         loop {
+            // One budget for the whole answer: past it, partitions answer without records
+            // (the first with data may go over by one batch, as a fetch always may).
+            let mut budget = fetch.max_bytes as usize;
             // Registered before reading, so an append between the read and the wait wakes it.
             let appended = self.appended.notified();
             tokio::pin!(appended);
@@ -43,9 +45,10 @@ impl Broker {
             let mut answer = ReplicaFetchAnswer::default();
             let mut worth_sending = false;
             for p in &fetch.partitions {
-                let outcome = self
-                    .serve_partition(fetch.replica_id, p, per_partition)
-                    .await;
+                let outcome = self.serve_partition(fetch.replica_id, p, budget).await;
+                if let Ok(served) = &outcome {
+                    budget = budget.saturating_sub(served.records.len());
+                }
                 worth_sending |= match &outcome {
                     Ok(served) => !served.records.is_empty() || served.diverging.is_some(),
                     Err(_) => true,
@@ -103,14 +106,25 @@ impl Broker {
             });
         }
         if fetch.fetch_offset > log.log_end_offset() {
-            return Err(Refusal::Failed(format!(
-                "fetch offset {} is past the leader's log end {}",
-                fetch.fetch_offset,
-                log.log_end_offset()
-            )));
+            // Only a follower without epochs gets here (the epoch check catches the
+            // rest): everything past the leader's end is not the leader's.
+            return Ok(Served {
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                diverging: Some((-1, log.log_end_offset())),
+                records: bytes::Bytes::new(),
+            });
         }
         self.follower_progress(&partition, replica_id, fetch.fetch_offset);
         let offset = fetch.fetch_offset;
+        if max_bytes == 0 {
+            return Ok(Served {
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                diverging: None,
+                records: bytes::Bytes::new(),
+            });
+        }
         let reader = Arc::clone(&log);
         let read = tokio::task::spawn_blocking(move || {
             reader.read_with(offset, max_bytes, ReadBound::LogEnd)
@@ -158,6 +172,7 @@ impl Broker {
                 && fetch_offset >= state.epoch_start_offset;
             if rejoins {
                 state.isr_change_pending = true;
+                state.joining = Some(replica_id);
                 let mut isr = state.isr.clone();
                 isr.push(replica_id);
                 isr.sort_by_key(|b| state.replicas.iter().position(|r| r == b));
@@ -188,6 +203,7 @@ impl Broker {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, reason = %reason, "ISR change not made");
                 if let Role::Leader(state) = &mut *partition.replica.lock() {
                     state.isr_change_pending = false;
+                    state.joining = None;
                 }
             }
         });

@@ -131,6 +131,10 @@ pub struct LeaderState {
     pub followers: BTreeMap<u32, Progress>,
     /// An ISR change of this leader's is being proposed; no second one until it lands.
     pub isr_change_pending: bool,
+    /// A follower proposed into the ISR and not yet in it: the high watermark already
+    /// counts it (Kafka's "maximal ISR", KIP-497), so nothing is committed that the
+    /// ISR-to-be lacks, whoever is elected once the change lands.
+    pub joining: Option<u32>,
 }
 
 /// How far one follower has the leader's log.
@@ -170,6 +174,7 @@ impl Partition {
                     let mut kept = current.clone();
                     if kept.partition_epoch != placement.partition_epoch {
                         kept.isr_change_pending = false;
+                        kept.joining = None;
                     }
                     kept
                 }
@@ -191,6 +196,7 @@ impl Partition {
                         epoch_start_offset: log_end,
                         followers: BTreeMap::new(),
                         isr_change_pending: false,
+                        joining: None,
                     }
                 }
             };
@@ -244,7 +250,8 @@ impl Partition {
             let role = self.replica.lock();
             let Role::Leader(state) = &*role else { return };
             let mut target = log.log_end_offset();
-            for id in state.isr.iter().filter(|id| **id != state.me) {
+            let counted = state.isr.iter().chain(state.joining.iter());
+            for id in counted.filter(|id| **id != state.me) {
                 match state.followers.get(id) {
                     Some(p) if p.log_end >= 0 => target = target.min(p.log_end),
                     // An in-sync follower not heard from yet holds the mark where it is.
@@ -292,7 +299,10 @@ impl Partition {
             }
             self.ensure_leader()?;
             if self.log()?.high_watermark() >= end {
-                return Ok(());
+                // The ISR may have shrunk below the minimum while it waited (a follower
+                // dropped out and the mark moved without it): Kafka's
+                // NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+                return self.check_min_insync(min_insync);
             }
             if tokio::time::timeout_at(deadline, watch.changed())
                 .await

@@ -123,3 +123,72 @@ fn a_follower_that_is_a_prefix_is_not_truncated() {
     // An empty follower has nothing to diverge.
     assert_eq!(divergence(&leader, -1, 0), None);
 }
+
+/// A leader of `rp-0` on broker 1 with ten records, replicas 1, 2, 3 and ISR `isr`.
+fn leading(isr: &[u32]) -> (tempfile::TempDir, crate::partition::Partition) {
+    let (dir, log) = log();
+    write(&log, 0, &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    let p = crate::partition::Partition::new("rp".into(), 0, log);
+    p.set_role(
+        &super::Placement {
+            me: 1,
+            leader: Some(1),
+            leader_epoch: 1,
+            partition_epoch: 1,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+        },
+        0,
+    );
+    (dir, p)
+}
+
+fn progress(p: &crate::partition::Partition, follower: u32, log_end: i64) {
+    if let super::Role::Leader(state) = &mut *p.replica.lock() {
+        if let Some(f) = state.followers.get_mut(&follower) {
+            f.log_end = log_end;
+        }
+    }
+}
+
+#[test]
+fn the_high_watermark_counts_a_follower_proposed_into_the_isr() {
+    let (_d, p) = leading(&[1, 2]);
+    let hw = || p.log().expect("log").high_watermark();
+    assert_eq!(hw(), 0, "no follower heard from yet");
+    progress(&p, 2, 8);
+    progress(&p, 3, 5);
+    if let super::Role::Leader(state) = &mut *p.replica.lock() {
+        state.joining = Some(3);
+    }
+    p.update_high_watermark();
+    assert_eq!(
+        hw(),
+        5,
+        "broker 3 is joining: nothing past what it has is committed"
+    );
+    if let super::Role::Leader(state) = &mut *p.replica.lock() {
+        state.joining = None;
+    }
+    p.update_high_watermark();
+    assert_eq!(hw(), 8);
+}
+
+#[tokio::test]
+async fn acks_all_fails_when_the_isr_shrank_below_the_minimum_while_waiting() {
+    let (_d, p) = leading(&[1]);
+    // Alone in the ISR, the leader's high watermark is its log end: the records are
+    // "replicated" to the ISR, but the ISR is one broker where two are needed.
+    p.update_high_watermark();
+    let err = p
+        .await_replicated(10, 2, std::time::Duration::from_millis(100))
+        .await
+        .expect_err("below min.insync.replicas");
+    assert!(
+        matches!(err, crate::error::BrokerError::NotEnoughReplicas { .. }),
+        "{err}"
+    );
+    p.await_replicated(10, 1, std::time::Duration::from_millis(100))
+        .await
+        .expect("one is enough when one is the minimum");
+}
