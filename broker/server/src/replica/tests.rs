@@ -144,10 +144,10 @@ fn leading(isr: &[u32]) -> (tempfile::TempDir, crate::partition::Partition) {
 }
 
 fn progress(p: &crate::partition::Partition, follower: u32, log_end: i64) {
-    if let super::Role::Leader(state) = &mut *p.replica.lock() {
-        if let Some(f) = state.followers.get_mut(&follower) {
-            f.log_end = log_end;
-        }
+    if let super::Role::Leader(state) = &mut *p.replica.lock()
+        && let Some(f) = state.followers.get_mut(&follower)
+    {
+        f.log_end = log_end;
     }
 }
 
