@@ -115,18 +115,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let url = format!("quic://{}", broker.local_addr());
     let ca = std::fs::canonicalize(broker.cert_path())
         .unwrap_or_else(|_| broker.cert_path().to_path_buf());
-    let profile = if args.no_profile {
-        Err(anyhow::anyhow!("--no-profile given"))
-    } else {
-        profile::write(&DevProfile {
-            name: profile_name.clone(),
-            broker: url.clone(),
-            ca: ca.clone(),
-            data_dir: data.clone(),
-            pid: std::process::id(),
-        })
-        .map_err(anyhow::Error::from)
-    };
+    let profile = write_profile(&args, &profile_name, &url, &ca, &data);
     // The first line is stable: scripts and `quiver bench` read the address from it. A
     // broker keeps serving when whoever started it stops reading its stdout, so write
     // errors here are ignored rather than fatal.
@@ -178,6 +167,27 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .with_context(|| format!("removing the data directory {}", data.display()))?;
     }
     result
+}
+
+/// Writes the CLI profile that points other commands at this dev broker (or cluster,
+/// with `url` a bootstrap list), unless `--no-profile`; returns its path.
+pub(crate) fn write_profile(
+    args: &DevArgs,
+    name: &str,
+    url: &str,
+    ca: &std::path::Path,
+    data: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    if args.no_profile {
+        anyhow::bail!("--no-profile given");
+    }
+    Ok(profile::write(&DevProfile {
+        name: name.to_string(),
+        broker: url.to_string(),
+        ca: ca.to_path_buf(),
+        data_dir: data.to_path_buf(),
+        pid: std::process::id(),
+    })?)
 }
 
 /// `--nodes`, refused unless a cluster can be made of it.

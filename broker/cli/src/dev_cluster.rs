@@ -20,8 +20,7 @@ use anyhow::Context;
 use quiver_server::{BrokerConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::dev::{DevArgs, print_quietly, stdin_closed, wait_for_stop};
-use quiver_cli::profile::{self, DevProfile};
+use crate::dev::{DevArgs, print_quietly, stdin_closed, wait_for_stop, write_profile};
 
 /// Where the cluster's brokers listen, as first chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,18 +226,7 @@ pub async fn run(
         .collect();
     let url = urls.join(",");
     let ca = data.join("cluster").join("ca.pem");
-    let profile = if args.no_profile {
-        Err(anyhow::anyhow!("--no-profile given"))
-    } else {
-        profile::write(&DevProfile {
-            name: profile_name.clone(),
-            broker: url.clone(),
-            ca: ca.clone(),
-            data_dir: data.clone(),
-            pid: std::process::id(),
-        })
-        .map_err(anyhow::Error::from)
-    };
+    let profile = write_profile(&args, &profile_name, &url, &ca, &data);
     // The first line is stable, as for a single broker: the address, here a bootstrap
     // list every client command and `Client::connect` take.
     let mut banner = format!("quiver dev: listening on {url}\n");

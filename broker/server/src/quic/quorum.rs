@@ -218,6 +218,32 @@ async fn serve_connection(
     quorum: Quorum,
     shutdown: CancellationToken,
 ) {
+    serve_exchanges(
+        connection,
+        shutdown,
+        MAX_MESSAGE_BYTES,
+        "quorum message",
+        move |message| {
+            let quorum = quorum.clone();
+            async move { Some(quorum.handle(&message).await) }
+        },
+    )
+    .await;
+}
+
+/// Serves the inter-broker exchanges of one connection until it closes or `shutdown`:
+/// each bidirectional stream carries one request (at most `max_request` bytes, read to
+/// its end) and gets `handle`'s answer, or is dropped when `handle` gives none.
+pub(crate) async fn serve_exchanges<F, Fut>(
+    connection: quinn::Connection,
+    shutdown: CancellationToken,
+    max_request: usize,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
+{
     let streams = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -227,17 +253,18 @@ async fn serve_connection(
         let Ok((mut send, mut recv)) = stream else {
             break;
         };
-        let quorum = quorum.clone();
+        let handle = handle.clone();
         streams.spawn(async move {
-            let message = match recv.read_to_end(MAX_MESSAGE_BYTES).await {
-                Ok(m) => m,
+            let request = match recv.read_to_end(max_request).await {
+                Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(error = %e, "a quorum message could not be read");
+                    tracing::debug!(error = %e, "a {what} could not be read");
                     return;
                 }
             };
-            let reply = quorum.handle(&message).await;
-            if send.write_all(&reply).await.is_ok() {
+            if let Some(reply) = handle(request).await
+                && send.write_all(&reply).await.is_ok()
+            {
                 let _ = send.finish();
             }
         });

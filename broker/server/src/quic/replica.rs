@@ -28,7 +28,6 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::replica::follower::{LinkFuture, ReplicaLink};
@@ -56,41 +55,33 @@ pub(crate) async fn serve_connection(
     broker: BrokerSlot,
     shutdown: CancellationToken,
 ) {
-    let streams = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            stream = connection.accept_bi() => stream,
-        };
-        let Ok((mut send, mut recv)) = stream else {
-            break;
-        };
+    let stop = shutdown.clone();
+    let serve = move |request: Vec<u8>| {
         let broker = Arc::clone(&broker);
-        let shutdown = shutdown.clone();
-        streams.spawn(async move {
-            let request = match recv.read_to_end(MAX_REQUEST_BYTES).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "a replica fetch could not be read");
-                    return;
-                }
-            };
-            let answer = match decode_fetch(&request) {
-                Ok(fetch) => match broker.get() {
-                    Some(b) => b.serve_replica_fetch(fetch, &shutdown).await,
-                    None => not_open(&fetch),
-                },
+        let shutdown = stop.clone();
+        async move {
+            let fetch = match decode_fetch(&request) {
+                Ok(fetch) => fetch,
                 Err(reason) => {
                     tracing::warn!(reason = %reason, "a malformed replica fetch");
-                    return;
+                    return None;
                 }
             };
-            if send.write_all(&encode_answer(&answer)).await.is_ok() {
-                let _ = send.finish();
-            }
-        });
-    }
-    streams.close();
+            let answer = match broker.get() {
+                Some(b) => b.serve_replica_fetch(fetch, &shutdown).await,
+                None => not_open(&fetch),
+            };
+            Some(encode_answer(&answer))
+        }
+    };
+    super::quorum::serve_exchanges(
+        connection,
+        shutdown,
+        MAX_REQUEST_BYTES,
+        "replica fetch",
+        serve,
+    )
+    .await;
 }
 
 /// The answer of a broker still opening: it leads nothing yet.
