@@ -97,6 +97,14 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             pid: other.pid,
         });
     }
+    // A cluster's data directory holds its brokers' directories (`node-1`, ...), which a
+    // single broker opened on it would take for data of deleted topics and remove.
+    if args.nodes == 1 && data.join("cluster").join("cluster.json").exists() {
+        anyhow::bail!(
+            "{} holds a dev cluster; start it with `quiver dev --nodes N` (N as before, see cluster/cluster.json) or use another --data directory",
+            data.display()
+        );
+    }
     if args.nodes != 1 {
         let nodes = nodes_checked(args.nodes)?;
         return crate::dev_cluster::run(args, nodes, data, profile_name).await;

@@ -522,4 +522,11 @@ fn dev_with_three_nodes_is_a_cluster_every_command_finds() {
     let status = ok(&run(&["cluster", "status"], None));
     assert_eq!(status.matches(" active").count(), 3, "{status}");
     assert!(status.contains("0 offline, 0 under-replicated"), "{status}");
+    // A single broker is not started over the cluster's data (it would take the
+    // brokers' directories for a deleted topic's).
+    let single = run(&["dev", "--listen", "127.0.0.1:0", "--no-metrics"], None);
+    assert!(!single.status.success());
+    let err = String::from_utf8_lossy(&single.stderr);
+    assert!(err.contains("holds a dev cluster"), "{err}");
+    assert!(work.join("quiver-data").join("node-1").is_dir());
 }
