@@ -98,32 +98,20 @@ impl Broker {
         }
         let diverging = divergence(&log, fetch.last_fetched_epoch, fetch.fetch_offset);
         if diverging.is_some() {
-            return Ok(Served {
-                high_watermark: log.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                diverging,
-                records: bytes::Bytes::new(),
-            });
+            return Ok(Served::without_records(&log, diverging));
         }
         if fetch.fetch_offset > log.log_end_offset() {
             // Only a follower without epochs gets here (the epoch check catches the
             // rest): everything past the leader's end is not the leader's.
-            return Ok(Served {
-                high_watermark: log.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                diverging: Some((-1, log.log_end_offset())),
-                records: bytes::Bytes::new(),
-            });
+            return Ok(Served::without_records(
+                &log,
+                Some((-1, log.log_end_offset())),
+            ));
         }
         self.follower_progress(&partition, replica_id, fetch.fetch_offset);
         let offset = fetch.fetch_offset;
         if max_bytes == 0 {
-            return Ok(Served {
-                high_watermark: log.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                diverging: None,
-                records: bytes::Bytes::new(),
-            });
+            return Ok(Served::without_records(&log, None));
         }
         let reader = Arc::clone(&log);
         let read = tokio::task::spawn_blocking(move || {
@@ -251,6 +239,19 @@ impl Broker {
                 };
                 self.propose_isr_change(Arc::clone(partition), record);
             }
+        }
+    }
+}
+
+impl Served {
+    /// An answer carrying no records: the leader's marks, and where the follower's log
+    /// diverges, if it does.
+    fn without_records(log: &quiver_storage::PartitionLog, diverging: Option<(i32, i64)>) -> Self {
+        Served {
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            diverging,
+            records: bytes::Bytes::new(),
         }
     }
 }

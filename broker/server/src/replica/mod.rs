@@ -245,10 +245,12 @@ impl Partition {
     /// this leader knows them, and wakes readers when it moved. Nothing on a follower or
     /// a sole replica (whose log moves its own).
     pub fn update_high_watermark(&self) {
-        let Ok(log) = self.log() else { return };
-        let target = {
+        // The role first: a sole replica or a follower (most appends on a single node)
+        // leaves at once, without touching the log.
+        let (log, target) = {
             let role = self.replica.lock();
             let Role::Leader(state) = &*role else { return };
+            let Ok(log) = self.log() else { return };
             let mut target = log.log_end_offset();
             let counted = state.isr.iter().chain(state.joining.iter());
             for id in counted.filter(|id| **id != state.me) {
@@ -258,7 +260,7 @@ impl Partition {
                     _ => return,
                 }
             }
-            target
+            (log, target)
         };
         let before = log.high_watermark();
         if log.advance_high_watermark(target) != before {
