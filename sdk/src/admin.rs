@@ -15,6 +15,7 @@ use quiver_proto::api::{
     ResetTarget, TopicDescription, TopicSummary,
 };
 
+use crate::client::GroupCall;
 use crate::{Client, Error};
 
 /// How long [`Admin::add_plugin`] waits for the broker to validate and compile an
@@ -151,13 +152,26 @@ impl Admin {
         Ok(result?.0)
     }
 
-    /// Every consumer group the broker knows, sorted by id.
+    /// Every consumer group of the cluster, sorted by id. Each broker lists the groups
+    /// it coordinates, so in a cluster every broker is asked. A broker that cannot be
+    /// reached is left out with a warning: once the cluster has fenced it, its groups
+    /// are coordinated (and listed) by the brokers that took over its partitions.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, Error> {
-        let (resp, _) = self
-            .client
-            .call(&ListGroupsRequest {}, Bytes::new())
-            .await?;
-        Ok(resp.groups)
+        let brokers = self.client.every_broker().await?;
+        let single = brokers.len() == 1;
+        let mut groups = Vec::new();
+        for broker in brokers {
+            match broker.call(&ListGroupsRequest {}, Bytes::new()).await {
+                Ok((resp, _)) => groups.extend(resp.groups),
+                Err(e) if !single && e.code().is_none() => {
+                    tracing::warn!(broker = %broker.url(), error = %e, "cannot list the groups of an unreachable broker");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(groups)
     }
 
     /// A group's members and their partitions, and per partition its committed offset,
@@ -166,7 +180,26 @@ impl Admin {
         let req = DescribeGroupRequest {
             group_id: group_id.to_string(),
         };
-        Ok(self.client.call(&req, Bytes::new()).await?.0)
+        let mut group = self
+            .client
+            .call_group(group_id, &req, GroupCall::Retried)
+            .await?;
+        // The coordinator knows the end offsets of the partitions it holds; the others'
+        // come from their leaders.
+        for row in group.offsets.iter_mut().filter(|r| r.end_offset < 0) {
+            let tp = &row.partition;
+            let Ok(ListOffsetsResponse {
+                offset: Some(end), ..
+            }) = self
+                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)
+                .await
+            else {
+                continue;
+            };
+            row.end_offset = end;
+            row.lag = row.committed.map(|c| (end - c).max(0));
+        }
+        Ok(group)
     }
 
     /// A group's committed offsets, sorted by partition.
@@ -175,7 +208,11 @@ impl Admin {
             group_id: group_id.to_string(),
             partitions: None,
         };
-        Ok(self.client.call(&req, Bytes::new()).await?.0.offsets)
+        Ok(self
+            .client
+            .call_group(group_id, &req, GroupCall::Retried)
+            .await?
+            .offsets)
     }
 
     /// Deletes a group and its committed offsets. Refused with `GROUP_NOT_EMPTY` while
@@ -184,7 +221,9 @@ impl Admin {
         let req = DeleteGroupRequest {
             group_id: group_id.to_string(),
         };
-        self.client.call(&req, Bytes::new()).await?;
+        self.client
+            .call_group(group_id, &req, GroupCall::Retried)
+            .await?;
         Ok(())
     }
 
@@ -201,7 +240,11 @@ impl Admin {
             topic: topic.to_string(),
             to,
         };
-        Ok(self.client.call(&req, Bytes::new()).await?.0.offsets)
+        Ok(self
+            .client
+            .call_group(group_id, &req, GroupCall::Retried)
+            .await?
+            .offsets)
     }
 
     /// Uploads `component` (the WebAssembly component's bytes) as the next version of

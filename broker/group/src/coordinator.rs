@@ -367,6 +367,30 @@ impl GroupCoordinator {
         }
     }
 
+    /// Forgets every group `moved` names: its partition of the offsets topic is led by
+    /// another broker now, which replays the group's commits and coordinates it from
+    /// there. Members waiting in a join are answered [`GroupError::NotCoordinator`] at
+    /// once, so they look for the new coordinator instead of waiting out the rebalance.
+    /// A commit of such a group still in flight settles into nothing.
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) -> Vec<Completion> {
+        let mut answers = Vec::new();
+        self.groups.retain(|id, group| {
+            if !moved(id) {
+                return true;
+            }
+            for ticket in group.members.values().filter_map(|m| m.awaiting_join) {
+                answers.push(Completion {
+                    ticket,
+                    result: Err(GroupError::NotCoordinator {
+                        group_id: id.clone(),
+                    }),
+                });
+            }
+            false
+        });
+        answers
+    }
+
     /// Advances every group to `now_ms`: expires silent members, times out rebalance
     /// phases, completes rebalances, notices partition-count changes, and forgets groups
     /// with neither members nor offsets. Returns the answers to parked joins.

@@ -75,6 +75,12 @@ pub enum GroupError {
          the same member; wait for that one"
     )]
     JoinSuperseded { group_id: String, member_id: String },
+
+    #[error(
+        "this broker no longer coordinates group '{group_id}' (its partition of the offsets \
+         topic is led elsewhere now); find the group's coordinator again"
+    )]
+    NotCoordinator { group_id: String },
 }
 
 #[cfg(test)]

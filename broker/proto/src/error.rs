@@ -102,6 +102,9 @@ codes! {
     /// failed); the message names the partition and why. Not retriable: it stays offline
     /// until an operator fixes the cause and reopens it (`REOPEN_PARTITION`).
     PARTITION_OFFLINE = 36, retriable: false, "partition offline";
+    /// This broker does not coordinate the group (its partition of the offsets topic is
+    /// led elsewhere); find the coordinator again.
+    NOT_COORDINATOR = 37, retriable: true, "not the group's coordinator";
 }
 
 impl ErrorCode {

@@ -109,6 +109,9 @@ pub struct Broker {
     pub incarnation: u64,
     /// Notified after every append to any partition, for followers' waiting fetches.
     pub(crate) appended: Arc<tokio::sync::Notify>,
+    /// Counts reconciles: changes after each, once the open topics and the partitions'
+    /// roles agree with the metadata (the group coordinator follows its leaderships).
+    pub(crate) reconciled: tokio::sync::watch::Sender<u64>,
 }
 
 impl Broker {
@@ -155,6 +158,7 @@ impl Broker {
             config,
             incarnation,
             appended: Arc::new(tokio::sync::Notify::new()),
+            reconciled: tokio::sync::watch::Sender::new(0),
         };
         broker.reconcile(Reconcile::Startup)?;
         remove_orphans(&data_dir, &broker.topics.read());

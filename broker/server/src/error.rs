@@ -99,6 +99,20 @@ pub enum BrokerError {
         offset: i64,
         waited_ms: u64,
     },
+    /// A group request reached a broker that does not coordinate the group: its
+    /// partition of the offsets topic is led elsewhere (or is still being loaded here).
+    #[error("{}", not_coordinator_message(.group_id, *.partition, *.leader, *.loading))]
+    NotCoordinator {
+        group_id: String,
+        partition: u32,
+        leader: Option<u32>,
+        /// This broker leads the partition and is replaying its commits.
+        loading: bool,
+    },
+    /// No broker can coordinate the group right now: the offsets topic cannot be
+    /// created yet, or the group's partition of it has no leader.
+    #[error("no coordinator for group '{group_id}' is available: {reason}; retry shortly")]
+    CoordinatorNotAvailable { group_id: String, reason: String },
     /// A consumer-group request the coordinator refused; its wire code comes from the
     /// groups' front door.
     #[error(transparent)]
@@ -114,6 +128,27 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn not_coordinator_message(
+    group_id: &str,
+    partition: u32,
+    leader: Option<u32>,
+    loading: bool,
+) -> String {
+    if loading {
+        return format!(
+            "this broker is loading the commits of __consumer_offsets-{partition}, which holds group '{group_id}'; retry shortly"
+        );
+    }
+    match leader {
+        Some(id) => format!(
+            "this broker does not coordinate group '{group_id}': broker {id} leads __consumer_offsets-{partition}; find the coordinator again"
+        ),
+        None => format!(
+            "this broker does not coordinate group '{group_id}': __consumer_offsets-{partition} is led elsewhere; find the coordinator again"
+        ),
+    }
 }
 
 fn not_leader_message(topic: &str, partition: u32, leader: Option<u32>) -> String {

@@ -13,8 +13,19 @@
 //! or, if the append failed, aborted, so nothing a restart would lose is ever shown.
 //! All three steps happen under a per-partition lock, so the log holds a group's records
 //! in the order the coordinator accepted them; the client is answered only after the
-//! append. At startup the whole topic is replayed into the coordinator before the
-//! listener serves anything. Memberships are not stored: after a restart members rejoin.
+//! append. Memberships are not stored: after a restart or a move members rejoin.
+//!
+//! Where a group lives: a group belongs to one partition of the offsets topic (its id's
+//! murmur2 hash), and the broker that leads that partition coordinates it, as in Kafka.
+//! A single node leads every partition, and replays the whole topic before its listener
+//! serves anything. In a cluster the topic is created at the first `FindCoordinator`
+//! (with `groups.offsets_topic_replication_factor` replicas), and [`GroupService::
+//! run_ownership`] follows the leaderships after every metadata change: a partition this
+//! broker starts to lead is replayed (to its log end, which holds every commit any
+//! earlier leader acknowledged) before its groups are served; one it stops leading has
+//! its groups forgotten here, and their members, told `NOT_COORDINATOR`, find the new
+//! coordinator. A commit is acknowledged only once every in-sync replica of its
+//! partition has it, so the loss of any one broker loses no committed offset.
 //!
 //! This file speaks the coordinator's types; translating the wire's requests and error
 //! codes is the request handlers' job.
@@ -31,21 +42,24 @@ use quiver_group::{
     TopicCatalog, TopicPartition,
 };
 use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
+use quiver_storage::ReadBound;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::broker::TopicRecord;
+use crate::broker::{Topic, TopicRecord};
 use crate::config::GroupsConfig;
 use crate::error::BrokerError;
-use crate::service::now_ms;
+use crate::partition::Partition;
+use crate::service::{blocking, now_ms};
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Bytes read per step while replaying the offsets topic at startup.
+/// Bytes read per step while replaying the offsets topic.
 const REPLAY_READ_BYTES: usize = 1024 * 1024;
-/// Longest an offsets append may wait; it only ever waits on the disk.
+/// Longest an offsets append may wait, for the disk and, in a cluster, for the
+/// partition's in-sync replicas.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Shortest sleep of the timer, so a deadline that stays in the past after a poll (which
 /// the coordinator should never produce) costs a poll per millisecond, not a spin.
@@ -59,14 +73,64 @@ pub struct GroupService {
     state: Mutex<State>,
     /// Re-arms the timer after an event that may have moved the next deadline.
     wake: Notify,
-    /// One lock per partition of the offsets topic, held from accepting a commit to
-    /// settling it after its append, so the log order of a group's records is the
-    /// acceptance order and a replay ends with the commit the coordinator shows.
-    append_order: Vec<tokio::sync::Mutex<()>>,
+    /// One entry per partition of the offsets topic: whether this broker coordinates
+    /// its groups. Empty in a cluster until the topic exists.
+    owners: Mutex<Vec<Arc<Owner>>>,
+    config: GroupsConfig,
     /// Makes the next offsets append fail or never finish, so tests can check what a
     /// failed or abandoned append leaves visible.
     #[cfg(test)]
     next_append_fault: Mutex<Option<tests::AppendFault>>,
+}
+
+/// This broker's part in one partition of the offsets topic.
+#[derive(Debug)]
+struct Owner {
+    index: u32,
+    status: Mutex<Status>,
+    /// Held from accepting a commit to settling it after its append, so the log order
+    /// of a group's records is the acceptance order and a replay ends with the commit
+    /// the coordinator shows; and while the partition's groups are loaded or unloaded.
+    order: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Another broker leads the partition (`None`: no leader known).
+    Elsewhere { leader: Option<u32> },
+    /// This broker leads it and is replaying its commits.
+    Loading,
+    /// This broker coordinates its groups, as the leader of this epoch.
+    Here { leader_epoch: u32 },
+}
+
+impl Owner {
+    fn new(index: u32, status: Status) -> Arc<Owner> {
+        Arc::new(Owner {
+            index,
+            status: Mutex::new(status),
+            order: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// `Ok` when this broker coordinates the partition's groups now.
+    fn check(&self, group_id: &str) -> Result<(), BrokerError> {
+        let refused = |leader, loading| BrokerError::NotCoordinator {
+            group_id: group_id.to_string(),
+            partition: self.index,
+            leader,
+            loading,
+        };
+        match *self.status.lock() {
+            Status::Here { .. } => Ok(()),
+            Status::Loading => Err(refused(None, true)),
+            Status::Elsewhere { leader } => Err(refused(leader, false)),
+        }
+    }
+
+    fn set(&self, status: Status) {
+        *self.status.lock() = status;
+    }
 }
 
 #[derive(Debug)]
@@ -86,7 +150,12 @@ impl State {
 
     /// Advances the coordinator and answers the joins it completed.
     fn deliver(&mut self, now: u64, broker: &Broker) {
-        for done in self.coordinator.poll(now, &Topics(broker)) {
+        let done = self.coordinator.poll(now, &Topics(broker));
+        self.answer(done);
+    }
+
+    fn answer(&mut self, completions: Vec<quiver_group::Completion>) {
+        for done in completions {
             match self.parked.remove(&done.ticket) {
                 // The joiner may have gone (connection closed); it rejoins if it returns.
                 Some(reply) => drop(reply.send(done.result)),
@@ -107,56 +176,47 @@ impl TopicCatalog for Topics<'_> {
     }
 }
 
+/// Where a group's coordinator is, for `FindCoordinator`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorAddress {
+    pub node_id: u32,
+    pub address: String,
+    /// The broker asked is the coordinator.
+    pub local: bool,
+}
+
 impl GroupService {
-    /// Creates `__consumer_offsets` when missing and replays it into a new coordinator.
-    /// Must finish before the listener serves requests, so no fetch of committed offsets
-    /// can see a half-loaded state.
+    /// On a single node: creates `__consumer_offsets` when missing and replays it into
+    /// a new coordinator, which then coordinates every group. Must finish before the
+    /// listener serves requests, so no fetch of committed offsets can see a half-loaded
+    /// state. In a cluster: starts with no group, and [`run_ownership`](Self::
+    /// run_ownership) loads the partitions this broker leads.
     pub async fn open(broker: &Broker, config: &GroupsConfig) -> Result<GroupService, BrokerError> {
-        let topic = match broker.topic(OFFSETS_TOPIC) {
-            Ok(topic) => topic,
-            Err(BrokerError::UnknownTopic(_)) => {
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    // Small segments close often, so compaction has something to clean.
-                    ("segment.bytes".to_string(), (64 * 1024 * 1024).to_string()),
-                ]);
-                let created = broker
-                    .create_topic(TopicRecord {
-                        name: OFFSETS_TOPIC.to_string(),
-                        partitions: config.offsets_topic_partitions.max(1),
-                        replication_factor: 1,
-                        configs,
-                        internal: true,
-                    })
-                    .await;
-                match created {
-                    Ok(topic) => topic,
-                    // Another broker of the cluster created it first.
-                    Err(BrokerError::Metadata(quiver_metadata::MetadataError::TopicExists {
-                        ..
-                    })) => {
-                        let _guard = broker.admin.lock().await;
-                        broker.reconcile_now().await?;
-                        broker.topic(OFFSETS_TOPIC)?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
+        let coordinator = GroupCoordinator::new(CoordinatorConfig {
+            min_session_timeout_ms: config.min_session_timeout_ms,
+            max_session_timeout_ms: config.max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.initial_rebalance_delay_ms,
+            incarnation: u64::try_from(now_ms()).unwrap_or(0),
+            ..CoordinatorConfig::default()
+        });
+        let service = GroupService {
+            state: Mutex::new(State {
+                coordinator,
+                parked: HashMap::new(),
+                last_now: 0,
+            }),
+            wake: Notify::new(),
+            owners: Mutex::new(Vec::new()),
+            config: config.clone(),
+            #[cfg(test)]
+            next_append_fault: Mutex::new(None),
         };
-        if !topic.record.internal {
-            tracing::warn!(
-                topic = OFFSETS_TOPIC,
-                "the offsets topic exists but is not marked internal; using it anyway"
-            );
+        if broker.config.cluster.is_cluster() {
+            return Ok(service);
         }
+        let topic = service.offsets_topic(broker, 1).await?;
         let mut records = Vec::new();
         for partition in &topic.partitions {
-            // In a cluster, another broker coordinates the groups of a partition it
-            // holds.
-            if !partition.is_local() {
-                continue;
-            }
             // A quarantined offsets partition must not keep the broker down; the groups
             // it holds start without their committed offsets (logged, so an operator
             // can reopen it and restart to load them).
@@ -167,34 +227,126 @@ impl GroupService {
             replay_partition(partition, &mut records).await?;
         }
         let loaded = records.len();
-        let mut coordinator = GroupCoordinator::new(CoordinatorConfig {
-            min_session_timeout_ms: config.min_session_timeout_ms,
-            max_session_timeout_ms: config.max_session_timeout_ms,
-            initial_rebalance_delay_ms: config.initial_rebalance_delay_ms,
-            incarnation: u64::try_from(now_ms()).unwrap_or(0),
-            ..CoordinatorConfig::default()
-        });
-        coordinator.load(records);
-        tracing::info!(
-            records = loaded,
-            groups = coordinator.list().len(),
-            "committed offsets loaded"
-        );
-        Ok(GroupService {
-            state: Mutex::new(State {
-                coordinator,
-                parked: HashMap::new(),
-                last_now: 0,
-            }),
-            wake: Notify::new(),
-            append_order: topic
-                .partitions
-                .iter()
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-            #[cfg(test)]
-            next_append_fault: Mutex::new(None),
+        let groups = {
+            let mut s = service.state.lock();
+            s.coordinator.load(records);
+            s.coordinator.list().len()
+        };
+        tracing::info!(records = loaded, groups, "committed offsets loaded");
+        *service.owners.lock() = (0..topic.record.partitions)
+            .map(|index| Owner::new(index, Status::Here { leader_epoch: 0 }))
+            .collect();
+        Ok(service)
+    }
+
+    /// The offsets topic, created with `replication_factor` replicas when missing.
+    async fn offsets_topic(
+        &self,
+        broker: &Broker,
+        replication_factor: u16,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        match broker.topic(OFFSETS_TOPIC) {
+            Ok(topic) => return Ok(topic),
+            Err(BrokerError::UnknownTopic(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            // Small segments close often, so compaction has something to clean.
+            ("segment.bytes".to_string(), (64 * 1024 * 1024).to_string()),
+        ]);
+        let created = broker
+            .create_topic(TopicRecord {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions: self.config.offsets_topic_partitions.max(1),
+                replication_factor,
+                configs,
+                internal: true,
+            })
+            .await;
+        match created {
+            Ok(topic) => Ok(topic),
+            // Another broker of the cluster created it first.
+            Err(BrokerError::Metadata(quiver_metadata::MetadataError::TopicExists { .. })) => {
+                let _guard = broker.admin.lock().await;
+                broker.reconcile_now().await?;
+                broker.topic(OFFSETS_TOPIC)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which broker coordinates `group_id`. In a cluster this creates the offsets topic
+    /// at its first use, once enough brokers are available for its replicas.
+    pub async fn find_coordinator(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+    ) -> Result<CoordinatorAddress, BrokerError> {
+        let me = broker.config.node_id;
+        if !broker.config.cluster.is_cluster() {
+            return Ok(CoordinatorAddress {
+                node_id: me,
+                address: broker.advertised.clone(),
+                local: true,
+            });
+        }
+        let unavailable = |reason: String| BrokerError::CoordinatorNotAvailable {
+            group_id: group_id.to_string(),
+            reason,
+        };
+        let voters = broker.config.cluster.voter_map().map_or(1, |v| v.len());
+        let replication_factor = self
+            .config
+            .offsets_topic_replication_factor
+            .min(u16::try_from(voters).unwrap_or(u16::MAX))
+            .max(1);
+        let topic = match self.offsets_topic(broker, replication_factor).await {
+            Ok(topic) => topic,
+            Err(BrokerError::Metadata(
+                e @ quiver_metadata::MetadataError::NotEnoughBrokers { .. },
+            )) => {
+                return Err(unavailable(format!(
+                    "{OFFSETS_TOPIC} cannot be created yet ({e})"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let index = offsets_partition(group_id, topic.partitions.len());
+        let image = broker.metadata.image();
+        let leader = image
+            .partition(OFFSETS_TOPIC, index)
+            .and_then(|a| a.leader)
+            .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no leader")))?;
+        let address = image
+            .broker(leader)
+            .map(|b| b.listener.clone())
+            .ok_or_else(|| unavailable(format!("broker {leader} is not registered")))?;
+        Ok(CoordinatorAddress {
+            node_id: leader,
+            address,
+            local: leader == me,
         })
+    }
+
+    /// The partition entry of `group_id`, when this broker coordinates it now.
+    fn owner(&self, group_id: &str) -> Result<Arc<Owner>, BrokerError> {
+        let owners = self.owners.lock();
+        let Some(owner) = owners
+            .get(offsets_partition(group_id, owners.len()) as usize)
+            .cloned()
+        else {
+            // A cluster whose offsets topic does not exist yet.
+            return Err(BrokerError::NotCoordinator {
+                group_id: group_id.to_string(),
+                partition: 0,
+                leader: None,
+                loading: false,
+            });
+        };
+        drop(owners);
+        owner.check(group_id)?;
+        Ok(owner)
     }
 
     /// Joins a group, waiting (until the rebalance completes or the broker stops) when
@@ -205,6 +357,7 @@ impl GroupService {
         req: JoinRequest,
         shutdown: &CancellationToken,
     ) -> Result<Joined, BrokerError> {
+        self.owner(&req.group_id)?;
         let waiting = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -239,6 +392,7 @@ impl GroupService {
 
     /// The member's assignment in the generation it joined, sorted.
     pub fn sync(&self, req: &SyncRequest) -> Result<Vec<TopicPartition>, BrokerError> {
+        self.owner(&req.group_id)?;
         let result = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -252,12 +406,14 @@ impl GroupService {
     /// Does not re-arm the timer: a heartbeat only moves a deadline later, and a timer
     /// that wakes early costs one poll, where re-arming would cost one per heartbeat.
     pub fn heartbeat(&self, req: &HeartbeatRequest) -> Result<(), BrokerError> {
+        self.owner(&req.group_id)?;
         let mut s = self.state.lock();
         let now = s.now();
         Ok(s.coordinator.heartbeat(req, now)?)
     }
 
     pub fn leave(&self, broker: &Broker, req: &LeaveRequest) -> Result<(), BrokerError> {
+        self.owner(&req.group_id)?;
         let result = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -275,24 +431,29 @@ impl GroupService {
         &self,
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
-    ) -> Vec<CommittedOffset> {
-        self.state
+    ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        self.owner(group_id)?;
+        Ok(self
+            .state
             .lock()
             .coordinator
-            .fetch_offsets(group_id, partitions)
+            .fetch_offsets(group_id, partitions))
     }
 
+    /// The groups this broker coordinates.
     pub fn list(&self) -> Vec<GroupSummary> {
         self.state.lock().coordinator.list()
     }
 
     /// The coordinator's view of a group; end offsets and lag are the caller's to fill.
     pub fn describe(&self, group_id: &str) -> Result<GroupDescription, BrokerError> {
+        self.owner(group_id)?;
         Ok(self.state.lock().coordinator.describe(group_id)?)
     }
 
     /// Fails with `GROUP_NOT_EMPTY` while the group has members.
     pub fn check_resettable(&self, group_id: &str) -> Result<(), BrokerError> {
+        self.owner(group_id)?;
         Ok(self.state.lock().coordinator.check_resettable(group_id)?)
     }
 
@@ -341,11 +502,11 @@ impl GroupService {
         group_id: &str,
         apply: impl FnOnce(&mut GroupCoordinator, u64, &dyn TopicCatalog) -> Result<Persist, GroupError>,
     ) -> Result<(), BrokerError> {
-        let index = offsets_partition(group_id, self.append_order.len());
-        let lock = self.append_order.get(index as usize).ok_or_else(|| {
-            BrokerError::Internal(format!("no append lock for offsets partition {index}"))
-        })?;
-        let _order = lock.lock().await;
+        let owner = self.owner(group_id)?;
+        let _order = owner.order.lock().await;
+        // The partition may have moved while this waited for the lock.
+        owner.check(group_id)?;
+        let index = owner.index;
         let (ticket, records) = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -358,7 +519,19 @@ impl GroupService {
             service: self,
             ticket,
         };
-        let appended = self.append(broker, index, &records).await;
+        let appended = self
+            .append(broker, index, &records)
+            .await
+            .map_err(|e| match e {
+                // Lost the leadership under the commit: the group moves with it.
+                BrokerError::NotLeader { leader, .. } => BrokerError::NotCoordinator {
+                    group_id: group_id.to_string(),
+                    partition: index,
+                    leader,
+                    loading: false,
+                },
+                e => e,
+            });
         if let Some(ticket) = unsettled.ticket.take() {
             let mut s = self.state.lock();
             match &appended {
@@ -396,9 +569,113 @@ impl GroupService {
             builder.push(now, Some(&key), value.as_deref(), &[]);
         }
         let batch = builder.build(Compression::None, ProducerIdentity::NONE);
-        let partition = broker.partition(OFFSETS_TOPIC, index)?;
-        partition.append(batch, now, APPEND_TIMEOUT).await?;
-        Ok(())
+        let topic = broker.topic(OFFSETS_TOPIC)?;
+        let partition = topic.partition(index)?;
+        let out = partition.append(batch, now, APPEND_TIMEOUT).await?;
+        // In a cluster, acknowledged only once every in-sync replica has it.
+        partition
+            .await_durable(
+                out.last_offset,
+                topic.config.min_insync_replicas,
+                APPEND_TIMEOUT,
+            )
+            .await
+    }
+
+    /// In a cluster: follows this broker's leaderships of the offsets topic's partitions
+    /// after every reconcile, loading the groups of a partition it starts to lead and
+    /// forgetting those of one it stops leading, until `shutdown`.
+    pub(crate) async fn run_ownership(
+        self: Arc<Self>,
+        broker: Arc<Broker>,
+        shutdown: CancellationToken,
+    ) {
+        let mut reconciled = broker.reconciled.subscribe();
+        loop {
+            reconciled.borrow_and_update();
+            self.settle_ownership(&broker).await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = reconciled.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Brings each offsets partition's [`Status`] in line with this broker's role.
+    async fn settle_ownership(&self, broker: &Broker) {
+        let Ok(topic) = broker.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let owners = {
+            let mut owners = self.owners.lock();
+            if owners.len() != topic.partitions.len() {
+                // The topic appeared (its partition count never changes afterwards).
+                *owners = (0..topic.record.partitions)
+                    .map(|index| Owner::new(index, Status::Elsewhere { leader: None }))
+                    .collect();
+            }
+            owners.clone()
+        };
+        let image = broker.metadata.image();
+        for owner in owners {
+            let Some(partition) = topic.partitions.get(owner.index as usize) else {
+                continue;
+            };
+            let leading = if partition.is_local() && partition.offline_reason().is_none() {
+                partition.leading_epoch()
+            } else {
+                None
+            };
+            let current = *owner.status.lock();
+            if matches!((current, leading), (Status::Here { leader_epoch }, Some(e)) if leader_epoch == e)
+            {
+                continue;
+            }
+            let _order = owner.order.lock().await;
+            if matches!(current, Status::Here { .. }) {
+                self.unload(owner.index, topic.partitions.len());
+            }
+            let Some(leader_epoch) = leading else {
+                let leader = image
+                    .partition(OFFSETS_TOPIC, owner.index)
+                    .and_then(|a| a.leader);
+                owner.set(Status::Elsewhere { leader });
+                continue;
+            };
+            owner.set(Status::Loading);
+            let mut records = Vec::new();
+            match replay_partition(partition, &mut records).await {
+                Ok(()) => {
+                    let loaded = records.len();
+                    self.state.lock().coordinator.load(records);
+                    owner.set(Status::Here { leader_epoch });
+                    tracing::info!(
+                        partition = owner.index,
+                        leader_epoch,
+                        records = loaded,
+                        "coordinating the groups of {OFFSETS_TOPIC}-{}",
+                        owner.index
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(partition = owner.index, error = %e, "cannot load the committed offsets of {OFFSETS_TOPIC}-{}; its groups are not served here", owner.index);
+                    owner.set(Status::Elsewhere { leader: None });
+                }
+            }
+        }
+    }
+
+    /// Forgets the groups of offsets partition `index`, answering their parked joins.
+    fn unload(&self, index: u32, partitions: usize) {
+        let mut s = self.state.lock();
+        let answers = s
+            .coordinator
+            .unload(|group| offsets_partition(group, partitions) == index);
+        s.answer(answers);
+        tracing::info!(
+            partition = index,
+            "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
+        );
     }
 
     /// Drives the coordinator's deadlines (session expiry, rebalance timeouts, the
@@ -468,16 +745,23 @@ fn offsets_partition(group_id: &str, partitions: usize) -> u32 {
     quiver_proto::murmur2::key_partition(group_id.as_bytes(), n)
 }
 
-/// Reads one offsets partition from its start to its high watermark into `out`.
-/// Records of kinds this broker does not know are skipped; so are damaged ones, with a
-/// warning, since one bad record must not keep the broker from starting.
+/// Reads one offsets partition from its start to its log end into `out`. A new leader
+/// reads past its high watermark: what lies there was appended by an earlier leader and
+/// may have been acknowledged. Records of kinds this broker does not know are skipped;
+/// so are damaged ones, with a warning, since one bad record must not keep the groups
+/// of a partition from loading.
 async fn replay_partition(
-    partition: &crate::partition::Partition,
+    partition: &Partition,
     out: &mut Vec<OffsetRecord>,
 ) -> Result<(), BrokerError> {
-    let mut offset = partition.log()?.log_start_offset();
+    let log = partition.log()?;
+    let mut offset = log.log_start_offset();
     loop {
-        let read = partition.read(offset, REPLAY_READ_BYTES).await?;
+        let reader = Arc::clone(&log);
+        let read =
+            blocking(move || Ok(reader.read_with(offset, REPLAY_READ_BYTES, ReadBound::LogEnd)))
+                .await?
+                .map_err(|source| partition.storage_error(source))?;
         if read.bytes.is_empty() || read.next_offset <= offset {
             return Ok(());
         }
@@ -500,7 +784,7 @@ async fn replay_partition(
             }
         }
         offset = read.next_offset;
-        if offset >= read.high_watermark {
+        if offset >= log.log_end_offset() {
             return Ok(());
         }
     }
@@ -572,6 +856,7 @@ mod tests {
     fn shown(groups: &GroupService) -> (Vec<i64>, Option<i64>) {
         let fetched = groups
             .fetch_offsets("billing", None)
+            .expect("coordinated here")
             .iter()
             .map(|c| c.offset)
             .collect();
@@ -641,7 +926,12 @@ mod tests {
             let waited = tokio::time::timeout(Duration::ZERO, abandoned).await;
             assert!(waited.is_err(), "the append never finishes");
         }
-        assert!(groups.fetch_offsets("gone", None).is_empty());
+        assert!(
+            groups
+                .fetch_offsets("gone", None)
+                .expect("coordinated here")
+                .is_empty()
+        );
         assert!(
             groups.list().iter().all(|g| g.group_id != "gone"),
             "a commit left pending would keep its group: {:?}",
@@ -652,7 +942,13 @@ mod tests {
             .commit(&broker, commit_to("gone", 4))
             .await
             .expect("a later commit goes through");
-        assert_eq!(groups.fetch_offsets("gone", None)[0].offset, 4);
+        assert_eq!(
+            groups
+                .fetch_offsets("gone", None)
+                .expect("coordinated here")[0]
+                .offset,
+            4
+        );
         broker.close();
     }
 }

@@ -235,6 +235,10 @@ async fn start_with(
             ));
         }
         if let Some(cluster) = cluster {
+            tracker.spawn(
+                Arc::clone(&service.groups)
+                    .run_ownership(Arc::clone(&service.broker), token.clone()),
+            );
             // Followers may fetch from this broker from now on.
             let _ = cluster.broker.set(Arc::clone(&service.broker));
             tracker.spawn(replica::follower::run(

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use quiver_storage::{AppendOutcome, LogConfig, PartitionLog, ReadOutcome};
+use quiver_storage::{AppendOutcome, LogConfig, PartitionLog};
 use tokio::sync::watch;
 
 use crate::error::BrokerError;
@@ -307,15 +307,6 @@ impl Partition {
                 _ => return,
             }
         }
-    }
-
-    /// Reads whole batches from `offset`, at most about `max_bytes`.
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, BrokerError> {
-        let log = self.current_log().await?;
-        tokio::task::spawn_blocking(move || log.read(offset, max_bytes))
-            .await
-            .map_err(|e| BrokerError::Internal(format!("read task failed: {e}")))?
-            .map_err(|source| self.storage_error(source))
     }
 
     /// Marks the partition deleted, waking everything that waits on it.

@@ -45,6 +45,7 @@ impl Broker {
         let next = reconcile_topics(&self.config, &image, current, when, &self.appended)?;
         set_roles(&self.config, &image, &next);
         *self.topics.write() = next;
+        self.reconciled.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -63,6 +64,7 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Internal(format!("reconciling topics failed: {e}")))??;
         *self.topics.write() = next;
+        self.reconciled.send_modify(|n| *n += 1);
         Ok(())
     }
 }

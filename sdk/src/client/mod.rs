@@ -33,6 +33,8 @@ use crate::{ClientOptions, Error};
 mod dial;
 mod route;
 
+pub(crate) use route::GroupCall;
+
 use dial::{Target, jittered, resolve};
 
 /// A handle to a broker. Cheap to clone: clones share one connection and one metadata
@@ -89,6 +91,9 @@ fn is_idempotent(api: ApiKey) -> bool {
             | ApiKey::DESCRIBE_GROUP
             | ApiKey::PLUGIN_LIST
             | ApiKey::PLUGIN_DESCRIBE
+            | ApiKey::FIND_COORDINATOR
+            // A repeat hands out another producer id; the first is never used.
+            | ApiKey::INIT_PRODUCER_ID
     )
 }
 

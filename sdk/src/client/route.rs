@@ -8,8 +8,16 @@
 //! caller forgets the topic's metadata ([`Client::invalidate_metadata`]) and the retry
 //! goes wherever the fresh metadata says. A single node (one broker in the metadata) is
 //! always asked on the client's own connection.
+//!
+//! Group requests go to the group's coordinator the same way: `FindCoordinator` names
+//! it once, and the client keeps it per group until a request answers that it moved
+//! (`NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`) or its connection is lost.
 
 use std::collections::HashMap;
+
+use bytes::Bytes;
+use quiver_proto::ErrorCode;
+use quiver_proto::api::{FindCoordinatorRequest, Request};
 
 use super::Client;
 use crate::Error;
@@ -20,6 +28,18 @@ pub(super) struct Peers {
     clients: parking_lot::Mutex<HashMap<String, Client>>,
     /// Held while dialling one, so concurrent requests share the new connection.
     dialling: tokio::sync::Mutex<()>,
+    /// Each group's coordinator as last found: `None` when it is the broker this client
+    /// is connected to (kept apart so the client never holds a handle to itself).
+    coordinators: parking_lot::Mutex<HashMap<String, Option<Client>>>,
+}
+
+/// How a group request is sent to its coordinator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GroupCall {
+    /// With the client's retries, each attempt within the request timeout.
+    Retried,
+    /// One attempt bounded by this (a join the coordinator holds for the group).
+    Within(std::time::Duration),
 }
 
 impl Client {
@@ -48,6 +68,33 @@ impl Client {
         }
     }
 
+    /// A client for every broker of the cluster, as fresh metadata lists them (this one
+    /// alone on a single node). A broker that cannot be dialled is left out, with a
+    /// warning.
+    pub(crate) async fn every_broker(&self) -> Result<Vec<Client>, Error> {
+        self.refresh_metadata(Some(Vec::new())).await?;
+        let addresses: Vec<String> = {
+            let brokers = self.inner.brokers.lock();
+            if brokers.len() <= 1 {
+                return Ok(vec![self.clone()]);
+            }
+            let mut listed: Vec<(u32, String)> =
+                brokers.iter().map(|(id, a)| (*id, a.clone())).collect();
+            listed.sort();
+            listed.into_iter().map(|(_, a)| a).collect()
+        };
+        let mut clients = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            match self.peer(&address).await {
+                Ok(client) => clients.push(client),
+                Err(e) => {
+                    tracing::warn!(broker = %address, error = %e, "cannot reach a broker of the cluster")
+                }
+            }
+        }
+        Ok(clients)
+    }
+
     /// The client of the broker at `address`, dialled on first use.
     async fn peer(&self, address: &str) -> Result<Client, Error> {
         let peers = &self.inner.peers;
@@ -65,5 +112,80 @@ impl Client {
             .lock()
             .insert(address.to_string(), client.clone());
         Ok(client)
+    }
+}
+
+impl Client {
+    /// The client of `group_id`'s coordinator, found with `FindCoordinator` on first
+    /// use and kept until [`forget_coordinator`](Self::forget_coordinator).
+    pub(crate) async fn coordinator_for(&self, group_id: &str) -> Result<Client, Error> {
+        let known = self.inner.peers.coordinators.lock().get(group_id).cloned();
+        if let Some(found) = known {
+            return Ok(found.unwrap_or_else(|| self.clone()));
+        }
+        let req = FindCoordinatorRequest {
+            group_id: group_id.to_string(),
+        };
+        let (found, _) = self.call(&req, Bytes::new()).await?;
+        let peer = if found.local {
+            None
+        } else {
+            Some(self.peer(&found.address).await?)
+        };
+        tracing::debug!(group = %group_id, coordinator = found.node_id, address = %found.address, "found the group's coordinator");
+        self.inner
+            .peers
+            .coordinators
+            .lock()
+            .insert(group_id.to_string(), peer.clone());
+        Ok(peer.unwrap_or_else(|| self.clone()))
+    }
+
+    /// Forgets `group_id`'s coordinator: the next group request finds it again.
+    pub(crate) fn forget_coordinator(&self, group_id: &str) {
+        self.inner.peers.coordinators.lock().remove(group_id);
+    }
+
+    /// Sends a group request to the group's coordinator. An answer that the group moved
+    /// finds the coordinator again and retries, with the client's backoff and retries; a
+    /// lost connection forgets the coordinator, so the caller's next attempt finds it.
+    pub(crate) async fn call_group<R: Request>(
+        &self,
+        group_id: &str,
+        req: &R,
+        how: GroupCall,
+    ) -> Result<R::Response, Error> {
+        let mut attempt = 0;
+        loop {
+            let coordinator = self.coordinator_for(group_id).await?;
+            let result = match how {
+                GroupCall::Retried => coordinator.call(req, Bytes::new()).await.map(|(r, _)| r),
+                GroupCall::Within(after) => coordinator.call_within(req, after).await,
+            };
+            let error = match result {
+                Ok(answer) => return Ok(answer),
+                Err(e) => e,
+            };
+            let moved = matches!(
+                error.code(),
+                Some(ErrorCode::NOT_COORDINATOR | ErrorCode::COORDINATOR_NOT_AVAILABLE)
+            );
+            let lost = matches!(
+                error,
+                Error::ConnectionLost(_)
+                    | Error::Connect { .. }
+                    | Error::Transport { .. }
+                    | Error::Timeout { .. }
+            );
+            if moved || lost {
+                self.forget_coordinator(group_id);
+            }
+            if !moved || attempt >= self.inner.options.retries {
+                return Err(error);
+            }
+            tracing::debug!(api = R::NAME, group = %group_id, attempt, error = %error, "the group's coordinator moved; finding it again");
+            tokio::time::sleep(super::dial::jittered(self.inner.options.backoff(attempt))).await;
+            attempt += 1;
+        }
     }
 }

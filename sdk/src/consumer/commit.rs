@@ -5,11 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use quiver_proto::ErrorCode;
 use quiver_proto::api::{CommittedOffset, OffsetCommitRequest, OffsetFetchRequest, TopicPartition};
 
 use super::session::Session;
+use crate::client::GroupCall;
 use crate::{Client, Error};
 
 /// Sends commits as the member the session says this consumer is, or from outside the
@@ -38,7 +38,11 @@ impl Committer {
             generation,
             offsets,
         };
-        match self.client.call(&req, Bytes::new()).await {
+        match self
+            .client
+            .call_group(&self.group_id, &req, GroupCall::Retried)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 match e.code() {
@@ -63,7 +67,11 @@ impl Committer {
             group_id: self.group_id.clone(),
             partitions,
         };
-        Ok(self.client.call(&req, Bytes::new()).await?.0.offsets)
+        Ok(self
+            .client
+            .call_group(&self.group_id, &req, GroupCall::Retried)
+            .await?
+            .offsets)
     }
 }
 

@@ -28,6 +28,7 @@ use super::fetcher::Fetcher;
 use super::rebalance::RebalanceListener;
 use super::session::Session;
 use super::subscription::Subscription;
+use crate::client::GroupCall;
 use crate::{Client, Error};
 
 /// The assignor under which members keep their partitions through a rebalance.
@@ -202,7 +203,10 @@ impl Membership {
         // The broker holds a join until the rest of the group has rejoined, at most the
         // longest rebalance timeout of the group; ours bounds it for this member.
         let wait = config.max_poll_interval + client.options().request_timeout;
-        let joined = client.call_within(&req, wait).await?;
+        let group_id = &self.committer.group_id;
+        let joined = client
+            .call_group(group_id, &req, GroupCall::Within(wait))
+            .await?;
         self.committer
             .session
             .joined(&joined.member_id, joined.generation);
@@ -219,7 +223,10 @@ impl Membership {
             generation: joined.generation,
         };
         let timeout = client.options().request_timeout;
-        Ok(client.call_within(&sync, timeout).await?.assignment)
+        Ok(client
+            .call_group(group_id, &sync, GroupCall::Within(timeout))
+            .await?
+            .assignment)
     }
 
     /// Takes on a new assignment: revokes what it leaves out, positions what it adds
@@ -347,7 +354,12 @@ impl Membership {
                 member_id,
             };
             let timeout = self.committer.client.options().request_timeout;
-            if let Err(e) = self.committer.client.call_within(&req, timeout).await {
+            if let Err(e) = self
+                .committer
+                .client
+                .call_group(&self.committer.group_id, &req, GroupCall::Within(timeout))
+                .await
+            {
                 tracing::warn!(group = %self.committer.group_id, error = %e, "leaving the group failed; it notices after the session timeout");
             }
         }
@@ -371,7 +383,11 @@ async fn heartbeat(committer: Committer, interval: Duration, timeout: Duration) 
             member_id,
             generation,
         };
-        match committer.client.call_within(&req, timeout).await {
+        match committer
+            .client
+            .call_group(&committer.group_id, &req, GroupCall::Within(timeout))
+            .await
+        {
             Ok(_) => {}
             Err(e) => match e.code() {
                 Some(ErrorCode::REBALANCE_IN_PROGRESS | ErrorCode::ILLEGAL_GENERATION) => {

@@ -59,7 +59,9 @@ impl Cluster {
                  [tls]\nmode = \"files\"\ncert = {cert:?}\nkey = {key:?}\n\
                  [cluster]\nvoters = [{voters}]\nca = {ca:?}\n\
                  election_timeout_ms = 300\nheartbeat_ms = 50\n\
-                 broker_heartbeat_ms = 100\nbroker_session_timeout_ms = 1000\n",
+                 broker_heartbeat_ms = 100\nbroker_session_timeout_ms = 1000\n\
+                 [groups]\ninitial_rebalance_delay_ms = 50\nmin_session_timeout_ms = 500\n\
+                 offsets_topic_partitions = 3\n",
                 data = dir.path().join(format!("data-{id}")),
                 cert = cert_path,
                 key = key_path,

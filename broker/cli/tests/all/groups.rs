@@ -23,7 +23,7 @@ fn fast_groups(config: &mut BrokerConfig) {
 }
 
 /// A member of `group` with a 1.5 s session, so a crashed member is noticed quickly.
-fn member_config(group: &str) -> ConsumerConfig {
+pub(crate) fn member_config(group: &str) -> ConsumerConfig {
     ConsumerConfig {
         group_id: Some(group.to_string()),
         auto_offset_reset: OffsetReset::Earliest,
@@ -36,7 +36,13 @@ fn member_config(group: &str) -> ConsumerConfig {
     }
 }
 
-async fn fill(client: &Client, topic: &str, partitions: u32, per_partition: u32, tag: &str) {
+pub(crate) async fn fill(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    per_partition: u32,
+    tag: &str,
+) {
     let producer = client
         .producer(ProducerConfig::default())
         .await

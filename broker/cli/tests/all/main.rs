@@ -7,6 +7,7 @@ mod bad_input;
 mod bench_child;
 mod cli;
 mod cluster;
+mod cluster_groups;
 mod compaction;
 mod crash;
 mod damage;

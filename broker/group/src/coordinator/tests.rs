@@ -712,3 +712,48 @@ fn next_deadline_wakes_the_server_for_the_initial_delay_and_never_lies_in_the_pa
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].result.as_ref().unwrap().members.len(), 1);
 }
+
+#[test]
+fn unloading_a_moved_group_answers_its_parked_joins_and_keeps_the_others() {
+    let topics = BTreeMap::from([("t".to_string(), 2u32)]);
+    // The initial delay parks the first join.
+    let mut coord = GroupCoordinator::new(CoordinatorConfig::default());
+    let parked = match coord.join(join_req("a", None, &["range"]), 0, &topics) {
+        Ok(JoinOutcome::Pending(ticket)) => ticket,
+        other => panic!("the join should wait for the initial delay: {other:?}"),
+    };
+    let commit = |group: &str, offset: i64| CommitRequest {
+        group_id: group.into(),
+        committer: Committer::Outside,
+        offsets: vec![CommittedOffset {
+            partition: TopicPartition::new("t", 0),
+            offset,
+            metadata: String::new(),
+        }],
+    };
+    let kept = coord.commit(commit("kept", 4), 0, &topics).unwrap();
+    coord.complete_commit(&kept.ticket);
+    // A group without members, moving too, with a commit still being appended.
+    let in_flight = coord.commit(commit("moving", 9), 0, &topics).unwrap();
+
+    let answers = coord.unload(|g| g == GROUP || g == "moving");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].ticket, parked);
+    assert!(
+        matches!(&answers[0].result, Err(GroupError::NotCoordinator { group_id }) if group_id == GROUP),
+        "{:?}",
+        answers[0].result
+    );
+    assert!(
+        coord.describe(GROUP).is_err(),
+        "the moved group is forgotten"
+    );
+    assert_eq!(coord.fetch_offsets("kept", None)[0].offset, 4);
+    // The commit that was in flight settles into nothing here; the new coordinator
+    // replays it from the log if it was appended.
+    coord.complete_commit(&in_flight.ticket);
+    assert!(coord.fetch_offsets("moving", None).is_empty());
+    // Led here again later: its records are loaded like at a start.
+    coord.load(in_flight.records);
+    assert_eq!(coord.fetch_offsets("moving", None)[0].offset, 9);
+}

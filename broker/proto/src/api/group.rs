@@ -226,3 +226,22 @@ pub struct ResetGroupOffsetsResponse {
     /// The offsets now committed, one per partition of the topic.
     pub offsets: Vec<CommittedOffset>,
 }
+
+/// Which broker coordinates a group: the leader of the group's partition of the
+/// offsets topic. Every group request goes there; any other broker answers
+/// `NOT_COORDINATOR`. Answered `COORDINATOR_NOT_AVAILABLE` (retriable) while that
+/// partition has no leader or the offsets topic cannot be created yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindCoordinatorRequest {
+    pub group_id: String,
+}
+request!(FindCoordinatorRequest => FindCoordinatorResponse, FIND_COORDINATOR, "find-coordinator");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindCoordinatorResponse {
+    pub node_id: u32,
+    /// Where clients reach the coordinator.
+    pub address: String,
+    /// The answering broker is the coordinator: keep using this connection.
+    pub local: bool,
+}

@@ -62,6 +62,7 @@ impl ApiKey {
     pub const TOKEN_REVOKE: ApiKey = ApiKey(33);
     pub const TOKEN_LIST: ApiKey = ApiKey(34);
     pub const CLUSTER_STATUS: ApiKey = ApiKey(35);
+    pub const FIND_COORDINATOR: ApiKey = ApiKey(36);
 
     /// The API's name in snake case, as metrics and logs label it; `unknown` for a key
     /// this build does not know.
@@ -103,6 +104,7 @@ impl ApiKey {
             ApiKey::TOKEN_REVOKE => "token_revoke",
             ApiKey::TOKEN_LIST => "token_list",
             ApiKey::CLUSTER_STATUS => "cluster_status",
+            ApiKey::FIND_COORDINATOR => "find_coordinator",
             _ => "unknown",
         }
     }

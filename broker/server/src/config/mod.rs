@@ -115,8 +115,16 @@ pub struct GroupsConfig {
     /// member silent longer holds its partitions from everyone else that long).
     pub max_session_timeout_ms: u32,
     /// Partitions of `__consumer_offsets` when the broker creates it; an existing topic
-    /// keeps its count. Default 1; 1 to 1000.
+    /// keeps its count. Default 1; 1 to 1000. In a cluster each partition's leader
+    /// coordinates the groups that hash to it, so more partitions spread the groups
+    /// over more brokers.
     pub offsets_topic_partitions: u32,
+    /// Replicas of each `__consumer_offsets` partition when a cluster creates it
+    /// (Kafka's `offsets.topic.replication.factor`), at most the cluster's voters.
+    /// The topic is created at the first group request, once that many brokers are
+    /// available; until then group requests answer `COORDINATOR_NOT_AVAILABLE`.
+    /// Default 3; 1 to 32. A single node's is always 1.
+    pub offsets_topic_replication_factor: u16,
 }
 
 impl Default for GroupsConfig {
@@ -126,6 +134,7 @@ impl Default for GroupsConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             offsets_topic_partitions: 1,
+            offsets_topic_replication_factor: 3,
         }
     }
 }
@@ -442,6 +451,12 @@ impl BrokerConfig {
                 g.offsets_topic_partitions.into(),
                 1,
                 1000,
+            ),
+            b(
+                "groups.offsets_topic_replication_factor",
+                g.offsets_topic_replication_factor.into(),
+                1,
+                32,
             ),
             b(
                 "cluster.election_timeout_ms",

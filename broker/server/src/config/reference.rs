@@ -181,6 +181,10 @@ const BROKER_MEANINGS: &[(&str, &str)] = &[
         "partitions of __consumer_offsets when the broker creates it",
     ),
     (
+        "groups.offsets_topic_replication_factor",
+        "replicas of each __consumer_offsets partition when a cluster creates it",
+    ),
+    (
         "plugins.call_timeout_ms",
         "wall-clock time one plugin call may take before it is stopped (PLUGIN_FAILED)",
     ),

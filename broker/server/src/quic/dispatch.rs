@@ -322,6 +322,21 @@ pub(crate) async fn dispatch(
             })
             .await
         }
+        ApiKey::FIND_COORDINATOR => {
+            unary(
+                &frame,
+                send,
+                |r: api::FindCoordinatorRequest, _| async move {
+                    let found = s.find_coordinator(caller, &r.group_id).await?;
+                    Ok(api::FindCoordinatorResponse {
+                        node_id: found.node_id,
+                        address: found.address,
+                        local: found.local,
+                    })
+                },
+            )
+            .await
+        }
         ApiKey::CLUSTER_STATUS => {
             unary(&frame, send, |_: api::ClusterStatusRequest, _| async move {
                 Ok(convert::cluster_status(s.cluster_status(caller)?))

@@ -48,6 +48,9 @@ fn code(e: &BrokerError) -> ErrorCode {
         },
         BrokerError::NotLeader { .. } => ErrorCode::NOT_LEADER,
         BrokerError::NotEnoughReplicas { .. } => ErrorCode::NOT_ENOUGH_REPLICAS,
+        BrokerError::NotCoordinator { loading: false, .. } => ErrorCode::NOT_COORDINATOR,
+        BrokerError::NotCoordinator { loading: true, .. }
+        | BrokerError::CoordinatorNotAvailable { .. } => ErrorCode::COORDINATOR_NOT_AVAILABLE,
         BrokerError::ReplicationTimedOut { .. } => ErrorCode::REQUEST_TIMED_OUT,
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
         BrokerError::Unauthorized(_) | BrokerError::Unauthenticated(_) => ErrorCode::UNAUTHORIZED,

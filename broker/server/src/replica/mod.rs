@@ -34,6 +34,8 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::error::BrokerError;
@@ -239,6 +241,39 @@ impl Partition {
                 leader: *leader,
             }),
         }
+    }
+
+    /// The leader epoch this broker leads the partition at: `None` on a follower, 0 on
+    /// a single node.
+    pub fn leading_epoch(&self) -> Option<u32> {
+        match &*self.replica.lock() {
+            Role::Sole => Some(0),
+            Role::Leader(state) => Some(state.leader_epoch),
+            Role::Follower { .. } => None,
+        }
+    }
+
+    /// After a leader's append that must survive any single failure (acks=all, group
+    /// commits): fsyncs its log up to `last_offset`, then waits until every in-sync
+    /// replica has it. Nothing to wait for on a single node, whose durability is the
+    /// topic's flush policy.
+    pub async fn await_durable(
+        &self,
+        last_offset: i64,
+        min_insync: u16,
+        timeout: std::time::Duration,
+    ) -> Result<(), BrokerError> {
+        if matches!(&*self.replica.lock(), Role::Sole) {
+            return Ok(());
+        }
+        let log = self.log()?;
+        let flushed = Arc::clone(&log);
+        tokio::task::spawn_blocking(move || flushed.flush())
+            .await
+            .map_err(|e| BrokerError::Internal(format!("flush task failed: {e}")))?
+            .map_err(|source| self.storage_error(source))?;
+        self.await_replicated(last_offset + 1, min_insync, timeout)
+            .await
     }
 
     /// Raises the log's high watermark to the smallest log end among the ISR, as far as

@@ -15,10 +15,21 @@ use super::types::{DescribedGroup, PartitionLag, ResetTarget};
 use super::{BrokerService, blocking};
 use crate::auth::Caller;
 use crate::error::BrokerError;
+use crate::groups::CoordinatorAddress;
 use crate::partition::Partition;
 use quiver_metadata::{Operation, ResourceKind};
 
 impl BrokerService {
+    /// Which broker coordinates the group (see [`crate::groups::GroupService::find_coordinator`]).
+    pub async fn find_coordinator(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+    ) -> Result<CoordinatorAddress, BrokerError> {
+        self.check(caller, Operation::Describe, ResourceKind::Group, group_id)?;
+        self.groups.find_coordinator(&self.broker, group_id).await
+    }
+
     /// Joins (or rejoins) a group; answers once the rebalance this join is part of
     /// completes, or the broker shuts down.
     pub async fn join_group(
@@ -81,7 +92,7 @@ impl BrokerService {
         // Offsets of topics the caller may not see are left out, as Kafka does.
         Ok(self
             .groups
-            .fetch_offsets(group_id, partitions)
+            .fetch_offsets(group_id, partitions)?
             .into_iter()
             .filter(|o| {
                 self.may(
@@ -168,7 +179,13 @@ impl BrokerService {
             };
             for p in &topic.partitions {
                 let tp = TopicPartition::new(name.to_owned(), p.index);
-                let end = p.log().map_or(-1, |log| log.high_watermark());
+                // Only a leader's high watermark is current; the client asks the
+                // leaders of the others.
+                let end = if p.is_local() && p.leading_epoch().is_some() {
+                    p.log().map_or(-1, |log| log.high_watermark())
+                } else {
+                    -1
+                };
                 rows.insert(tp.clone(), row(tp, end));
             }
         }

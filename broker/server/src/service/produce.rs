@@ -41,7 +41,8 @@ impl BrokerService {
             if all {
                 for r in &out.routed {
                     let partition = topic.partition(r.partition)?;
-                    self.replicated(partition, r.last_offset, min_insync, input.timeout)
+                    partition
+                        .await_durable(r.last_offset, min_insync, input.timeout)
                         .await?;
                 }
             }
@@ -53,7 +54,8 @@ impl BrokerService {
         }
         let out = partition.append(input.batches, now, input.timeout).await?;
         if all {
-            self.replicated(partition, out.last_offset, min_insync, input.timeout)
+            partition
+                .await_durable(out.last_offset, min_insync, input.timeout)
                 .await?;
         }
         Ok(ProduceOutcome {
@@ -65,26 +67,6 @@ impl BrokerService {
             duplicate: out.duplicate,
             routed: Vec::new(),
         })
-    }
-
-    /// For acks=all in a cluster: the leader's log is fsynced up to `last_offset`, then
-    /// every in-sync replica has it (the high watermark passed it).
-    async fn replicated(
-        &self,
-        partition: &std::sync::Arc<crate::partition::Partition>,
-        last_offset: i64,
-        min_insync: u16,
-        timeout: std::time::Duration,
-    ) -> Result<(), BrokerError> {
-        if !self.broker.config.cluster.is_cluster() {
-            return Ok(());
-        }
-        let log = partition.log()?;
-        let owner = std::sync::Arc::clone(partition);
-        blocking(move || log.flush().map_err(|source| owner.storage_error(source))).await?;
-        partition
-            .await_replicated(last_offset + 1, min_insync, timeout)
-            .await
     }
 
     /// A producer id never handed out before, for an idempotent producer.

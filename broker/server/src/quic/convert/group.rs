@@ -33,6 +33,7 @@ pub(crate) fn error_code(e: &GroupError) -> ErrorCode {
         | GroupError::InvalidCommit { .. } => ErrorCode::INVALID_REQUEST,
         GroupError::UnknownTopic { .. } => ErrorCode::UNKNOWN_TOPIC,
         GroupError::UnknownPartition { .. } => ErrorCode::UNKNOWN_PARTITION,
+        GroupError::NotCoordinator { .. } => ErrorCode::NOT_COORDINATOR,
     }
 }
 
