@@ -140,16 +140,8 @@ impl Admin {
             partition,
             spec,
         };
-        // Asked of the partition's leader; a leader that moved makes the retry ask the
-        // metadata again.
-        let leader = self.client.leader_for(topic, partition).await?;
-        let result = leader.call(&req, Bytes::new()).await;
-        if result.as_ref().is_err_and(|e| {
-            e.code() == Some(quiver_proto::ErrorCode::NOT_LEADER) || e.code().is_none()
-        }) {
-            self.client.invalidate_metadata(topic);
-        }
-        Ok(result?.0)
+        // Asked of the partition's leader, followed when it moves.
+        self.client.call_leader(topic, partition, &req).await
     }
 
     /// Every consumer group of the cluster, sorted by id. Each broker lists the groups
@@ -229,12 +221,26 @@ impl Admin {
 
     /// Moves a group's committed offsets on every partition of `topic`, and returns
     /// them. Refused with `GROUP_NOT_EMPTY` while the group has members.
+    ///
+    /// In a cluster the group's coordinator may lead none of the topic's partitions, so
+    /// the target is first resolved on each partition by its leader and the coordinator
+    /// is sent the offsets.
     pub async fn reset_group_offsets(
         &self,
         group_id: &str,
         topic: &str,
         to: ResetTarget,
     ) -> Result<Vec<CommittedOffset>, Error> {
+        let meta = self.client.topic_metadata(topic).await?;
+        let to = if self.client.broker_count() > 1 {
+            let mut resolved = Vec::with_capacity(meta.partitions.len());
+            for p in &meta.partitions {
+                resolved.push((p.partition, self.resolve(topic, p.partition, &to).await?));
+            }
+            ResetTarget::Resolved(resolved)
+        } else {
+            to
+        };
         let req = ResetGroupOffsetsRequest {
             group_id: group_id.to_string(),
             topic: topic.to_string(),
@@ -245,6 +251,36 @@ impl Admin {
             .call_group(group_id, &req, GroupCall::Retried)
             .await?
             .offsets)
+    }
+
+    /// Where `to` falls on one partition, as its leader answers: within the partition's
+    /// range, and its end when no record is as recent as a timestamp.
+    async fn resolve(&self, topic: &str, partition: u32, to: &ResetTarget) -> Result<i64, Error> {
+        let at = |spec| self.list_offsets(topic, partition, spec);
+        let start =
+            || async { Ok::<_, Error>(at(OffsetSpec::Earliest).await?.offset.unwrap_or(0)) };
+        let end = || async { Ok::<_, Error>(at(OffsetSpec::Latest).await?.offset.unwrap_or(0)) };
+        Ok(match to {
+            ResetTarget::Earliest => start().await?,
+            ResetTarget::Latest => end().await?,
+            ResetTarget::Offset(o) => {
+                let (start, end) = (start().await?, end().await?);
+                (*o).clamp(start, end.max(start))
+            }
+            ResetTarget::Timestamp(ts) => match at(OffsetSpec::Timestamp(*ts)).await?.offset {
+                Some(offset) => offset,
+                None => end().await?,
+            },
+            ResetTarget::Resolved(offsets) => offsets
+                .iter()
+                .find(|(p, _)| *p == partition)
+                .map(|(_, o)| *o)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "the reset names no offset for partition {partition} of topic '{topic}'"
+                    ))
+                })?,
+        })
     }
 
     /// Uploads `component` (the WebAssembly component's bytes) as the next version of

@@ -41,6 +41,15 @@ pub enum Error {
     )]
     Connect { addr: String, reason: String },
 
+    /// A broker of the cluster stopped answering a moment ago (its connection went
+    /// silent for the liveness timeout, or it could not be dialled), so the client does
+    /// not dial it again yet: retriable, once the cluster has moved its partitions or
+    /// groups to another broker, or the broker is back.
+    #[error(
+        "the broker at {address} stopped answering; waiting for the cluster to move its partitions or for it to return"
+    )]
+    Unreachable { address: String },
+
     /// The connection broke while a request was under way. Retriable: the client reconnects.
     #[error("connection to the broker lost: {0}")]
     ConnectionLost(#[source] quinn::ConnectionError),
@@ -153,7 +162,10 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Broker { source, .. } => source.code.is_retriable(),
-            Error::ConnectionLost(_) | Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::ConnectionLost(_)
+            | Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::Unreachable { .. } => true,
             _ => false,
         }
     }

@@ -143,6 +143,15 @@ pub struct ClientOptions {
     pub retry_backoff_max: Duration,
     /// How long cached topic metadata is trusted before it is fetched again. Default 5 min.
     pub metadata_max_age: Duration,
+    /// A broker silent for this long is taken for gone: the connection is closed, the
+    /// requests on it fail as retriable, and requests for the partitions it led wait
+    /// for the cluster to name new leaders instead of dialling it again. The client
+    /// pings every quarter of it, and a live broker answers each ping, so only a
+    /// stopped, killed or cut-off broker stays silent (QUIC, on UDP, gets no word from
+    /// a broker that died the way TCP gets a reset). Default 1 s, below a cluster's
+    /// broker session, so a client has moved on by the time the cluster has; raise it
+    /// on links that can drop every packet for longer. 100 ms to 10 min.
+    pub liveness_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -159,6 +168,7 @@ impl Default for ClientOptions {
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(2),
             metadata_max_age: Duration::from_secs(300),
+            liveness_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -205,6 +215,12 @@ impl ClientOptions {
     /// Verifies the broker's certificate against `name` instead of the URL's host.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
+        self
+    }
+
+    /// Sets [`ClientOptions::liveness_timeout`].
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.liveness_timeout = timeout;
         self
     }
 

@@ -26,13 +26,15 @@ pub const SEND_WINDOW: u64 = 64 * 1024 * 1024;
 /// Bidirectional streams the broker may open towards us (we open ours; this is the
 /// limit we advertise, kept equal to what we expect the broker to grant).
 pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 1024;
-/// Keep-alive interval: well under the idle timeout, so an idle client stays connected.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// Idle timeout: how long a silent peer is tolerated before the connection is dropped.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest and longest `ClientOptions::liveness_timeout`.
+pub const LIVENESS_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
 
-/// quinn transport settings shared by every client connection.
-pub fn transport_config() -> TransportConfig {
+/// quinn transport settings shared by every client connection. `liveness` is the idle
+/// timeout: a broker that sends nothing for that long (it acknowledges every ping, sent
+/// every quarter of it) is taken for gone.
+pub fn transport_config(liveness: Duration) -> TransportConfig {
+    let liveness = liveness.clamp(LIVENESS_RANGE.0, LIVENESS_RANGE.1);
     let mut config = TransportConfig::default();
     config
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
@@ -45,8 +47,8 @@ pub fn transport_config() -> TransportConfig {
         // all arrive at once, then the link would idle while they are appended).
         // Requests without a payload are sent ahead of them, see `CONTROL_PRIORITY`.
         .send_fairness(false)
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+        .keep_alive_interval(Some(liveness / 4))
+        .max_idle_timeout(IdleTimeout::try_from(liveness).ok());
     config
 }
 
@@ -66,7 +68,8 @@ pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
 /// Builds the quinn client config: TLS 1.3 only, ALPN `quiver/1`, trusting `roots`
 /// (or the CA list in `roots` only; no system roots are consulted).
 pub fn client_config(roots: &[CertificateDer<'static>]) -> Result<quinn::ClientConfig, Error> {
-    client_config_with_identity(roots, None)
+    let liveness = crate::ClientOptions::default().liveness_timeout;
+    client_config_with_identity(roots, None, liveness)
 }
 
 /// [`client_config`], presenting `identity` (certificate chain and key) to brokers that
@@ -77,6 +80,7 @@ pub fn client_config_with_identity(
         Vec<CertificateDer<'static>>,
         rustls::pki_types::PrivateKeyDer<'static>,
     )>,
+    liveness: Duration,
 ) -> Result<quinn::ClientConfig, Error> {
     let mut store = rustls::RootCertStore::empty();
     for cert in roots {
@@ -98,7 +102,7 @@ pub fn client_config_with_identity(
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| Error::Tls(format!("TLS config unusable for QUIC: {e}")))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(Arc::new(transport_config()));
+    config.transport_config(Arc::new(transport_config(liveness)));
     Ok(config)
 }
 

@@ -43,7 +43,7 @@ pub enum GroupCommand {
 }
 
 /// Where `reset-offsets` moves a group.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Target(pub ResetTarget);
 
 impl std::str::FromStr for Target {

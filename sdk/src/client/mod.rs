@@ -66,6 +66,11 @@ struct Inner {
     brokers: parking_lot::Mutex<foldhash::HashMap<u32, String>>,
     /// A client per broker address, for requests that go to a partition's leader.
     peers: route::Peers,
+    /// Brokers that stopped answering; shared with the clients of the peers.
+    suspects: Arc<route::Suspects>,
+    /// The address this client dials when it is a peer client (one broker of the
+    /// cluster, reached by routing), whose silence makes that broker a suspect.
+    peer_address: Option<String>,
 }
 
 /// Payload buffers a client keeps: two fetches in flight per partition and the records
@@ -114,6 +119,35 @@ impl Client {
     /// Fails with [`Error::InvalidUrl`], [`Error::Tls`] (no or bad CA),
     /// [`Error::Resolve`], [`Error::Connect`] or [`Error::Timeout`].
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, Error> {
+        Self::connect_with(url, options, Arc::default(), None).await
+    }
+
+    /// The client of one broker of the cluster, reached by routing from `parent`: it
+    /// shares the parent's options and suspects, and gives a handshake at most twice
+    /// the liveness timeout (at least 1 s), since the metadata says the broker exists.
+    pub(super) async fn connect_peer(address: &str, parent: &Client) -> Result<Client, Error> {
+        let mut options = parent.inner.options.clone();
+        options.connect_timeout = options
+            .connect_timeout
+            .min((options.liveness_timeout * 2).max(std::time::Duration::from_secs(1)));
+        let suspects = Arc::clone(&parent.inner.suspects);
+        let url = format!("quic://{address}");
+        Self::connect_with(&url, options, suspects, Some(address.to_string())).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        options: ClientOptions,
+        suspects: Arc<route::Suspects>,
+        peer_address: Option<String>,
+    ) -> Result<Client, Error> {
+        let (low, high) = crate::transport::LIVENESS_RANGE;
+        if !(low..=high).contains(&options.liveness_timeout) {
+            return Err(Error::Config(format!(
+                "liveness_timeout {:?} is outside {low:?}..={high:?}",
+                options.liveness_timeout
+            )));
+        }
         let urls = url
             .split(',')
             .map(|u| BrokerUrl::parse(u.trim()))
@@ -126,7 +160,11 @@ impl Client {
         })?;
         let roots = ca.load()?;
         let identity = options.identity.as_ref().map(|i| i.load()).transpose()?;
-        let client_config = crate::transport::client_config_with_identity(&roots, identity)?;
+        let client_config = crate::transport::client_config_with_identity(
+            &roots,
+            identity,
+            options.liveness_timeout,
+        )?;
         let mut targets = Vec::with_capacity(urls.len());
         for url in urls {
             let addr = resolve(&url).await?;
@@ -174,6 +212,8 @@ impl Client {
                 metadata: parking_lot::Mutex::new(foldhash::HashMap::default()),
                 brokers: parking_lot::Mutex::new(foldhash::HashMap::default()),
                 peers: route::Peers::default(),
+                suspects,
+                peer_address,
             }),
         };
         client.connection().await?;
@@ -207,7 +247,23 @@ impl Client {
         if let Some(conn) = self.live() {
             return Ok(conn);
         }
-        let conn = self.dial().await?;
+        if let Some(address) = &self.inner.peer_address
+            && self.is_suspect()
+        {
+            return Err(Error::Unreachable {
+                address: address.clone(),
+            });
+        }
+        let conn = match self.dial().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.suspect();
+                return Err(e);
+            }
+        };
+        if let Some(address) = &self.inner.peer_address {
+            self.inner.suspects.clear(address);
+        }
         tracing::debug!(broker = %self.url(), "connected");
         // The one place a new connection becomes current: authenticate it first, so
         // that no request (of this task or another waiting here) goes out on it as
@@ -226,6 +282,24 @@ impl Client {
         }
         *self.inner.current.lock() = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// A peer client whose broker stopped answering less than a liveness period ago.
+    pub(super) fn is_suspect(&self) -> bool {
+        self.inner.peer_address.as_deref().is_some_and(|a| {
+            self.inner
+                .suspects
+                .suspected(a, self.inner.options.liveness_timeout)
+        })
+    }
+
+    /// Makes a peer client's broker a suspect: its connection broke or could not be
+    /// made. Nothing for a client of the bootstrap list, which dials the next broker.
+    fn suspect(&self) {
+        if let Some(address) = &self.inner.peer_address {
+            tracing::debug!(broker = %address, "broker stopped answering");
+            self.inner.suspects.mark(address);
+        }
     }
 
     /// Forgets `conn` if it is still the current connection: it broke, and the next
@@ -370,6 +444,7 @@ impl Client {
             Ok(streams) => streams,
             Err(e) => {
                 self.forget(&conn);
+                self.suspect();
                 return Err(unsent(Error::ConnectionLost(e)));
             }
         };
@@ -417,6 +492,7 @@ impl Client {
             .and_then(|r| r);
         if let Err(Error::ConnectionLost(_)) = &outcome {
             self.forget(&conn);
+            self.suspect();
         }
         outcome.map_err(|error| Failed {
             error,
@@ -458,9 +534,10 @@ impl Client {
             topics
                 .iter()
                 .filter(|t| {
-                    cache
-                        .get(**t)
-                        .is_none_or(|(at, _)| !fresh(*at, now, self.inner.options.metadata_max_age))
+                    cache.get(**t).is_none_or(|(at, _)| {
+                        !fresh(*at, now, self.inner.options.metadata_max_age)
+                            || !self.inner.suspects.after_every_suspicion(*at)
+                    })
                 })
                 .map(|t| t.to_string())
                 .collect()
@@ -503,7 +580,10 @@ impl Client {
             let cache = self.inner.metadata.lock();
             cache
                 .get(topic)
-                .filter(|(at, _)| fresh(*at, now_ms, self.inner.options.metadata_max_age))
+                .filter(|(at, _)| {
+                    fresh(*at, now_ms, self.inner.options.metadata_max_age)
+                        && self.inner.suspects.after_every_suspicion(*at)
+                })
                 .map(|(_, m)| m.clone())
         };
         if let Some(meta) = cached {

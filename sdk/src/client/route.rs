@@ -9,11 +9,20 @@
 //! goes wherever the fresh metadata says. A single node (one broker in the metadata) is
 //! always asked on the client's own connection.
 //!
+//! A broker that dies says nothing over UDP, so the client judges it by silence: a
+//! connection quiet for [`ClientOptions::liveness_timeout`](crate::ClientOptions) closes
+//! (the client pings, and a live broker acknowledges every ping), and the broker becomes
+//! a suspect. For the next liveness period its partitions are not dialled but answered
+//! [`Error::Unreachable`], and every topic's metadata fetched before the suspicion is
+//! stale, so requests wait for, and then follow, the leaders the cluster elects
+//! meanwhile; no request waits out a handshake with a dead broker.
+//!
 //! Group requests go to the group's coordinator the same way: `FindCoordinator` names
 //! it once, and the client keeps it per group until a request answers that it moved
 //! (`NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`) or its connection is lost.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use quiver_proto::ErrorCode;
@@ -21,6 +30,43 @@ use quiver_proto::api::{FindCoordinatorRequest, Request};
 
 use super::Client;
 use crate::Error;
+
+/// Brokers that stopped answering, by address, with when (wall-clock ms); shared by a
+/// client and the clients of its peers.
+#[derive(Debug, Default)]
+pub(super) struct Suspects {
+    by_address: parking_lot::Mutex<HashMap<String, i64>>,
+    /// When the latest suspicion was raised: metadata fetched before then may name a
+    /// broker that is gone.
+    latest_ms: AtomicI64,
+}
+
+impl Suspects {
+    pub(super) fn mark(&self, address: &str) {
+        let now = quiver_proto::time::now_ms();
+        self.by_address.lock().insert(address.to_string(), now);
+        self.latest_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(super) fn clear(&self, address: &str) {
+        self.by_address.lock().remove(address);
+    }
+
+    /// Whether `address` stopped answering less than `window` ago.
+    pub(super) fn suspected(&self, address: &str, window: std::time::Duration) -> bool {
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let now = quiver_proto::time::now_ms();
+        self.by_address
+            .lock()
+            .get(address)
+            .is_some_and(|at| now.saturating_sub(*at) < window)
+    }
+
+    /// Whether metadata fetched at `fetched_ms` is younger than every suspicion so far.
+    pub(super) fn after_every_suspicion(&self, fetched_ms: i64) -> bool {
+        fetched_ms > self.latest_ms.load(Ordering::Relaxed)
+    }
+}
 
 /// The clients of the brokers this client routed to, by address.
 #[derive(Debug, Default)]
@@ -68,6 +114,50 @@ impl Client {
         }
     }
 
+    /// Sends `req` about `topic`-`partition` to the partition's leader and follows the
+    /// leader when it moves: `NOT_LEADER`, an unknown partition, a lost connection or an
+    /// unreachable leader forget the topic's metadata, and the request goes again after
+    /// a backoff to wherever fresh metadata says, up to the client's retries. For
+    /// requests that are safe to repeat.
+    pub(crate) async fn call_leader<R: Request>(
+        &self,
+        topic: &str,
+        partition: u32,
+        req: &R,
+    ) -> Result<R::Response, Error> {
+        let mut attempt = 0;
+        loop {
+            let error = match self.leader_for(topic, partition).await {
+                Ok(leader) => match leader.call_once(req, Bytes::new(), true).await {
+                    Ok(Some((answer, _))) => return Ok(answer),
+                    Ok(None) => Error::Transport {
+                        api: R::NAME,
+                        reason: "no response was read".into(),
+                    },
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if matches!(
+                error.code(),
+                Some(ErrorCode::NOT_LEADER | ErrorCode::UNKNOWN_PARTITION) | None
+            ) {
+                self.invalidate_metadata(topic);
+            }
+            if attempt >= self.inner.options.retries || !error.is_retriable() {
+                return Err(error);
+            }
+            tracing::debug!(api = R::NAME, %topic, partition, attempt, error = %error, "retrying at the partition's leader");
+            tokio::time::sleep(super::dial::jittered(self.inner.options.backoff(attempt))).await;
+            attempt += 1;
+        }
+    }
+
+    /// How many brokers the last metadata answer listed: more than one in a cluster.
+    pub(crate) fn broker_count(&self) -> usize {
+        self.inner.brokers.lock().len()
+    }
+
     /// A client for every broker of the cluster, as fresh metadata lists them (this one
     /// alone on a single node). A broker that cannot be dialled is left out, with a
     /// warning.
@@ -95,8 +185,18 @@ impl Client {
         Ok(clients)
     }
 
-    /// The client of the broker at `address`, dialled on first use.
+    /// The client of the broker at `address`, dialled on first use; refused with
+    /// [`Error::Unreachable`] while the broker is a suspect.
     async fn peer(&self, address: &str) -> Result<Client, Error> {
+        if self
+            .inner
+            .suspects
+            .suspected(address, self.inner.options.liveness_timeout)
+        {
+            return Err(Error::Unreachable {
+                address: address.to_string(),
+            });
+        }
         let peers = &self.inner.peers;
         if let Some(c) = peers.clients.lock().get(address) {
             return Ok(c.clone());
@@ -105,8 +205,7 @@ impl Client {
         if let Some(c) = peers.clients.lock().get(address) {
             return Ok(c.clone());
         }
-        let client =
-            Client::connect(&format!("quic://{address}"), self.inner.options.clone()).await?;
+        let client = Client::connect_peer(address, self).await?;
         peers
             .clients
             .lock()
@@ -120,8 +219,10 @@ impl Client {
     /// use and kept until [`forget_coordinator`](Self::forget_coordinator).
     pub(crate) async fn coordinator_for(&self, group_id: &str) -> Result<Client, Error> {
         let known = self.inner.peers.coordinators.lock().get(group_id).cloned();
-        if let Some(found) = known {
-            return Ok(found.unwrap_or_else(|| self.clone()));
+        match known {
+            Some(Some(peer)) if peer.is_suspect() => self.forget_coordinator(group_id),
+            Some(found) => return Ok(found.unwrap_or_else(|| self.clone())),
+            None => {}
         }
         let req = FindCoordinatorRequest {
             group_id: group_id.to_string(),
@@ -157,10 +258,12 @@ impl Client {
     ) -> Result<R::Response, Error> {
         let mut attempt = 0;
         loop {
-            let coordinator = self.coordinator_for(group_id).await?;
-            let result = match how {
-                GroupCall::Retried => coordinator.call(req, Bytes::new()).await.map(|(r, _)| r),
-                GroupCall::Within(after) => coordinator.call_within(req, after).await,
+            let result = match self.coordinator_for(group_id).await {
+                Ok(coordinator) => match how {
+                    GroupCall::Retried => coordinator.call(req, Bytes::new()).await.map(|(r, _)| r),
+                    GroupCall::Within(after) => coordinator.call_within(req, after).await,
+                },
+                Err(e) => Err(e),
             };
             let error = match result {
                 Ok(answer) => return Ok(answer),
@@ -169,7 +272,7 @@ impl Client {
             let moved = matches!(
                 error.code(),
                 Some(ErrorCode::NOT_COORDINATOR | ErrorCode::COORDINATOR_NOT_AVAILABLE)
-            );
+            ) || matches!(error, Error::Unreachable { .. });
             let lost = matches!(
                 error,
                 Error::ConnectionLost(_)
@@ -187,5 +290,31 @@ impl Client {
             tokio::time::sleep(super::dial::jittered(self.inner.options.backoff(attempt))).await;
             attempt += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Suspects;
+
+    #[test]
+    fn a_suspect_is_refused_for_one_window_and_stales_older_metadata() {
+        let suspects = Suspects::default();
+        let before = quiver_proto::time::now_ms() - 1;
+        assert!(suspects.after_every_suspicion(before), "no suspicion yet");
+        suspects.mark("10.0.0.2:7420");
+        assert!(suspects.suspected("10.0.0.2:7420", Duration::from_secs(60)));
+        assert!(!suspects.suspected("10.0.0.3:7420", Duration::from_secs(60)));
+        assert!(
+            !suspects.after_every_suspicion(before),
+            "metadata from before the suspicion may name the gone broker"
+        );
+        assert!(suspects.after_every_suspicion(quiver_proto::time::now_ms() + 1));
+        // The window has passed: the broker may be dialled again.
+        assert!(!suspects.suspected("10.0.0.2:7420", Duration::ZERO));
+        suspects.clear("10.0.0.2:7420");
+        assert!(!suspects.suspected("10.0.0.2:7420", Duration::from_secs(60)));
     }
 }

@@ -190,8 +190,10 @@ impl Fetcher {
             partition: tp.partition,
             spec,
         };
-        let leader = self.client.leader_for(&tp.topic, tp.partition).await?;
-        let (resp, _) = leader.call(&req, Bytes::new()).await?;
+        let resp = self
+            .client
+            .call_leader(&tp.topic, tp.partition, &req)
+            .await?;
         resp.offset.ok_or_else(|| Error::Broker {
             api: "list-offsets",
             source: quiver_proto::WireError::new(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_proto::api::FindCoordinatorRequest;
-use quiver_sdk::{Client, ClientOptions};
+use quiver_sdk::{Client, ClientOptions, ResetTarget};
 
 use crate::cluster::Cluster;
 use crate::groups::{fill, member_config};
@@ -195,5 +195,23 @@ async fn committed_offsets_survive_the_sigkill_of_the_group_coordinator() {
     for row in &described.offsets {
         assert_eq!(row.end_offset, i64::from(PER_PARTITION), "{row:?}");
         assert_eq!(row.lag, Some(0), "{row:?}");
+    }
+
+    // Resets resolve on each partition's leader, whichever broker coordinates.
+    for (to, expected) in [
+        (ResetTarget::Earliest, 0),
+        (ResetTarget::Offset(4), 4),
+        (ResetTarget::Offset(99), i64::from(PER_PARTITION)),
+    ] {
+        let reset = admin
+            .reset_group_offsets("billing", "orders", to.clone())
+            .await
+            .unwrap_or_else(|e| panic!("reset to {to:?}: {e}"));
+        assert!(
+            reset.iter().all(|c| c.offset == expected),
+            "{to:?}: {reset:?}"
+        );
+        let now = committed(&client, "billing").await.expect("offsets");
+        assert!(now.iter().all(|(_, o)| *o == expected), "{to:?}: {now:?}");
     }
 }

@@ -199,7 +199,7 @@ request!(DeleteGroupRequest => DeleteGroupResponse, DELETE_GROUP, "delete-group"
 pub struct DeleteGroupResponse {}
 
 /// Where [`ResetGroupOffsetsRequest`] moves a group's offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResetTarget {
     /// Each partition's log start offset.
     Earliest,
@@ -209,6 +209,12 @@ pub enum ResetTarget {
     Offset(i64),
     /// The first offset whose record timestamp (ms) is at or after this one.
     Timestamp(i64),
+    /// An offset per partition as `(partition, offset)`, naming every partition of the
+    /// topic, resolved by the client from the partitions' leaders. In a cluster the
+    /// coordinator may lead none of the topic's partitions, so the SDK resolves the
+    /// other targets this way there; a partition the coordinator leads is still
+    /// clamped to its readable range.
+    Resolved(Vec<(u32, i64)>),
 }
 
 /// Sets a group's committed offsets on every partition of a topic; refused with

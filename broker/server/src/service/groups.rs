@@ -241,7 +241,7 @@ impl BrokerService {
         for partition in &topic.partitions {
             offsets.push(CommittedOffset {
                 partition: TopicPartition::new(topic.record.name.clone(), partition.index),
-                offset: resolve(partition, to).await?,
+                offset: resolve(partition, &to).await?,
                 metadata: String::new(),
             });
         }
@@ -253,14 +253,33 @@ impl BrokerService {
     }
 }
 
-/// Where a reset target falls on one partition, always within its readable range.
-async fn resolve(partition: &Arc<Partition>, to: ResetTarget) -> Result<i64, BrokerError> {
+/// Where a reset target falls on one partition, within its readable range where this
+/// broker leads it. A partition led elsewhere takes only a client-resolved offset.
+async fn resolve(partition: &Arc<Partition>, to: &ResetTarget) -> Result<i64, BrokerError> {
+    let given = match to {
+        ResetTarget::Resolved(offsets) => Some(*offsets.get(&partition.index).ok_or_else(|| {
+            BrokerError::InvalidRequest(format!(
+                "the reset names no offset for partition {} of topic '{}'; name every partition",
+                partition.index, partition.topic
+            ))
+        })?),
+        _ => None,
+    };
+    if !partition.is_local() || partition.leading_epoch().is_none() {
+        return given.ok_or_else(|| {
+            BrokerError::InvalidRequest(format!(
+                "partition {}-{} is led by another broker, so this coordinator cannot resolve the reset there; send offsets resolved from the leaders (the SDK does in a cluster)",
+                partition.topic, partition.index
+            ))
+        });
+    }
     let log = partition.log()?;
     let (start, end) = (log.log_start_offset(), log.high_watermark());
-    Ok(match to {
+    Ok(match *to {
         ResetTarget::Earliest => start,
         ResetTarget::Latest => end,
         ResetTarget::Offset(o) => o.clamp(start, end.max(start)),
+        ResetTarget::Resolved(_) => given.unwrap_or(start).clamp(start, end.max(start)),
         ResetTarget::Timestamp(ts) => {
             let partition = Arc::clone(partition);
             let found = blocking(move || {

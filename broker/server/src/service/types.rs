@@ -219,7 +219,7 @@ pub struct ProducerId {
 }
 
 /// Where a group-offsets reset moves each partition of a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResetTarget {
     /// The log start offset.
     Earliest,
@@ -229,6 +229,8 @@ pub enum ResetTarget {
     Offset(i64),
     /// The first offset whose record timestamp (ms) is at or after this one.
     Timestamp(i64),
+    /// An offset per partition, resolved by the client from the partitions' leaders.
+    Resolved(std::collections::BTreeMap<u32, i64>),
 }
 
 /// A group as the coordinator describes it, with the lag of every partition of the topics

@@ -201,6 +201,7 @@ pub(crate) fn reset_target(to: api::ResetTarget) -> ResetTarget {
         api::ResetTarget::Latest => ResetTarget::Latest,
         api::ResetTarget::Offset(o) => ResetTarget::Offset(o),
         api::ResetTarget::Timestamp(ts) => ResetTarget::Timestamp(ts),
+        api::ResetTarget::Resolved(offsets) => ResetTarget::Resolved(offsets.into_iter().collect()),
     }
 }
 
