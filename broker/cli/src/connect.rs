@@ -8,7 +8,7 @@ use anyhow::Context;
 use quiver_sdk::{Client, ClientOptions};
 
 /// Flags every client command shares.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectArgs {
     /// Broker URL, such as quic://127.0.0.1:7420, or a comma-separated bootstrap list of
     /// them (quic://b1:7420,quic://b2:7420): the first that answers is used.

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// voters; `quiver config broker` lists every key.
     #[arg(long)]
     pub config: PathBuf,
+    /// Stop when stdin closes: for a broker run as the child of another process (the
+    /// cluster benchmarks), which it must not outlive.
+    #[arg(long, hide = true)]
+    pub owned_by_parent: bool,
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -269,7 +273,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         banner += &format!("  metrics:     http://{addr}/metrics (also /health, /ready)\n");
     }
     print_quietly(&banner);
-    let result = wait_for_stop(&broker, None).await;
+    let parent_gone = args.owned_by_parent.then(stdin_closed);
+    let result = wait_for_stop(&broker, parent_gone).await;
     eprintln!("shutting down");
     broker.shutdown().await.context("shutting down")?;
     result

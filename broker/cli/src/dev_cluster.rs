@@ -130,8 +130,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The config of broker `node` of the dev cluster in `data`.
-fn node_config(args: &DevArgs, data: &Path, layout: &Layout, node: &NodeAddrs) -> BrokerConfig {
+/// The config of broker `node` of the dev cluster in `data`, with `topic_configs` over
+/// the cluster's topic defaults and metrics served at `metrics`.
+fn node_config(
+    data: &Path,
+    layout: &Layout,
+    node: &NodeAddrs,
+    topic_configs: &[(String, String)],
+    metrics: Option<SocketAddr>,
+) -> BrokerConfig {
     let cluster_dir = data.join("cluster");
     let mut config = BrokerConfig::dev(data.join(format!("node-{}", node.id)));
     config.node_id = node.id;
@@ -152,16 +159,26 @@ fn node_config(args: &DevArgs, data: &Path, layout: &Layout, node: &NodeAddrs) -
     config
         .topic_defaults
         .insert("min.insync.replicas".into(), "2".into());
-    config.topic_defaults.extend(args.configs.iter().cloned());
-    // The first broker serves metrics where asked; the others on free ports.
-    config.metrics_listen = (!args.no_metrics).then(|| {
-        if node.id == 1 {
-            args.metrics
-        } else {
-            SocketAddr::new(args.metrics.ip(), 0)
-        }
-    });
+    config.topic_defaults.extend(topic_configs.iter().cloned());
+    config.metrics_listen = metrics;
     config
+}
+
+/// The configs of a dev cluster of `nodes` brokers in `data` (made on first use, as
+/// `quiver dev --nodes` makes it) without metrics listeners, and the CA that signed
+/// their certificates: for running its brokers as separate `quiver serve` processes.
+pub(crate) fn process_configs(
+    data: &Path,
+    nodes: u32,
+) -> anyhow::Result<(Vec<BrokerConfig>, PathBuf)> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let layout = Layout::load_or_create(&data.join("cluster"), nodes, loopback)?;
+    let configs = layout
+        .nodes
+        .iter()
+        .map(|n| node_config(data, &layout, n, &[], None))
+        .collect();
+    Ok((configs, data.join("cluster").join("ca.pem")))
 }
 
 /// Starts one broker, taking a free metrics port if its own is taken.
@@ -201,7 +218,14 @@ pub async fn run(
     let configs: Vec<BrokerConfig> = layout
         .nodes
         .iter()
-        .map(|n| node_config(&args, &data, &layout, n))
+        .map(|n| {
+            // The first broker serves metrics where asked; the others on free ports.
+            let metrics = (!args.no_metrics).then(|| match n.id {
+                1 => args.metrics,
+                _ => SocketAddr::new(args.metrics.ip(), 0),
+            });
+            node_config(&data, &layout, n, &args.configs, metrics)
+        })
         .collect();
     // Together: each broker serves only once the quorum, a majority of them, has
     // registered it.

@@ -322,11 +322,13 @@ impl PartitionLog {
             }
         }
         writer.unflushed = true;
+        writer.appended_seq += 1;
         if config.flush == FlushPolicy::Always {
             if let Err(e) = active.sync() {
                 return Err(self.poison_with(e));
             }
             writer.unflushed = false;
+            self.mark_synced(writer.appended_seq);
         }
 
         let next_offset = stamped
@@ -420,6 +422,7 @@ impl PartitionLog {
             return Err(self.poison_with(e));
         }
         writer.unflushed = false;
+        self.mark_synced(writer.appended_seq);
         let base = self.log_end_offset();
         let fresh = Segment::create(&self.dir, base)?;
         if let Err(e) = sync_dir(&self.dir) {

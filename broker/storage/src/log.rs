@@ -69,6 +69,8 @@ pub(crate) struct Writer {
     pub cursor: IndexCursor,
     /// Bytes were written since the last fsync.
     pub unflushed: bool,
+    /// Counts appends; [`PartitionLog::sync_appended`] compares it with `synced_seq`.
+    pub appended_seq: u64,
     /// Broker clock of the last flush by `tick`, for `FlushPolicy::Interval`.
     pub last_flush_ms: i64,
     /// The high watermark in the checkpoint file, if this process knows it.
@@ -100,6 +102,11 @@ pub struct PartitionLog {
     /// Set by [`PartitionLog::retire`]: another handle owns the directory now, so this one
     /// changes nothing on disk any more (no append, roll, retention or compaction).
     pub(crate) retired: std::sync::atomic::AtomicBool,
+    /// The `appended_seq` up to which appends are known fsynced.
+    pub(crate) synced_seq: std::sync::atomic::AtomicU64,
+    /// Held by the one [`PartitionLog::sync_appended`] fsyncing at a time; the others
+    /// wait and find their appends synced by it.
+    pub(crate) syncing: Mutex<()>,
     #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
 }
@@ -133,6 +140,7 @@ impl PartitionLog {
             writer: Mutex::new(Writer {
                 cursor: recovered.cursor,
                 unflushed: false,
+                appended_seq: 0,
                 last_flush_ms: i64::MIN,
                 checkpointed_high_watermark,
             }),
@@ -146,6 +154,8 @@ impl PartitionLog {
             poison: Mutex::new(None),
             cleaner: Mutex::new(()),
             retired: std::sync::atomic::AtomicBool::new(false),
+            synced_seq: std::sync::atomic::AtomicU64::new(0),
+            syncing: Mutex::new(()),
             #[cfg(any(test, feature = "test-hooks"))]
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
         })

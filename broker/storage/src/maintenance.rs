@@ -35,6 +35,47 @@ impl PartitionLog {
         self.flush_locked(&mut writer)
     }
 
+    /// Makes every record appended so far durable without holding up appends: fsyncs
+    /// the segment they went to, unless another call's fsync, begun after them, already
+    /// did; concurrent callers thus share fsyncs (group commit). Indexes and the
+    /// high-watermark checkpoint are left to [`flush`](Self::flush): recovery rebuilds
+    /// the former, and a stale checkpoint only holds a restarted replica's high
+    /// watermark lower until its leader moves it. What a replica does before it counts
+    /// records as acknowledged.
+    pub fn sync_appended(&self) -> Result<(), StorageError> {
+        use std::sync::atomic::Ordering;
+        let wanted = self.writer.lock().appended_seq;
+        if self.synced_seq.load(Ordering::Acquire) >= wanted {
+            return Ok(());
+        }
+        let _one = self.syncing.lock();
+        if self.synced_seq.load(Ordering::Acquire) >= wanted {
+            return Ok(());
+        }
+        // Taken again under the writer lock: appends before this point are in the
+        // active segment, or in one a roll sealed and fsynced.
+        let (covered, active) = {
+            let writer = self.writer.lock();
+            self.check_poison()?;
+            let segments = self.snapshot();
+            let active = segments
+                .last()
+                .cloned()
+                .ok_or_else(|| self.missing_active())?;
+            (writer.appended_seq, active)
+        };
+        if let Err(e) = active.sync() {
+            return Err(self.poison_with(e));
+        }
+        self.mark_synced(covered);
+        Ok(())
+    }
+
+    pub(crate) fn mark_synced(&self, seq: u64) {
+        self.synced_seq
+            .fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+    }
+
     fn flush_locked(&self, writer: &mut Writer) -> Result<(), StorageError> {
         // After a failed fsync the kernel may have dropped the dirty pages, so a later
         // fsync that succeeds proves nothing: a poisoned log stays poisoned.
@@ -53,6 +94,7 @@ impl PartitionLog {
             return Err(self.poison_with(e));
         }
         writer.unflushed = false;
+        self.mark_synced(writer.appended_seq);
         // After the data: a checkpointed high watermark is then on disk below it.
         self.checkpoint_high_watermark(writer)
     }

@@ -72,6 +72,41 @@ fn always_leaves_nothing_unflushed() {
 }
 
 #[test]
+fn sync_appended_fsyncs_only_what_no_sync_covered_and_leaves_the_interval_flush_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::Interval(Duration::from_millis(1000)),
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    log.sync_appended().unwrap();
+    assert_eq!(log.synced_seq.load(Ordering::SeqCst), 0, "nothing to sync");
+    log.append(&one_batch(b"a"), 0).unwrap();
+    log.append(&one_batch(b"b"), 0).unwrap();
+    log.sync_appended().unwrap();
+    assert_eq!(
+        log.synced_seq.load(Ordering::SeqCst),
+        2,
+        "one fsync for both"
+    );
+    // Concurrent callers: each returns with its appends synced.
+    std::thread::scope(|s| {
+        for i in 0..4u8 {
+            let log = &log;
+            s.spawn(move || {
+                log.append(&one_batch(&[i]), 0).unwrap();
+                log.sync_appended().unwrap();
+                let seq = log.synced_seq.load(Ordering::SeqCst);
+                assert!(seq >= 3, "{seq}");
+            });
+        }
+    });
+    assert_eq!(log.synced_seq.load(Ordering::SeqCst), 6);
+    // The interval flush still owes the indexes and the checkpoint.
+    assert!(log.tick(1500).unwrap().flushed);
+}
+
+#[test]
 fn the_log_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PartitionLog>();

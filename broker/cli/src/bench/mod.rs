@@ -12,12 +12,18 @@
 //! - `plugin`: produce through a Wasm partitioner and fetch through a Wasm filter, each
 //!   against the built-in path; `--reload` times a hot reload in `quiver dev --plugins`.
 //!
+//! - `cluster produce | failover | idle`: three brokers as separate processes, set up
+//!   as `quiver dev --nodes 3` sets them up: acks=all throughput against a single node's
+//!   acks=1 and the latency at half that rate, the time from the SIGKILL of a leader to
+//!   the next acknowledgement, and the cost of many idle replicated partitions.
+//!
 //! - `restart`: SIGKILL a child broker under a steady producer and start it again on the
 //!   same port, N times: the time from "serving again" to the first new acknowledgement.
 //!
 //! Each prints records/s, MB/s and latency percentiles (`--json` for a machine-readable
 //! line). A benchmark reports; nothing here asserts a number.
 
+mod cluster;
 mod consume;
 mod group;
 mod payload;
@@ -27,6 +33,7 @@ mod raw;
 mod report;
 mod restart;
 mod stalling;
+mod steady;
 mod target;
 
 use clap::Subcommand;
@@ -51,6 +58,9 @@ pub enum BenchCommand {
     /// Kill and restart a child broker under a producer: time from serving again to the
     /// first new acknowledgement.
     Restart(restart::RestartBenchArgs),
+    /// Three brokers as child processes: replicated throughput, failover time, idle cost.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterBench),
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -62,5 +72,6 @@ pub async fn run(conn: &ConnectArgs, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Group(args) => group::run(conn, args).await,
         BenchCommand::Plugin(args) => plugin::run(conn, args).await,
         BenchCommand::Restart(args) => restart::run(args).await,
+        BenchCommand::Cluster(cmd) => cluster::run(cmd).await,
     }
 }

@@ -165,7 +165,7 @@ pub async fn run(conn: &ConnectArgs, args: ProduceBenchArgs) -> anyhow::Result<(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn produce_one(
+pub(super) async fn produce_one(
     client: Client,
     config: quiver_sdk::ProducerConfig,
     topic: String,

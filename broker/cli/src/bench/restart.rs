@@ -8,7 +8,6 @@
 //! the broker kept its stateless-reset key this was the client's idle timeout (~30 s).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,6 +15,7 @@ use quiver_sdk::{Client, ClientOptions, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 
+use super::steady::{Steady, quantile};
 use super::target::{child_dev_command_on, listening_url};
 use crate::output::say;
 
@@ -123,43 +123,11 @@ pub async fn run(args: RestartBenchArgs) -> anyhow::Result<()> {
         .await?;
     let producer = Arc::new(client.producer(Default::default()).await?);
 
-    // The instant of the latest acknowledgement, and failed deliveries.
-    let (acked, mut last_ack) = tokio::sync::watch::channel(None::<Instant>);
-    let acked = Arc::new(acked);
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let sending = {
-        let producer = Arc::clone(&producer);
-        let acked = Arc::clone(&acked);
-        let failed = Arc::clone(&failed);
-        let stop = stop.clone();
-        let value = bytes::Bytes::from(vec![b'r'; args.record_size]);
-        let every = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let mut sent = 0u32;
-            while !stop.is_cancelled() {
-                tokio::time::sleep_until(start + every * sent).await;
-                sent = sent.wrapping_add(1);
-                let record = ProducerRecord::new(topic.as_str(), value.clone());
-                let Ok(delivery) = producer.send(record).await else {
-                    break;
-                };
-                let acked = Arc::clone(&acked);
-                let failed = Arc::clone(&failed);
-                tokio::spawn(async move {
-                    match delivery.await {
-                        Ok(_) => {
-                            acked.send_replace(Some(Instant::now()));
-                        }
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        })
-    };
+    let value = bytes::Bytes::from(vec![b'r'; args.record_size]);
+    let steady = Steady::start(Arc::clone(&producer), args.rate, move || {
+        ProducerRecord::new(topic.as_str(), value.clone())
+    });
+    let mut last_ack = steady.acks();
 
     let mut rounds = Vec::new();
     for round in 0..args.restarts {
@@ -170,7 +138,7 @@ pub async fn run(args: RestartBenchArgs) -> anyhow::Result<()> {
         let serving = broker.serving;
         let first = tokio::time::timeout(
             Duration::from_secs(args.give_up),
-            last_ack.wait_for(|at| at.is_some_and(|at| at > serving)),
+            last_ack.wait_for(|at| at.is_some_and(|(_, at)| at > serving)),
         )
         .await
         .with_context(|| {
@@ -181,7 +149,7 @@ pub async fn run(args: RestartBenchArgs) -> anyhow::Result<()> {
             )
         })?
         .context("the producer task ended")?
-        .unwrap_or(serving);
+        .map_or(serving, |(_, at)| at);
         let measured = Round {
             down: serving - killed,
             to_first_ack: first.saturating_duration_since(serving),
@@ -196,27 +164,17 @@ pub async fn run(args: RestartBenchArgs) -> anyhow::Result<()> {
         }
         rounds.push(measured);
     }
-    stop.cancel();
-    let _ = sending.await;
+    let failed = steady.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(30), producer.flush()).await;
     producer.close().await;
     client.close();
     broker.stop().await;
-    report(&args, &rounds, failed.load(Ordering::Relaxed));
+    report(&args, &rounds, failed);
     Ok(())
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// The value at quantile `q` of sorted `values` (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn report(args: &RestartBenchArgs, rounds: &[Round], failed: u64) {
@@ -246,19 +204,5 @@ fn report(args: &RestartBenchArgs, rounds: &[Round], failed: u64) {
             args.rate,
             quantile(&down, 0.5)
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_are_nearest_rank() {
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
-        assert_eq!(quantile(&v, 0.5), 5.0);
-        assert_eq!(quantile(&v, 0.99), 10.0);
-        assert_eq!(quantile(&v, 1.0), 10.0);
-        assert_eq!(quantile(&[], 0.5), 0.0);
     }
 }

@@ -161,14 +161,7 @@ pub struct IdleArgs {
 
 pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let target = Target::start(
-        &ConnectArgs {
-            broker: None,
-            ca: None,
-            token: None,
-            cert: None,
-            key: None,
-            profile: None,
-        },
+        &ConnectArgs::default(),
         &TargetArgs {
             external: false,
             broker_configs: Vec::new(),
@@ -198,8 +191,8 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits (up to 30 s) for a child `quiver dev`'s first line and returns the URL it
-/// listens on.
+/// Waits (up to 30 s) for a child `quiver dev` or `quiver serve`'s first line and
+/// returns the URL it listens on.
 pub(super) async fn listening_url<R: tokio::io::AsyncBufRead + Unpin>(
     lines: &mut tokio::io::Lines<R>,
 ) -> anyhow::Result<String> {
@@ -209,6 +202,7 @@ pub(super) async fn listening_url<R: tokio::io::AsyncBufRead + Unpin>(
         .context("the child broker exited before listening")?;
     Ok(first
         .strip_prefix("quiver dev: listening on ")
-        .context("unexpected first line from the child broker")?
+        .or_else(|| first.strip_prefix("quiver: listening on "))
+        .with_context(|| format!("unexpected first line from the child broker: {first:?}"))?
         .to_string())
 }

@@ -98,3 +98,61 @@ fn a_killed_benchmark_takes_its_child_broker_and_its_data_with_it() {
     }
     reaper.0 = None;
 }
+
+/// Runs `quiver bench ARGS --json` and returns its JSON line.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .env("QUIVER_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the benchmark");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in {stdout}"));
+    serde_json::from_str(line).expect("the figures are JSON")
+}
+
+/// The cluster benchmarks run three `quiver serve` children: one failover trial kills
+/// the partition's leader, the producer is acknowledged by the new one with nothing
+/// failing, and the killed broker returns to the ISR; the idle figures read each
+/// broker's CPU and memory. (What the numbers are is the benchmark's to report.)
+#[cfg(target_os = "linux")]
+#[test]
+fn the_cluster_benchmarks_fail_over_and_read_three_brokers() {
+    let failover = bench_json(&["cluster", "failover", "--trials", "1", "--rate", "100"]);
+    assert_eq!(failover["trials"], 1, "{failover}");
+    assert_eq!(failover["failed_deliveries"], 0, "{failover}");
+    assert!(
+        failover["median_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{failover}"
+    );
+    let idle = bench_json(&[
+        "cluster",
+        "idle",
+        "--partitions",
+        "6",
+        "--settle",
+        "0",
+        "--window",
+        "1",
+    ]);
+    let brokers = idle["brokers"].as_array().expect("brokers");
+    assert_eq!(brokers.len(), 3, "{idle}");
+    assert!(
+        brokers
+            .iter()
+            .all(|b| b["rss_mib"].as_f64().is_some_and(|m| m > 0.0)),
+        "{idle}"
+    );
+}

@@ -264,6 +264,11 @@ impl BrokerConfig {
         toml::from_str(text)
     }
 
+    /// The config as a TOML file that [`from_toml`](Self::from_toml) reads back.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
     /// Checks every number against its range (stated on each field) and
     /// `topic_defaults` as a topic's own configs are checked. The broker calls it before
     /// it opens anything.

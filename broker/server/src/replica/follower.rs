@@ -228,7 +228,7 @@ fn apply_served(
     if !served.records.is_empty() {
         let out = log.append_replicated(&served.records, now_ms())?;
         // Fsynced before the next fetch reports the new end to the leader.
-        log.flush()?;
+        log.sync_appended()?;
         p.stats.appended(served.records.len(), out.records);
     }
     let high_watermark = served.high_watermark.min(log.log_end_offset());

@@ -110,7 +110,9 @@ impl Broker {
         }
         self.follower_progress(&partition, replica_id, fetch.fetch_offset);
         let offset = fetch.fetch_offset;
-        if max_bytes == 0 {
+        // A follower that has everything (most partitions, most of the time) is answered
+        // without a trip to the blocking pool.
+        if max_bytes == 0 || offset >= log.log_end_offset() {
             return Ok(Served::without_records(&log, None));
         }
         let reader = Arc::clone(&log);

@@ -254,8 +254,8 @@ impl Partition {
     }
 
     /// After a leader's append that must survive any single failure (acks=all, group
-    /// commits): fsyncs its log up to `last_offset`, then waits until every in-sync
-    /// replica has it. Nothing to wait for on a single node, whose durability is the
+    /// commits): fsyncs its log up to `last_offset` (sharing the fsync with concurrent
+    /// requests), then waits until every in-sync replica has it. Nothing to wait for on a single node, whose durability is the
     /// topic's flush policy.
     pub async fn await_durable(
         &self,
@@ -267,8 +267,8 @@ impl Partition {
             return Ok(());
         }
         let log = self.log()?;
-        let flushed = Arc::clone(&log);
-        tokio::task::spawn_blocking(move || flushed.flush())
+        let synced = Arc::clone(&log);
+        tokio::task::spawn_blocking(move || synced.sync_appended())
             .await
             .map_err(|e| BrokerError::Internal(format!("flush task failed: {e}")))?
             .map_err(|source| self.storage_error(source))?;
