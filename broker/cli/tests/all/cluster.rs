@@ -54,7 +54,7 @@ impl Cluster {
             let config = dir.path().join(format!("broker-{id}.toml"));
             let text = format!(
                 "node_id = {id}\n\
-                 listen = \"127.0.0.1:0\"\n\
+                 listen = \"127.0.0.1:{port}\"\n\
                  data_dir = {data:?}\n\
                  [tls]\nmode = \"files\"\ncert = {cert:?}\nkey = {key:?}\n\
                  [cluster]\nvoters = [{voters}]\nca = {ca:?}\n\
@@ -67,6 +67,8 @@ impl Cluster {
                 key = key_path,
                 voters = voters.join(", "),
                 ca = ca_path,
+                // Fixed, so a restarted broker is where the bootstrap list says.
+                port = free_udp_port(),
             );
             std::fs::write(&config, text).expect("config");
             members.push(Member {
@@ -122,6 +124,40 @@ impl Cluster {
             child.wait().expect("reap");
         }
         m.url = None;
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`) to broker `id`, if it runs.
+    pub(crate) fn signal(&self, id: u32, signal: &str) {
+        if let Some(child) = &self.members[id as usize - 1].child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{signal} broker {id}");
+        }
+    }
+
+    /// Stops every broker with SIGTERM (an orderly shutdown that flushes) and waits.
+    pub(crate) fn stop_all(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut child) = m.child.take() {
+                // A paused broker cannot act on SIGTERM.
+                for signal in ["-CONT", "-TERM"] {
+                    let _ = Command::new("kill")
+                        .arg(signal)
+                        .arg(child.id().to_string())
+                        .status();
+                }
+                let _ = child.wait();
+            }
+            m.url = None;
+        }
+    }
+
+    /// Broker `id`'s data directory.
+    pub(crate) fn data_dir(&self, id: u32) -> PathBuf {
+        self.dir.path().join(format!("data-{id}"))
     }
 
     /// The `QUIVER_HOME` the brokers and CLI runs of this cluster use.

@@ -5,6 +5,7 @@
 mod auth;
 mod bad_input;
 mod bench_child;
+mod chaos;
 mod cli;
 mod cluster;
 mod cluster_groups;

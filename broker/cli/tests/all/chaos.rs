@@ -1,0 +1,430 @@
+//! Fault injection: three `quiver serve` children under two idempotent acks=all
+//! producers and a consumer group of two, while a seeded schedule breaks one broker at a
+//! time: SIGKILL and restart, or SIGSTOP and SIGCONT (a broker that freezes, then wakes
+//! up believing it still leads). Then the cluster is healed and checked:
+//!
+//! - every acknowledged record is in the log at the offset it was acknowledged with, and
+//!   the group read every one of them;
+//! - no record is stored twice (the producers are idempotent and retry across failovers);
+//! - every replica holds the same offset → record mapping;
+//! - no consumer saw a partition's offsets go backwards within an assignment;
+//! - the group's committed offsets never went backwards.
+//!
+//! `cargo test -p quiver-cli --test all chaos` runs a short schedule (20 s of faults,
+//! seed 1). A long run is one command (seed and length from the environment; the seed
+//! is printed, so a failing schedule can be run again):
+//!
+//! ```sh
+//! QUIVER_CHAOS_SECS=900 QUIVER_CHAOS_SEED=$RANDOM \
+//!     cargo test --release -p quiver-cli --test all chaos -- --nocapture
+//! ```
+//!
+//! Network partitions (nftables rules in network namespaces) and membership changes
+//! are not injected yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use quiver_sdk::{
+    Client, ClientOptions, Consumer, ProducerConfig, ProducerRecord, RebalanceListener,
+    TopicPartition,
+};
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::groups::member_config;
+use crate::harness::consumer_from_start;
+
+const TOPIC: &str = "chaos";
+const PARTITIONS: u32 = 3;
+const GROUP: &str = "chaos-group";
+
+/// What the workload saw, for the checks at the end.
+#[derive(Debug, Default)]
+struct Journal {
+    /// Acknowledged records: partition, offset, value.
+    acked: Vec<(u32, i64, String)>,
+    /// Sends that failed for good (allowed; an unacknowledged record promises nothing).
+    failed: u64,
+    /// Values the group's members read.
+    consumed: BTreeSet<String>,
+    /// Broken invariants, in words.
+    violations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Shared(Arc<Mutex<Journal>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Journal> {
+        self.0.lock().expect("a task panicked while holding the journal")
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn bootstrap(cluster: &Cluster) -> Client {
+    let urls: Vec<String> = cluster
+        .members
+        .iter()
+        .filter_map(|m| m.url.clone())
+        .collect();
+    Client::connect(
+        &urls.join(","),
+        ClientOptions::new().ca_pem_file(&cluster.ca),
+    )
+    .await
+    .expect("connect to the cluster")
+}
+
+/// Sends `tag-N` to partition N % 3 about 200 times a second until `stop`, then waits
+/// for every delivery.
+async fn produce(client: Client, tag: &'static str, journal: Shared, stop: CancellationToken) {
+    let producer = client
+        .producer(ProducerConfig {
+            delivery_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
+            ..ProducerConfig::default()
+        })
+        .await
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    let mut n = 0u64;
+    while !stop.is_cancelled() {
+        let value = format!("{tag}-{n:07}");
+        let record = ProducerRecord::new(TOPIC, value.clone()).partition((n % 3) as u32);
+        n += 1;
+        match producer.send(record).await {
+            Ok(delivery) => {
+                let journal = journal.clone();
+                deliveries.push(tokio::spawn(async move {
+                    match delivery.await {
+                        Ok(meta) => journal.lock().acked.push((meta.partition, meta.offset, value)),
+                        Err(e) => {
+                            eprintln!("chaos: {value} not acknowledged: {e}");
+                            journal.lock().failed += 1;
+                        }
+                    }
+                }));
+            }
+            Err(e) => {
+                eprintln!("chaos: {value} not sent: {e}");
+                journal.lock().failed += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    producer.flush().await;
+    for d in deliveries {
+        d.await.expect("delivery task");
+    }
+    producer.close().await;
+}
+
+/// Forgets the last offset seen of partitions that change hands: a new assignment may
+/// start again from the committed offset.
+struct Reassigned(Arc<Mutex<HashMap<u32, i64>>>);
+
+impl Reassigned {
+    fn forget(&self, partitions: &[TopicPartition]) {
+        let mut last = self.0.lock().expect("positions");
+        for tp in partitions {
+            last.remove(&tp.partition);
+        }
+    }
+}
+
+impl RebalanceListener for Reassigned {
+    fn on_assigned(&mut self, partitions: &[TopicPartition]) {
+        self.forget(partitions);
+    }
+    fn on_revoked(&mut self, partitions: &[TopicPartition]) {
+        self.forget(partitions);
+    }
+    fn on_lost(&mut self, partitions: &[TopicPartition]) {
+        self.forget(partitions);
+    }
+}
+
+/// A member of the group, reading until `stop` and checking that offsets only move on.
+async fn consume(client: Client, name: &'static str, journal: Shared, stop: CancellationToken) {
+    let mut consumer: Consumer = client.consumer(member_config(GROUP)).expect("consumer");
+    let last = Arc::new(Mutex::new(HashMap::new()));
+    consumer.set_rebalance_listener(Reassigned(Arc::clone(&last)));
+    consumer.subscribe([TOPIC]).expect("subscribe");
+    while !stop.is_cancelled() {
+        match consumer.poll(Duration::from_millis(200)).await {
+            Ok(records) => {
+                let mut j = journal.lock();
+                let mut last = last.lock().expect("positions");
+                for r in records {
+                    if let Some(before) = last.insert(r.partition, r.offset)
+                        && r.offset <= before
+                    {
+                        j.violations.push(format!(
+                            "{name} read {TOPIC}-{} offset {} after offset {before}",
+                            r.partition, r.offset
+                        ));
+                    }
+                    let value = r.value.as_deref().unwrap_or_default();
+                    j.consumed
+                        .insert(String::from_utf8_lossy(value).into_owned());
+                }
+            }
+            Err(e) => {
+                eprintln!("chaos: {name} poll: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    consumer.close().await;
+}
+
+/// Reads the group's committed offsets every 250 ms, checking that none goes back.
+async fn watch_commits(client: Client, journal: Shared, stop: CancellationToken) {
+    let admin = client.admin();
+    let mut highest: HashMap<u32, i64> = HashMap::new();
+    while !stop.is_cancelled() {
+        if let Ok(offsets) = admin.group_offsets(GROUP).await {
+            for c in offsets.iter().filter(|c| c.partition.topic == TOPIC) {
+                let p = c.partition.partition;
+                let before = highest.get(&p).copied().unwrap_or(i64::MIN);
+                if c.offset < before {
+                    journal.lock().violations.push(format!(
+                        "the committed offset of {TOPIC}-{p} went from {before} back to {}",
+                        c.offset
+                    ));
+                }
+                highest.insert(p, before.max(c.offset));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until every partition of `topics` has all its replicas in sync.
+async fn in_sync(client: &Client, topics: &[&str], secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let mut all = true;
+        for topic in topics {
+            all &= client.admin().describe_topic(topic).await.is_ok_and(|d| {
+                d.partitions
+                    .iter()
+                    .all(|p| p.leader > 0 && p.in_sync_replicas.len() == p.replicas.len())
+            });
+        }
+        if all {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topics:?} not fully in sync after healing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every record of one partition as `offset → value`, read by a client.
+async fn read_partition(client: &Client, partition: u32, end: i64) -> BTreeMap<i64, String> {
+    let mut consumer = consumer_from_start(client, &TopicPartition::new(TOPIC, partition));
+    let mut records = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while (records.len() as i64) < end {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{TOPIC}-{partition}: read {} of {end} records",
+            records.len()
+        );
+        for r in consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap_or_default()
+        {
+            let value = r.value.as_deref().unwrap_or_default();
+            records.insert(r.offset, String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    records
+}
+
+/// Every record of one replica's log on disk, as `offset → value`.
+fn read_replica(dir: &std::path::Path) -> BTreeMap<i64, String> {
+    let log = quiver_storage::PartitionLog::open(dir, quiver_storage::LogConfig::default())
+        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()));
+    let mut records = BTreeMap::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let read = log
+            .read_with(offset, 1 << 20, quiver_storage::ReadBound::LogEnd)
+            .expect("read the replica");
+        assert!(read.next_offset > offset, "no progress at {offset}");
+        for item in quiver_proto::batch::split(&read.bytes) {
+            let (_, batch) = item.expect("a whole batch");
+            for r in quiver_proto::batch::decode_records(&batch).expect("records") {
+                let value = r.value.as_deref().unwrap_or_default();
+                records.insert(r.offset, String::from_utf8_lossy(value).into_owned());
+            }
+        }
+        offset = read.next_offset;
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
+    let seed = env_u64("QUIVER_CHAOS_SEED", 1);
+    let secs = env_u64("QUIVER_CHAOS_SECS", 20);
+    eprintln!("chaos: seed {seed}, {secs} s of faults");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut cluster = Cluster::new();
+    cluster.start();
+    let admin_client = bootstrap(&cluster).await;
+    let two = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin_client
+        .admin()
+        .create_topic(TOPIC, PARTITIONS, 3, two)
+        .await
+        .expect("create the topic");
+
+    let journal = Shared::default();
+    let stop_producing = CancellationToken::new();
+    let stop_consuming = CancellationToken::new();
+    let mut producers = Vec::new();
+    for tag in ["a", "b"] {
+        let client = bootstrap(&cluster).await;
+        producers.push(tokio::spawn(produce(
+            client,
+            tag,
+            journal.clone(),
+            stop_producing.clone(),
+        )));
+    }
+    let mut readers = Vec::new();
+    for name in ["c1", "c2"] {
+        let client = bootstrap(&cluster).await;
+        readers.push(tokio::spawn(consume(
+            client,
+            name,
+            journal.clone(),
+            stop_consuming.clone(),
+        )));
+    }
+    readers.push(tokio::spawn(watch_commits(
+        bootstrap(&cluster).await,
+        journal.clone(),
+        stop_consuming.clone(),
+    )));
+
+    // The schedule: one broker at a time is killed and restarted, or paused and resumed.
+    let started = tokio::time::Instant::now();
+    let mut faults = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..3500))).await;
+        let victim = rng.gen_range(1..=3u32);
+        let down = Duration::from_millis(rng.gen_range(500..3000));
+        let at = started.elapsed().as_secs_f64();
+        if rng.gen_bool(0.5) {
+            eprintln!("chaos: {at:.1}s SIGKILL broker {victim}, restart after {down:?}");
+            cluster.kill(victim);
+            tokio::time::sleep(down).await;
+            tokio::task::block_in_place(|| cluster.start());
+        } else {
+            eprintln!("chaos: {at:.1}s SIGSTOP broker {victim}, SIGCONT after {down:?}");
+            cluster.signal(victim, "STOP");
+            tokio::time::sleep(down).await;
+            cluster.signal(victim, "CONT");
+        }
+        faults += 1;
+    }
+
+    // Heal, let the producers finish, and the group read everything acknowledged.
+    in_sync(&admin_client, &[TOPIC, "__consumer_offsets"], 60).await;
+    stop_producing.cancel();
+    for p in producers {
+        p.await.expect("producer task");
+    }
+    let acked: BTreeSet<String> = journal
+        .lock()
+        .acked
+        .iter()
+        .map(|(_, _, v)| v.clone())
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !journal.lock().consumed.is_superset(&acked) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group did not read {} acknowledged records",
+            acked.difference(&journal.lock().consumed).count()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_consuming.cancel();
+    for r in readers {
+        r.await.expect("reader task");
+    }
+
+    let j = journal.lock();
+    eprintln!(
+        "chaos: {faults} faults; {} records acknowledged, {} failed, {} read by the group",
+        j.acked.len(),
+        j.failed,
+        j.consumed.len()
+    );
+    assert!(j.violations.is_empty(), "{:#?}", j.violations);
+    assert!(
+        j.acked.len() > 1000,
+        "too little got through to prove anything: {}",
+        j.acked.len()
+    );
+
+    // The log as clients read it: every acknowledged record where it was acknowledged,
+    // and no record twice.
+    let described = admin_client
+        .admin()
+        .describe_topic(TOPIC)
+        .await
+        .expect("describe");
+    let mut reference = Vec::new();
+    for p in &described.partitions {
+        assert_eq!(p.log_start_offset, 0);
+        reference.push(read_partition(&admin_client, p.partition, p.high_watermark).await);
+    }
+    for (partition, offset, value) in &j.acked {
+        let stored = reference[*partition as usize].get(offset);
+        assert_eq!(
+            stored,
+            Some(value),
+            "{TOPIC}-{partition} offset {offset} was acknowledged as {value}"
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (p, records) in reference.iter().enumerate() {
+        for (offset, value) in records {
+            assert!(
+                seen.insert(value.clone()),
+                "{value} is stored twice (again at {TOPIC}-{p} offset {offset})"
+            );
+        }
+    }
+
+    // Every replica holds the same records at the same offsets.
+    cluster.stop_all();
+    for id in 1..=3 {
+        for (p, records) in reference.iter().enumerate() {
+            let dir = cluster.data_dir(id).join(format!("{TOPIC}-{p}"));
+            assert_eq!(
+                &read_replica(&dir),
+                records,
+                "broker {id}'s replica of {TOPIC}-{p} differs from what clients read"
+            );
+        }
+    }
+}
