@@ -157,7 +157,14 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     print_quietly(&banner);
     let watch = match args.plugins {
-        Some(dir) => match watch_plugins(&broker, &url, dir).await {
+        Some(dir) => match watch_plugins(
+            broker.shutdown_token(),
+            &url,
+            ClientOptions::new().ca_pem(broker.cert_pem().as_bytes().to_vec()),
+            dir,
+        )
+        .await
+        {
             Ok(watch) => Some(watch),
             Err(e) => {
                 let _ = broker.shutdown().await;
@@ -229,20 +236,18 @@ pub(crate) fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
     rx
 }
 
-/// Starts the task that keeps the plugins of `dir` loaded in `broker`, and returns what
-/// stops it.
-async fn watch_plugins(
-    broker: &quiver_server::RunningBroker,
+/// Starts the task that keeps the plugins of `dir` loaded in the broker (or cluster) at
+/// `url` until `shutdown`, and returns what stops it earlier.
+pub(crate) async fn watch_plugins(
+    shutdown: CancellationToken,
     url: &str,
+    options: ClientOptions,
     dir: PathBuf,
 ) -> anyhow::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
-    let client = Client::connect(
-        url,
-        ClientOptions::new().ca_pem(broker.cert_pem().as_bytes().to_vec()),
-    )
-    .await
-    .context("connecting to the dev broker to load plugins")?;
-    let cancel = broker.shutdown_token().child_token();
+    let client = Client::connect(url, options)
+        .await
+        .context("connecting to the dev broker to load plugins")?;
+    let cancel = shutdown.child_token();
     let stop = cancel.clone();
     let task = tokio::spawn(async move {
         crate::reload::run(&client, crate::reload::Watched::Dir(dir), stop).await;

@@ -9,6 +9,10 @@
 //! three client listeners as a bootstrap list and the CA to trust, so every other
 //! command works against the cluster with no flags.
 //!
+//! With `--plugins DIR` the plugins of DIR are uploaded to the cluster through the
+//! bootstrap list and uploaded again whenever they are rebuilt; every broker loads each
+//! version, the ones the upload did not reach fetching the component from a peer.
+//!
 //! The timing is tighter than a production default, for quick failover on one machine:
 //! brokers heartbeat every 200 ms and are fenced after 1 s of silence. Topics get three
 //! replicas and `min.insync.replicas = 2` unless asked otherwise.
@@ -20,7 +24,9 @@ use anyhow::Context;
 use quiver_server::{BrokerConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::dev::{DevArgs, print_quietly, stdin_closed, wait_for_stop, write_profile};
+use crate::dev::{
+    DevArgs, print_quietly, stdin_closed, wait_for_stop, watch_plugins, write_profile,
+};
 
 /// Where the cluster's brokers listen, as first chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,11 +215,6 @@ pub async fn run(
             "--nodes {nodes}: a dev cluster has 3 or 5 brokers (its metadata quorum needs an odd count); 1 is a single broker"
         );
     }
-    if args.plugins.is_some() {
-        anyhow::bail!(
-            "--plugins with --nodes: plugins are not yet shared between the brokers of a cluster; run `quiver dev --plugins DIR` on a single broker"
-        );
-    }
     let layout = Layout::load_or_create(&data.join("cluster"), nodes, args.listen)?;
     let configs: Vec<BrokerConfig> = layout
         .nodes
@@ -287,9 +288,35 @@ pub async fn run(
         "  SDK: Client::connect({url:?}, ClientOptions::new().ca_pem_file({:?}))\n",
         ca.display().to_string()
     );
+    if let Some(dir) = &args.plugins {
+        banner += &format!(
+            "  plugins:     watching {} (uploaded once, loaded by every broker)\n",
+            dir.display()
+        );
+    }
     print_quietly(&banner);
+    // Plugins go to the cluster through any broker; the others fetch them from it.
+    let watch = match args.plugins.clone() {
+        Some(dir) => {
+            let options = quiver_sdk::ClientOptions::new().ca_pem_file(&ca);
+            match watch_plugins(brokers[0].shutdown_token(), &url, options, dir).await {
+                Ok(watch) => Some(watch),
+                Err(e) => {
+                    for b in brokers {
+                        let _ = b.shutdown().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let parent_gone = args.owned_by_parent.then(stdin_closed);
     let result = wait_for_stop(&brokers[0], parent_gone).await;
+    if let Some((cancel, task)) = watch {
+        cancel.cancel();
+        let _ = task.await;
+    }
     eprintln!("shutting down");
     for b in brokers {
         b.shutdown().await.context("shutting down")?;

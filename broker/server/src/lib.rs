@@ -250,6 +250,11 @@ async fn start_with(
                 Arc::clone(&service.broker),
                 token.clone(),
             ));
+            tracker.spawn(cluster::plugins::follow(
+                Arc::clone(&service.broker),
+                cluster.blobs,
+                token.clone(),
+            ));
         }
         quic::listener::accept_loop(
             endpoint.clone(),
@@ -289,6 +294,8 @@ struct ClusterParts {
     store: Arc<metadata::MetadataStore>,
     /// How this broker's followers reach their leaders.
     link: Arc<dyn replica::follower::ReplicaLink>,
+    /// How this broker fetches plugin components it lacks from its peers.
+    blobs: quic::blobs::BlobLink,
     /// Set once the broker is open, for the fetches of other brokers' followers.
     broker: quic::replica::BrokerSlot,
 }
@@ -318,7 +325,8 @@ async fn start_quorum(
         config.cluster.ca.clone().ok_or_else(|| {
             ServerError::Config("cluster.ca is required with cluster.voters".into())
         })?;
-    let (endpoint, replica_client) = quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
+    let (endpoint, replica_client, blob_client) =
+        quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
     let transport = Arc::new(quic::quorum::QuicTransport::new(endpoint.clone()));
     let dir = metadata::quorum_dir(&config.data_dir);
     let lock = metadata::lock_dir(&dir)?;
@@ -337,9 +345,10 @@ async fn start_quorum(
     Ok(Some(ClusterParts {
         store: Arc::new(metadata::MetadataStore::replicated(quorum, lock)),
         link: Arc::new(quic::replica::QuicReplicaLink::new(
-            endpoint,
+            endpoint.clone(),
             replica_client,
         )),
+        blobs: quic::blobs::BlobLink::new(endpoint, blob_client),
         broker,
     }))
 }

@@ -27,8 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use quiver_sdk::{
-    Client, ClientOptions, Consumer, ProducerConfig, ProducerRecord, RebalanceListener,
-    TopicPartition,
+    Client, Consumer, ProducerConfig, ProducerRecord, RebalanceListener, TopicPartition,
 };
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -59,7 +58,9 @@ struct Shared(Arc<Mutex<Journal>>);
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Journal> {
-        self.0.lock().expect("a task panicked while holding the journal")
+        self.0
+            .lock()
+            .expect("a task panicked while holding the journal")
     }
 }
 
@@ -68,20 +69,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-async fn bootstrap(cluster: &Cluster) -> Client {
-    let urls: Vec<String> = cluster
-        .members
-        .iter()
-        .filter_map(|m| m.url.clone())
-        .collect();
-    Client::connect(
-        &urls.join(","),
-        ClientOptions::new().ca_pem_file(&cluster.ca),
-    )
-    .await
-    .expect("connect to the cluster")
 }
 
 /// Sends `tag-N` to partition N % 3 about 200 times a second until `stop`, then waits
@@ -106,7 +93,10 @@ async fn produce(client: Client, tag: &'static str, journal: Shared, stop: Cance
                 let journal = journal.clone();
                 deliveries.push(tokio::spawn(async move {
                     match delivery.await {
-                        Ok(meta) => journal.lock().acked.push((meta.partition, meta.offset, value)),
+                        Ok(meta) => journal
+                            .lock()
+                            .acked
+                            .push((meta.partition, meta.offset, value)),
                         Err(e) => {
                             eprintln!("chaos: {value} not acknowledged: {e}");
                             journal.lock().failed += 1;
@@ -286,7 +276,7 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut cluster = Cluster::new();
     cluster.start();
-    let admin_client = bootstrap(&cluster).await;
+    let admin_client = cluster.bootstrap().await;
     let two = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
     admin_client
         .admin()
@@ -299,7 +289,7 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
     let stop_consuming = CancellationToken::new();
     let mut producers = Vec::new();
     for tag in ["a", "b"] {
-        let client = bootstrap(&cluster).await;
+        let client = cluster.bootstrap().await;
         producers.push(tokio::spawn(produce(
             client,
             tag,
@@ -309,7 +299,7 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
     }
     let mut readers = Vec::new();
     for name in ["c1", "c2"] {
-        let client = bootstrap(&cluster).await;
+        let client = cluster.bootstrap().await;
         readers.push(tokio::spawn(consume(
             client,
             name,
@@ -318,7 +308,7 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
         )));
     }
     readers.push(tokio::spawn(watch_commits(
-        bootstrap(&cluster).await,
+        cluster.bootstrap().await,
         journal.clone(),
         stop_consuming.clone(),
     )));
@@ -371,7 +361,8 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
         r.await.expect("reader task");
     }
 
-    let j = journal.lock();
+    // Every task has ended: the journal is whole.
+    let j = std::mem::take(&mut *journal.lock());
     eprintln!(
         "chaos: {faults} faults; {} records acknowledged, {} failed, {} read by the group",
         j.acked.len(),

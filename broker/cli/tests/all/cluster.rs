@@ -126,6 +126,22 @@ impl Cluster {
         m.url = None;
     }
 
+    /// The running brokers' URLs, comma-separated: a bootstrap list.
+    pub(crate) fn bootstrap_list(&self) -> String {
+        let urls: Vec<String> = self.members.iter().filter_map(|m| m.url.clone()).collect();
+        urls.join(",")
+    }
+
+    /// A client given every running broker as its bootstrap list.
+    pub(crate) async fn bootstrap(&self) -> Client {
+        Client::connect(
+            &self.bootstrap_list(),
+            ClientOptions::new().ca_pem_file(&self.ca),
+        )
+        .await
+        .expect("connect to the cluster")
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `TERM`) to broker `id`, if it runs.
     pub(crate) fn signal(&self, id: u32, signal: &str) {
         if let Some(child) = &self.members[id as usize - 1].child {

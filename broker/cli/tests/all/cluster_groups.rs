@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_proto::api::FindCoordinatorRequest;
-use quiver_sdk::{Client, ClientOptions, ResetTarget};
+use quiver_sdk::{Client, ResetTarget};
 
 use crate::cluster::Cluster;
 use crate::groups::{fill, member_config};
@@ -16,21 +16,6 @@ use crate::harness::eventually;
 
 const PARTITIONS: u32 = 3;
 const PER_PARTITION: u32 = 10;
-
-/// A client given every running broker as its bootstrap list.
-async fn bootstrap(cluster: &Cluster) -> Client {
-    let urls: Vec<String> = cluster
-        .members
-        .iter()
-        .filter_map(|m| m.url.clone())
-        .collect();
-    Client::connect(
-        &urls.join(","),
-        ClientOptions::new().ca_pem_file(&cluster.ca),
-    )
-    .await
-    .expect("connect to the cluster")
-}
 
 /// Polls `consumer` until it has returned `n` more records, or panics after 30 s.
 async fn take(consumer: &mut quiver_sdk::Consumer, n: usize, into: &mut Vec<String>) {
@@ -69,7 +54,7 @@ async fn committed(client: &Client, group: &str) -> Option<Vec<(u32, i64)>> {
 async fn committed_offsets_survive_the_sigkill_of_the_group_coordinator() {
     let mut cluster = Cluster::new();
     cluster.start();
-    let client = bootstrap(&cluster).await;
+    let client = cluster.bootstrap().await;
     let admin = client.admin();
     let two = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
     admin

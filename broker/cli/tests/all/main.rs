@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod cluster_groups;
+mod cluster_plugins;
 mod compaction;
 mod crash;
 mod damage;

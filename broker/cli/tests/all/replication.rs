@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quiver_proto::api::{ListOffsetsRequest, OffsetSpec, PartitionDescription};
-use quiver_sdk::{Client, ClientOptions, ProducerConfig, ProducerRecord, TopicPartition};
+use quiver_sdk::{Client, ProducerConfig, ProducerRecord, TopicPartition};
 
 use crate::cluster::Cluster;
 use crate::harness::{consumer_from_start, eventually};
@@ -91,17 +91,7 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
     let leader = first.leader;
     // One client given the three brokers: it sends each partition's requests to the
     // partition's leader, wherever it connected first.
-    let urls: Vec<String> = cluster
-        .members
-        .iter()
-        .map(|m| m.url.clone().expect("running"))
-        .collect();
-    let client = Client::connect(
-        &urls.join(","),
-        ClientOptions::new().ca_pem_file(&cluster.ca),
-    )
-    .await
-    .expect("connect to the cluster");
+    let client = cluster.bootstrap().await;
     produce(&client, "rep", 0..200).await;
 
     // Every replica has all of it, and knows it committed.
@@ -200,7 +190,7 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
     .await;
     // The CLI shows the placement: leader, epoch, replicas and ISR.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["--broker", &urls.join(","), "--ca"])
+        .args(["--broker", &cluster.bootstrap_list(), "--ca"])
         .arg(&cluster.ca)
         .args(["topic", "describe", "rep"])
         .env("QUIVER_HOME", cluster.home())

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod controller;
+pub(crate) mod plugins;
 
 /// The `[cluster]` section of the broker's TOML file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! `convert.rs` and `errors.rs` translate between wire structs and the service's types.
 //! This is the only module of the broker that knows a frame, a stream or an error code.
 
+pub(crate) mod blobs;
 pub(crate) mod budget;
 pub(crate) mod clients;
 pub(crate) mod convert;

@@ -41,15 +41,16 @@ fn transport() -> quinn::TransportConfig {
     t
 }
 
-/// Binds the inter-broker listener at `addr` (quorum messages, and replication under
-/// its own ALPN); it also dials peers. Returns the endpoint, whose default client
-/// config speaks the quorum protocol, and the client config for replication.
+/// Binds the inter-broker listener at `addr` (quorum messages, and replication and
+/// plugin components under their own ALPNs); it also dials peers. Returns the endpoint,
+/// whose default client config speaks the quorum protocol, and the client configs for
+/// replication and for plugin components.
 pub(crate) fn endpoint(
     addr: SocketAddr,
     identity: &Identity,
     ca: &Path,
     reset_key: &[u8],
-) -> Result<(quinn::Endpoint, quinn::ClientConfig), crate::ServerError> {
+) -> Result<(quinn::Endpoint, quinn::ClientConfig, quinn::ClientConfig), crate::ServerError> {
     let roots =
         Arc::new(crate::auth::client_certs::read_roots(ca, "cluster CA").map_err(TlsError::from)?);
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -64,7 +65,11 @@ pub(crate) fn endpoint(
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(TlsError::from)?;
-    server.alpn_protocols = vec![QUORUM_ALPN.to_vec(), super::replica::REPLICA_ALPN.to_vec()];
+    server.alpn_protocols = vec![
+        QUORUM_ALPN.to_vec(),
+        super::replica::REPLICA_ALPN.to_vec(),
+        super::blobs::BLOB_ALPN.to_vec(),
+    ];
     let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
@@ -87,11 +92,12 @@ pub(crate) fn endpoint(
     };
     let quorum_client = client_for(QUORUM_ALPN)?;
     let replica_client = client_for(super::replica::REPLICA_ALPN)?;
+    let blob_client = client_for(super::blobs::BLOB_ALPN)?;
 
     let mut endpoint = quiver_quic::server_endpoint(addr, server, reset_key)
         .map_err(|source| crate::ServerError::Bind { addr, source })?;
     endpoint.set_default_client_config(quorum_client);
-    Ok((endpoint, replica_client))
+    Ok((endpoint, replica_client, blob_client))
 }
 
 /// Sends quorum messages to peers over the quorum endpoint.
@@ -197,15 +203,18 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            let replication = connection
+            let protocol = connection
                 .handshake_data()
                 .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-                .and_then(|h| h.protocol)
-                .is_some_and(|p| p == super::replica::REPLICA_ALPN);
-            if replication {
-                super::replica::serve_connection(connection, broker, shutdown).await;
-            } else {
-                serve_connection(connection, quorum, shutdown).await;
+                .and_then(|h| h.protocol);
+            match protocol.as_deref() {
+                Some(p) if p == super::replica::REPLICA_ALPN => {
+                    super::replica::serve_connection(connection, broker, shutdown).await;
+                }
+                Some(p) if p == super::blobs::BLOB_ALPN => {
+                    super::blobs::serve_connection(connection, broker, shutdown).await;
+                }
+                _ => serve_connection(connection, quorum, shutdown).await,
             }
         });
     }
