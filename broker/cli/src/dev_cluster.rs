@@ -14,7 +14,8 @@
 //! version, the ones the upload did not reach fetching the component from a peer.
 //!
 //! The timing is tighter than a production default, for quick failover on one machine:
-//! brokers heartbeat every 200 ms and are fenced after 1 s of silence. Topics get three
+//! brokers heartbeat every 200 ms and are fenced after 1 s of silence, and leaderships
+//! go back to their preferred brokers within 10 s of those being in sync again. Topics get three
 //! replicas and `min.insync.replicas = 2` unless asked otherwise.
 
 use std::net::SocketAddr;
@@ -162,6 +163,8 @@ fn node_config(
     config.cluster.broker_heartbeat_ms = 200;
     config.cluster.broker_session_timeout_ms = 1000;
     config.cluster.default_replication_factor = 3;
+    // Leaderships go back to their preferred brokers soon after a restart.
+    config.cluster.leader_rebalance_interval_ms = 10_000;
     config
         .topic_defaults
         .insert("min.insync.replicas".into(), "2".into());

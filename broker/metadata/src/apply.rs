@@ -383,6 +383,10 @@ fn check_partition_change<'r>(
     if r.replicas.is_empty() {
         return Err(bad("a partition needs at least one replica"));
     }
+    // Only fencing empties a leadership, and it keeps the last in-sync replica.
+    if r.isr.is_empty() {
+        return Err(bad("a partition keeps at least one in-sync replica"));
+    }
     check_replica_set(s, &r.topic, r.partition, &r.replicas, "replicas")?;
     check_replica_set(s, &r.topic, r.partition, &r.isr, "in-sync replicas")?;
     if let Some(outside) = r.isr.iter().find(|b| !r.replicas.contains(b)) {

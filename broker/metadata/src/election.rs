@@ -16,7 +16,8 @@
 //! - A leader change bumps the leader epoch; every change bumps the partition epoch.
 
 use crate::ids::BrokerId;
-use crate::image::PartitionAssignment;
+use crate::image::{MetadataImage, PartitionAssignment};
+use crate::record::PartitionChange;
 
 /// `p` once broker `gone` is unavailable (fenced, or restarted as a new run that must
 /// catch up before it counts as in sync again); `None` when nothing changes.
@@ -77,6 +78,36 @@ fn bumped(before: &PartitionAssignment, mut next: PartitionAssignment) -> Partit
     }
     next.partition_epoch = before.partition_epoch.saturating_add(1);
     next
+}
+
+/// The changes that give each partition back to its preferred leader (its first
+/// replica) where that broker is in sync and not fenced but another one leads: after
+/// brokers restart, every leadership would otherwise stay on whoever took it over
+/// (Kafka's preferred-leader election). Each change names the partition epoch it was
+/// built from, so one that raced with an ISR change or a fencing is refused.
+pub fn preferred_leader_changes(image: &MetadataImage) -> Vec<PartitionChange> {
+    let available = |b: BrokerId| image.broker(b).is_some_and(|r| !r.fenced);
+    let mut changes = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let Some(&preferred) = p.replicas.first() else {
+                continue;
+            };
+            if p.leader == Some(preferred) || !p.isr.contains(&preferred) || !available(preferred) {
+                continue;
+            }
+            changes.push(PartitionChange {
+                topic: topic.name.clone(),
+                partition: u32::try_from(index).unwrap_or(u32::MAX),
+                leader: Some(preferred),
+                leader_epoch: p.leader_epoch.saturating_add(1),
+                isr: p.isr.clone(),
+                replicas: p.replicas.clone(),
+                partition_epoch: Some(p.partition_epoch),
+            });
+        }
+    }
+    changes
 }
 
 #[cfg(test)]

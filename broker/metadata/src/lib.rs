@@ -69,6 +69,7 @@
 pub mod access;
 mod apply;
 mod election;
+pub use election::preferred_leader_changes;
 mod error;
 mod ids;
 mod image;

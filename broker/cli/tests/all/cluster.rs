@@ -60,6 +60,7 @@ impl Cluster {
                  [cluster]\nvoters = [{voters}]\nca = {ca:?}\n\
                  election_timeout_ms = 300\nheartbeat_ms = 50\n\
                  broker_heartbeat_ms = 100\nbroker_session_timeout_ms = 1000\n\
+                 leader_rebalance_interval_ms = 2000\n\
                  [groups]\ninitial_rebalance_delay_ms = 50\nmin_session_timeout_ms = 500\n\
                  offsets_topic_partitions = 3\n",
                 data = dir.path().join(format!("data-{id}")),

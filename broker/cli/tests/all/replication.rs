@@ -188,6 +188,22 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
             .is_some_and(|p| p.high_watermark == 300)
     })
     .await;
+    // In sync again, the broker that led first (the first replica, preferred) gets its
+    // leadership back from the controller, at a new epoch.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let back = loop {
+        if let Some(p) = described(&cluster, leader, "rep").await
+            && p.leader == leader
+        {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leadership did not go back to broker {leader}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(back.leader_epoch > after.leader_epoch, "{back:?}");
     // The CLI shows the placement: leader, epoch, replicas and ISR.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
         .args(["--broker", &cluster.bootstrap_list(), "--ca"])
@@ -210,8 +226,8 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
         .find(|l| l.trim_start().starts_with("0 "))
         .unwrap_or_else(|| panic!("no row for partition 0:\n{text}"));
     let fields: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(fields[1], new_leader.to_string(), "{row}");
-    assert_eq!(fields[2], after.leader_epoch.to_string(), "{row}");
+    assert_eq!(fields[1], leader.to_string(), "{row}");
+    assert_eq!(fields[2], back.leader_epoch.to_string(), "{row}");
     let mut isr: Vec<&str> = fields[4].split(',').collect();
     isr.sort_unstable();
     assert_eq!(isr, ["1", "2", "3"], "{row}");

@@ -374,8 +374,12 @@ fn partition_change_moves_leadership_forward() {
         (p.leader, p.leader_epoch, p.isr.clone()),
         (Some(2), 1, vec![2])
     );
-    // No in-sync replica left: no leader.
-    ok(&mut image, change(0, None, 2, &[]));
+    // An empty ISR is refused: the last in-sync replica keeps its partition (fencing
+    // leaves it leaderless but in sync, waiting for that broker).
+    assert!(matches!(
+        rejected(&mut image, change(0, None, 2, &[])),
+        MetadataError::BadReplicas { .. }
+    ));
     // The untouched partition is as created.
     assert_eq!(image.partition("t", 1).expect("p1").leader, Some(2));
 }
@@ -1033,4 +1037,53 @@ fn a_restarted_leader_hands_its_partitions_to_the_in_sync_replicas() {
         }),
     );
     assert_eq!(image.topic("r").cloned(), snapshot);
+}
+
+#[test]
+fn leadership_goes_back_to_the_preferred_replica_once_it_is_in_sync() {
+    let mut image = three_brokers();
+    assert!(
+        crate::preferred_leader_changes(&image).is_empty(),
+        "all preferred"
+    );
+    // Broker 1 goes away: r-0 moves to 2. Back and unfenced, 1 is not in sync yet.
+    let record = fence(&image, 1);
+    ok(&mut image, record);
+    let record = unfence(&image, 1);
+    ok(&mut image, record);
+    assert_eq!(leaders(&image)[0], (Some(2), 1, vec![2, 3]));
+    assert!(
+        crate::preferred_leader_changes(&image).is_empty(),
+        "1 is not in sync"
+    );
+    // Its leader takes it back into the ISR; now the partition goes back to it.
+    ok(
+        &mut image,
+        MetadataRecord::PartitionChange(PartitionChange {
+            topic: "r".into(),
+            partition: 0,
+            leader: Some(2),
+            leader_epoch: 1,
+            isr: vec![1, 2, 3],
+            replicas: vec![1, 2, 3],
+            partition_epoch: None,
+        }),
+    );
+    let changes = crate::preferred_leader_changes(&image);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!((changes[0].leader, changes[0].leader_epoch), (Some(1), 2));
+    ok(
+        &mut image,
+        MetadataRecord::PartitionChange(changes[0].clone()),
+    );
+    assert_eq!(leaders(&image)[0], (Some(1), 2, vec![1, 2, 3]));
+    assert!(crate::preferred_leader_changes(&image).is_empty());
+    // A fenced preferred replica is not elected, and a change built before a fencing
+    // is refused by its partition epoch.
+    let record = fence(&image, 2);
+    ok(&mut image, record);
+    assert!(
+        crate::preferred_leader_changes(&image).is_empty(),
+        "r-1 waits for 2"
+    );
 }

@@ -6,12 +6,14 @@
 //! and the time; this task gives it both and proposes what it decides. Fencing moves the
 //! fenced broker's leaderships to in-sync replicas in the same record, so a partition is
 //! led again as soon as the record is applied. Every broker also runs its leaders' ISR
-//! check here, on the same beat.
+//! check here, on the same beat. Every `cluster.leader_rebalance_interval_ms` the
+//! controller also gives partitions back to their preferred leaders (their first
+//! replica) where those are in sync again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quiver_metadata::Liveness;
+use quiver_metadata::{Liveness, MetadataRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
@@ -32,6 +34,8 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
     };
     let mut judge: Option<Liveness> = None;
     let mut last_lag_check = Instant::now();
+    let rebalance = Duration::from_millis(cluster.leader_rebalance_interval_ms);
+    let mut last_rebalance = Instant::now();
     let mut ticker = tokio::time::interval(beat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -64,13 +68,31 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         }
         for record in judge.decisions(&broker.metadata.image(), now) {
             tracing::warn!(decision = ?record, "broker liveness changed");
-            let metadata = Arc::clone(&broker.metadata);
-            let outcome = tokio::task::spawn_blocking(move || metadata.append(&record)).await;
-            match outcome {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "liveness decision not recorded"),
-                Err(e) => tracing::warn!(error = %e, "liveness decision task failed"),
+            propose(&broker, record, "liveness decision").await;
+        }
+        if !rebalance.is_zero() && last_rebalance.elapsed() >= rebalance {
+            last_rebalance = Instant::now();
+            for change in quiver_metadata::preferred_leader_changes(&broker.metadata.image()) {
+                tracing::info!(topic = %change.topic, partition = change.partition, leader = ?change.leader, "giving the partition back to its preferred leader");
+                propose(
+                    &broker,
+                    MetadataRecord::PartitionChange(change),
+                    "preferred leader election",
+                )
+                .await;
             }
         }
+    }
+}
+
+/// Appends a decision of the controller's to the metadata; a refusal (the image moved
+/// on meanwhile) is logged, and the next round decides again.
+async fn propose(broker: &Arc<Broker>, record: MetadataRecord, what: &str) {
+    let metadata = Arc::clone(&broker.metadata);
+    let outcome = tokio::task::spawn_blocking(move || metadata.append(&record)).await;
+    match outcome {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "{what} not recorded"),
+        Err(e) => tracing::warn!(error = %e, "{what} task failed"),
     }
 }

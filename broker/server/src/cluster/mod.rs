@@ -54,6 +54,12 @@ pub struct ClusterConfig {
     /// the in-sync replicas (Kafka's `replica.lag.time.max.ms`). Default 10 s; 100 ms
     /// to 5 min.
     pub replica_lag_time_max_ms: u64,
+    /// How often the controller gives partitions back to their preferred leader (the
+    /// first replica) where it is in sync but another broker leads, as after restarts
+    /// (Kafka's `auto.leader.rebalance.enable` with
+    /// `leader.imbalance.check.interval.seconds`). Default 300000 ms (5 min); 0 turns it
+    /// off; otherwise 1 s to 1 h.
+    pub leader_rebalance_interval_ms: u64,
     /// The replication factor of a topic created without one (Kafka's
     /// `default.replication.factor`). Default 1; 1 to 32, and no more than the brokers
     /// available when a topic is created.
@@ -72,6 +78,7 @@ impl Default for ClusterConfig {
             broker_heartbeat_ms: 250,
             broker_session_timeout_ms: 2000,
             replica_lag_time_max_ms: 10_000,
+            leader_rebalance_interval_ms: 300_000,
             default_replication_factor: 1,
         }
     }

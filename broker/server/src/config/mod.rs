@@ -507,6 +507,13 @@ impl BrokerConfig {
                 100,
                 5 * MINUTE,
             ),
+            b(
+                "cluster.leader_rebalance_interval_ms",
+                c.leader_rebalance_interval_ms,
+                SECOND,
+                HOUR,
+            )
+            .zero_is_off(),
         ]
     }
 }

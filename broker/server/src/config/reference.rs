@@ -262,6 +262,10 @@ const BROKER_MEANINGS: &[(&str, &str)] = &[
         "a broker silent this long is fenced and its partitions get new leaders",
     ),
     (
+        "cluster.leader_rebalance_interval_ms",
+        "how often leadership goes back to each partition's preferred replica (0: never)",
+    ),
+    (
         "cluster.default_replication_factor",
         "the replication factor of a topic created without one",
     ),
