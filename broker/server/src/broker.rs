@@ -112,6 +112,8 @@ pub struct Broker {
     /// Counts reconciles: changes after each, once the open topics and the partitions'
     /// roles agree with the metadata (the group coordinator follows its leaderships).
     pub(crate) reconciled: tokio::sync::watch::Sender<u64>,
+    /// In a cluster, how routed batches reach partitions led by other brokers.
+    pub(crate) forward: std::sync::OnceLock<Arc<crate::quic::forward::ForwardLink>>,
 }
 
 impl Broker {
@@ -159,6 +161,7 @@ impl Broker {
             incarnation,
             appended: Arc::new(tokio::sync::Notify::new()),
             reconciled: tokio::sync::watch::Sender::new(0),
+            forward: std::sync::OnceLock::new(),
         };
         broker.reconcile(Reconcile::Startup)?;
         remove_orphans(&data_dir, &broker.topics.read());

@@ -113,6 +113,15 @@ pub enum BrokerError {
     /// created yet, or the group's partition of it has no leader.
     #[error("no coordinator for group '{group_id}' is available: {reason}; retry shortly")]
     CoordinatorNotAvailable { group_id: String, reason: String },
+    /// A routed batch forwarded to its partition's leader was refused there (or the
+    /// leader could not be reached). `code` is the leader's answer as the front door
+    /// numbers errors, kept opaque here and given back to the client unchanged.
+    #[error("broker {broker}: {message}")]
+    Forwarded {
+        broker: u32,
+        code: u16,
+        message: String,
+    },
     /// A consumer-group request the coordinator refused; its wire code comes from the
     /// groups' front door.
     #[error(transparent)]

@@ -241,6 +241,7 @@ async fn start_with(
             );
             // Followers may fetch from this broker from now on.
             let _ = cluster.broker.set(Arc::clone(&service.broker));
+            let _ = service.broker.forward.set(cluster.forward);
             tracker.spawn(replica::follower::run(
                 Arc::clone(&service.broker),
                 cluster.link,
@@ -296,6 +297,8 @@ struct ClusterParts {
     link: Arc<dyn replica::follower::ReplicaLink>,
     /// How this broker fetches plugin components it lacks from its peers.
     blobs: quic::blobs::BlobLink,
+    /// How this broker hands routed batches to the partitions' leaders.
+    forward: Arc<quic::forward::ForwardLink>,
     /// Set once the broker is open, for the fetches of other brokers' followers.
     broker: quic::replica::BrokerSlot,
 }
@@ -325,8 +328,7 @@ async fn start_quorum(
         config.cluster.ca.clone().ok_or_else(|| {
             ServerError::Config("cluster.ca is required with cluster.voters".into())
         })?;
-    let (endpoint, replica_client, blob_client) =
-        quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
+    let (endpoint, peers) = quic::quorum::endpoint(addr, identity, &ca, reset_key)?;
     let transport = Arc::new(quic::quorum::QuicTransport::new(endpoint.clone()));
     let dir = metadata::quorum_dir(&config.data_dir);
     let lock = metadata::lock_dir(&dir)?;
@@ -346,9 +348,10 @@ async fn start_quorum(
         store: Arc::new(metadata::MetadataStore::replicated(quorum, lock)),
         link: Arc::new(quic::replica::QuicReplicaLink::new(
             endpoint.clone(),
-            replica_client,
+            peers.replica,
         )),
-        blobs: quic::blobs::BlobLink::new(endpoint, blob_client),
+        blobs: quic::blobs::BlobLink::new(endpoint.clone(), peers.blob),
+        forward: Arc::new(quic::forward::ForwardLink::new(endpoint, peers.forward)),
         broker,
     }))
 }

@@ -1,7 +1,8 @@
 //! Plugins on a three-broker cluster: a plugin uploaded to one broker is loaded by every
 //! broker, including one that was down during the upload and fetches the component
 //! from a peer when it returns; a filter then runs on whichever broker leads each
-//! partition.
+//! partition, and a partitioner routes on the broker a produce reaches, which hands
+//! each batch to its partition's leader.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -9,7 +10,10 @@ use std::time::Duration;
 use quiver_proto::api::FilterSpec;
 use quiver_sdk::{ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicPartition};
 
+use quiver_sdk::partitioner::partition_for_key;
+
 use crate::cluster::Cluster;
+use crate::data_path::read_all;
 use crate::harness::eventually;
 use crate::plugins::plugin;
 
@@ -38,15 +42,20 @@ async fn a_plugin_added_on_one_broker_runs_on_every_broker() {
         .add_plugin("by-color", filter)
         .await
         .expect("add the plugin on broker 1");
+    first
+        .admin()
+        .add_plugin("key-hash", plugin("key-hash"))
+        .await
+        .expect("add the partitioner on broker 1");
     cluster.start();
     for id in 1..=3 {
         let client = cluster.client(id).await;
         eventually(30, &format!("broker {id} runs by-color"), || async {
-            client
-                .admin()
-                .list_plugins()
-                .await
-                .is_ok_and(|plugins| plugins.iter().any(|p| p.name == "by-color"))
+            client.admin().list_plugins().await.is_ok_and(|plugins| {
+                ["by-color", "key-hash"]
+                    .iter()
+                    .all(|name| plugins.iter().any(|p| p.name == *name))
+            })
         })
         .await;
     }
@@ -123,4 +132,40 @@ async fn a_plugin_added_on_one_broker_runs_on_every_broker() {
     }
     assert_eq!(got.len(), expected, "{got:?}");
     assert!(got.iter().all(|v| v.starts_with("red-")), "{got:?}");
+
+    // Records routed by the partitioner on broker 1 land on partitions led elsewhere too.
+    let partitioned = BTreeMap::from([("partitioner".to_string(), "key-hash".to_string())]);
+    admin
+        .create_topic("routed", PARTITIONS, 3, partitioned)
+        .await
+        .expect("create a topic routed by the plugin");
+    let described = admin.describe_topic("routed").await.expect("describe");
+    assert!(
+        described.partitions.iter().any(|p| p.leader != 1),
+        "{described:?}"
+    );
+    let one = cluster.client(1).await;
+    let producer = one
+        .producer(ProducerConfig::default())
+        .await
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for i in 0..90 {
+        let record = ProducerRecord::new("routed", format!("v{i}")).key(format!("user-{i}"));
+        deliveries.push(producer.send(record).await.expect("send"));
+    }
+    for d in deliveries {
+        d.await
+            .expect("acknowledged by each partition's in-sync replicas");
+    }
+    producer.close().await;
+    let records = read_all(&client, "routed", PARTITIONS, 90).await;
+    assert_eq!(records.len(), 90);
+    let mut used = BTreeSet::new();
+    for r in &records {
+        let key = r.key.as_deref().expect("keyed");
+        assert_eq!(r.partition, partition_for_key(key, PARTITIONS));
+        used.insert(r.partition);
+    }
+    assert_eq!(used.len(), PARTITIONS as usize, "{used:?}");
 }

@@ -55,6 +55,7 @@ fn code(e: &BrokerError) -> ErrorCode {
         BrokerError::ShuttingDown => ErrorCode::BROKER_UNAVAILABLE,
         BrokerError::Unauthorized(_) | BrokerError::Unauthenticated(_) => ErrorCode::UNAUTHORIZED,
         BrokerError::Group(e) => super::convert::group::error_code(e),
+        BrokerError::Forwarded { code, .. } => ErrorCode(*code),
     }
 }
 

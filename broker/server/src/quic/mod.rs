@@ -13,6 +13,7 @@ pub(crate) mod clients;
 pub(crate) mod convert;
 pub(crate) mod dispatch;
 pub(crate) mod errors;
+pub(crate) mod forward;
 pub(crate) mod listener;
 pub(crate) mod quorum;
 pub(crate) mod quota;

@@ -41,16 +41,23 @@ fn transport() -> quinn::TransportConfig {
     t
 }
 
-/// Binds the inter-broker listener at `addr` (quorum messages, and replication and
-/// plugin components under their own ALPNs); it also dials peers. Returns the endpoint,
-/// whose default client config speaks the quorum protocol, and the client configs for
-/// replication and for plugin components.
+/// The client configs of the inter-broker protocols besides the quorum's.
+pub(crate) struct PeerClients {
+    pub replica: quinn::ClientConfig,
+    pub blob: quinn::ClientConfig,
+    pub forward: quinn::ClientConfig,
+}
+
+/// Binds the inter-broker listener at `addr` (quorum messages, and replication, plugin
+/// components and forwarded produces under their own ALPNs); it also dials peers.
+/// Returns the endpoint, whose default client config speaks the quorum protocol, and
+/// the client configs of the others.
 pub(crate) fn endpoint(
     addr: SocketAddr,
     identity: &Identity,
     ca: &Path,
     reset_key: &[u8],
-) -> Result<(quinn::Endpoint, quinn::ClientConfig, quinn::ClientConfig), crate::ServerError> {
+) -> Result<(quinn::Endpoint, PeerClients), crate::ServerError> {
     let roots =
         Arc::new(crate::auth::client_certs::read_roots(ca, "cluster CA").map_err(TlsError::from)?);
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -69,6 +76,7 @@ pub(crate) fn endpoint(
         QUORUM_ALPN.to_vec(),
         super::replica::REPLICA_ALPN.to_vec(),
         super::blobs::BLOB_ALPN.to_vec(),
+        super::forward::FORWARD_ALPN.to_vec(),
     ];
     let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -91,13 +99,16 @@ pub(crate) fn endpoint(
         Ok(config)
     };
     let quorum_client = client_for(QUORUM_ALPN)?;
-    let replica_client = client_for(super::replica::REPLICA_ALPN)?;
-    let blob_client = client_for(super::blobs::BLOB_ALPN)?;
+    let peers = PeerClients {
+        replica: client_for(super::replica::REPLICA_ALPN)?,
+        blob: client_for(super::blobs::BLOB_ALPN)?,
+        forward: client_for(super::forward::FORWARD_ALPN)?,
+    };
 
     let mut endpoint = quiver_quic::server_endpoint(addr, server, reset_key)
         .map_err(|source| crate::ServerError::Bind { addr, source })?;
     endpoint.set_default_client_config(quorum_client);
-    Ok((endpoint, replica_client, blob_client))
+    Ok((endpoint, peers))
 }
 
 /// Sends quorum messages to peers over the quorum endpoint.
@@ -213,6 +224,9 @@ pub(crate) async fn serve(
                 }
                 Some(p) if p == super::blobs::BLOB_ALPN => {
                     super::blobs::serve_connection(connection, broker, shutdown).await;
+                }
+                Some(p) if p == super::forward::FORWARD_ALPN => {
+                    super::forward::serve_connection(connection, broker, shutdown).await;
                 }
                 _ => serve_connection(connection, quorum, shutdown).await,
             }

@@ -99,25 +99,27 @@ fn not_open(fetch: &ReplicaFetch) -> ReplicaFetchAnswer {
     }
 }
 
-/// Sends followers' fetches to leaders, one connection per leader.
+/// Connections to peer brokers under one inter-broker ALPN: one per broker, dialled on
+/// first use and again once closed.
 #[derive(Debug)]
-pub(crate) struct QuicReplicaLink {
+pub(crate) struct PeerConnections {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     connections: Mutex<HashMap<u32, quinn::Connection>>,
 }
 
-impl QuicReplicaLink {
+impl PeerConnections {
     pub(crate) fn new(endpoint: quinn::Endpoint, client: quinn::ClientConfig) -> Self {
-        QuicReplicaLink {
+        PeerConnections {
             endpoint,
             client,
             connections: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn connection(&self, leader: u32, address: &str) -> Result<quinn::Connection, String> {
-        let cached = self.connections.lock().get(&leader).cloned();
+    /// The connection to broker `id`, whose inter-broker listener is `address`.
+    pub(crate) async fn get(&self, id: u32, address: &str) -> Result<quinn::Connection, String> {
+        let cached = self.connections.lock().get(&id).cloned();
         if let Some(c) = cached
             && c.close_reason().is_none()
         {
@@ -125,26 +127,45 @@ impl QuicReplicaLink {
         }
         let addr: SocketAddr = address
             .parse()
-            .map_err(|e| format!("broker {leader}'s address {address} is not host:port ({e})"))?;
+            .map_err(|e| format!("broker {id}'s address {address} is not host:port ({e})"))?;
         let connecting = self
             .endpoint
             .connect_with(self.client.clone(), addr, &addr.ip().to_string())
             .map_err(|e| e.to_string())?;
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
-            .map_err(|_| format!("broker {leader} at {address} did not answer the handshake"))?
+            .map_err(|_| format!("broker {id} at {address} did not answer the handshake"))?
             .map_err(|e| e.to_string())?;
-        self.connections.lock().insert(leader, connection.clone());
+        self.connections.lock().insert(id, connection.clone());
         Ok(connection)
+    }
+
+    /// Drops the connection to broker `id`: the next request dials again.
+    pub(crate) fn forget(&self, id: u32) {
+        self.connections.lock().remove(&id);
+    }
+}
+
+/// Sends followers' fetches to leaders, one connection per leader.
+#[derive(Debug)]
+pub(crate) struct QuicReplicaLink {
+    peers: PeerConnections,
+}
+
+impl QuicReplicaLink {
+    pub(crate) fn new(endpoint: quinn::Endpoint, client: quinn::ClientConfig) -> Self {
+        QuicReplicaLink {
+            peers: PeerConnections::new(endpoint, client),
+        }
     }
 }
 
 impl ReplicaLink for QuicReplicaLink {
     fn fetch<'a>(&'a self, leader: u32, address: &'a str, fetch: ReplicaFetch) -> LinkFuture<'a> {
         Box::pin(async move {
-            let connection = self.connection(leader, address).await?;
+            let connection = self.peers.get(leader, address).await?;
             let lost = |reason: String| {
-                self.connections.lock().remove(&leader);
+                self.peers.forget(leader);
                 format!("broker {leader} at {address}: {reason}")
             };
             let exchange = async {
@@ -169,39 +190,43 @@ impl ReplicaLink for QuicReplicaLink {
     }
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
+pub(super) fn put_str(out: &mut BytesMut, s: &str) {
     let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
     out.put_u16(len);
     out.put_slice(&s.as_bytes()[..usize::from(len)]);
 }
 
 /// Reads from a byte slice, naming what was cut short.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl Reader<'_> {
-    fn need(&self, n: usize, what: &str) -> Result<(), String> {
+    pub(super) fn need(&self, n: usize, what: &str) -> Result<(), String> {
         if self.0.remaining() < n {
             return Err(format!("cut short in {what}"));
         }
         Ok(())
     }
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8, String> {
         self.need(1, what)?;
         Ok(self.0.get_u8())
     }
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    pub(super) fn u16(&mut self, what: &str) -> Result<u16, String> {
+        self.need(2, what)?;
+        Ok(self.0.get_u16())
+    }
+    pub(super) fn u32(&mut self, what: &str) -> Result<u32, String> {
         self.need(4, what)?;
         Ok(self.0.get_u32())
     }
-    fn i32(&mut self, what: &str) -> Result<i32, String> {
+    pub(super) fn i32(&mut self, what: &str) -> Result<i32, String> {
         self.need(4, what)?;
         Ok(self.0.get_i32())
     }
-    fn i64(&mut self, what: &str) -> Result<i64, String> {
+    pub(super) fn i64(&mut self, what: &str) -> Result<i64, String> {
         self.need(8, what)?;
         Ok(self.0.get_i64())
     }
-    fn str(&mut self, what: &str) -> Result<String, String> {
+    pub(super) fn str(&mut self, what: &str) -> Result<String, String> {
         self.need(2, what)?;
         let len = usize::from(self.0.get_u16());
         self.need(len, what)?;
@@ -211,14 +236,14 @@ impl Reader<'_> {
         self.0.advance(len);
         Ok(s)
     }
-    fn bytes(&mut self, what: &str) -> Result<Bytes, String> {
+    pub(super) fn bytes(&mut self, what: &str) -> Result<Bytes, String> {
         let len = self.u32(what)? as usize;
         self.need(len, what)?;
         let b = Bytes::copy_from_slice(&self.0[..len]);
         self.0.advance(len);
         Ok(b)
     }
-    fn count(&mut self, what: &str, min_each: usize) -> Result<usize, String> {
+    pub(super) fn count(&mut self, what: &str, min_each: usize) -> Result<usize, String> {
         let n = self.u32(what)? as usize;
         // A count the remaining bytes cannot hold is refused before allocating for it.
         if n.saturating_mul(min_each) > self.0.remaining() {

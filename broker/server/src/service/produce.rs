@@ -37,16 +37,12 @@ impl BrokerService {
                     p.check_min_insync(min_insync)?;
                 }
             }
-            let out = route::produce_routed(&self.broker, &topic, input.batches, now).await?;
-            if all {
-                for r in &out.routed {
-                    let partition = topic.partition(r.partition)?;
-                    partition
-                        .await_durable(r.last_offset, min_insync, input.timeout)
-                        .await?;
-                }
-            }
-            return Ok(out);
+            let delivery = route::Delivery {
+                acks_all: all,
+                min_insync,
+                timeout: input.timeout,
+            };
+            return route::produce_routed(&self.broker, &topic, input.batches, now, delivery).await;
         };
         let partition = topic.partition(index)?;
         if all {
