@@ -191,6 +191,13 @@ impl Partition {
         .map_err(|e| BrokerError::Internal(format!("reopen task failed: {e}")));
         let result = match opened {
             Ok(Ok(log)) => {
+                // A leader stamps its epoch into what it appends from now on, as when
+                // it became leader (it may have been elected while this log was offline).
+                if let Some(epoch) = self.leader_epoch_if_leading()
+                    && let Err(e) = log.set_leader_epoch(epoch)
+                {
+                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot take the leader epoch after a reopen");
+                }
                 let high_watermark = log.high_watermark();
                 *self.state.write() = LogState::Online(Arc::new(log));
                 self.compacted_at_segments

@@ -22,6 +22,7 @@
 //! (`NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`) or its connection is lost.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
@@ -72,8 +73,9 @@ impl Suspects {
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     clients: parking_lot::Mutex<HashMap<String, Client>>,
-    /// Held while dialling one, so concurrent requests share the new connection.
-    dialling: tokio::sync::Mutex<()>,
+    /// One lock per address, held while dialling it, so concurrent requests share the
+    /// new connection and a slow dial holds up no other broker's.
+    dialling: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Each group's coordinator as last found: `None` when it is the broker this client
     /// is connected to (kept apart so the client never holds a handle to itself).
     coordinators: parking_lot::Mutex<HashMap<String, Option<Client>>>,
@@ -201,7 +203,14 @@ impl Client {
         if let Some(c) = peers.clients.lock().get(address) {
             return Ok(c.clone());
         }
-        let _one_dial = peers.dialling.lock().await;
+        let lock = Arc::clone(
+            peers
+                .dialling
+                .lock()
+                .entry(address.to_string())
+                .or_default(),
+        );
+        let _one_dial = lock.lock().await;
         if let Some(c) = peers.clients.lock().get(address) {
             return Ok(c.clone());
         }

@@ -169,8 +169,24 @@ impl Partition {
     /// leader that stays leader keeps its followers' progress across ISR changes. Wakes
     /// every waiter, which re-checks what it waits for.
     pub fn set_role(&self, placement: &Placement, now_ms: i64) {
+        let leads = placement.leader == Some(placement.me);
+        let continues = matches!(&*self.replica.lock(),
+            Role::Leader(current) if current.leader_epoch == placement.leader_epoch);
+        // A new leadership's epoch goes into the log before the role changes, and
+        // without the role's lock: taking the epoch waits for the log's writer, which
+        // may be in an fsync, and every request checks the role. Until the role
+        // changes nothing appends as leader, so no batch carries the old epoch after it.
+        let epoch_start_offset = (leads && !continues).then(|| {
+            self.log().map_or(0, |log| {
+                let epoch = i32::try_from(placement.leader_epoch).unwrap_or(i32::MAX);
+                if let Err(e) = log.set_leader_epoch(epoch) {
+                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot take the new leader epoch");
+                }
+                log.log_end_offset()
+            })
+        });
         let mut role = self.replica.lock();
-        let next = if placement.leader == Some(placement.me) {
+        let next = if leads {
             let mut state = match &*role {
                 Role::Leader(current) if current.leader_epoch == placement.leader_epoch => {
                     let mut kept = current.clone();
@@ -181,13 +197,7 @@ impl Partition {
                     kept
                 }
                 _ => {
-                    let log_end = self.log().map_or(0, |log| {
-                        let epoch = i32::try_from(placement.leader_epoch).unwrap_or(i32::MAX);
-                        if let Err(e) = log.set_leader_epoch(epoch) {
-                            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot take the new leader epoch");
-                        }
-                        log.log_end_offset()
-                    });
+                    let log_end = epoch_start_offset.unwrap_or(0);
                     tracing::info!(topic = %self.topic, partition = self.index, epoch = placement.leader_epoch, "leading");
                     LeaderState {
                         me: placement.me,
@@ -240,6 +250,15 @@ impl Partition {
                 partition: self.index,
                 leader: *leader,
             }),
+        }
+    }
+
+    /// The leader epoch a replicated partition's leader stamps into its batches; `None`
+    /// on a follower and on a single node (whose log keeps its own).
+    pub(crate) fn leader_epoch_if_leading(&self) -> Option<i32> {
+        match &*self.replica.lock() {
+            Role::Leader(state) => Some(i32::try_from(state.leader_epoch).unwrap_or(i32::MAX)),
+            Role::Sole | Role::Follower { .. } => None,
         }
     }
 

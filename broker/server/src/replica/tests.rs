@@ -192,3 +192,21 @@ async fn acks_all_fails_when_the_isr_shrank_below_the_minimum_while_waiting() {
         .await
         .expect("one is enough when one is the minimum");
 }
+
+#[tokio::test]
+async fn a_reopened_leader_stamps_its_leader_epoch() {
+    let (dir, p) = leading(&[1, 2, 3]);
+    let config = LogConfig {
+        sole_replica: false,
+        ..LogConfig::default()
+    };
+    p.reopen(dir.path().to_path_buf(), config)
+        .await
+        .expect("reopen");
+    let mut b = BatchBuilder::new();
+    b.push(0, None, Some(b"after".as_slice()), &[]);
+    p.append_blocking(&b.build(Compression::None, ProducerIdentity::NONE), 0)
+        .expect("append");
+    let last = contents(&p.log().expect("log")).pop().expect("a record");
+    assert_eq!(last, (10, 1, "after".to_string()), "epoch 1, as led");
+}
