@@ -146,16 +146,7 @@ impl Broker {
             let Some(progress) = state.followers.get_mut(&replica_id) else {
                 return; // not a replica of this partition
             };
-            if fetch_offset >= log_end {
-                progress.caught_up_ms = now;
-            } else if fetch_offset >= progress.leader_end_at_last_fetch
-                && progress.leader_end_at_last_fetch >= 0
-            {
-                progress.caught_up_ms = progress.last_fetch_ms;
-            }
-            progress.log_end = fetch_offset;
-            progress.last_fetch_ms = now;
-            progress.leader_end_at_last_fetch = log_end;
+            progress.fetched(fetch_offset, log_end, now);
             let rejoins = !state.isr.contains(&replica_id)
                 && !state.isr_change_pending
                 && fetch_offset >= high_watermark
@@ -215,17 +206,7 @@ impl Broker {
                     if state.isr_change_pending {
                         continue;
                     }
-                    let lagging: Vec<u32> = state
-                        .isr
-                        .iter()
-                        .copied()
-                        .filter(|id| {
-                            state
-                                .followers
-                                .get(id)
-                                .is_some_and(|p| now - p.caught_up_ms > lag_max)
-                        })
-                        .collect();
+                    let lagging = state.lagging(now, lag_max);
                     if lagging.is_empty() {
                         continue;
                     }

@@ -152,6 +152,42 @@ pub struct Progress {
     pub leader_end_at_last_fetch: i64,
 }
 
+impl Progress {
+    /// A fetch from `fetch_offset` (the follower has everything before it) while the
+    /// leader's log ends at `log_end`, at `now_ms`. The follower is caught up at a fetch
+    /// that reaches the leader's end, or, as of its previous fetch, when it reaches where
+    /// the leader ended then (Kafka's rule: a follower that keeps up with a busy leader
+    /// is never exactly at its end).
+    pub fn fetched(&mut self, fetch_offset: i64, log_end: i64, now_ms: i64) {
+        if fetch_offset >= log_end {
+            self.caught_up_ms = now_ms;
+        } else if fetch_offset >= self.leader_end_at_last_fetch
+            && self.leader_end_at_last_fetch >= 0
+        {
+            self.caught_up_ms = self.last_fetch_ms;
+        }
+        self.log_end = fetch_offset;
+        self.last_fetch_ms = now_ms;
+        self.leader_end_at_last_fetch = log_end;
+    }
+}
+
+impl LeaderState {
+    /// The in-sync followers that have not been caught up for more than `lag_max_ms`
+    /// at `now_ms`: what the leader proposes out of the ISR.
+    pub fn lagging(&self, now_ms: i64, lag_max_ms: i64) -> Vec<u32> {
+        self.isr
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.followers
+                    .get(id)
+                    .is_some_and(|p| now_ms - p.caught_up_ms > lag_max_ms)
+            })
+            .collect()
+    }
+}
+
 /// The placement of a partition as the metadata gives it, for [`Partition::set_role`].
 #[derive(Debug, Clone)]
 pub struct Placement {

@@ -210,3 +210,54 @@ async fn a_reopened_leader_stamps_its_leader_epoch() {
     let last = contents(&p.log().expect("log")).pop().expect("a record");
     assert_eq!(last, (10, 1, "after".to_string()), "epoch 1, as led");
 }
+
+/// The leader's ISR judgement in virtual time (`replica.lag.time.max.ms` = 10 s): a
+/// follower that keeps reaching where the leader was stays in, one that falls behind
+/// or goes silent is out once it has not caught up for longer than that.
+#[test]
+fn followers_leave_the_isr_only_after_lagging_longer_than_the_limit() {
+    let (_d, p) = leading(&[1, 2, 3]);
+    let lag_max = 10_000;
+    let mut role = p.replica.lock();
+    let super::Role::Leader(state) = &mut *role else {
+        panic!("leads")
+    };
+    let start = 1_000_000;
+    for f in [2, 3] {
+        let progress = state.followers.get_mut(&f).expect("a follower");
+        progress.caught_up_ms = start;
+        progress.last_fetch_ms = start;
+    }
+    // The leader appends 100 records a second. Broker 2 fetches every 100 ms and each
+    // fetch reaches where the leader ended at its previous one; broker 3 fetches as
+    // often but stays 500 records behind the leader's end.
+    let mut end = 0;
+    for step in 1..=300 {
+        let now = start + step * 100;
+        let before = end;
+        end += 10;
+        state
+            .followers
+            .get_mut(&2)
+            .expect("2")
+            .fetched(before, end, now);
+        state
+            .followers
+            .get_mut(&3)
+            .expect("3")
+            .fetched((end - 500).max(0), end, now);
+        let lagging = state.lagging(now, lag_max);
+        assert!(!lagging.contains(&2), "2 keeps up: {lagging:?}");
+        // 3 never reaches where the leader was: out the moment the limit has passed.
+        assert_eq!(
+            lagging.contains(&3),
+            now - start > lag_max,
+            "at step {step}"
+        );
+    }
+    let now = start + 300 * 100;
+    assert_eq!(state.lagging(now, lag_max), vec![3], "3 fell behind");
+    // Broker 2 goes silent: out only once the limit has passed since it last caught up.
+    assert_eq!(state.lagging(now + lag_max - 100, lag_max), vec![3]);
+    assert_eq!(state.lagging(now + lag_max + 200, lag_max), vec![2, 3]);
+}
