@@ -61,6 +61,8 @@ const REPLAY_READ_BYTES: usize = 1024 * 1024;
 /// Longest an offsets append may wait, for the disk and, in a cluster, for the
 /// partition's in-sync replicas.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How soon an offsets partition led here that could not be loaded is tried again.
+const OWNERSHIP_RETRY: Duration = Duration::from_secs(1);
 /// Shortest sleep of the timer, so a deadline that stays in the past after a poll (which
 /// the coordinator should never produce) costs a poll per millisecond, not a spin.
 const MIN_TIMER_SLEEP: Duration = Duration::from_millis(1);
@@ -357,9 +359,10 @@ impl GroupService {
         req: JoinRequest,
         shutdown: &CancellationToken,
     ) -> Result<Joined, BrokerError> {
-        self.owner(&req.group_id)?;
         let waiting = {
+            // Checked under the coordinator's lock, which unloading takes too.
             let mut s = self.state.lock();
+            self.owner(&req.group_id)?;
             let now = s.now();
             let outcome = s.coordinator.join(req, now, &Topics(broker));
             // Park before polling: the poll may complete this very join.
@@ -392,9 +395,9 @@ impl GroupService {
 
     /// The member's assignment in the generation it joined, sorted.
     pub fn sync(&self, req: &SyncRequest) -> Result<Vec<TopicPartition>, BrokerError> {
-        self.owner(&req.group_id)?;
         let result = {
             let mut s = self.state.lock();
+            self.owner(&req.group_id)?;
             let now = s.now();
             s.coordinator.sync(req, now)
         };
@@ -406,16 +409,16 @@ impl GroupService {
     /// Does not re-arm the timer: a heartbeat only moves a deadline later, and a timer
     /// that wakes early costs one poll, where re-arming would cost one per heartbeat.
     pub fn heartbeat(&self, req: &HeartbeatRequest) -> Result<(), BrokerError> {
-        self.owner(&req.group_id)?;
         let mut s = self.state.lock();
+        self.owner(&req.group_id)?;
         let now = s.now();
         Ok(s.coordinator.heartbeat(req, now)?)
     }
 
     pub fn leave(&self, broker: &Broker, req: &LeaveRequest) -> Result<(), BrokerError> {
-        self.owner(&req.group_id)?;
         let result = {
             let mut s = self.state.lock();
+            self.owner(&req.group_id)?;
             let now = s.now();
             let result = s.coordinator.leave(req, now);
             // The rest of the group may now complete its rebalance.
@@ -432,12 +435,9 @@ impl GroupService {
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
     ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        let s = self.state.lock();
         self.owner(group_id)?;
-        Ok(self
-            .state
-            .lock()
-            .coordinator
-            .fetch_offsets(group_id, partitions))
+        Ok(s.coordinator.fetch_offsets(group_id, partitions))
     }
 
     /// The groups this broker coordinates.
@@ -447,14 +447,16 @@ impl GroupService {
 
     /// The coordinator's view of a group; end offsets and lag are the caller's to fill.
     pub fn describe(&self, group_id: &str) -> Result<GroupDescription, BrokerError> {
+        let s = self.state.lock();
         self.owner(group_id)?;
-        Ok(self.state.lock().coordinator.describe(group_id)?)
+        Ok(s.coordinator.describe(group_id)?)
     }
 
     /// Fails with `GROUP_NOT_EMPTY` while the group has members.
     pub fn check_resettable(&self, group_id: &str) -> Result<(), BrokerError> {
+        let s = self.state.lock();
         self.owner(group_id)?;
-        Ok(self.state.lock().coordinator.check_resettable(group_id)?)
+        Ok(s.coordinator.check_resettable(group_id)?)
     }
 
     /// Accepts and persists a commit; answers only once the records are appended, and
@@ -503,10 +505,11 @@ impl GroupService {
         apply: impl FnOnce(&mut GroupCoordinator, u64, &dyn TopicCatalog) -> Result<Persist, GroupError>,
     ) -> Result<(), BrokerError> {
         let owner = self.owner(group_id)?;
-        let _order = owner.order.lock().await;
-        // The partition may have moved while this waited for the lock.
-        owner.check(group_id)?;
+        let order = owner.order.lock().await;
+        // The partition may have moved while this waited for the lock, or moved away
+        // and back (a new leadership whose commits this broker has not loaded yet).
         let index = owner.index;
+        self.check_leading(broker, &owner, group_id)?;
         let (ticket, records) = {
             let mut s = self.state.lock();
             let now = s.now();
@@ -519,22 +522,31 @@ impl GroupService {
             service: self,
             ticket,
         };
-        let appended = self
-            .append(broker, index, &records)
-            .await
-            .map_err(|e| match e {
-                // Lost the leadership under the commit: the group moves with it.
-                BrokerError::NotLeader { leader, .. } => BrokerError::NotCoordinator {
-                    group_id: group_id.to_string(),
-                    partition: index,
-                    leader,
-                    loading: false,
-                },
-                e => e,
-            });
+        let moved = |e| match e {
+            // Lost the leadership under the commit: the group moves with it.
+            BrokerError::NotLeader { leader, .. } => BrokerError::NotCoordinator {
+                group_id: group_id.to_string(),
+                partition: index,
+                leader,
+                loading: false,
+            },
+            e => e,
+        };
+        // The lock orders the appends; waiting for the in-sync replicas happens after
+        // it, so one slow follower does not hold up every other group's commits.
+        let appended = self.append(broker, index, &records).await.map_err(moved);
+        drop(order);
+        let durable = match appended {
+            Ok(Some((partition, last_offset, min_insync))) => partition
+                .await_durable(last_offset, min_insync, APPEND_TIMEOUT)
+                .await
+                .map_err(moved),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
         if let Some(ticket) = unsettled.ticket.take() {
             let mut s = self.state.lock();
-            match &appended {
+            match &durable {
                 Ok(()) => s.coordinator.complete_commit(&ticket),
                 Err(e) => {
                     tracing::warn!(group = %group_id, error = %e, "offset commit not durable; dropped");
@@ -542,24 +554,57 @@ impl GroupService {
                 }
             }
         }
-        appended
+        durable
     }
 
-    /// Appends `records` as one batch to partition `index` of the offsets topic.
+    /// `Ok` when this broker still leads the group's offsets partition at the epoch it
+    /// loaded the partition's commits for.
+    fn check_leading(
+        &self,
+        broker: &Broker,
+        owner: &Owner,
+        group_id: &str,
+    ) -> Result<(), BrokerError> {
+        owner.check(group_id)?;
+        let loaded = match *owner.status.lock() {
+            Status::Here { leader_epoch } => leader_epoch,
+            _ => return owner.check(group_id),
+        };
+        let leading = broker
+            .topic(OFFSETS_TOPIC)
+            .ok()
+            .and_then(|t| t.partitions.get(owner.index as usize).cloned())
+            .and_then(|p| p.leading_epoch());
+        if leading == Some(loaded) {
+            return Ok(());
+        }
+        Err(BrokerError::NotCoordinator {
+            group_id: group_id.to_string(),
+            partition: owner.index,
+            leader: None,
+            // Led here again at a new epoch: its commits are about to be reloaded.
+            loading: leading.is_some(),
+        })
+    }
+
+    /// Appends `records` as one batch to partition `index` of the offsets topic; returns
+    /// the partition, the batch's last offset and the topic's `min.insync.replicas`, for
+    /// the wait until the in-sync replicas have it. `None` when there was nothing to
+    /// append.
     async fn append(
         &self,
         broker: &Broker,
         index: u32,
         records: &[OffsetRecord],
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Option<(Arc<Partition>, i64, u16)>, BrokerError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         #[cfg(test)]
         {
             let fault = self.next_append_fault.lock().take();
             if let Some(fault) = fault {
-                return fault.inject().await;
+                return fault.inject().await.map(|()| None);
             }
         }
         let now = now_ms();
@@ -572,14 +617,11 @@ impl GroupService {
         let topic = broker.topic(OFFSETS_TOPIC)?;
         let partition = topic.partition(index)?;
         let out = partition.append(batch, now, APPEND_TIMEOUT).await?;
-        // In a cluster, acknowledged only once every in-sync replica has it.
-        partition
-            .await_durable(
-                out.last_offset,
-                topic.config.min_insync_replicas,
-                APPEND_TIMEOUT,
-            )
-            .await
+        Ok(Some((
+            Arc::clone(partition),
+            out.last_offset,
+            topic.config.min_insync_replicas,
+        )))
     }
 
     /// In a cluster: follows this broker's leaderships of the offsets topic's partitions
@@ -593,18 +635,29 @@ impl GroupService {
         let mut reconciled = broker.reconciled.subscribe();
         loop {
             reconciled.borrow_and_update();
-            self.settle_ownership(&broker).await;
+            let unsettled = self.settle_ownership(&broker).await;
+            // A partition led here that could not be loaded (offline, or its replay
+            // failed) is tried again, not left until the next metadata change.
+            let retry = async {
+                if unsettled {
+                    tokio::time::sleep(OWNERSHIP_RETRY).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = reconciled.changed() => if changed.is_err() { return },
+                () = retry => {}
             }
         }
     }
 
-    /// Brings each offsets partition's [`Status`] in line with this broker's role.
-    async fn settle_ownership(&self, broker: &Broker) {
+    /// Brings each offsets partition's [`Status`] in line with this broker's role;
+    /// returns whether a partition led here is still not loaded.
+    async fn settle_ownership(&self, broker: &Broker) -> bool {
         let Ok(topic) = broker.topic(OFFSETS_TOPIC) else {
-            return;
+            return false;
         };
         let owners = {
             let mut owners = self.owners.lock();
@@ -616,33 +669,53 @@ impl GroupService {
             }
             owners.clone()
         };
-        let image = broker.metadata.image();
+        let leading_now = |partition: &Partition| {
+            if partition.is_local() && partition.offline_reason().is_none() {
+                partition.leading_epoch()
+            } else {
+                None
+            }
+        };
+        let mut unsettled = false;
         for owner in owners {
             let Some(partition) = topic.partitions.get(owner.index as usize) else {
                 continue;
             };
-            let leading = if partition.is_local() && partition.offline_reason().is_none() {
-                partition.leading_epoch()
-            } else {
-                None
-            };
-            let current = *owner.status.lock();
-            if matches!((current, leading), (Status::Here { leader_epoch }, Some(e)) if leader_epoch == e)
-            {
+            let here = |status| matches!(status, Status::Here { leader_epoch } if Some(leader_epoch) == leading_now(partition));
+            if here(*owner.status.lock()) {
                 continue;
             }
             let _order = owner.order.lock().await;
-            if matches!(current, Status::Here { .. }) {
-                self.unload(owner.index, topic.partitions.len());
+            // Read again under the lock: commits in flight have settled meanwhile.
+            let current = *owner.status.lock();
+            if here(current) {
+                continue;
             }
+            let leading = leading_now(partition);
+            // The status changes first, then the groups go: a request that checks the
+            // status under the coordinator's lock sees one or the other, never a group
+            // served by a broker that no longer coordinates it.
             let Some(leader_epoch) = leading else {
-                let leader = image
+                let leader = broker
+                    .metadata
+                    .image()
                     .partition(OFFSETS_TOPIC, owner.index)
                     .and_then(|a| a.leader);
                 owner.set(Status::Elsewhere { leader });
+                if matches!(current, Status::Here { .. }) {
+                    self.unload(owner.index, topic.partitions.len());
+                }
+                if partition.is_local() && leader == Some(broker.config.node_id) {
+                    // Led here, but its log is offline: clients are told to wait.
+                    owner.set(Status::Loading);
+                    unsettled = true;
+                }
                 continue;
             };
             owner.set(Status::Loading);
+            if matches!(current, Status::Here { .. }) {
+                self.unload(owner.index, topic.partitions.len());
+            }
             let mut records = Vec::new();
             match replay_partition(partition, &mut records).await {
                 Ok(()) => {
@@ -658,11 +731,12 @@ impl GroupService {
                     );
                 }
                 Err(e) => {
-                    tracing::error!(partition = owner.index, error = %e, "cannot load the committed offsets of {OFFSETS_TOPIC}-{}; its groups are not served here", owner.index);
-                    owner.set(Status::Elsewhere { leader: None });
+                    tracing::error!(partition = owner.index, error = %e, "cannot load the committed offsets of {OFFSETS_TOPIC}-{}; trying again", owner.index);
+                    unsettled = true;
                 }
             }
         }
+        unsettled
     }
 
     /// Forgets the groups of offsets partition `index`, answering their parked joins.
@@ -949,6 +1023,43 @@ mod tests {
                 .offset,
             4
         );
+        broker.close();
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_led_again_at_a_new_epoch_refuses_commits_until_it_reloads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (broker, groups) = open_broker(dir.path()).await;
+        groups
+            .commit(&broker, commit(5))
+            .await
+            .expect("a durable commit");
+        // The offsets partition is led here again, at a new epoch (it was led elsewhere
+        // meanwhile, and other commits may have been made there).
+        let me = broker.config.node_id;
+        broker
+            .partition(OFFSETS_TOPIC, 0)
+            .expect("offsets partition")
+            .set_role(
+                &crate::replica::Placement {
+                    me,
+                    leader: Some(me),
+                    leader_epoch: 3,
+                    partition_epoch: 3,
+                    replicas: vec![me],
+                    isr: vec![me],
+                },
+                0,
+            );
+        let err = groups
+            .commit(&broker, commit(2))
+            .await
+            .expect_err("the commits of the new leadership are not loaded yet");
+        assert!(
+            matches!(err, BrokerError::NotCoordinator { loading: true, .. }),
+            "{err}"
+        );
+        assert_eq!(shown(&groups), (vec![5], Some(5)), "nothing changed");
         broker.close();
     }
 }

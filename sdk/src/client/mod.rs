@@ -601,8 +601,11 @@ impl Client {
         &self,
         topics: Option<Vec<String>>,
     ) -> Result<MetadataResponse, Error> {
+        // Stamped with when it was asked for: an answer built before a broker became a
+        // suspect must not pass for fresher than the suspicion.
+        let asked = now_ms();
         let (resp, _) = self.call(&MetadataRequest { topics }, Bytes::new()).await?;
-        let now = now_ms();
+        let now = asked;
         *self.inner.brokers.lock() = resp
             .brokers
             .iter()

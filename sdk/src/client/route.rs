@@ -256,9 +256,11 @@ impl Client {
         self.inner.peers.coordinators.lock().remove(group_id);
     }
 
-    /// Sends a group request to the group's coordinator. An answer that the group moved
-    /// finds the coordinator again and retries, with the client's backoff and retries; a
-    /// lost connection forgets the coordinator, so the caller's next attempt finds it.
+    /// Sends a group request to the group's coordinator, one attempt at a time. An
+    /// answer that the group moved, or an unreachable coordinator, finds the coordinator
+    /// again and retries, with the client's backoff and retries; a lost connection
+    /// forgets the coordinator, and a [`GroupCall::Retried`] request tries again too
+    /// (on any retriable error), a [`GroupCall::Within`] one leaves that to its caller.
     pub(crate) async fn call_group<R: Request>(
         &self,
         group_id: &str,
@@ -269,7 +271,16 @@ impl Client {
         loop {
             let result = match self.coordinator_for(group_id).await {
                 Ok(coordinator) => match how {
-                    GroupCall::Retried => coordinator.call(req, Bytes::new()).await.map(|(r, _)| r),
+                    GroupCall::Retried => {
+                        match coordinator.call_once(req, Bytes::new(), true).await {
+                            Ok(Some((answer, _))) => Ok(answer),
+                            Ok(None) => Err(Error::Transport {
+                                api: R::NAME,
+                                reason: "no response was read".into(),
+                            }),
+                            Err(e) => Err(e),
+                        }
+                    }
                     GroupCall::Within(after) => coordinator.call_within(req, after).await,
                 },
                 Err(e) => Err(e),
@@ -292,7 +303,8 @@ impl Client {
             if moved || lost {
                 self.forget_coordinator(group_id);
             }
-            if !moved || attempt >= self.inner.options.retries {
+            let again = moved || (matches!(how, GroupCall::Retried) && error.is_retriable());
+            if !again || attempt >= self.inner.options.retries {
                 return Err(error);
             }
             tracing::debug!(api = R::NAME, group = %group_id, attempt, error = %error, "the group's coordinator moved; finding it again");

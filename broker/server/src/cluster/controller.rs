@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 
+/// Preferred-leader changes proposed per heartbeat beat.
+const PREFERRED_PER_BEAT: usize = 8;
+
 /// Runs until `shutdown`: a heartbeat every `cluster.broker_heartbeat_ms`, and while
 /// this broker leads the quorum, the fencing decisions.
 pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
@@ -71,8 +74,13 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
             propose(&broker, record, "liveness decision").await;
         }
         if !rebalance.is_zero() && last_rebalance.elapsed() >= rebalance {
-            last_rebalance = Instant::now();
-            for change in quiver_metadata::preferred_leader_changes(&broker.metadata.image()) {
+            let changes = quiver_metadata::preferred_leader_changes(&broker.metadata.image());
+            // A few per beat, so heartbeats and fencing are never held up for long; the
+            // rest go on the next beats.
+            if changes.len() <= PREFERRED_PER_BEAT {
+                last_rebalance = Instant::now();
+            }
+            for change in changes.into_iter().take(PREFERRED_PER_BEAT) {
                 tracing::info!(topic = %change.topic, partition = change.partition, leader = ?change.leader, "giving the partition back to its preferred leader");
                 propose(
                     &broker,

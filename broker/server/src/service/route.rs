@@ -60,8 +60,28 @@ pub(super) async fn produce_routed(
                 .await?;
         }
     }
+    // Concurrently, so the request takes as long as its slowest partition. Every
+    // forward runs to its end; the first failure is then the answer (routed records
+    // are delivered at least once: a retry may repeat the partitions that succeeded).
+    let mut forwards = tokio::task::JoinSet::new();
     for away in elsewhere {
-        routed.push(forward(b, topic, away, delivery).await?);
+        let (b, topic) = (Arc::clone(b), Arc::clone(topic));
+        forwards.spawn(async move { forward(&b, &topic, away, delivery).await });
+    }
+    let mut failed = None;
+    while let Some(joined) = forwards.join_next().await {
+        match joined {
+            Ok(Ok(append)) => routed.push(append),
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(e) => {
+                failed = failed.or(Some(BrokerError::Internal(format!(
+                    "forwarding a routed batch failed: {e}"
+                ))))
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     routed.sort_by_key(|r| r.partition);
     let first = routed
