@@ -108,6 +108,25 @@ impl Admin {
         Ok(self.client.call(&req, Bytes::new()).await?.0)
     }
 
+    /// Starts moving partition `partition` of `topic` to the brokers `replicas` (the
+    /// first one is its preferred leader). The brokers added copy the log; once all of
+    /// `replicas` are in sync the partition switches to exactly them. Returns once the
+    /// move has started; [`describe_topic`](Self::describe_topic) shows it finish.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<u32>,
+    ) -> Result<(), Error> {
+        let req = quiver_proto::api::ReassignPartitionRequest {
+            topic: topic.to_string(),
+            partition,
+            replicas,
+        };
+        self.client.call(&req, Bytes::new()).await?;
+        Ok(())
+    }
+
     /// Sets the configs in `set` and removes those in `delete` (they fall back to the
     /// broker's defaults). Returns the topic as it is afterwards.
     pub async fn alter_topic_config(

@@ -1,5 +1,6 @@
 //! `quiver cluster status`: brokers, the metadata quorum and its leader (the
-//! controller), and the partitions that need an operator.
+//! controller), and the partitions that need an operator. `quiver cluster drain`: move
+//! every replica off a broker before it is taken out.
 
 use clap::Subcommand;
 
@@ -11,11 +12,25 @@ pub enum ClusterCommand {
     /// Show the brokers, the metadata quorum and its leader, and the offline and
     /// under-replicated partitions, as the broker asked sees them.
     Status,
+    /// Move every partition replica off a broker (before it is taken out): each goes to
+    /// the active broker holding the fewest replicas among those that do not hold that
+    /// partition yet. Waits until the broker holds none.
+    Drain {
+        /// The id of the broker to empty.
+        #[arg(value_name = "BROKER_ID")]
+        id: u32,
+        /// Seconds to wait for the moves to finish.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> {
     let client = conn.connect().await?;
     match cmd {
+        ClusterCommand::Drain { id, timeout } => {
+            drain(&client, id, std::time::Duration::from_secs(timeout)).await?;
+        }
         ClusterCommand::Status => {
             let s = client.admin().cluster_status().await?;
             match &s.quorum {
@@ -73,4 +88,101 @@ pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Every partition of the cluster (internal topics included) with its replicas.
+async fn placements(admin: &quiver_sdk::Admin) -> anyhow::Result<Vec<(String, u32, Vec<u32>)>> {
+    let mut names: Vec<String> = admin
+        .list_topics()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    if !names.iter().any(|n| n == "__consumer_offsets")
+        && admin.describe_topic("__consumer_offsets").await.is_ok()
+    {
+        names.push("__consumer_offsets".into());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let described = admin.describe_topic(&name).await?;
+        for p in described.partitions {
+            out.push((name.clone(), p.partition, p.replicas));
+        }
+    }
+    Ok(out)
+}
+
+async fn drain(
+    client: &quiver_sdk::Client,
+    broker: u32,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let admin = client.admin();
+    let status = admin.cluster_status().await?;
+    let active: Vec<u32> = status
+        .brokers
+        .iter()
+        .filter(|b| !b.fenced && b.broker_id != broker)
+        .map(|b| b.broker_id)
+        .collect();
+    if !status.brokers.iter().any(|b| b.broker_id == broker) {
+        anyhow::bail!("broker {broker} is not registered in the cluster");
+    }
+    let placed = placements(&admin).await?;
+    // Replicas each broker holds, counting the moves planned so far.
+    let mut load: std::collections::BTreeMap<u32, usize> = active.iter().map(|b| (*b, 0)).collect();
+    for (_, _, replicas) in &placed {
+        for r in replicas {
+            if let Some(n) = load.get_mut(r) {
+                *n += 1;
+            }
+        }
+    }
+    let mut moves = 0;
+    for (topic, partition, replicas) in &placed {
+        let Some(at) = replicas.iter().position(|r| *r == broker) else {
+            continue;
+        };
+        let Some(to) = load
+            .iter()
+            .filter(|(b, _)| !replicas.contains(b))
+            .min_by_key(|(b, n)| (**n, **b))
+            .map(|(b, _)| *b)
+        else {
+            anyhow::bail!(
+                "{topic}-{partition} is on brokers {replicas:?}: no other active broker can take its replica from broker {broker}; add a broker or lower the topic's replication factor first"
+            );
+        };
+        let mut target = replicas.clone();
+        target[at] = to;
+        admin
+            .reassign_partition(topic, *partition, target.clone())
+            .await?;
+        *load.entry(to).or_default() += 1;
+        moves += 1;
+        say!("moving {topic}-{partition}: {replicas:?} -> {target:?}");
+    }
+    if moves == 0 {
+        say!("broker {broker} holds no replica");
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = placements(&admin)
+            .await?
+            .into_iter()
+            .filter(|(_, _, replicas)| replicas.contains(&broker))
+            .count();
+        if left == 0 {
+            say!("broker {broker} is drained: it holds no replica ({moves} moved)");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "{left} partition(s) still have a replica on broker {broker} after {timeout:?}; the moves go on (see `quiver topic describe`)"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

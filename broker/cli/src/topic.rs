@@ -49,6 +49,19 @@ pub enum TopicCommand {
         /// The topic.
         name: String,
     },
+    /// Move a partition to other brokers (a cluster's partition reassignment): the
+    /// brokers added copy its log, and once all of them are in sync the partition
+    /// switches to exactly these replicas. Returns once the move has started; `describe`
+    /// shows the replicas, old and new together, until it finishes.
+    Reassign {
+        /// The topic.
+        topic: String,
+        /// The partition to move.
+        partition: u32,
+        /// The brokers to hold it, comma-separated; the first is its preferred leader.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicas: Vec<u32>,
+    },
     /// Reopen a partition without restarting the broker: re-run recovery on its log and
     /// serve it again. For a partition `describe` shows OFFLINE (its log could not be
     /// opened) or one locked after a failed write or fsync (disk full, I/O error), once
@@ -161,6 +174,20 @@ pub async fn run(conn: &ConnectArgs, cmd: TopicCommand) -> anyhow::Result<()> {
                     p.segments
                 );
             }
+        }
+        TopicCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+        } => {
+            admin
+                .reassign_partition(&topic, partition, replicas.clone())
+                .await?;
+            let to: Vec<String> = replicas.iter().map(u32::to_string).collect();
+            say!(
+                "moving {topic}-{partition} to brokers {}; `quiver topic describe {topic}` shows when it is done",
+                to.join(",")
+            );
         }
         TopicCommand::Reopen { topic, partition } => {
             let p = admin.reopen_partition(&topic, partition).await?;

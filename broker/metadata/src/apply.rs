@@ -19,7 +19,8 @@ use crate::image::{
 use crate::plugin_ref::{PLUGIN_CONFIG_KEYS, PluginRef, check_plugin_name};
 use crate::record::{
     AllocateProducerIds, AlterTopicConfigs, BrokerEpoch, CreateTopic, DeleteTopic, MetadataRecord,
-    PartitionChange, PluginKind, RegisterBroker, RegisterPlugin, RemovePlugin, RevokeToken,
+    PartitionChange, PluginKind, ReassignPartition, RegisterBroker, RegisterPlugin, RemovePlugin,
+    RevokeToken,
 };
 
 /// What a record changed, for the broker to act on (open partitions, close them,
@@ -102,6 +103,7 @@ impl MetadataImage {
             MetadataRecord::DeleteTopic(r) => check_delete_topic(s, r)?,
             MetadataRecord::AlterTopicConfigs(r) => check_alter_configs(s, r)?,
             MetadataRecord::PartitionChange(r) => check_partition_change(s, r)?,
+            MetadataRecord::ReassignPartition(r) => check_reassign(s, r)?,
             MetadataRecord::AllocateProducerIds(r) => check_producer_ids(s, r)?,
             MetadataRecord::RegisterPlugin(r) => check_register_plugin(s, r)?,
             MetadataRecord::RemovePlugin(r) => check_remove_plugin(self, r)?,
@@ -297,6 +299,7 @@ fn check_create_topic<'r>(s: &ImageState, r: &'r CreateTopic) -> Result<Change<'
                 .assignment
                 .iter()
                 .map(|replicas| PartitionAssignment {
+                    target_replicas: None,
                     replicas: replicas.clone(),
                     leader: replicas.first().copied(),
                     leader_epoch: 0,
@@ -367,14 +370,7 @@ fn check_partition_change<'r>(
     s: &ImageState,
     r: &'r PartitionChange,
 ) -> Result<Change<'r>, MetadataError> {
-    let topic = existing_topic(s, &r.topic)?;
-    let Some(current) = topic.partitions.get(r.partition as usize) else {
-        return Err(MetadataError::UnknownPartition {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            partitions: topic.partition_count(),
-        });
-    };
+    let current = existing_partition(s, &r.topic, r.partition)?;
     let bad = |reason: &str| MetadataError::BadReplicas {
         topic: r.topic.clone(),
         partition: r.partition,
@@ -446,13 +442,81 @@ fn check_partition_change<'r>(
                 .partitions
                 .get_mut(r.partition as usize)
         {
+            // A reassignment under way goes on through ISR changes, and ends with
+            // the change that leaves exactly its target replicas.
+            let target_replicas = p.target_replicas.take().filter(|target| {
+                *target != r.replicas && target.iter().all(|b| r.replicas.contains(b))
+            });
             *p = PartitionAssignment {
                 replicas: r.replicas.clone(),
                 leader: r.leader,
                 leader_epoch: r.leader_epoch,
                 isr: r.isr.clone(),
                 partition_epoch,
+                target_replicas,
             };
+        }
+        Applied::PartitionChanged {
+            topic: r.topic.clone(),
+            partition: r.partition,
+        }
+    }))
+}
+
+/// Partition `partition` of topic `topic`, which must exist.
+fn existing_partition<'s>(
+    s: &'s ImageState,
+    topic: &str,
+    partition: u32,
+) -> Result<&'s PartitionAssignment, MetadataError> {
+    let t = existing_topic(s, topic)?;
+    t.partitions
+        .get(partition as usize)
+        .ok_or_else(|| MetadataError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+            partitions: t.partition_count(),
+        })
+}
+
+fn check_reassign<'r>(
+    s: &ImageState,
+    r: &'r ReassignPartition,
+) -> Result<Change<'r>, MetadataError> {
+    let current = existing_partition(s, &r.topic, r.partition)?;
+    let bad = |reason: String| MetadataError::BadReplicas {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        reason,
+    };
+    if r.target.is_empty() {
+        return Err(bad("a partition needs at least one replica".into()));
+    }
+    check_replica_set(s, &r.topic, r.partition, &r.target, "target replicas")?;
+    for b in r.target.iter().filter(|b| !current.replicas.contains(b)) {
+        if s.brokers.get(b).is_some_and(|reg| reg.fenced) {
+            return Err(MetadataError::FencedReplica {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                broker_id: *b,
+            });
+        }
+    }
+    // Nothing is removed yet: the current replicas (which may include those of an
+    // earlier target, replaced now) keep serving, the new ones are added after them,
+    // and the switch to exactly `target` comes once all of it is in sync.
+    let mut replicas = current.replicas.clone();
+    replicas.extend(r.target.iter().filter(|b| !current.replicas.contains(b)));
+    let target = (r.target != replicas).then(|| r.target.clone());
+    Ok(Box::new(move |s, _| {
+        if let Some(topic) = s.topics.get_mut(&r.topic)
+            && let Some(p) = Arc::make_mut(topic)
+                .partitions
+                .get_mut(r.partition as usize)
+        {
+            p.replicas = replicas;
+            p.target_replicas = target;
+            p.partition_epoch = p.partition_epoch.saturating_add(1);
         }
         Applied::PartitionChanged {
             topic: r.topic.clone(),

@@ -110,6 +110,49 @@ pub fn preferred_leader_changes(image: &MetadataImage) -> Vec<PartitionChange> {
     changes
 }
 
+/// The changes that finish reassignments: a partition whose target replicas are all in
+/// sync switches to exactly them, the replicas it leaves go out of the ISR, and if its
+/// leader is one of those, the first in-sync target replica leads (leader epoch +1).
+pub fn reassignment_completions(image: &MetadataImage) -> Vec<PartitionChange> {
+    let available = |b: BrokerId| image.broker(b).is_some_and(|r| !r.fenced);
+    let mut changes = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let Some(target) = &p.target_replicas else {
+                continue;
+            };
+            if target.is_empty() || !target.iter().all(|b| p.isr.contains(b)) {
+                continue;
+            }
+            let isr: Vec<BrokerId> = p
+                .isr
+                .iter()
+                .copied()
+                .filter(|b| target.contains(b))
+                .collect();
+            let (leader, leader_epoch) = match p.leader {
+                Some(l) if target.contains(&l) => (Some(l), p.leader_epoch),
+                _ => {
+                    let Some(next) = target.iter().copied().find(|b| available(*b)) else {
+                        continue;
+                    };
+                    (Some(next), p.leader_epoch.saturating_add(1))
+                }
+            };
+            changes.push(PartitionChange {
+                topic: topic.name.clone(),
+                partition: u32::try_from(index).unwrap_or(u32::MAX),
+                leader,
+                leader_epoch,
+                isr,
+                replicas: target.clone(),
+                partition_epoch: Some(p.partition_epoch),
+            });
+        }
+    }
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +164,7 @@ mod tests {
             leader_epoch: 4,
             isr: isr.to_vec(),
             partition_epoch: 9,
+            target_replicas: None,
         }
     }
 

@@ -48,6 +48,11 @@ pub struct PartitionAssignment {
     /// against an older state is refused.
     #[serde(default)]
     pub partition_epoch: u32,
+    /// The replicas a reassignment moves the partition to, while it is under way:
+    /// `replicas` then holds the old and the new ones together, and the controller
+    /// switches to these once every one of them is in sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_replicas: Option<Vec<BrokerId>>,
 }
 
 /// One topic.

@@ -69,7 +69,7 @@
 pub mod access;
 mod apply;
 mod election;
-pub use election::preferred_leader_changes;
+pub use election::{preferred_leader_changes, reassignment_completions};
 mod error;
 mod ids;
 mod image;
@@ -92,6 +92,6 @@ pub use local_log::{Appended, LocalLogError, LocalLogOptions, LocalMetadataLog};
 pub use plugin_ref::{MAX_PLUGIN_NAME, PLUGIN_CONFIG_KEYS, PluginRef, check_plugin_name};
 pub use record::{
     AllocateProducerIds, AlterTopicConfigs, BrokerEpoch, CreateTopic, DeleteTopic, MetadataRecord,
-    PartitionChange, PluginKind, PluginLimits, RegisterBroker, RegisterPlugin, RemovePlugin,
-    RevokeToken,
+    PartitionChange, PluginKind, PluginLimits, ReassignPartition, RegisterBroker, RegisterPlugin,
+    RemovePlugin, RevokeToken,
 };

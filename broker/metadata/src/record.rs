@@ -27,6 +27,7 @@ pub enum MetadataRecord {
     DeleteTopic(DeleteTopic),
     AlterTopicConfigs(AlterTopicConfigs),
     PartitionChange(PartitionChange),
+    ReassignPartition(ReassignPartition),
     AllocateProducerIds(AllocateProducerIds),
     RegisterPlugin(RegisterPlugin),
     RemovePlugin(RemovePlugin),
@@ -135,6 +136,17 @@ pub struct PartitionChange {
     /// changed since (another ISR change, a fencing). `None` skips the check.
     #[serde(default)]
     pub partition_epoch: Option<u32>,
+}
+
+/// Starts moving a partition to `target` replicas (Kafka's partition reassignment): the
+/// new brokers join as followers and copy the log; once all of them are in sync the
+/// controller switches the partition to exactly `target` with a `PartitionChange`.
+/// Naming the current replicas cancels a reassignment under way (its added replicas go).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub target: Vec<BrokerId>,
 }
 
 /// Hands a block of idempotent producer ids to a broker. Ids below `first + count` are

@@ -254,6 +254,33 @@ impl Broker {
         self.reconcile_now().await
     }
 
+    /// Starts moving a partition to `replicas` (see `ReassignPartition`): the new
+    /// brokers copy the log as followers, and the controller switches the partition to
+    /// exactly `replicas` once all of them are in sync.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<u32>,
+    ) -> Result<(), BrokerError> {
+        if !self.config.cluster.is_cluster() {
+            return Err(BrokerError::InvalidRequest(
+                "a single node has one broker: there is nowhere to move a partition to".into(),
+            ));
+        }
+        let _guard = self.admin.lock().await;
+        self.topic(topic)?.partition_even_offline(partition)?;
+        self.append_metadata(MetadataRecord::ReassignPartition(
+            quiver_metadata::ReassignPartition {
+                topic: topic.to_string(),
+                partition,
+                target: replicas,
+            },
+        ))
+        .await?;
+        self.reconcile_now().await
+    }
+
     /// Sets and removes configs of a topic, applying them to its open partitions.
     pub async fn alter_topic(
         &self,

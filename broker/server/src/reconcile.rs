@@ -225,8 +225,23 @@ fn refresh(
                 .with_append_signal(appended),
             )
         } else {
-            // No longer held here: what this broker had of it stays on disk until the
-            // topic is deleted.
+            // Moved off this broker (a finished reassignment): its log is retired and
+            // its data removed, since no replica of it lives here any more.
+            if let Ok(log) = slot.log()
+                && let Err(e) = log.retire()
+            {
+                tracing::warn!(topic = %t.name, partition = index, error = %e, "flush before removing a moved replica failed");
+            }
+            let dir = partition_dir(&config.data_dir, &t.name, index);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::info!(topic = %t.name, partition = index, "replica moved off this broker; its data is removed")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove a moved replica's data")
+                }
+            }
             Arc::new(Partition::remote(t.name.clone(), index, leader))
         };
     }

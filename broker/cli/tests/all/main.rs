@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod cluster_groups;
 mod cluster_plugins;
+mod cluster_reassign;
 mod compaction;
 mod crash;
 mod damage;

@@ -171,6 +171,7 @@ fn create_topic_places_partitions_with_the_first_replica_leading() {
             leader_epoch: 0,
             isr: vec![2, 1],
             partition_epoch: 0,
+            target_replicas: None,
         }
     );
     assert!(image.partition("t", 2).is_none());
@@ -1086,4 +1087,78 @@ fn leadership_goes_back_to_the_preferred_replica_once_it_is_in_sync() {
         crate::preferred_leader_changes(&image).is_empty(),
         "r-1 waits for 2"
     );
+}
+
+#[test]
+fn a_reassignment_adds_the_new_replicas_then_switches_once_they_are_in_sync() {
+    let mut image = three_brokers();
+    ok(&mut image, broker(4));
+    // r-0 is on 1, 2, 3 led by 1; move it to 2, 3, 4.
+    let start = MetadataRecord::ReassignPartition(ReassignPartition {
+        topic: "r".into(),
+        partition: 0,
+        target: vec![2, 3, 4],
+    });
+    ok(&mut image, start);
+    let p = image.partition("r", 0).expect("p0").clone();
+    assert_eq!(p.replicas, vec![1, 2, 3, 4], "added, nothing removed yet");
+    assert_eq!((p.leader, p.isr.clone()), (Some(1), vec![1, 2, 3]));
+    assert_eq!(p.target_replicas, Some(vec![2, 3, 4]));
+    assert!(
+        crate::reassignment_completions(&image).is_empty(),
+        "4 is not in sync"
+    );
+    // Broker 4 catches up; its leader takes it into the ISR, the target stays.
+    ok(
+        &mut image,
+        MetadataRecord::PartitionChange(PartitionChange {
+            topic: "r".into(),
+            partition: 0,
+            leader: Some(1),
+            leader_epoch: 0,
+            isr: vec![1, 2, 3, 4],
+            replicas: vec![1, 2, 3, 4],
+            partition_epoch: None,
+        }),
+    );
+    assert!(
+        image
+            .partition("r", 0)
+            .expect("p0")
+            .target_replicas
+            .is_some()
+    );
+    let done = crate::reassignment_completions(&image);
+    assert_eq!(done.len(), 1, "{done:?}");
+    ok(&mut image, MetadataRecord::PartitionChange(done[0].clone()));
+    let p = image.partition("r", 0).expect("p0");
+    assert_eq!(p.replicas, vec![2, 3, 4]);
+    assert_eq!(p.isr, vec![2, 3, 4]);
+    assert_eq!((p.leader, p.leader_epoch), (Some(2), 1), "1 left: 2 leads");
+    assert_eq!(p.target_replicas, None, "finished");
+    assert!(crate::reassignment_completions(&image).is_empty());
+    // Refused: an unknown broker, a fenced one, a replica named twice, none at all.
+    for (target, what) in [
+        (vec![9], "unknown"),
+        (vec![2, 2], "twice"),
+        (vec![], "empty"),
+    ] {
+        let record = MetadataRecord::ReassignPartition(ReassignPartition {
+            topic: "r".into(),
+            partition: 0,
+            target,
+        });
+        assert!(image.check(&record).is_err(), "{what} target accepted");
+    }
+    let record = fence(&image, 1);
+    ok(&mut image, record);
+    let to_fenced = MetadataRecord::ReassignPartition(ReassignPartition {
+        topic: "r".into(),
+        partition: 0,
+        target: vec![1, 2],
+    });
+    assert!(matches!(
+        rejected(&mut image, to_fenced),
+        MetadataError::FencedReplica { broker_id: 1, .. }
+    ));
 }

@@ -52,3 +52,20 @@ pub struct BrokerState {
     /// Added in version 1.
     pub fenced: bool,
 }
+
+/// Moves a partition to `replicas` (Kafka's partition reassignment): the brokers it
+/// adds copy the log as followers, and once all of `replicas` are in sync the
+/// partition switches to exactly them (the leader moves if it is not among them, and
+/// the replicas left out delete their copies). Answered once the move has started;
+/// `topic describe` shows the replicas, old and new together while it runs. Naming
+/// the current replicas cancels a move under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignPartitionRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub replicas: Vec<u32>,
+}
+request!(ReassignPartitionRequest => ReassignPartitionResponse, REASSIGN_PARTITION, "reassign-partition");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignPartitionResponse {}

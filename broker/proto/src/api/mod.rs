@@ -63,6 +63,7 @@ impl ApiKey {
     pub const TOKEN_LIST: ApiKey = ApiKey(34);
     pub const CLUSTER_STATUS: ApiKey = ApiKey(35);
     pub const FIND_COORDINATOR: ApiKey = ApiKey(36);
+    pub const REASSIGN_PARTITION: ApiKey = ApiKey(37);
 
     /// The API's name in snake case, as metrics and logs label it; `unknown` for a key
     /// this build does not know.
@@ -105,6 +106,7 @@ impl ApiKey {
             ApiKey::TOKEN_LIST => "token_list",
             ApiKey::CLUSTER_STATUS => "cluster_status",
             ApiKey::FIND_COORDINATOR => "find_coordinator",
+            ApiKey::REASSIGN_PARTITION => "reassign_partition",
             _ => "unknown",
         }
     }

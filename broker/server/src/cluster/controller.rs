@@ -8,7 +8,8 @@
 //! led again as soon as the record is applied. Every broker also runs its leaders' ISR
 //! check here, on the same beat. Every `cluster.leader_rebalance_interval_ms` the
 //! controller also gives partitions back to their preferred leaders (their first
-//! replica) where those are in sync again.
+//! replica) where those are in sync again, and on every beat it finishes the
+//! reassignments whose new replicas have all caught up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 
-/// Preferred-leader changes proposed per heartbeat beat.
+/// Preferred-leader changes (and finished reassignments) proposed per heartbeat beat.
 const PREFERRED_PER_BEAT: usize = 8;
 
 /// Runs until `shutdown`: a heartbeat every `cluster.broker_heartbeat_ms`, and while
@@ -72,6 +73,18 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         for record in judge.decisions(&broker.metadata.image(), now) {
             tracing::warn!(decision = ?record, "broker liveness changed");
             propose(&broker, record, "liveness decision").await;
+        }
+        for change in quiver_metadata::reassignment_completions(&broker.metadata.image())
+            .into_iter()
+            .take(PREFERRED_PER_BEAT)
+        {
+            tracing::info!(topic = %change.topic, partition = change.partition, replicas = ?change.replicas, "reassignment complete: switching to the new replicas");
+            propose(
+                &broker,
+                MetadataRecord::PartitionChange(change),
+                "reassignment",
+            )
+            .await;
         }
         if !rebalance.is_zero() && last_rebalance.elapsed() >= rebalance {
             let changes = quiver_metadata::preferred_leader_changes(&broker.metadata.image());

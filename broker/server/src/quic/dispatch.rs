@@ -322,6 +322,18 @@ pub(crate) async fn dispatch(
             })
             .await
         }
+        ApiKey::REASSIGN_PARTITION => {
+            unary(
+                &frame,
+                send,
+                |r: api::ReassignPartitionRequest, _| async move {
+                    s.reassign_partition(caller, &r.topic, r.partition, r.replicas)
+                        .await?;
+                    Ok(api::ReassignPartitionResponse {})
+                },
+            )
+            .await
+        }
         ApiKey::FIND_COORDINATOR => {
             unary(
                 &frame,

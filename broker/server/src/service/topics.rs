@@ -10,6 +10,23 @@ use crate::error::BrokerError;
 use quiver_metadata::{Operation, ResourceKind};
 
 impl BrokerService {
+    /// Starts moving a partition to `replicas` (see [`Broker::reassign_partition`]).
+    /// Administrators only: it moves data between brokers.
+    pub async fn reassign_partition(
+        &self,
+        caller: &Caller,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<u32>,
+    ) -> Result<(), BrokerError> {
+        self.check(caller, Operation::Alter, ResourceKind::Cluster, "*")?;
+        self.broker
+            .reassign_partition(topic, partition, replicas.clone())
+            .await?;
+        tracing::info!(%topic, partition, ?replicas, "partition reassignment started");
+        Ok(())
+    }
+
     /// Creates a topic and answers with its description.
     pub async fn create_topic(
         &self,
