@@ -5,9 +5,9 @@
 //! `min.insync.replicas = 2`), so one can be SIGKILLed and each one's CPU and memory read
 //! from `/proc`.
 //!
-//! - `produce`: 1 KiB records with acks=all to the cluster against acks=1 to a single
-//!   `quiver dev` child, in alternating rounds; then the cluster's latency at half the
-//!   rate it reached.
+//! - `produce`: 1 KiB records with acks=all (or `--acks`) to the cluster against acks=1
+//!   to a single `quiver dev` child, in alternating rounds; then the cluster's latency at
+//!   half the rate it reached.
 //! - `failover`: SIGKILL the leader of a partition under a steady acks=all producer and
 //!   time the acknowledgement of the first record sent after it (only a new leader can
 //!   take that one); the broker is started again and back in
@@ -55,6 +55,10 @@ pub struct ProduceArgs {
     /// Rounds; each runs the single node and the cluster, in alternating order.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// The cluster producer's acks (0, 1 or all): `1` shows what replication costs
+    /// without waiting for it.
+    #[arg(long, default_value = "all")]
+    pub acks: Acks,
     /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -290,6 +294,14 @@ async fn timed_produce(
     Ok((start.elapsed(), hist.take()))
 }
 
+fn acks_name(acks: Acks) -> &'static str {
+    match acks {
+        Acks::None => "0",
+        Acks::Leader => "1",
+        Acks::All => "all",
+    }
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -326,16 +338,17 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         for which in [round % 2, 1 - round % 2] {
             let (client, acks) = match which {
                 0 => (one.clone(), Acks::Leader),
-                _ => (three.clone(), Acks::All),
+                _ => (three.clone(), args.acks),
             };
             let (elapsed, _) =
                 timed_produce(client, &topic, acks, args.records, 0.0, args.record_size).await?;
             figures[which as usize] = mb(elapsed);
         }
         say!(
-            "round {}: single node acks=1 {:.1} MB/s, three brokers acks=all {:.1} MB/s, ratio {:.2}",
+            "round {}: single node acks=1 {:.1} MB/s, three brokers acks={} {:.1} MB/s, ratio {:.2}",
             round + 1,
             figures[0],
+            acks_name(args.acks),
             figures[1],
             figures[1] / figures[0]
         );
@@ -349,7 +362,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let (_, hist) = timed_produce(
         three.clone(),
         &topic,
-        Acks::All,
+        args.acks,
         args.records,
         half_rate,
         args.record_size,
@@ -361,6 +374,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         "record_size": args.record_size,
         "partitions": args.partitions,
         "records_per_round": args.records,
+        "cluster_acks": acks_name(args.acks),
         "single_acks1_mb_per_sec_median": median(&mut singles),
         "cluster_acks_all_mb_per_sec_median": cluster_mb,
         "ratio_median": median(&mut ratios),
@@ -372,7 +386,8 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         say!("{figures}");
     } else {
         say!(
-            "three brokers acks=all / one broker acks=1: median ratio {:.2} ({:.1} / {:.1} MB/s)",
+            "three brokers acks={} / one broker acks=1: median ratio {:.2} ({:.1} / {:.1} MB/s)",
+            acks_name(args.acks),
             figures["ratio_median"].as_f64().unwrap_or(0.0),
             cluster_mb,
             figures["single_acks1_mb_per_sec_median"]
