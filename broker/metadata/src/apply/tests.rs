@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::record::PluginLimits;
+use crate::record::{PartitionChange, PluginLimits, ReassignPartition};
 
 /// Whether an error is the one a case expects.
 type Expect = fn(&MetadataError) -> bool;

@@ -30,7 +30,7 @@
 //! This file speaks the coordinator's types; translating the wire's requests and error
 //! codes is the request handlers' job.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,31 +38,32 @@ use parking_lot::Mutex;
 use quiver_group::{
     CommitRequest, CommitTicket, CommittedOffset, CoordinatorConfig, GroupCoordinator,
     GroupDescription, GroupError, GroupSummary, HeartbeatRequest, JoinOutcome, JoinRequest,
-    JoinTicket, Joined, LeaveRequest, OffsetRecord, OffsetRecordError, PendingCommit, SyncRequest,
-    TopicCatalog, TopicPartition,
+    JoinTicket, Joined, LeaveRequest, OffsetRecord, PendingCommit, SyncRequest, TopicCatalog,
+    TopicPartition,
 };
-use quiver_proto::batch::{self, BatchBuilder, Compression, ProducerIdentity};
-use quiver_storage::ReadBound;
+use quiver_proto::batch::{BatchBuilder, Compression, ProducerIdentity};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::broker::{Topic, TopicRecord};
 use crate::config::GroupsConfig;
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use crate::service::{blocking, now_ms};
+use crate::service::now_ms;
+
+mod ownership;
+#[cfg(test)]
+mod tests;
+
+pub use ownership::CoordinatorAddress;
+use ownership::{Owner, Status, replay_partition};
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Bytes read per step while replaying the offsets topic.
-const REPLAY_READ_BYTES: usize = 1024 * 1024;
 /// Longest an offsets append may wait, for the disk and, in a cluster, for the
 /// partition's in-sync replicas.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How soon an offsets partition led here that could not be loaded is tried again.
-const OWNERSHIP_RETRY: Duration = Duration::from_secs(1);
 /// Shortest sleep of the timer, so a deadline that stays in the past after a poll (which
 /// the coordinator should never produce) costs a poll per millisecond, not a spin.
 const MIN_TIMER_SLEEP: Duration = Duration::from_millis(1);
@@ -83,56 +84,6 @@ pub struct GroupService {
     /// failed or abandoned append leaves visible.
     #[cfg(test)]
     next_append_fault: Mutex<Option<tests::AppendFault>>,
-}
-
-/// This broker's part in one partition of the offsets topic.
-#[derive(Debug)]
-struct Owner {
-    index: u32,
-    status: Mutex<Status>,
-    /// Held from accepting a commit to settling it after its append, so the log order
-    /// of a group's records is the acceptance order and a replay ends with the commit
-    /// the coordinator shows; and while the partition's groups are loaded or unloaded.
-    order: tokio::sync::Mutex<()>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    /// Another broker leads the partition (`None`: no leader known).
-    Elsewhere { leader: Option<u32> },
-    /// This broker leads it and is replaying its commits.
-    Loading,
-    /// This broker coordinates its groups, as the leader of this epoch.
-    Here { leader_epoch: u32 },
-}
-
-impl Owner {
-    fn new(index: u32, status: Status) -> Arc<Owner> {
-        Arc::new(Owner {
-            index,
-            status: Mutex::new(status),
-            order: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// `Ok` when this broker coordinates the partition's groups now.
-    fn check(&self, group_id: &str) -> Result<(), BrokerError> {
-        let refused = |leader, loading| BrokerError::NotCoordinator {
-            group_id: group_id.to_string(),
-            partition: self.index,
-            leader,
-            loading,
-        };
-        match *self.status.lock() {
-            Status::Here { .. } => Ok(()),
-            Status::Loading => Err(refused(None, true)),
-            Status::Elsewhere { leader } => Err(refused(leader, false)),
-        }
-    }
-
-    fn set(&self, status: Status) {
-        *self.status.lock() = status;
-    }
 }
 
 #[derive(Debug)]
@@ -176,15 +127,6 @@ impl TopicCatalog for Topics<'_> {
     fn partitions(&self, topic: &str) -> Option<u32> {
         self.0.topic(topic).ok().map(|t| t.record.partitions)
     }
-}
-
-/// Where a group's coordinator is, for `FindCoordinator`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoordinatorAddress {
-    pub node_id: u32,
-    pub address: String,
-    /// The broker asked is the coordinator.
-    pub local: bool,
 }
 
 impl GroupService {
@@ -239,96 +181,6 @@ impl GroupService {
             .map(|index| Owner::new(index, Status::Here { leader_epoch: 0 }))
             .collect();
         Ok(service)
-    }
-
-    /// The offsets topic, created with `replication_factor` replicas when missing.
-    async fn offsets_topic(
-        &self,
-        broker: &Broker,
-        replication_factor: u16,
-    ) -> Result<Arc<Topic>, BrokerError> {
-        match broker.topic(OFFSETS_TOPIC) {
-            Ok(topic) => return Ok(topic),
-            Err(BrokerError::UnknownTopic(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            // Small segments close often, so compaction has something to clean.
-            ("segment.bytes".to_string(), (64 * 1024 * 1024).to_string()),
-        ]);
-        let created = broker
-            .create_topic(TopicRecord {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: self.config.offsets_topic_partitions.max(1),
-                replication_factor,
-                configs,
-                internal: true,
-            })
-            .await;
-        match created {
-            Ok(topic) => Ok(topic),
-            // Another broker of the cluster created it first.
-            Err(BrokerError::Metadata(quiver_metadata::MetadataError::TopicExists { .. })) => {
-                let _guard = broker.admin.lock().await;
-                broker.reconcile_now().await?;
-                broker.topic(OFFSETS_TOPIC)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Which broker coordinates `group_id`. In a cluster this creates the offsets topic
-    /// at its first use, once enough brokers are available for its replicas.
-    pub async fn find_coordinator(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-    ) -> Result<CoordinatorAddress, BrokerError> {
-        let me = broker.config.node_id;
-        if !broker.config.cluster.is_cluster() {
-            return Ok(CoordinatorAddress {
-                node_id: me,
-                address: broker.advertised.clone(),
-                local: true,
-            });
-        }
-        let unavailable = |reason: String| BrokerError::CoordinatorNotAvailable {
-            group_id: group_id.to_string(),
-            reason,
-        };
-        let voters = broker.config.cluster.voter_map().map_or(1, |v| v.len());
-        let replication_factor = self
-            .config
-            .offsets_topic_replication_factor
-            .min(u16::try_from(voters).unwrap_or(u16::MAX))
-            .max(1);
-        let topic = match self.offsets_topic(broker, replication_factor).await {
-            Ok(topic) => topic,
-            Err(BrokerError::Metadata(
-                e @ quiver_metadata::MetadataError::NotEnoughBrokers { .. },
-            )) => {
-                return Err(unavailable(format!(
-                    "{OFFSETS_TOPIC} cannot be created yet ({e})"
-                )));
-            }
-            Err(e) => return Err(e),
-        };
-        let index = offsets_partition(group_id, topic.partitions.len());
-        let image = broker.metadata.image();
-        let leader = image
-            .partition(OFFSETS_TOPIC, index)
-            .and_then(|a| a.leader)
-            .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{index} has no leader")))?;
-        let address = image
-            .broker(leader)
-            .map(|b| b.listener.clone())
-            .ok_or_else(|| unavailable(format!("broker {leader} is not registered")))?;
-        Ok(CoordinatorAddress {
-            node_id: leader,
-            address,
-            local: leader == me,
-        })
     }
 
     /// The partition entry of `group_id`, when this broker coordinates it now.
@@ -624,134 +476,6 @@ impl GroupService {
         )))
     }
 
-    /// In a cluster: follows this broker's leaderships of the offsets topic's partitions
-    /// after every reconcile, loading the groups of a partition it starts to lead and
-    /// forgetting those of one it stops leading, until `shutdown`.
-    pub(crate) async fn run_ownership(
-        self: Arc<Self>,
-        broker: Arc<Broker>,
-        shutdown: CancellationToken,
-    ) {
-        let mut reconciled = broker.reconciled.subscribe();
-        loop {
-            reconciled.borrow_and_update();
-            let unsettled = self.settle_ownership(&broker).await;
-            // A partition led here that could not be loaded (offline, or its replay
-            // failed) is tried again, not left until the next metadata change.
-            let retry = async {
-                if unsettled {
-                    tokio::time::sleep(OWNERSHIP_RETRY).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                changed = reconciled.changed() => if changed.is_err() { return },
-                () = retry => {}
-            }
-        }
-    }
-
-    /// Brings each offsets partition's [`Status`] in line with this broker's role;
-    /// returns whether a partition led here is still not loaded.
-    async fn settle_ownership(&self, broker: &Broker) -> bool {
-        let Ok(topic) = broker.topic(OFFSETS_TOPIC) else {
-            return false;
-        };
-        let owners = {
-            let mut owners = self.owners.lock();
-            if owners.len() != topic.partitions.len() {
-                // The topic appeared (its partition count never changes afterwards).
-                *owners = (0..topic.record.partitions)
-                    .map(|index| Owner::new(index, Status::Elsewhere { leader: None }))
-                    .collect();
-            }
-            owners.clone()
-        };
-        let leading_now = |partition: &Partition| {
-            if partition.is_local() && partition.offline_reason().is_none() {
-                partition.leading_epoch()
-            } else {
-                None
-            }
-        };
-        let mut unsettled = false;
-        for owner in owners {
-            let Some(partition) = topic.partitions.get(owner.index as usize) else {
-                continue;
-            };
-            let here = |status| matches!(status, Status::Here { leader_epoch } if Some(leader_epoch) == leading_now(partition));
-            if here(*owner.status.lock()) {
-                continue;
-            }
-            let _order = owner.order.lock().await;
-            // Read again under the lock: commits in flight have settled meanwhile.
-            let current = *owner.status.lock();
-            if here(current) {
-                continue;
-            }
-            let leading = leading_now(partition);
-            // The status changes first, then the groups go: a request that checks the
-            // status under the coordinator's lock sees one or the other, never a group
-            // served by a broker that no longer coordinates it.
-            let Some(leader_epoch) = leading else {
-                let leader = broker
-                    .metadata
-                    .image()
-                    .partition(OFFSETS_TOPIC, owner.index)
-                    .and_then(|a| a.leader);
-                owner.set(Status::Elsewhere { leader });
-                if matches!(current, Status::Here { .. }) {
-                    self.unload(owner.index, topic.partitions.len());
-                }
-                if partition.is_local() && leader == Some(broker.config.node_id) {
-                    // Led here, but its log is offline: clients are told to wait.
-                    owner.set(Status::Loading);
-                    unsettled = true;
-                }
-                continue;
-            };
-            owner.set(Status::Loading);
-            if matches!(current, Status::Here { .. }) {
-                self.unload(owner.index, topic.partitions.len());
-            }
-            let mut records = Vec::new();
-            match replay_partition(partition, &mut records).await {
-                Ok(()) => {
-                    let loaded = records.len();
-                    self.state.lock().coordinator.load(records);
-                    owner.set(Status::Here { leader_epoch });
-                    tracing::info!(
-                        partition = owner.index,
-                        leader_epoch,
-                        records = loaded,
-                        "coordinating the groups of {OFFSETS_TOPIC}-{}",
-                        owner.index
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(partition = owner.index, error = %e, "cannot load the committed offsets of {OFFSETS_TOPIC}-{}; trying again", owner.index);
-                    unsettled = true;
-                }
-            }
-        }
-        unsettled
-    }
-
-    /// Forgets the groups of offsets partition `index`, answering their parked joins.
-    fn unload(&self, index: u32, partitions: usize) {
-        let mut s = self.state.lock();
-        let answers = s
-            .coordinator
-            .unload(|group| offsets_partition(group, partitions) == index);
-        s.answer(answers);
-        tracing::info!(
-            partition = index,
-            "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
-        );
-    }
-
     /// Drives the coordinator's deadlines (session expiry, rebalance timeouts, the
     /// initial delay) until `shutdown`: sleeps until the next deadline, or until an
     /// event re-arms it.
@@ -817,249 +541,4 @@ impl Drop for Unsettled<'_> {
 fn offsets_partition(group_id: &str, partitions: usize) -> u32 {
     let n = u32::try_from(partitions).unwrap_or(1).max(1);
     quiver_proto::murmur2::key_partition(group_id.as_bytes(), n)
-}
-
-/// Reads one offsets partition from its start to its log end into `out`. A new leader
-/// reads past its high watermark: what lies there was appended by an earlier leader and
-/// may have been acknowledged. Records of kinds this broker does not know are skipped;
-/// so are damaged ones, with a warning, since one bad record must not keep the groups
-/// of a partition from loading.
-async fn replay_partition(
-    partition: &Partition,
-    out: &mut Vec<OffsetRecord>,
-) -> Result<(), BrokerError> {
-    let log = partition.log()?;
-    let mut offset = log.log_start_offset();
-    loop {
-        let reader = Arc::clone(&log);
-        let read =
-            blocking(move || Ok(reader.read_with(offset, REPLAY_READ_BYTES, ReadBound::LogEnd)))
-                .await?
-                .map_err(|source| partition.storage_error(source))?;
-        if read.bytes.is_empty() || read.next_offset <= offset {
-            return Ok(());
-        }
-        for item in batch::split(&read.bytes) {
-            let (_, bytes) = item?;
-            for record in batch::decode_records(&bytes)? {
-                let Some(key) = record.key.as_deref() else {
-                    continue;
-                };
-                match OffsetRecord::decode(key, record.value.as_deref()) {
-                    Ok(r) => out.push(r),
-                    Err(OffsetRecordError::UnknownKind(_)) => {}
-                    Err(e) => tracing::warn!(
-                        partition = partition.index,
-                        offset = record.offset,
-                        error = %e,
-                        "skipping a damaged committed-offset record"
-                    ),
-                }
-            }
-        }
-        offset = read.next_offset;
-        if offset >= log.log_end_offset() {
-            return Ok(());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use quiver_group::{Committer, GroupState};
-
-    use super::*;
-    use crate::config::BrokerConfig;
-
-    /// How the next offsets append goes wrong.
-    #[derive(Debug, Clone, Copy)]
-    pub(super) enum AppendFault {
-        /// It fails, as on a full or broken disk.
-        Fail,
-        /// It never finishes, so the request can be dropped while it waits.
-        Hang,
-    }
-
-    impl AppendFault {
-        pub(super) async fn inject(self) -> Result<(), BrokerError> {
-            match self {
-                AppendFault::Fail => Err(BrokerError::Internal(
-                    "injected offsets append failure".into(),
-                )),
-                AppendFault::Hang => std::future::pending().await,
-            }
-        }
-    }
-
-    async fn open_broker(dir: &std::path::Path) -> (Broker, GroupService) {
-        let broker =
-            Broker::open(BrokerConfig::dev(dir), "localhost:7420".into()).expect("broker opens");
-        broker
-            .create_topic(TopicRecord {
-                name: "t".into(),
-                partitions: 1,
-                replication_factor: 1,
-                configs: BTreeMap::new(),
-                internal: false,
-            })
-            .await
-            .expect("topic created");
-        let groups = GroupService::open(&broker, &GroupsConfig::default())
-            .await
-            .expect("groups open");
-        (broker, groups)
-    }
-
-    fn commit(offset: i64) -> CommitRequest {
-        commit_to("billing", offset)
-    }
-
-    fn commit_to(group_id: &str, offset: i64) -> CommitRequest {
-        CommitRequest {
-            group_id: group_id.into(),
-            committer: Committer::Outside,
-            offsets: vec![CommittedOffset {
-                partition: TopicPartition::new("t", 0),
-                offset,
-                metadata: String::new(),
-            }],
-        }
-    }
-
-    /// The committed offset of `t-0` as offset fetch and describe show it.
-    fn shown(groups: &GroupService) -> (Vec<i64>, Option<i64>) {
-        let fetched = groups
-            .fetch_offsets("billing", None)
-            .expect("coordinated here")
-            .iter()
-            .map(|c| c.offset)
-            .collect();
-        let described = groups.describe("billing").ok().and_then(|d| {
-            assert_eq!(d.state, GroupState::Empty);
-            d.offsets.first().and_then(|p| p.committed)
-        });
-        (fetched, described)
-    }
-
-    #[tokio::test]
-    async fn a_commit_whose_append_fails_is_refused_and_never_shown() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (broker, groups) = open_broker(dir.path()).await;
-
-        groups
-            .commit(&broker, commit(5))
-            .await
-            .expect("a durable commit");
-        assert_eq!(shown(&groups), (vec![5], Some(5)));
-
-        *groups.next_append_fault.lock() = Some(AppendFault::Fail);
-        let err = groups
-            .commit(&broker, commit(9))
-            .await
-            .expect_err("the append fails, so the commit does");
-        assert!(err.to_string().contains("injected"), "{err}");
-        assert_eq!(
-            shown(&groups),
-            (vec![5], Some(5)),
-            "the failed commit is not shown"
-        );
-
-        // A restart replays what is durable, which is what was shown.
-        let replayed = GroupService::open(&broker, &GroupsConfig::default())
-            .await
-            .expect("groups reopen");
-        assert_eq!(shown(&replayed), (vec![5], Some(5)));
-
-        // The client's retry succeeds.
-        groups
-            .commit(&broker, commit(9))
-            .await
-            .expect("the retry is durable");
-        assert_eq!(shown(&groups), (vec![9], Some(9)));
-        broker.close();
-    }
-
-    #[test]
-    fn a_group_always_maps_to_the_same_offsets_partition() {
-        assert_eq!(offsets_partition("billing", 1), 0);
-        let p = offsets_partition("billing", 8);
-        assert!(p < 8);
-        assert_eq!(offsets_partition("billing", 8), p);
-        assert_eq!(offsets_partition("billing", 0), 0);
-    }
-
-    #[tokio::test]
-    async fn a_commit_dropped_during_its_append_is_aborted_not_left_pending() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (broker, groups) = open_broker(dir.path()).await;
-        *groups.next_append_fault.lock() = Some(AppendFault::Hang);
-        {
-            let abandoned = groups.commit(&broker, commit_to("gone", 3));
-            // Polls the commit once, into its append, and then drops it, as when the
-            // client's connection closes.
-            let waited = tokio::time::timeout(Duration::ZERO, abandoned).await;
-            assert!(waited.is_err(), "the append never finishes");
-        }
-        assert!(
-            groups
-                .fetch_offsets("gone", None)
-                .expect("coordinated here")
-                .is_empty()
-        );
-        assert!(
-            groups.list().iter().all(|g| g.group_id != "gone"),
-            "a commit left pending would keep its group: {:?}",
-            groups.list()
-        );
-        // The append order lock was released with the dropped request.
-        groups
-            .commit(&broker, commit_to("gone", 4))
-            .await
-            .expect("a later commit goes through");
-        assert_eq!(
-            groups
-                .fetch_offsets("gone", None)
-                .expect("coordinated here")[0]
-                .offset,
-            4
-        );
-        broker.close();
-    }
-
-    #[tokio::test]
-    async fn a_coordinator_led_again_at_a_new_epoch_refuses_commits_until_it_reloads() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (broker, groups) = open_broker(dir.path()).await;
-        groups
-            .commit(&broker, commit(5))
-            .await
-            .expect("a durable commit");
-        // The offsets partition is led here again, at a new epoch (it was led elsewhere
-        // meanwhile, and other commits may have been made there).
-        let me = broker.config.node_id;
-        broker
-            .partition(OFFSETS_TOPIC, 0)
-            .expect("offsets partition")
-            .set_role(
-                &crate::replica::Placement {
-                    me,
-                    leader: Some(me),
-                    leader_epoch: 3,
-                    partition_epoch: 3,
-                    replicas: vec![me],
-                    isr: vec![me],
-                },
-                0,
-            );
-        let err = groups
-            .commit(&broker, commit(2))
-            .await
-            .expect_err("the commits of the new leadership are not loaded yet");
-        assert!(
-            matches!(err, BrokerError::NotCoordinator { loading: true, .. }),
-            "{err}"
-        );
-        assert_eq!(shown(&groups), (vec![5], Some(5)), "nothing changed");
-        broker.close();
-    }
 }
