@@ -69,6 +69,39 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Runs `pass` now and after every reconcile until `shutdown`; while a pass reports
+    /// work left undone (`true`), also every `retry`: for the tasks that keep some
+    /// state of the broker in line with the metadata (groups, plugins).
+    pub(crate) async fn after_each_reconcile<F, Fut>(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+        retry: std::time::Duration,
+        mut pass: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let mut reconciled = self.reconciled.subscribe();
+        loop {
+            reconciled.borrow_and_update();
+            let undone = pass().await;
+            let again = async {
+                if undone {
+                    tokio::time::sleep(retry).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = reconciled.changed() => if changed.is_err() { return },
+                () = again => {}
+            }
+        }
+    }
+}
+
 /// In a cluster, sets this broker's role (leader or follower) for every partition it
 /// holds from the image's placement; a single node's partitions stay sole replicas.
 fn set_roles(config: &BrokerConfig, image: &MetadataImage, topics: &TopicMap) {

@@ -23,23 +23,9 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Follows the metadata's plugin versions until `shutdown`.
 pub(crate) async fn follow(broker: Arc<Broker>, link: BlobLink, shutdown: CancellationToken) {
-    let mut reconciled = broker.reconciled.subscribe();
-    loop {
-        reconciled.borrow_and_update();
-        let missing = sync(&broker, &link).await;
-        let retry = async {
-            if missing {
-                tokio::time::sleep(RETRY).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = reconciled.changed() => if changed.is_err() { return },
-            () = retry => {}
-        }
-    }
+    broker
+        .after_each_reconcile(&shutdown, RETRY, || sync(&broker, &link))
+        .await;
 }
 
 /// One pass; returns whether some version still lacks its component.

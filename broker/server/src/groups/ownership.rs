@@ -186,25 +186,13 @@ impl GroupService {
         broker: Arc<Broker>,
         shutdown: CancellationToken,
     ) {
-        let mut reconciled = broker.reconciled.subscribe();
-        loop {
-            reconciled.borrow_and_update();
-            let unsettled = self.settle_ownership(&broker).await;
-            // A partition led here that could not be loaded (offline, or its replay
-            // failed) is tried again, not left until the next metadata change.
-            let retry = async {
-                if unsettled {
-                    tokio::time::sleep(OWNERSHIP_RETRY).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                changed = reconciled.changed() => if changed.is_err() { return },
-                () = retry => {}
-            }
-        }
+        // A partition led here that could not be loaded (offline, or its replay
+        // failed) is tried again, not left until the next metadata change.
+        broker
+            .after_each_reconcile(&shutdown, OWNERSHIP_RETRY, || {
+                self.settle_ownership(&broker)
+            })
+            .await;
     }
 
     /// Brings each offsets partition's [`Status`] in line with this broker's role;
