@@ -48,6 +48,23 @@ async fn a_partition_moves_to_another_broker_and_a_broker_is_drained() {
         .leader;
     let to = (1..=3).find(|b| *b != from).expect("another broker");
 
+    // Bad targets are refused as such, naming what is wrong.
+    for (target, says) in [
+        (vec![9], "no broker 9"),
+        (vec![to, to], "appears twice"),
+        (vec![], "at least one replica"),
+    ] {
+        let err = admin
+            .reassign_partition("moving", 0, target)
+            .await
+            .expect_err("a bad target");
+        assert_eq!(
+            err.code(),
+            Some(quiver_sdk::ErrorCode::INVALID_REQUEST),
+            "{err}"
+        );
+        assert!(err.to_string().contains(says), "{err}");
+    }
     admin
         .reassign_partition("moving", 0, vec![to])
         .await

@@ -81,7 +81,12 @@ fn metadata_code(err: &MetadataError) -> ErrorCode {
         MetadataError::InvalidTopicName { .. } => ErrorCode::INVALID_TOPIC_NAME,
         MetadataError::BadPartitionCount { .. }
         | MetadataError::BadReplicationFactor { .. }
-        | MetadataError::NotEnoughBrokers { .. } => ErrorCode::INVALID_REQUEST,
+        | MetadataError::NotEnoughBrokers { .. }
+        // A replica set naming a broker twice, an unknown or fenced one (a client's
+        // reassignment).
+        | MetadataError::BadReplicas { .. }
+        | MetadataError::UnknownBroker { .. }
+        | MetadataError::FencedReplica { .. } => ErrorCode::INVALID_REQUEST,
         MetadataError::ConflictingConfig { .. }
         | MetadataError::BadPluginReference { .. }
         | MetadataError::PluginKindMismatch { .. } => ErrorCode::INVALID_CONFIG,
