@@ -357,7 +357,7 @@ impl GroupService {
         apply: impl FnOnce(&mut GroupCoordinator, u64, &dyn TopicCatalog) -> Result<Persist, GroupError>,
     ) -> Result<(), BrokerError> {
         let owner = self.owner(group_id)?;
-        let order = owner.order.lock().await;
+        let order = Arc::clone(&owner.order).lock_owned().await;
         // The partition may have moved while this waited for the lock, or moved away
         // and back (a new leadership whose commits this broker has not loaded yet).
         let index = owner.index;
@@ -384,10 +384,13 @@ impl GroupService {
             },
             e => e,
         };
-        // The lock orders the appends; waiting for the in-sync replicas happens after
+        // The lock orders the appends, and is released when the append ends (even if
+        // this request is dropped first); waiting for the in-sync replicas happens after
         // it, so one slow follower does not hold up every other group's commits.
-        let appended = self.append(broker, index, &records).await.map_err(moved);
-        drop(order);
+        let appended = self
+            .append(broker, index, &records, order)
+            .await
+            .map_err(moved);
         let durable = match appended {
             Ok(Some((partition, last_offset, min_insync))) => partition
                 .await_durable(last_offset, min_insync, APPEND_TIMEOUT)
@@ -439,15 +442,20 @@ impl GroupService {
         })
     }
 
-    /// Appends `records` as one batch to partition `index` of the offsets topic; returns
-    /// the partition, the batch's last offset and the topic's `min.insync.replicas`, for
-    /// the wait until the in-sync replicas have it. `None` when there was nothing to
-    /// append.
+    /// Appends `records` as one batch to partition `index` of the offsets topic, holding
+    /// `order` until the append has ended; returns the partition, the batch's last
+    /// offset and the topic's `min.insync.replicas`, for the wait until the in-sync
+    /// replicas have it. `None` when there was nothing to append.
+    ///
+    /// The append runs as a task of its own: should the request be dropped while the
+    /// log is being written, the append still ends before the next commit of the
+    /// partition may begin, so the log keeps the acceptance order.
     async fn append(
         &self,
         broker: &Broker,
         index: u32,
         records: &[OffsetRecord],
+        order: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<Option<(Arc<Partition>, i64, u16)>, BrokerError> {
         if records.is_empty() {
             return Ok(None);
@@ -467,10 +475,16 @@ impl GroupService {
         }
         let batch = builder.build(Compression::None, ProducerIdentity::NONE);
         let topic = broker.topic(OFFSETS_TOPIC)?;
-        let partition = topic.partition(index)?;
-        let out = partition.append(batch, now, APPEND_TIMEOUT).await?;
+        let partition = Arc::clone(topic.partition(index)?);
+        let appending = Arc::clone(&partition);
+        let out = tokio::spawn(async move {
+            let _order = order;
+            appending.append(batch, now, APPEND_TIMEOUT).await
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("the offsets append failed: {e}")))??;
         Ok(Some((
-            Arc::clone(partition),
+            partition,
             out.last_offset,
             topic.config.min_insync_replicas,
         )))

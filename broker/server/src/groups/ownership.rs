@@ -36,7 +36,7 @@ pub(super) struct Owner {
     /// Held from accepting a commit to settling it after its append, so the log order
     /// of a group's records is the acceptance order and a replay ends with the commit
     /// the coordinator shows; and while the partition's groups are loaded or unloaded.
-    pub(super) order: tokio::sync::Mutex<()>,
+    pub(super) order: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl Owner {
         Arc::new(Owner {
             index,
             status: Mutex::new(status),
-            order: tokio::sync::Mutex::new(()),
+            order: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
