@@ -1,7 +1,8 @@
 //! Fault injection: three `quiver serve` children under two idempotent acks=all
 //! producers and a consumer group of two, while a seeded schedule breaks one broker at a
 //! time: SIGKILL and restart, or SIGSTOP and SIGCONT (a broker that freezes, then wakes
-//! up believing it still leads). Then the cluster is healed and checked:
+//! up believing it still leads); and reassignments that reorder a partition's replicas,
+//! moving its leadership under load. Then the cluster is healed and checked:
 //!
 //! - every acknowledged record is in the log at the offset it was acknowledged with, and
 //!   the group read every one of them;
@@ -321,16 +322,35 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
         let victim = rng.gen_range(1..=3u32);
         let down = Duration::from_millis(rng.gen_range(500..3000));
         let at = started.elapsed().as_secs_f64();
-        if rng.gen_bool(0.5) {
-            eprintln!("chaos: {at:.1}s SIGKILL broker {victim}, restart after {down:?}");
-            cluster.kill(victim);
-            tokio::time::sleep(down).await;
-            tokio::task::block_in_place(|| cluster.start());
-        } else {
-            eprintln!("chaos: {at:.1}s SIGSTOP broker {victim}, SIGCONT after {down:?}");
-            cluster.signal(victim, "STOP");
-            tokio::time::sleep(down).await;
-            cluster.signal(victim, "CONT");
+        match rng.gen_range(0..5) {
+            0 | 1 => {
+                eprintln!("chaos: {at:.1}s SIGKILL broker {victim}, restart after {down:?}");
+                cluster.kill(victim);
+                tokio::time::sleep(down).await;
+                tokio::task::block_in_place(|| cluster.start());
+            }
+            2 | 3 => {
+                eprintln!("chaos: {at:.1}s SIGSTOP broker {victim}, SIGCONT after {down:?}");
+                cluster.signal(victim, "STOP");
+                tokio::time::sleep(down).await;
+                cluster.signal(victim, "CONT");
+            }
+            _ => {
+                // A reassignment that makes `victim` the preferred leader of a partition:
+                // the replicas switch order once in sync, then the controller moves the
+                // leadership there, all under load.
+                let partition = rng.gen_range(0..PARTITIONS);
+                let mut replicas: Vec<u32> = vec![victim];
+                replicas.extend((1..=3).filter(|b| *b != victim));
+                eprintln!("chaos: {at:.1}s reassign {TOPIC}-{partition} to {replicas:?}");
+                if let Err(e) = admin_client
+                    .admin()
+                    .reassign_partition(TOPIC, partition, replicas)
+                    .await
+                {
+                    eprintln!("chaos: the reassignment was not started: {e}");
+                }
+            }
         }
         faults += 1;
     }
