@@ -16,7 +16,8 @@ use std::time::Duration;
 use quiver_plugin_host::registry::{content_hash, is_content_hash};
 use tokio_util::sync::CancellationToken;
 
-use super::replica::BrokerSlot;
+use super::replica::{BrokerSlot, serve_with_broker};
+use crate::broker::Broker;
 
 /// The ALPN id of plugin component fetches.
 pub const BLOB_ALPN: &[u8] = b"quiver-blob/1";
@@ -33,54 +34,57 @@ pub(crate) async fn serve_connection(
     broker: BrokerSlot,
     shutdown: CancellationToken,
 ) {
-    let serve = move |request: Vec<u8>| {
-        let broker = Arc::clone(&broker);
-        async move {
-            let hash = String::from_utf8(request)
-                .ok()
-                .filter(|h| is_content_hash(h));
-            let Some(hash) = hash else {
-                tracing::warn!("a malformed plugin component request");
-                return None;
-            };
-            let Some(broker) = broker.get().cloned() else {
-                return Some(vec![NOT_HERE]);
-            };
-            let read = tokio::task::spawn_blocking(move || {
-                let registry = broker.plugins.registry();
-                registry
-                    .has_blob(&hash)
-                    .then(|| registry.read_blob(&hash))
-                    .transpose()
-            })
-            .await;
-            match read {
-                Ok(Ok(Some(bytes))) => {
-                    let mut answer = Vec::with_capacity(bytes.len() + 1);
-                    answer.push(FOUND);
-                    answer.extend_from_slice(&bytes);
-                    Some(answer)
-                }
-                Ok(Ok(None)) => Some(vec![NOT_HERE]),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read a stored plugin component for a peer");
-                    Some(vec![NOT_HERE])
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading a plugin component for a peer failed");
-                    Some(vec![NOT_HERE])
-                }
-            }
-        }
-    };
-    super::quorum::serve_exchanges(
+    serve_with_broker(
         connection,
+        broker,
         shutdown,
         MAX_REQUEST_BYTES,
         "plugin component request",
-        serve,
+        serve_component,
     )
     .await;
+}
+
+async fn serve_component(
+    broker: Option<Arc<Broker>>,
+    request: Vec<u8>,
+    _shutdown: CancellationToken,
+) -> Option<Vec<u8>> {
+    let hash = String::from_utf8(request)
+        .ok()
+        .filter(|h| is_content_hash(h));
+    let Some(hash) = hash else {
+        tracing::warn!("a malformed plugin component request");
+        return None;
+    };
+    let Some(broker) = broker else {
+        return Some(vec![NOT_HERE]);
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let registry = broker.plugins.registry();
+        registry
+            .has_blob(&hash)
+            .then(|| registry.read_blob(&hash))
+            .transpose()
+    })
+    .await;
+    match read {
+        Ok(Ok(Some(bytes))) => {
+            let mut answer = Vec::with_capacity(bytes.len() + 1);
+            answer.push(FOUND);
+            answer.extend_from_slice(&bytes);
+            Some(answer)
+        }
+        Ok(Ok(None)) => Some(vec![NOT_HERE]),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read a stored plugin component for a peer");
+            Some(vec![NOT_HERE])
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a plugin component for a peer failed");
+            Some(vec![NOT_HERE])
+        }
+    }
 }
 
 /// Fetches components from peers.

@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use quiver_proto::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
-use super::replica::{BrokerSlot, PeerConnections, Reader, put_str};
+use super::replica::{BrokerSlot, PeerConnections, Reader, put_str, serve_with_broker};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
@@ -115,31 +115,34 @@ pub(crate) async fn serve_connection(
     broker: BrokerSlot,
     shutdown: CancellationToken,
 ) {
-    let serve = move |request: Vec<u8>| {
-        let broker = Arc::clone(&broker);
-        async move {
-            let forwarded = match decode_request(&request) {
-                Ok(f) => f,
-                Err(reason) => {
-                    tracing::warn!(reason = %reason, "a malformed forwarded produce");
-                    return None;
-                }
-            };
-            let answer = match broker.get() {
-                Some(b) => append(b, forwarded).await,
-                None => Err(BrokerError::ShuttingDown),
-            };
-            Some(encode_answer(&answer))
-        }
-    };
-    super::quorum::serve_exchanges(
+    serve_with_broker(
         connection,
+        broker,
         shutdown,
         MAX_REQUEST_BYTES,
         "forwarded produce",
-        serve,
+        serve_forwarded,
     )
     .await;
+}
+
+async fn serve_forwarded(
+    broker: Option<Arc<Broker>>,
+    request: Vec<u8>,
+    _shutdown: CancellationToken,
+) -> Option<Vec<u8>> {
+    let forwarded = match decode_request(&request) {
+        Ok(f) => f,
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "a malformed forwarded produce");
+            return None;
+        }
+    };
+    let answer = match broker {
+        Some(b) => append(&b, forwarded).await,
+        None => Err(BrokerError::ShuttingDown),
+    };
+    Some(encode_answer(&answer))
 }
 
 /// Appends a forwarded batch here, as the partition's leader.

@@ -55,33 +55,53 @@ pub(crate) async fn serve_connection(
     broker: BrokerSlot,
     shutdown: CancellationToken,
 ) {
-    let stop = shutdown.clone();
-    let serve = move |request: Vec<u8>| {
-        let broker = Arc::clone(&broker);
-        let shutdown = stop.clone();
-        async move {
-            let fetch = match decode_fetch(&request) {
-                Ok(fetch) => fetch,
-                Err(reason) => {
-                    tracing::warn!(reason = %reason, "a malformed replica fetch");
-                    return None;
-                }
-            };
-            let answer = match broker.get() {
-                Some(b) => b.serve_replica_fetch(fetch, &shutdown).await,
-                None => not_open(&fetch),
-            };
-            Some(encode_answer(&answer))
-        }
-    };
-    super::quorum::serve_exchanges(
+    serve_with_broker(
         connection,
+        broker,
         shutdown,
         MAX_REQUEST_BYTES,
         "replica fetch",
-        serve,
+        serve_fetch,
     )
     .await;
+}
+
+async fn serve_fetch(
+    broker: Option<Arc<Broker>>,
+    request: Vec<u8>,
+    shutdown: CancellationToken,
+) -> Option<Vec<u8>> {
+    let fetch = match decode_fetch(&request) {
+        Ok(fetch) => fetch,
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "a malformed replica fetch");
+            return None;
+        }
+    };
+    let answer = match broker {
+        Some(b) => b.serve_replica_fetch(fetch, &shutdown).await,
+        None => not_open(&fetch),
+    };
+    Some(encode_answer(&answer))
+}
+
+/// Serves a peer's exchanges under one inter-broker protocol: `handle` gets the broker
+/// (`None` while it is still opening), the request and the shutdown signal, and returns
+/// the answer (`None` ends the stream without one).
+pub(crate) async fn serve_with_broker<F, Fut>(
+    connection: quinn::Connection,
+    broker: BrokerSlot,
+    shutdown: CancellationToken,
+    max_request: usize,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(Option<Arc<Broker>>, Vec<u8>, CancellationToken) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
+{
+    let stop = shutdown.clone();
+    let serve = move |request: Vec<u8>| handle(broker.get().cloned(), request, stop.clone());
+    super::quorum::serve_exchanges(connection, shutdown, max_request, what, serve).await;
 }
 
 /// The answer of a broker still opening: it leads nothing yet.
