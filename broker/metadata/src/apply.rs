@@ -19,7 +19,7 @@ use crate::image::{
 use crate::plugin_ref::{PLUGIN_CONFIG_KEYS, PluginRef, check_plugin_name};
 use crate::record::{
     AllocateProducerIds, AlterTopicConfigs, BrokerEpoch, CreateTopic, DeleteTopic, MetadataRecord,
-    PluginKind, RegisterBroker, RegisterPlugin, RemovePlugin, RevokeToken,
+    PluginKind, RegisterBroker, RegisterPlugin, RemovePlugin, RevokeToken, UnregisterBroker,
 };
 
 /// What a record changed, for the broker to act on (open partitions, close them,
@@ -29,6 +29,9 @@ pub enum Applied {
     BrokerRegistered {
         broker_id: BrokerId,
         epoch: u64,
+    },
+    BrokerUnregistered {
+        broker_id: BrokerId,
     },
     BrokerFenced {
         broker_id: BrokerId,
@@ -96,6 +99,7 @@ impl MetadataImage {
         let s = &self.state;
         let change = match record {
             MetadataRecord::RegisterBroker(r) => check_register_broker(r)?,
+            MetadataRecord::UnregisterBroker(r) => check_unregister_broker(s, r)?,
             MetadataRecord::FenceBroker(r) => check_fencing(s, r, true)?,
             MetadataRecord::UnfenceBroker(r) => check_fencing(s, r, false)?,
             MetadataRecord::CreateTopic(r) => check_create_topic(s, r)?,
@@ -162,6 +166,34 @@ fn check_register_broker(r: &RegisterBroker) -> Result<Change<'_>, MetadataError
             broker_id: b,
             epoch: index,
         }
+    }))
+}
+
+fn check_unregister_broker(
+    s: &ImageState,
+    r: &UnregisterBroker,
+) -> Result<Change<'static>, MetadataError> {
+    let b = r.broker_id;
+    if !s.brokers.contains_key(&b) {
+        return Err(MetadataError::UnknownBroker { broker_id: b });
+    }
+    let mut held = s.topics.values().flat_map(|t| {
+        t.partitions.iter().enumerate().filter_map(move |(i, p)| {
+            let targets = p.target_replicas.iter().flatten();
+            (p.replicas.contains(&b) || targets.clone().any(|t| *t == b))
+                .then(|| format!("{}-{i}", t.name))
+        })
+    });
+    if let Some(example) = held.next() {
+        return Err(MetadataError::BrokerHoldsReplicas {
+            broker_id: b,
+            partitions: 1 + held.count(),
+            example,
+        });
+    }
+    Ok(Box::new(move |s, _| {
+        s.brokers.remove(&b);
+        Applied::BrokerUnregistered { broker_id: b }
     }))
 }
 

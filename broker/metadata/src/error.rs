@@ -91,6 +91,14 @@ pub enum MetadataError {
 
     #[error("no broker {broker_id} is registered; a broker registers itself when it starts")]
     UnknownBroker { broker_id: BrokerId },
+    #[error(
+        "broker {broker_id} still holds replicas of {partitions} partition(s), {example} among them; move them to other brokers first (drain the broker)"
+    )]
+    BrokerHoldsReplicas {
+        broker_id: BrokerId,
+        partitions: usize,
+        example: String,
+    },
     #[error("broker {broker_id} registers with an empty listener address; give host:port")]
     EmptyListener { broker_id: BrokerId },
     #[error(

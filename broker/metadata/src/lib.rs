@@ -93,5 +93,5 @@ pub use plugin_ref::{MAX_PLUGIN_NAME, PLUGIN_CONFIG_KEYS, PluginRef, check_plugi
 pub use record::{
     AllocateProducerIds, AlterTopicConfigs, BrokerEpoch, CreateTopic, DeleteTopic, MetadataRecord,
     PartitionChange, PluginKind, PluginLimits, ReassignPartition, RegisterBroker, RegisterPlugin,
-    RemovePlugin, RevokeToken,
+    RemovePlugin, RevokeToken, UnregisterBroker,
 };

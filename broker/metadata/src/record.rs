@@ -21,6 +21,8 @@ use crate::ids::{BrokerId, TopicId};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
     RegisterBroker(RegisterBroker),
+    /// Takes a broker out of the cluster (Kafka's `UnregisterBroker`).
+    UnregisterBroker(UnregisterBroker),
     FenceBroker(BrokerEpoch),
     UnfenceBroker(BrokerEpoch),
     CreateTopic(CreateTopic),
@@ -74,6 +76,15 @@ pub struct RegisterBroker {
     /// carries replication); absent on a single node.
     #[serde(default)]
     pub peer_listener: Option<String>,
+}
+
+/// Forgets a broker that is leaving the cluster for good. Refused while any partition
+/// still has a replica on it (move them away first), so nothing it holds is lost; it
+/// leads nothing, so no partition changes. Should the broker start again it registers
+/// anew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterBroker {
+    pub broker_id: BrokerId,
 }
 
 /// Fences or unfences one registration of a broker, named by its epoch so that a

@@ -14,13 +14,16 @@
 //!   broker, in memory in tests);
 //! - [`Quorum`]: start a voter, propose a record from any voter (a follower forwards it
 //!   to the leader), wait until it is applied locally, read the image, and report who
-//!   leads.
+//!   leads;
+//! - observers ([`membership`]): brokers beyond the voters, which join a running
+//!   cluster as Raft learners, keep the same log and image, and never vote.
 //!
 //! A committed record can still be refused by the image (its proposer checked it against
 //! an older image); every voter refuses it alike and the proposer gets the refusal.
 
 mod heartbeat;
 mod log_store;
+mod membership;
 pub mod network;
 mod node;
 mod state_machine;

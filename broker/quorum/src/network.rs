@@ -65,6 +65,15 @@ pub(crate) enum PeerRequest {
         broker_id: NodeId,
         incarnation: u64,
     },
+    /// An observer asks the leader to take it in as a learner, reached at `address`.
+    Join {
+        node_id: NodeId,
+        address: String,
+    },
+    /// The leader is asked to take an observer out of the membership.
+    Leave {
+        node_id: NodeId,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -76,6 +85,8 @@ pub(crate) enum PeerReply {
     Propose(Result<Committed, ForwardRefusal>),
     /// Whether the heartbeat was taken: `false` from a voter that does not lead.
     Heartbeat(bool),
+    /// The answer to a `Join` or `Leave`.
+    Membership(Result<(), ForwardRefusal>),
     /// The request did not decode.
     Malformed(String),
 }
@@ -87,6 +98,9 @@ pub(crate) enum ForwardRefusal {
     NotLeader,
     /// The peer leads but could not commit in time; the record may still commit.
     Unknown(String),
+    /// The leader will not make this change (a membership change that would touch a
+    /// voter); trying again changes nothing.
+    Refused(String),
 }
 
 /// The network openraft uses: one [`Peer`] per target voter.

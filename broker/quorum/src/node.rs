@@ -20,8 +20,12 @@ use crate::{Committed, Node, NodeId, QuorumError, TypeConfig};
 pub struct QuorumOptions {
     /// This voter's id.
     pub node_id: NodeId,
-    /// Every voter of the cluster, this one included: id → `host:port`.
+    /// Every voter of the cluster: id → `host:port`. This node is one of them, or it
+    /// is an observer that joins the running quorum as a learner (see `address`).
     pub voters: BTreeMap<NodeId, String>,
+    /// Where the other nodes reach this one. A voter's is its entry in `voters`; an
+    /// observer sends its own to the leader when it joins.
+    pub address: String,
     /// A follower that hears nothing from a leader for a random time in this range
     /// starts an election.
     pub election_timeout_ms: (u64, u64),
@@ -37,10 +41,15 @@ impl QuorumOptions {
     /// Options with the defaults a cluster on one network runs well with: elections
     /// after 500–1000 ms of silence, heartbeats every 100 ms, a snapshot every 1000
     /// entries, proposals given 10 s.
-    pub fn new(node_id: NodeId, voters: BTreeMap<NodeId, String>) -> Self {
+    ///
+    /// A node that is not among `voters` is an observer reached at `address`; a voter's
+    /// address is its entry in `voters` whatever `address` says.
+    pub fn new(node_id: NodeId, voters: BTreeMap<NodeId, String>, address: String) -> Self {
+        let address = voters.get(&node_id).cloned().unwrap_or(address);
         QuorumOptions {
             node_id,
             voters,
+            address,
             election_timeout_ms: (500, 1000),
             heartbeat_ms: 100,
             snapshot_every: 1000,
@@ -55,7 +64,9 @@ pub enum Role {
     Leader,
     Follower,
     Candidate,
-    /// Not a voter (yet): a learner, or shut down.
+    /// An observer: it keeps a copy of the log and the metadata but never votes.
+    Learner,
+    /// Shut down, or not started yet.
     Other,
 }
 
@@ -71,6 +82,8 @@ pub struct QuorumStatus {
     /// The last index the newest snapshot here covers.
     pub snapshot_index: Option<u64>,
     pub voters: BTreeSet<NodeId>,
+    /// The observers (learners): nodes that keep the log without voting.
+    pub learners: BTreeSet<NodeId>,
 }
 
 /// A running voter: its Raft, its state machine's image, and the way to its peers.
@@ -94,21 +107,21 @@ impl std::fmt::Debug for Quorum {
 }
 
 impl Quorum {
-    /// Opens the voter's storage in `dir`, starts its Raft and, on a voter that has
-    /// never been part of a cluster, proposes the initial membership (every voter does;
-    /// the same membership from several is harmless, and the first election settles it).
+    /// Opens the node's storage in `dir` and starts its Raft. A voter that has never
+    /// been part of a cluster proposes the initial membership (every voter does; the
+    /// same membership from several is harmless, and the first election settles it).
+    /// An observer asks the quorum's leader to take it in as a learner, at every start
+    /// (a learner removed while it was down would otherwise wait for entries that never
+    /// come), and fails when no voter takes it within `propose_timeout`.
     pub async fn start(
         dir: &Path,
         options: QuorumOptions,
         transport: Arc<dyn Transport>,
     ) -> Result<Quorum, QuorumError> {
-        if !options.voters.contains_key(&options.node_id) {
-            return Err(QuorumError::Config(format!(
-                "node {} is not among the voters {:?}",
-                options.node_id,
-                options.voters.keys().collect::<Vec<_>>()
-            )));
+        if options.voters.is_empty() {
+            return Err(QuorumError::Config("a quorum needs voters".into()));
         }
+        let voter = options.voters.contains_key(&options.node_id);
         let (min, max) = options.election_timeout_ms;
         let config = openraft::Config {
             cluster_name: "quiver".into(),
@@ -141,7 +154,11 @@ impl Quorum {
             options: Arc::new(options),
             heartbeats: Arc::default(),
         };
-        quorum.initialize().await?;
+        if voter {
+            quorum.initialize().await?;
+        } else {
+            quorum.join().await?;
+        }
         Ok(quorum)
     }
 
@@ -295,7 +312,7 @@ impl Quorum {
         }
     }
 
-    /// Answers a message from a peer voter (what a transport received).
+    /// Answers a message from a peer (what a transport received).
     pub async fn handle(&self, message: &[u8]) -> Vec<u8> {
         let reply = match serde_json::from_slice::<PeerRequest>(message) {
             Err(e) => PeerReply::Malformed(format!("not a quorum message: {e}")),
@@ -309,6 +326,12 @@ impl Quorum {
                 broker_id,
                 incarnation,
             }) => PeerReply::Heartbeat(self.receive_heartbeat(broker_id, incarnation)),
+            Ok(PeerRequest::Join { node_id, address }) => {
+                PeerReply::Membership(self.admit(node_id, address).await)
+            }
+            Ok(PeerRequest::Leave { node_id }) => {
+                PeerReply::Membership(self.dismiss(node_id).await)
+            }
         };
         // Every reply type serialises; a failure here would be a bug in a derive.
         serde_json::to_vec(&reply).unwrap_or_default()
@@ -341,7 +364,8 @@ impl Quorum {
             ServerState::Leader => Role::Leader,
             ServerState::Follower => Role::Follower,
             ServerState::Candidate => Role::Candidate,
-            _ => Role::Other,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Other,
         };
         QuorumStatus {
             node_id: self.options.node_id,
@@ -352,6 +376,11 @@ impl Quorum {
             last_applied: metrics.last_applied.map(|l| l.index),
             snapshot_index: metrics.snapshot.map(|l| l.index),
             voters: metrics.membership_config.membership().voter_ids().collect(),
+            learners: metrics
+                .membership_config
+                .membership()
+                .learner_ids()
+                .collect(),
         }
     }
 

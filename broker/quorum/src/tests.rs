@@ -83,7 +83,7 @@ impl Cluster {
     }
 
     async fn run(&self, id: NodeId) -> Quorum {
-        let mut options = QuorumOptions::new(id, voters());
+        let mut options = QuorumOptions::new(id, voters(), format!("voter-{id}"));
         options.election_timeout_ms = (150, 300);
         options.heartbeat_ms = 50;
         options.snapshot_every = self.snapshot_every;
@@ -329,4 +329,74 @@ async fn heartbeats_from_any_voter_reach_the_leader_only() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no leader heard the heartbeats of a follower and its own");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_joins_keeps_the_log_proposes_and_can_be_removed() {
+    let mut cluster = Cluster::start(1000).await;
+    let leader = cluster.leader().await;
+    cluster
+        .voter(leader)
+        .propose(register(1, 1))
+        .await
+        .expect("before the join");
+    cluster
+        .dirs
+        .insert(4, tempfile::tempdir().expect("tempdir"));
+    let observer = cluster.run(4).await;
+    // It gets what was committed before it joined, and what comes after.
+    wait_until("the observer applied the earlier record", || {
+        observer.image().broker(1).is_some()
+    })
+    .await;
+    let status = cluster.voter(leader).status();
+    assert_eq!(status.learners, BTreeSet::from([4]), "{status:?}");
+    assert_eq!(status.voters, BTreeSet::from([1, 2, 3]), "{status:?}");
+    assert_eq!(observer.status().role, Role::Learner);
+    // It proposes through the leader and reads its own write.
+    let committed = observer
+        .propose(register(4, 2))
+        .await
+        .expect("observer proposes");
+    assert!(matches!(committed.outcome, Outcome::Applied(_)));
+    assert!(observer.image().broker(4).is_some());
+    // Joining again (a restart) changes nothing.
+    cluster.stop(4).await;
+    let observer = cluster.run(4).await;
+    assert_eq!(cluster.voter(leader).status().learners, BTreeSet::from([4]));
+    // A voter can be neither removed nor joined as an observer.
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let err = cluster
+        .voter(follower)
+        .remove_observer(leader)
+        .await
+        .expect_err("a voter stays");
+    assert!(err.to_string().contains("voter"), "{err}");
+    // Removed (asked on a follower, carried to the leader), it hears nothing more.
+    cluster
+        .voter(follower)
+        .remove_observer(4)
+        .await
+        .expect("removed");
+    wait_until("the membership lost the observer", || {
+        cluster.voter(leader).status().learners.is_empty()
+    })
+    .await;
+    cluster
+        .voter(leader)
+        .propose(register(1, 9))
+        .await
+        .expect("after the removal");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        observer.image().broker(1).map(|b| b.listener.clone()),
+        Some("127.0.0.1:7001".to_string()),
+        "a removed observer gets no more entries"
+    );
+    // Removing it again is not an error.
+    cluster
+        .voter(leader)
+        .remove_observer(4)
+        .await
+        .expect("idempotent");
 }

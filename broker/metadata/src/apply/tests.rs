@@ -1162,3 +1162,64 @@ fn a_reassignment_adds_the_new_replicas_then_switches_once_they_are_in_sync() {
         MetadataError::FencedReplica { broker_id: 1, .. }
     ));
 }
+
+#[test]
+fn a_broker_is_unregistered_only_once_it_holds_no_replica() {
+    let mut image = cluster();
+    ok(&mut image, broker(3));
+    let unregister =
+        |id| MetadataRecord::UnregisterBroker(crate::UnregisterBroker { broker_id: id });
+    // Broker 2 holds both partitions of `t`.
+    match rejected(&mut image, unregister(2)) {
+        MetadataError::BrokerHoldsReplicas {
+            broker_id: 2,
+            partitions: 2,
+            example,
+        } => assert_eq!(example, "t-0"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A move onto broker 3 under way counts as holding it, before it completes.
+    ok(
+        &mut image,
+        MetadataRecord::ReassignPartition(ReassignPartition {
+            topic: "t".into(),
+            partition: 1,
+            target: vec![2, 3],
+        }),
+    );
+    assert!(matches!(
+        rejected(&mut image, unregister(3)),
+        MetadataError::BrokerHoldsReplicas {
+            broker_id: 3,
+            partitions: 1,
+            ..
+        }
+    ));
+    ok(
+        &mut image,
+        MetadataRecord::ReassignPartition(ReassignPartition {
+            topic: "t".into(),
+            partition: 1,
+            target: vec![2, 1],
+        }),
+    );
+    // Until the move back completes, broker 3 is still a replica.
+    assert!(matches!(
+        rejected(&mut image, unregister(3)),
+        MetadataError::BrokerHoldsReplicas { broker_id: 3, .. }
+    ));
+    for change in crate::reassignment_completions(&image) {
+        ok(&mut image, MetadataRecord::PartitionChange(change));
+    }
+    assert_eq!(image.partition("t", 1).expect("t-1").replicas, vec![2, 1]);
+    // Empty, it goes; a second time it is unknown.
+    assert_eq!(
+        ok(&mut image, unregister(3)),
+        Applied::BrokerUnregistered { broker_id: 3 }
+    );
+    assert!(image.broker(3).is_none());
+    assert_eq!(
+        rejected(&mut image, unregister(3)),
+        MetadataError::UnknownBroker { broker_id: 3 }
+    );
+}
