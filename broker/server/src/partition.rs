@@ -341,7 +341,29 @@ impl Partition {
         segments > 1 && self.compacted_at_segments.swap(segments, Ordering::Relaxed) != segments
     }
 
+    /// Marks the partition as moved off this broker (to `leader`), for the requests
+    /// that still hold it: from now on they are told to go to the leader. Returns the
+    /// log it had, for the caller to retire; waiting readers wake.
+    pub(crate) fn move_away(&self, leader: Option<u32>) -> Option<Arc<PartitionLog>> {
+        let old = std::mem::replace(&mut *self.state.write(), LogState::Remote(leader));
+        self.wake();
+        match old {
+            LogState::Online(log) => Some(log),
+            LogState::Offline(_) | LogState::Remote(_) => None,
+        }
+    }
+
+    /// The error of a failed storage operation. A partition that moved off this broker
+    /// while the operation ran (its log retired under it) answers `NOT_LEADER` instead,
+    /// so that the client retries at the leader rather than giving up.
     pub fn storage_error(&self, source: quiver_storage::StorageError) -> BrokerError {
+        if let LogState::Remote(leader) = &*self.state.read() {
+            return BrokerError::NotLeader {
+                topic: self.topic.clone(),
+                partition: self.index,
+                leader: *leader,
+            };
+        }
         BrokerError::Storage {
             topic: self.topic.clone(),
             partition: self.index,

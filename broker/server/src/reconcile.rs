@@ -259,8 +259,9 @@ fn refresh(
             )
         } else {
             // Moved off this broker (a finished reassignment): its log is retired and
-            // its data removed, since no replica of it lives here any more.
-            if let Ok(log) = slot.log()
+            // its data removed, since no replica of it lives here any more. Requests
+            // still holding the partition are sent to the leader.
+            if let Some(log) = slot.move_away(leader)
                 && let Err(e) = log.retire()
             {
                 tracing::warn!(topic = %t.name, partition = index, error = %e, "flush before removing a moved replica failed");
