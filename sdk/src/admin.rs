@@ -82,12 +82,47 @@ impl Admin {
         Ok(self.client.call(&req, Bytes::new()).await?.0)
     }
 
-    /// A topic's effective configs and the state of each partition.
+    /// A topic's effective configs and the state of each partition. In a cluster the
+    /// broker asked measures the logs it holds; the offsets and sizes of the others
+    /// come from their leaders (one request per leader), and stay -1 where a leader
+    /// cannot be asked.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, Error> {
         let req = DescribeTopicRequest {
             name: name.to_string(),
         };
-        Ok(self.client.call(&req, Bytes::new()).await?.0)
+        let mut topic = self.client.call(&req, Bytes::new()).await?.0;
+        let mut asked = std::collections::BTreeSet::new();
+        let unmeasured = |p: &quiver_proto::api::PartitionDescription| {
+            p.high_watermark < 0 && p.offline.is_none()
+        };
+        while let Some(first) = topic
+            .partitions
+            .iter()
+            .find(|p| unmeasured(p) && !asked.contains(&p.leader))
+        {
+            let (leader, partition) = (first.leader, first.partition);
+            asked.insert(leader);
+            let Ok(client) = self.client.leader_for(name, partition).await else {
+                continue;
+            };
+            let Ok((theirs, _)) = client.call(&req, Bytes::new()).await else {
+                continue;
+            };
+            for p in topic.partitions.iter_mut().filter(|p| p.leader == leader) {
+                if let Some(t) = theirs
+                    .partitions
+                    .iter()
+                    .find(|t| t.partition == p.partition)
+                    && unmeasured(p)
+                {
+                    p.log_start_offset = t.log_start_offset;
+                    p.high_watermark = t.high_watermark;
+                    p.size_bytes = t.size_bytes;
+                    p.segments = t.segments;
+                }
+            }
+        }
+        Ok(topic)
     }
 
     /// Re-runs recovery on one partition and swaps the recovered log in, without
@@ -123,6 +158,16 @@ impl Admin {
             partition,
             replicas,
         };
+        self.client.call(&req, Bytes::new()).await?;
+        Ok(())
+    }
+
+    /// Takes broker `broker_id` out of the cluster for good: the metadata forgets it and
+    /// an observer leaves the metadata quorum. Refused while it holds any replica (move
+    /// them first, as `quiver cluster drain` does) and for a voter. Stop the broker's
+    /// process afterwards; started again, it would join and register anew.
+    pub async fn unregister_broker(&self, broker_id: u32) -> Result<(), Error> {
+        let req = quiver_proto::api::UnregisterBrokerRequest { broker_id };
         self.client.call(&req, Bytes::new()).await?;
         Ok(())
     }
