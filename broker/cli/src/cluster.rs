@@ -1,6 +1,7 @@
 //! `quiver cluster status`: brokers, the metadata quorum and its leader (the
 //! controller), and the partitions that need an operator. `quiver cluster drain`: move
-//! every replica off a broker before it is taken out.
+//! every replica off a broker before it is taken out. `quiver cluster remove`: take a
+//! drained broker out of the cluster.
 
 use clap::Subcommand;
 
@@ -23,6 +24,14 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Take a broker out of the cluster for good (after `drain`): the metadata forgets
+    /// it and it leaves the metadata quorum. Refused while it holds any replica, and for
+    /// a voter. Stop its process afterwards.
+    Remove {
+        /// The id of the broker to remove.
+        #[arg(value_name = "BROKER_ID")]
+        id: u32,
+    },
 }
 
 pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> {
@@ -30,6 +39,10 @@ pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> 
     match cmd {
         ClusterCommand::Drain { id, timeout } => {
             drain(&client, id, std::time::Duration::from_secs(timeout)).await?;
+        }
+        ClusterCommand::Remove { id } => {
+            client.admin().unregister_broker(id).await?;
+            say!("broker {id} removed from the cluster; stop its process now");
         }
         ClusterCommand::Status => {
             let s = client.admin().cluster_status().await?;
@@ -57,20 +70,28 @@ pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> 
                 }
             }
             say!(
-                "{:>6} {:<40} {:>10} {:<7}",
+                "{:>6} {:<40} {:>10} {:<7} {:<8}",
                 "BROKER",
                 "ADDRESS",
                 "EPOCH",
-                "STATE"
+                "STATE",
+                "QUORUM"
             );
             for b in &s.brokers {
                 let state = if b.fenced { "fenced" } else { "active" };
+                // Every broker of a cluster that is not a voter is an observer.
+                let role = match &s.quorum {
+                    None => "-",
+                    Some(q) if q.voters.contains(&b.broker_id) => "voter",
+                    Some(_) => "observer",
+                };
                 say!(
-                    "{:>6} {:<40} {:>10} {:<7}",
+                    "{:>6} {:<40} {:>10} {:<7} {:<8}",
                     b.broker_id,
                     b.address,
                     b.epoch,
-                    state
+                    state,
+                    role
                 );
             }
             say!(

@@ -135,13 +135,11 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         create_data_dir(&data_dir)?;
         let incarnation = u64::try_from(crate::service::now_ms()).unwrap_or(0);
-        // Other brokers reach this one on its entry in the voters (the inter-broker
-        // listener), as they do for the quorum.
+        // Other brokers reach this one on its inter-broker listener, as the quorum does.
         let peer_listener = config
             .cluster
-            .voter_map()
-            .ok()
-            .and_then(|v| v.get(&config.node_id).map(|a| a.to_string()));
+            .peer_address(config.node_id)
+            .map(|a| a.to_string());
         metadata.register_broker(config.node_id, &advertised, incarnation, peer_listener)?;
         let plugins = Arc::new(PluginService::open(&data_dir, &config.plugins)?);
         // Plugins first: imported topics may name them.

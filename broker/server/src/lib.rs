@@ -315,7 +315,7 @@ async fn start_quorum(
         .cluster
         .check(config.node_id)
         .map_err(ServerError::Config)?;
-    let Some(own) = voters.get(&config.node_id) else {
+    let Some(own) = config.cluster.peer_address(config.node_id) else {
         return Ok(None);
     };
     if matches!(config.tls, TlsConfig::SelfSigned) {
@@ -323,7 +323,7 @@ async fn start_quorum(
             "a broker of a cluster needs [tls] cert and key signed by cluster.ca; a self-signed certificate cannot be verified by the other brokers".into(),
         ));
     }
-    let addr = config.cluster.quorum_listen.unwrap_or(*own);
+    let addr = config.cluster.quorum_listen.unwrap_or(own);
     let ca =
         config.cluster.ca.clone().ok_or_else(|| {
             ServerError::Config("cluster.ca is required with cluster.voters".into())
@@ -332,7 +332,12 @@ async fn start_quorum(
     let transport = Arc::new(quic::quorum::QuicTransport::new(endpoint.clone()));
     let dir = metadata::quorum_dir(&config.data_dir);
     let lock = metadata::lock_dir(&dir)?;
-    let options = config.cluster.quorum_options(config.node_id, &voters);
+    let options = config.cluster.quorum_options(config.node_id, &voters, own);
+    let role = if voters.contains_key(&config.node_id) {
+        "voter"
+    } else {
+        "observer"
+    };
     let quorum = quiver_quorum::Quorum::start(&dir, options, transport)
         .await
         .map_err(|e| ServerError::Open(BrokerError::Quorum(e)))?;
@@ -343,7 +348,7 @@ async fn start_quorum(
         Arc::clone(&broker),
         shutdown.clone(),
     ));
-    tracing::info!(quorum = %addr, voters = voters.len(), "metadata quorum voter started");
+    tracing::info!(quorum = %addr, voters = voters.len(), role, "metadata quorum member started");
     Ok(Some(ClusterParts {
         store: Arc::new(metadata::MetadataStore::replicated(quorum, lock)),
         link: Arc::new(quic::replica::QuicReplicaLink::new(

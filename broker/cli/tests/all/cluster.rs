@@ -13,6 +13,7 @@ use quiver_proto::api::{ListOffsetsRequest, OffsetSpec};
 use quiver_sdk::{Client, ClientOptions};
 
 use crate::harness::{Ca, eventually};
+use crate::relay::Relay;
 
 /// One broker of the test cluster, as a child process.
 pub(crate) struct Member {
@@ -25,8 +26,19 @@ pub(crate) struct Member {
 pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     pub(crate) ca: PathBuf,
+    signer: Ca,
     pub(crate) members: Vec<Member>,
+    /// The voters entries, `"id@host:port"`, as every config lists them.
+    voters: String,
+    /// Where each broker's inter-broker listener binds (ids 1 to `MAX_BROKERS`).
+    binds: BTreeMap<u32, std::net::SocketAddr>,
+    /// With [`Cluster::with_relay`], the relays that can cut brokers apart.
+    pub(crate) relay: Option<Relay>,
 }
+
+/// The voters, and the most brokers a test cluster grows to (observers added later).
+const VOTERS: u32 = 3;
+const MAX_BROKERS: u32 = 5;
 
 /// A UDP port free right now on loopback (the quorum addresses must be known before
 /// the brokers start).
@@ -36,54 +48,108 @@ pub(crate) fn free_udp_port() -> u16 {
 }
 
 impl Cluster {
+    /// Three voters whose inter-broker traffic goes straight between them.
     pub(crate) fn new() -> Cluster {
+        Self::build(false)
+    }
+
+    /// Three voters whose inter-broker traffic passes through a [`Relay`], so that the
+    /// test can cut them apart.
+    pub(crate) fn with_relay() -> Cluster {
+        Self::build(true)
+    }
+
+    fn build(relay: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ca = Ca::new("quiver-test-cluster-ca");
+        let signer = Ca::new("quiver-test-cluster-ca");
         let ca_path = dir.path().join("ca.pem");
-        std::fs::write(&ca_path, ca.cert.pem()).expect("write ca");
-        let voters: Vec<String> = (1..=3)
-            .map(|id| format!("\"{id}@127.0.0.1:{}\"", free_udp_port()))
+        std::fs::write(&ca_path, signer.cert.pem()).expect("write ca");
+        let binds: BTreeMap<u32, std::net::SocketAddr> = (1..=MAX_BROKERS)
+            .map(|id| (id, ([127, 0, 0, 1], free_udp_port()).into()))
             .collect();
-        let mut members = Vec::new();
-        for id in 1..=3u32 {
-            let (cert, key) = ca.broker(&format!("broker-{id}"));
-            let cert_path = dir.path().join(format!("broker-{id}.pem"));
-            let key_path = dir.path().join(format!("broker-{id}.key"));
-            std::fs::write(&cert_path, cert).expect("cert");
-            std::fs::write(&key_path, key).expect("key");
-            let config = dir.path().join(format!("broker-{id}.toml"));
-            let text = format!(
-                "node_id = {id}\n\
-                 listen = \"127.0.0.1:{port}\"\n\
-                 data_dir = {data:?}\n\
-                 [tls]\nmode = \"files\"\ncert = {cert:?}\nkey = {key:?}\n\
-                 [cluster]\nvoters = [{voters}]\nca = {ca:?}\n\
-                 election_timeout_ms = 300\nheartbeat_ms = 50\n\
-                 broker_heartbeat_ms = 100\nbroker_session_timeout_ms = 1000\n\
-                 leader_rebalance_interval_ms = 2000\n\
-                 [groups]\ninitial_rebalance_delay_ms = 50\nmin_session_timeout_ms = 500\n\
-                 offsets_topic_partitions = 3\n",
-                data = dir.path().join(format!("data-{id}")),
-                cert = cert_path,
-                key = key_path,
-                voters = voters.join(", "),
-                ca = ca_path,
-                // Fixed, so a restarted broker is where the bootstrap list says.
-                port = free_udp_port(),
-            );
-            std::fs::write(&config, text).expect("config");
-            members.push(Member {
-                id,
-                config,
-                child: None,
-                url: None,
-            });
-        }
-        Cluster {
+        let relay = relay.then(|| Relay::start(&binds));
+        let mut cluster = Cluster {
             dir,
             ca: ca_path,
-            members,
+            signer,
+            members: Vec::new(),
+            voters: String::new(),
+            binds,
+            relay,
+        };
+        let voters: Vec<String> = (1..=VOTERS)
+            .map(|id| format!("\"{id}@{}\"", cluster.peer_address(id)))
+            .collect();
+        cluster.voters = voters.join(", ");
+        for id in 1..=VOTERS {
+            let member = cluster.member(id);
+            cluster.members.push(member);
         }
+        cluster
+    }
+
+    /// Where the other brokers reach broker `id`: its relay, or its listener.
+    fn peer_address(&self, id: u32) -> std::net::SocketAddr {
+        match &self.relay {
+            Some(relay) => relay.front(id),
+            None => self.binds[&id],
+        }
+    }
+
+    /// Writes broker `id`'s certificate and config; a voter when `id` is among the
+    /// first three, else an observer.
+    fn member(&self, id: u32) -> Member {
+        let dir = self.dir.path();
+        let (cert, key) = self.signer.broker(&format!("broker-{id}"));
+        let cert_path = dir.join(format!("broker-{id}.pem"));
+        let key_path = dir.join(format!("broker-{id}.key"));
+        std::fs::write(&cert_path, cert).expect("cert");
+        std::fs::write(&key_path, key).expect("key");
+        let config = dir.join(format!("broker-{id}.toml"));
+        let mut addresses = format!("quorum_listen = \"{}\"\n", self.binds[&id]);
+        if id > VOTERS {
+            addresses += &format!("quorum_advertised = \"{}\"\n", self.peer_address(id));
+        }
+        let text = format!(
+            "node_id = {id}\n\
+             listen = \"127.0.0.1:{port}\"\n\
+             data_dir = {data:?}\n\
+             [tls]\nmode = \"files\"\ncert = {cert:?}\nkey = {key:?}\n\
+             [cluster]\nvoters = [{voters}]\nca = {ca:?}\n{addresses}\
+             election_timeout_ms = 300\nheartbeat_ms = 50\n\
+             broker_heartbeat_ms = 100\nbroker_session_timeout_ms = 1000\n\
+             leader_rebalance_interval_ms = 2000\n\
+             [groups]\ninitial_rebalance_delay_ms = 50\nmin_session_timeout_ms = 500\n\
+             offsets_topic_partitions = 3\n",
+            data = dir.join(format!("data-{id}")),
+            cert = cert_path,
+            key = key_path,
+            voters = self.voters,
+            ca = self.ca,
+            // Fixed, so a restarted broker is where the bootstrap list says.
+            port = free_udp_port(),
+        );
+        std::fs::write(&config, text).expect("config");
+        Member {
+            id,
+            config,
+            child: None,
+            url: None,
+        }
+    }
+
+    /// Starts one more broker, an observer (not a voter), which joins the running
+    /// cluster; returns its id.
+    pub(crate) fn add_observer(&mut self) -> u32 {
+        let id = u32::try_from(self.members.len()).expect("few") + 1;
+        assert!(
+            id <= MAX_BROKERS,
+            "a test cluster has at most {MAX_BROKERS} brokers"
+        );
+        let member = self.member(id);
+        self.members.push(member);
+        self.start();
+        id
     }
 
     /// Starts the members not running, then waits until each serves (a broker serves
@@ -153,6 +219,19 @@ impl Cluster {
                 .expect("run kill");
             assert!(status.success(), "kill -{signal} broker {id}");
         }
+    }
+
+    /// Stops broker `id` with SIGTERM (an orderly shutdown) and waits.
+    pub(crate) fn stop(&mut self, id: u32) {
+        let m = &mut self.members[id as usize - 1];
+        if let Some(mut child) = m.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        m.url = None;
     }
 
     /// Stops every broker with SIGTERM (an orderly shutdown that flushes) and waits.

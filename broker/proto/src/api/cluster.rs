@@ -69,3 +69,15 @@ request!(ReassignPartitionRequest => ReassignPartitionResponse, REASSIGN_PARTITI
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReassignPartitionResponse {}
+
+/// Takes a broker out of the cluster for good (Kafka's `UnregisterBroker`): it is
+/// forgotten by the metadata and, if it is an observer, leaves the metadata quorum.
+/// Refused while any partition has a replica on it (drain it first) and for a voter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterBrokerRequest {
+    pub broker_id: u32,
+}
+request!(UnregisterBrokerRequest => UnregisterBrokerResponse, UNREGISTER_BROKER, "unregister-broker");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterBrokerResponse {}

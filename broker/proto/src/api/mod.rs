@@ -64,6 +64,7 @@ impl ApiKey {
     pub const CLUSTER_STATUS: ApiKey = ApiKey(35);
     pub const FIND_COORDINATOR: ApiKey = ApiKey(36);
     pub const REASSIGN_PARTITION: ApiKey = ApiKey(37);
+    pub const UNREGISTER_BROKER: ApiKey = ApiKey(38);
 
     /// The API's name in snake case, as metrics and logs label it; `unknown` for a key
     /// this build does not know.
@@ -107,6 +108,7 @@ impl ApiKey {
             ApiKey::CLUSTER_STATUS => "cluster_status",
             ApiKey::FIND_COORDINATOR => "find_coordinator",
             ApiKey::REASSIGN_PARTITION => "reassign_partition",
+            ApiKey::UNREGISTER_BROKER => "unregister_broker",
             _ => "unknown",
         }
     }

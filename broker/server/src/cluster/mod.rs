@@ -26,15 +26,23 @@ pub struct ClusterConfig {
     /// The brokers that keep the metadata quorum, each `id@host:port` with the address
     /// of its quorum listener, e.g. `["1@10.0.0.1:7421", "2@10.0.0.2:7421",
     /// "3@10.0.0.3:7421"]`. Three or five voters: three survive the loss of one, five
-    /// of two. This broker's `node_id` must be one of them. Empty (the default): a
-    /// single node with its metadata in a local log.
+    /// of two. A broker whose `node_id` is not among them is an observer: it joins the
+    /// running cluster at start (a Raft learner: it keeps the metadata log but never
+    /// votes) and needs `quorum_listen`. Empty (the default): a single node with its
+    /// metadata in a local log.
     pub voters: Vec<String>,
     /// PEM file of the CA that signed every broker's certificate (`[tls] cert`).
     /// Voters verify each other against it, in both directions. Required with voters.
     pub ca: Option<PathBuf>,
-    /// UDP address this broker's quorum listener binds. Default: the address of this
-    /// broker's own entry in `voters`.
+    /// UDP address of this broker's inter-broker (quorum) listener. Default: the
+    /// address of this broker's own entry in `voters`. Required on an observer, whose
+    /// address it also is for the other brokers unless `quorum_advertised` says
+    /// otherwise.
     pub quorum_listen: Option<SocketAddr>,
+    /// Where the other brokers reach an observer's inter-broker listener, when that is
+    /// not `quorum_listen` (behind NAT or a relay). A voter's is its entry in `voters`.
+    /// Default: `quorum_listen`.
+    pub quorum_advertised: Option<SocketAddr>,
     /// A voter that hears no leader for a random time between this and twice this
     /// starts an election. Default 500 ms; 50 ms to 60 s.
     pub election_timeout_ms: u64,
@@ -72,6 +80,7 @@ impl Default for ClusterConfig {
             voters: Vec::new(),
             ca: None,
             quorum_listen: None,
+            quorum_advertised: None,
             election_timeout_ms: 500,
             heartbeat_ms: 100,
             propose_timeout_ms: 10_000,
@@ -118,14 +127,29 @@ impl ClusterConfig {
             return Ok(voters);
         }
         if !voters.contains_key(&node_id) {
-            return Err(format!(
-                "node_id {node_id} is not among cluster.voters ({}); a broker of a cluster must be one of its voters",
-                voters
-                    .keys()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            match self.quorum_advertised.or(self.quorum_listen) {
+                None => {
+                    return Err(format!(
+                        "node_id {node_id} is not among cluster.voters ({}): such a broker joins the cluster as an observer and needs cluster.quorum_listen, the address the other brokers reach it on",
+                        voters
+                            .keys()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
+                    return Err(format!(
+                        "cluster.quorum_listen {a}: an observer's listener is also the address the other brokers reach it on; give a concrete IP and port (or set cluster.quorum_advertised)"
+                    ));
+                }
+                Some(a) if voters.values().any(|v| *v == a) => {
+                    return Err(format!(
+                        "{a}, this observer's inter-broker address, is a voter's address in cluster.voters"
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         if voters.len() % 2 == 0 {
             return Err(format!(
@@ -143,17 +167,34 @@ impl ClusterConfig {
         Ok(voters)
     }
 
-    /// The quorum options for this broker.
+    /// Where the other brokers reach broker `node_id`'s inter-broker listener: its
+    /// entry in the voters, or an observer's `quorum_advertised` or `quorum_listen`.
+    /// `None` on a single node.
+    pub fn peer_address(&self, node_id: u32) -> Option<SocketAddr> {
+        let voters = self.voter_map().ok()?;
+        if voters.is_empty() {
+            return None;
+        }
+        voters
+            .get(&node_id)
+            .copied()
+            .or(self.quorum_advertised)
+            .or(self.quorum_listen)
+    }
+
+    /// The quorum options for this broker, reached at `address`.
     pub(crate) fn quorum_options(
         &self,
         node_id: u32,
         voters: &BTreeMap<u32, SocketAddr>,
+        address: SocketAddr,
     ) -> quiver_quorum::QuorumOptions {
         let voters = voters
             .iter()
             .map(|(id, addr)| (u64::from(*id), addr.to_string()))
             .collect();
-        let mut options = quiver_quorum::QuorumOptions::new(u64::from(node_id), voters);
+        let mut options =
+            quiver_quorum::QuorumOptions::new(u64::from(node_id), voters, address.to_string());
         options.election_timeout_ms = (self.election_timeout_ms, self.election_timeout_ms * 2);
         options.heartbeat_ms = self.heartbeat_ms;
         options.propose_timeout = Duration::from_millis(self.propose_timeout_ms);
@@ -177,8 +218,36 @@ mod tests {
     fn voters_parse_and_bad_entries_are_named() {
         let c = config(&["1@127.0.0.1:7421", "2@127.0.0.1:7422", "3@127.0.0.1:7423"]);
         assert_eq!(c.check(2).expect("valid").len(), 3);
-        let err = c.check(4).expect_err("not a voter");
-        assert!(err.contains("node_id 4"), "{err}");
+        let err = c.check(4).expect_err("an observer without its address");
+        assert!(
+            err.contains("node_id 4") && err.contains("quorum_listen"),
+            "{err}"
+        );
+        let mut observer = c.clone();
+        observer.quorum_listen = Some("127.0.0.1:7424".parse().expect("addr"));
+        assert_eq!(observer.check(4).expect("an observer").len(), 3);
+        assert_eq!(
+            observer.peer_address(4),
+            Some("127.0.0.1:7424".parse().expect("addr"))
+        );
+        assert_eq!(
+            observer.peer_address(2),
+            Some("127.0.0.1:7422".parse().expect("addr"))
+        );
+        observer.quorum_listen = Some("0.0.0.0:7424".parse().expect("addr"));
+        assert!(
+            observer
+                .check(4)
+                .expect_err("unspecified")
+                .contains("concrete")
+        );
+        observer.quorum_listen = Some("127.0.0.1:7421".parse().expect("addr"));
+        assert!(
+            observer
+                .check(4)
+                .expect_err("taken")
+                .contains("voter's address")
+        );
         let err = config(&["1@127.0.0.1:7421", "x"])
             .check(1)
             .expect_err("bad");

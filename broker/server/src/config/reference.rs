@@ -231,7 +231,7 @@ const BROKER_MEANINGS: &[(&str, &str)] = &[
     ),
     (
         "cluster.voters",
-        "the metadata quorum's voters, each \"id@host:port\" (3 or 5); empty is a single node",
+        "the metadata quorum's voters, each \"id@host:port\" (3 or 5); a broker not among them joins as an observer; empty is a single node",
     ),
     (
         "cluster.ca",
@@ -239,7 +239,11 @@ const BROKER_MEANINGS: &[(&str, &str)] = &[
     ),
     (
         "cluster.quorum_listen",
-        "UDP address of this broker's quorum listener; defaults to its own voters entry",
+        "UDP address of this broker's inter-broker (quorum) listener; defaults to its own voters entry, required on an observer (a broker not among the voters)",
+    ),
+    (
+        "cluster.quorum_advertised",
+        "where other brokers reach an observer's inter-broker listener, if not quorum_listen (NAT, a relay)",
     ),
     (
         "cluster.election_timeout_ms",
@@ -433,6 +437,10 @@ mod tests {
         (
             "cluster.quorum_listen",
             "[cluster]\nquorum_listen = \"127.0.0.1:7421\"",
+        ),
+        (
+            "cluster.quorum_advertised",
+            "[cluster]\nquorum_advertised = \"127.0.0.1:7421\"",
         ),
     ];
 

@@ -334,6 +334,17 @@ pub(crate) async fn dispatch(
             )
             .await
         }
+        ApiKey::UNREGISTER_BROKER => {
+            unary(
+                &frame,
+                send,
+                |r: api::UnregisterBrokerRequest, _| async move {
+                    s.unregister_broker(caller, r.broker_id).await?;
+                    Ok(api::UnregisterBrokerResponse {})
+                },
+            )
+            .await
+        }
         ApiKey::FIND_COORDINATOR => {
             unary(
                 &frame,

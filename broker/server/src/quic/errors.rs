@@ -86,6 +86,7 @@ fn metadata_code(err: &MetadataError) -> ErrorCode {
         // reassignment).
         | MetadataError::BadReplicas { .. }
         | MetadataError::UnknownBroker { .. }
+        | MetadataError::BrokerHoldsReplicas { .. }
         | MetadataError::FencedReplica { .. } => ErrorCode::INVALID_REQUEST,
         MetadataError::ConflictingConfig { .. }
         | MetadataError::BadPluginReference { .. }
