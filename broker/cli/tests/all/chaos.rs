@@ -1,8 +1,20 @@
 //! Fault injection: three `quiver serve` children under two idempotent acks=all
 //! producers and a consumer group of two, while a seeded schedule breaks one broker at a
-//! time: SIGKILL and restart, or SIGSTOP and SIGCONT (a broker that freezes, then wakes
-//! up believing it still leads); and reassignments that reorder a partition's replicas,
-//! moving its leadership under load. Then the cluster is healed and checked:
+//! time:
+//!
+//! - SIGKILL and restart, or SIGSTOP and SIGCONT (a broker that freezes, then wakes up
+//!   believing it still leads);
+//! - network partitions, through the UDP relay every inter-broker packet passes
+//!   (`relay.rs`): a broker cut off from the others both ways (a minority of one
+//!   against a majority of two), the controller cut off (leader isolation: it still
+//!   hears its clients), or a broker that can send but not receive;
+//! - reassignments that reorder a partition's replicas, moving its leadership under
+//!   load;
+//! - once per run, a broker added and removed under load: it joins as an observer, a
+//!   partition moves onto it, then it is drained (`quiver cluster drain`) and removed
+//!   (`quiver cluster remove`).
+//!
+//! Then the cluster is healed and checked:
 //!
 //! - every acknowledged record is in the log at the offset it was acknowledged with, and
 //!   the group read every one of them;
@@ -19,9 +31,6 @@
 //! QUIVER_CHAOS_SECS=900 QUIVER_CHAOS_SEED=$RANDOM \
 //!     cargo test --release -p quiver-cli --test all chaos -- --nocapture
 //! ```
-//!
-//! Network partitions (nftables rules in network namespaces) and membership changes
-//! are not injected yet.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -200,6 +209,64 @@ async fn watch_commits(client: Client, journal: Shared, stop: CancellationToken)
     }
 }
 
+/// Adds an observer broker, moves a partition onto it, then drains and removes it, all
+/// under the producers' load; the cluster ends on its three voters as it began.
+async fn add_and_remove_a_broker(
+    cluster: &mut Cluster,
+    admin_client: &Client,
+    rng: &mut rand::rngs::StdRng,
+    at: f64,
+) {
+    let id = tokio::task::block_in_place(|| cluster.add_observer());
+    let partition = rng.gen_range(0..PARTITIONS);
+    let keep = rng.gen_range(1..=3u32);
+    let mut target = vec![id];
+    target.extend((1..=3).filter(|b| *b != keep));
+    eprintln!("chaos: {at:.1}s broker {id} joins; {TOPIC}-{partition} moves to {target:?}");
+    let admin = admin_client.admin();
+    admin
+        .reassign_partition(TOPIC, partition, target.clone())
+        .await
+        .expect("move a partition onto the new broker");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = admin.describe_topic(TOPIC).await.is_ok_and(|d| {
+            let p = &d.partitions[partition as usize];
+            p.replicas == target && p.in_sync_replicas.len() == target.len()
+        });
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{TOPIC}-{partition} did not move onto broker {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(["--broker", &cluster.bootstrap_list(), "--ca"])
+            .arg(&cluster.ca)
+            .args(args)
+            .env("QUIVER_HOME", cluster.home())
+            .output()
+            .expect("run quiver");
+        assert!(
+            out.status.success(),
+            "quiver {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let id_text = id.to_string();
+    tokio::task::block_in_place(|| {
+        cli(&["cluster", "drain", &id_text, "--timeout", "120"]);
+        cli(&["cluster", "remove", &id_text]);
+    });
+    eprintln!("chaos: broker {id} drained and removed");
+    cluster.stop(id);
+}
+
 /// Waits until every partition of `topics` has all its replicas in sync.
 async fn in_sync(client: &Client, topics: &[&str], secs: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -275,7 +342,7 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
     let secs = env_u64("QUIVER_CHAOS_SECS", 20);
     eprintln!("chaos: seed {seed}, {secs} s of faults");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut cluster = Cluster::new();
+    let mut cluster = Cluster::with_relay();
     cluster.start();
     let admin_client = cluster.bootstrap().await;
     let two = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
@@ -314,7 +381,8 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
         stop_consuming.clone(),
     )));
 
-    // The schedule: one broker at a time is killed and restarted, or paused and resumed.
+    // The schedule: one fault at a time. The broker added and removed comes at the
+    // third fault, so that every run has one.
     let started = tokio::time::Instant::now();
     let mut faults = 0;
     while started.elapsed() < Duration::from_secs(secs) {
@@ -322,7 +390,8 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
         let victim = rng.gen_range(1..=3u32);
         let down = Duration::from_millis(rng.gen_range(500..3000));
         let at = started.elapsed().as_secs_f64();
-        match rng.gen_range(0..5) {
+        let kind = if faults == 2 { 10 } else { rng.gen_range(0..10) };
+        match kind {
             0 | 1 => {
                 eprintln!("chaos: {at:.1}s SIGKILL broker {victim}, restart after {down:?}");
                 cluster.kill(victim);
@@ -335,7 +404,7 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
                 tokio::time::sleep(down).await;
                 cluster.signal(victim, "CONT");
             }
-            _ => {
+            4 => {
                 // A reassignment that makes `victim` the preferred leader of a partition:
                 // the replicas switch order once in sync, then the controller moves the
                 // leadership there, all under load.
@@ -351,6 +420,37 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
                     eprintln!("chaos: the reassignment was not started: {e}");
                 }
             }
+            5..=9 => {
+                let relay = cluster.relay.as_ref().expect("a relay");
+                let what = match kind {
+                    5 | 6 => {
+                        relay.isolate(victim);
+                        format!("broker {victim} cut off from the others")
+                    }
+                    7 | 8 => {
+                        // The controller, if one is known; else any broker.
+                        let controller = admin_client
+                            .admin()
+                            .cluster_status()
+                            .await
+                            .ok()
+                            .and_then(|s| s.quorum.and_then(|q| q.leader))
+                            .unwrap_or(victim);
+                        relay.isolate(controller);
+                        format!("the controller, broker {controller}, cut off")
+                    }
+                    _ => {
+                        for other in (1..=3).filter(|b| *b != victim) {
+                            relay.cut(other, victim);
+                        }
+                        format!("broker {victim} deaf: it sends but hears no broker")
+                    }
+                };
+                eprintln!("chaos: {at:.1}s {what}, healed after {down:?}");
+                tokio::time::sleep(down).await;
+                relay.heal();
+            }
+            _ => add_and_remove_a_broker(&mut cluster, &admin_client, &mut rng, at).await,
         }
         faults += 1;
     }

@@ -88,11 +88,6 @@ impl Relay {
         }
     }
 
-    /// Every cut in place now.
-    pub(crate) fn cuts(&self) -> BTreeSet<(u32, u32)> {
-        self.cuts.lock().expect("cuts").clone()
-    }
-
     /// Removes every cut.
     pub(crate) fn heal(&self) {
         self.cuts.lock().expect("cuts").clear();

@@ -115,8 +115,11 @@ impl GroupService {
             .await;
         match created {
             Ok(topic) => Ok(topic),
-            // Another broker of the cluster created it first.
-            Err(BrokerError::Metadata(quiver_metadata::MetadataError::TopicExists { .. })) => {
+            // Another broker of the cluster, or another request here, created it first.
+            Err(
+                BrokerError::TopicExists(_)
+                | BrokerError::Metadata(quiver_metadata::MetadataError::TopicExists { .. }),
+            ) => {
                 let _guard = broker.admin.lock().await;
                 broker.reconcile_now().await?;
                 broker.topic(OFFSETS_TOPIC)
