@@ -337,7 +337,7 @@ fn read_replica(dir: &std::path::Path) -> BTreeMap<i64, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_records_survive_a_seeded_schedule_of_kills_and_pauses() {
+async fn acknowledged_records_survive_a_seeded_schedule_of_faults() {
     let seed = env_u64("QUIVER_CHAOS_SEED", 1);
     let secs = env_u64("QUIVER_CHAOS_SECS", 20);
     eprintln!("chaos: seed {seed}, {secs} s of faults");
