@@ -40,7 +40,11 @@ pub(crate) async fn serve_connection(
         shutdown,
         MAX_REQUEST_BYTES,
         "plugin component request",
-        serve_component,
+        |broker, request, shutdown| async move {
+            serve_component(broker, request, shutdown)
+                .await
+                .map(|answer| vec![bytes::Bytes::from(answer)])
+        },
     )
     .await;
 }

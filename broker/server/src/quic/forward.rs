@@ -121,7 +121,11 @@ pub(crate) async fn serve_connection(
         shutdown,
         MAX_REQUEST_BYTES,
         "forwarded produce",
-        serve_forwarded,
+        |broker, request, shutdown| async move {
+            serve_forwarded(broker, request, shutdown)
+                .await
+                .map(|answer| vec![bytes::Bytes::from(answer)])
+        },
     )
     .await;
 }

@@ -248,7 +248,7 @@ async fn serve_connection(
         "quorum message",
         move |message| {
             let quorum = quorum.clone();
-            async move { Some(quorum.handle(&message).await) }
+            async move { Some(vec![bytes::Bytes::from(quorum.handle(&message).await)]) }
         },
     )
     .await;
@@ -256,7 +256,9 @@ async fn serve_connection(
 
 /// Serves the inter-broker exchanges of one connection until it closes or `shutdown`:
 /// each bidirectional stream carries one request (at most `max_request` bytes, read to
-/// its end) and gets `handle`'s answer, or is dropped when `handle` gives none.
+/// its end) and gets `handle`'s answer, or is dropped when `handle` gives none. An
+/// answer is a list of chunks written in turn, so that records read from a log go out
+/// without being copied into one buffer first.
 pub(crate) async fn serve_exchanges<F, Fut>(
     connection: quinn::Connection,
     shutdown: CancellationToken,
@@ -265,7 +267,7 @@ pub(crate) async fn serve_exchanges<F, Fut>(
     handle: F,
 ) where
     F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
+    Fut: std::future::Future<Output = Option<Vec<bytes::Bytes>>> + Send + 'static,
 {
     let streams = TaskTracker::new();
     loop {

@@ -70,7 +70,7 @@ async fn serve_fetch(
     broker: Option<Arc<Broker>>,
     request: Vec<u8>,
     shutdown: CancellationToken,
-) -> Option<Vec<u8>> {
+) -> Option<Vec<Bytes>> {
     let fetch = match decode_fetch(&request) {
         Ok(fetch) => fetch,
         Err(reason) => {
@@ -97,7 +97,7 @@ pub(crate) async fn serve_with_broker<F, Fut>(
     handle: F,
 ) where
     F: Fn(Option<Arc<Broker>>, Vec<u8>, CancellationToken) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
+    Fut: std::future::Future<Output = Option<Vec<Bytes>>> + Send + 'static,
 {
     let stop = shutdown.clone();
     let serve = move |request: Vec<u8>| handle(broker.get().cloned(), request, stop.clone());
@@ -205,7 +205,7 @@ impl ReplicaLink for QuicReplicaLink {
             let bytes = tokio::time::timeout(wait, exchange)
                 .await
                 .map_err(|_| lost("no answer in time".into()))??;
-            decode_answer(&bytes).map_err(|e| format!("broker {leader}'s answer: {e}"))
+            decode_answer(&Bytes::from(bytes)).map_err(|e| format!("broker {leader}'s answer: {e}"))
         })
     }
 }
@@ -263,6 +263,15 @@ impl Reader<'_> {
         self.0.advance(len);
         Ok(b)
     }
+    /// Like [`Reader::bytes`] without a copy: a slice of `whole`, the buffer this
+    /// reader was made over.
+    pub(super) fn bytes_of(&mut self, whole: &Bytes, what: &str) -> Result<Bytes, String> {
+        let len = self.u32(what)? as usize;
+        self.need(len, what)?;
+        let at = whole.len() - self.0.len();
+        self.0.advance(len);
+        Ok(whole.slice(at..at + len))
+    }
     pub(super) fn count(&mut self, what: &str, min_each: usize) -> Result<usize, String> {
         let n = self.u32(what)? as usize;
         // A count the remaining bytes cannot hold is refused before allocating for it.
@@ -319,16 +328,11 @@ pub(crate) fn decode_fetch(bytes: &[u8]) -> Result<ReplicaFetch, String> {
     })
 }
 
-pub(crate) fn encode_answer(a: &ReplicaFetchAnswer) -> Vec<u8> {
-    let size: usize = a
-        .partitions
-        .iter()
-        .map(|p| match &p.outcome {
-            Ok(s) => 48 + s.records.len(),
-            Err(_) => 64,
-        })
-        .sum();
-    let mut out = BytesMut::with_capacity(4 + size);
+/// The answer as chunks to write in turn: the fields, and each partition's records as
+/// they were read from its log, not copied.
+pub(crate) fn encode_answer(a: &ReplicaFetchAnswer) -> Vec<Bytes> {
+    let mut chunks = Vec::with_capacity(1 + 2 * a.partitions.len());
+    let mut out = BytesMut::with_capacity(4 + 64 * a.partitions.len());
     out.put_u32(u32::try_from(a.partitions.len()).unwrap_or(u32::MAX));
     for p in &a.partitions {
         put_str(&mut out, &p.topic);
@@ -342,7 +346,10 @@ pub(crate) fn encode_answer(a: &ReplicaFetchAnswer) -> Vec<u8> {
                 out.put_i32(epoch);
                 out.put_i64(end);
                 out.put_u32(u32::try_from(s.records.len()).unwrap_or(u32::MAX));
-                out.put_slice(&s.records);
+                if !s.records.is_empty() {
+                    chunks.push(out.split().freeze());
+                    chunks.push(s.records.clone());
+                }
             }
             Err(Refusal::NotLeader) => out.put_u8(1),
             Err(Refusal::EpochMismatch { leader_epoch }) => {
@@ -359,10 +366,14 @@ pub(crate) fn encode_answer(a: &ReplicaFetchAnswer) -> Vec<u8> {
             }
         }
     }
-    out.to_vec()
+    if !out.is_empty() {
+        chunks.push(out.freeze());
+    }
+    chunks
 }
 
-pub(crate) fn decode_answer(bytes: &[u8]) -> Result<ReplicaFetchAnswer, String> {
+/// An answer from its bytes; the records are slices of `bytes`, not copies.
+pub(crate) fn decode_answer(bytes: &Bytes) -> Result<ReplicaFetchAnswer, String> {
     let mut r = Reader(bytes);
     let n = r.count("partition count", 7)?;
     let mut partitions = Vec::with_capacity(n);
@@ -375,7 +386,7 @@ pub(crate) fn decode_answer(bytes: &[u8]) -> Result<ReplicaFetchAnswer, String> 
                 let log_start_offset = r.i64("log start")?;
                 let epoch = r.i32("diverging epoch")?;
                 let end = r.i64("diverging end")?;
-                let records = r.bytes("records")?;
+                let records = r.bytes_of(bytes, "records")?;
                 Ok(Served {
                     high_watermark,
                     log_start_offset,
@@ -488,14 +499,14 @@ mod tests {
                     .map(|(topic, partition, outcome)| PartitionAnswer { topic, partition, outcome })
                     .collect(),
             };
-            let decoded = decode_answer(&encode_answer(&answer)).expect("decodes");
+            let decoded = decode_answer(&encode_answer(&answer).concat().into()).expect("decodes");
             prop_assert_eq!(decoded.partitions, answer.partitions);
         }
 
         #[test]
         fn garbage_is_an_error_not_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_fetch(&bytes);
-            let _ = decode_answer(&bytes);
+            let _ = decode_answer(&bytes.into());
         }
     }
 
