@@ -49,6 +49,7 @@ pub fn transport_config(liveness: Duration) -> TransportConfig {
         .send_fairness(false)
         .keep_alive_interval(Some(liveness / 4))
         .max_idle_timeout(IdleTimeout::try_from(liveness).ok());
+    quiver_quic::allow_jumbo_datagrams(&mut config);
     config
 }
 

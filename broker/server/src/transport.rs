@@ -35,5 +35,6 @@ pub fn transport_config(max_streams: u32) -> TransportConfig {
     // dropped. Keep-alives every 5 s keep a live client well inside it, even with two
     // in a row lost; the lower of the two ends' timeouts applies.
     t.max_idle_timeout(Duration::from_secs(15).try_into().ok());
+    quiver_quic::allow_jumbo_datagrams(&mut t);
     t
 }

@@ -390,7 +390,11 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_faults() {
         let victim = rng.gen_range(1..=3u32);
         let down = Duration::from_millis(rng.gen_range(500..3000));
         let at = started.elapsed().as_secs_f64();
-        let kind = if faults == 2 { 10 } else { rng.gen_range(0..10) };
+        let kind = if faults == 2 {
+            10
+        } else {
+            rng.gen_range(0..10)
+        };
         match kind {
             0 | 1 => {
                 eprintln!("chaos: {at:.1}s SIGKILL broker {victim}, restart after {down:?}");

@@ -34,6 +34,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    // A replica fetch's answer carries megabytes: with quinn's stock 1.25 MB stream
+    // window it would cross in slices, a round trip each. Windows as the client
+    // listener's.
+    t.stream_receive_window(quinn::VarInt::from_u32(crate::transport::STREAM_WINDOW));
+    t.receive_window(quinn::VarInt::from_u32(crate::transport::CONNECTION_WINDOW));
+    t.send_window(u64::from(crate::transport::CONNECTION_WINDOW));
+    quiver_quic::allow_jumbo_datagrams(&mut t);
     // A peer that stops answering is noticed within seconds; keep-alives hold an idle
     // connection open between heartbeats.
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(5_000).into()));
@@ -287,8 +294,8 @@ pub(crate) async fn serve_exchanges<F, Fut>(
                     return;
                 }
             };
-            if let Some(reply) = handle(request).await
-                && send.write_all(&reply).await.is_ok()
+            if let Some(mut reply) = handle(request).await
+                && send.write_all_chunks(&mut reply).await.is_ok()
             {
                 let _ = send.finish();
             }
