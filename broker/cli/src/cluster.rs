@@ -111,8 +111,12 @@ pub async fn run(conn: &ConnectArgs, cmd: ClusterCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Every partition of the cluster (internal topics included) with its replicas.
-async fn placements(admin: &quiver_sdk::Admin) -> anyhow::Result<Vec<(String, u32, Vec<u32>)>> {
+/// A partition (topic, index), its replicas, and whether a reassignment of it is under
+/// way (more replicas than its topic's replication factor: old and new together).
+type Placement = (String, u32, Vec<u32>, bool);
+
+/// Every partition of the cluster, internal topics included.
+async fn placements(admin: &quiver_sdk::Admin) -> anyhow::Result<Vec<Placement>> {
     let mut names: Vec<String> = admin
         .list_topics()
         .await?
@@ -127,8 +131,10 @@ async fn placements(admin: &quiver_sdk::Admin) -> anyhow::Result<Vec<(String, u3
     let mut out = Vec::new();
     for name in names {
         let described = admin.describe_topic(&name).await?;
+        let factor = usize::from(described.replication_factor);
         for p in described.partitions {
-            out.push((name.clone(), p.partition, p.replicas));
+            let moving = p.replicas.len() > factor;
+            out.push((name.clone(), p.partition, p.replicas, moving));
         }
     }
     Ok(out)
@@ -150,10 +156,27 @@ async fn drain(
     if !status.brokers.iter().any(|b| b.broker_id == broker) {
         anyhow::bail!("broker {broker} is not registered in the cluster");
     }
-    let placed = placements(&admin).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A partition of the broker that is moving already is planned once its move ends.
+    let placed = loop {
+        let placed = placements(&admin).await?;
+        let moving = placed
+            .iter()
+            .filter(|(_, _, replicas, moving)| *moving && replicas.contains(&broker))
+            .count();
+        if moving == 0 {
+            break placed;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "{moving} partition(s) on broker {broker} were still being reassigned after {timeout:?}; drain it once they are done"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     // Replicas each broker holds, counting the moves planned so far.
     let mut load: std::collections::BTreeMap<u32, usize> = active.iter().map(|b| (*b, 0)).collect();
-    for (_, _, replicas) in &placed {
+    for (_, _, replicas, _) in &placed {
         for r in replicas {
             if let Some(n) = load.get_mut(r) {
                 *n += 1;
@@ -161,7 +184,7 @@ async fn drain(
         }
     }
     let mut moves = 0;
-    for (topic, partition, replicas) in &placed {
+    for (topic, partition, replicas, _) in &placed {
         let Some(at) = replicas.iter().position(|r| *r == broker) else {
             continue;
         };
@@ -188,12 +211,11 @@ async fn drain(
         say!("broker {broker} holds no replica");
         return Ok(());
     }
-    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let left = placements(&admin)
             .await?
             .into_iter()
-            .filter(|(_, _, replicas)| replicas.contains(&broker))
+            .filter(|(_, _, replicas, _)| replicas.contains(&broker))
             .count();
         if left == 0 {
             say!("broker {broker} is drained: it holds no replica ({moves} moved)");

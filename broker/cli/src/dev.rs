@@ -51,6 +51,12 @@ pub struct DevArgs {
     /// client listeners take consecutive ports from --listen.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub nodes: u32,
+    /// Add broker ID to the running dev cluster in --data, in this process, as an
+    /// observer (it joins without voting): a certificate from the cluster's CA, its own
+    /// data directory and ports. Take it out with `quiver cluster drain ID` and
+    /// `quiver cluster remove ID`.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["nodes", "plugins"])]
+    pub join: Option<u32>,
 }
 
 /// Where `quiver dev` serves metrics unless told otherwise.
@@ -103,6 +109,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     // A cluster's data directory holds its brokers' directories (`node-1`, ...), which a
     // single broker opened on it would take for data of deleted topics and remove.
+    if let Some(id) = args.join {
+        return crate::dev_cluster::join(args, id, data).await;
+    }
     if args.nodes == 1 && data.join("cluster").join("cluster.json").exists() {
         anyhow::bail!(
             "{} holds a dev cluster; start it with `quiver dev --nodes N` (N as before, see cluster/cluster.json) or use another --data directory",

@@ -13,6 +13,13 @@
 //! bootstrap list and uploaded again whenever they are rebuilt; every broker loads each
 //! version, the ones the upload did not reach fetching the component from a peer.
 //!
+//! `quiver dev --join ID` adds broker ID to a running dev cluster as an observer (it
+//! joins the metadata quorum without voting), in a process of its own: a certificate
+//! from the cluster's CA (whose key the dev cluster keeps, `cluster/ca.key`), its own
+//! data directory and ports (written down in `cluster/observer-ID.json`). Partitions
+//! move onto it with `quiver topic reassign`, and `quiver cluster drain ID` then
+//! `quiver cluster remove ID` take it out again.
+//!
 //! The timing is tighter than a production default, for quick failover on one machine:
 //! brokers heartbeat every 200 ms and are fenced after 1 s of silence, and leaderships
 //! go back to their preferred brokers within 10 s of those being in sync again. Topics get three
@@ -92,36 +99,129 @@ impl Layout {
     }
 }
 
-/// A CA and one certificate per broker (for 127.0.0.1 and localhost, to serve and to
-/// dial the others), as PEM files in `dir`.
-fn make_certificates(dir: &Path, nodes: u32) -> anyhow::Result<()> {
-    let ca_key = rcgen::KeyPair::generate()?;
+/// The dev cluster CA's certificate as an issuer, made with `ca_key`. Made again from
+/// the same name and key it signs certificates that chain to the `ca.pem` first made.
+fn ca_issuer(ca_key: &rcgen::KeyPair) -> anyhow::Result<rcgen::Certificate> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "quiver dev cluster CA");
-    let ca = params.self_signed(&ca_key)?;
+    Ok(params.self_signed(ca_key)?)
+}
+
+/// A CA and one certificate per broker (for 127.0.0.1 and localhost, to serve and to
+/// dial the others), as PEM files in `dir`. The CA's key is kept too, for brokers that
+/// join later.
+fn make_certificates(dir: &Path, nodes: u32) -> anyhow::Result<()> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca = ca_issuer(&ca_key)?;
     write_private(&dir.join("ca.pem"), ca.pem().as_bytes())?;
+    write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
     for id in 1..=nodes {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("broker-{id}"));
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &ca, &ca_key)?;
-        write_private(&dir.join(format!("broker-{id}.pem")), cert.pem().as_bytes())?;
-        write_private(
-            &dir.join(format!("broker-{id}.key")),
-            key.serialize_pem().as_bytes(),
-        )?;
+        sign_broker(dir, id, &ca, &ca_key)?;
     }
     Ok(())
+}
+
+/// Broker `id`'s certificate and key, signed by the CA, as PEM files in `dir`.
+fn sign_broker(
+    dir: &Path,
+    id: u32,
+    ca: &rcgen::Certificate,
+    ca_key: &rcgen::KeyPair,
+) -> anyhow::Result<()> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("broker-{id}"));
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, ca, ca_key)?;
+    write_private(&dir.join(format!("broker-{id}.pem")), cert.pem().as_bytes())?;
+    write_private(
+        &dir.join(format!("broker-{id}.key")),
+        key.serialize_pem().as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Runs `quiver dev --join ID`: broker `id` joins the dev cluster in `data` as an
+/// observer and serves until Ctrl-C, SIGTERM or (with `--owned-by-parent`) the parent's
+/// end.
+pub async fn join(args: DevArgs, id: u32, data: PathBuf) -> anyhow::Result<()> {
+    let cluster_dir = data.join("cluster");
+    let file = cluster_dir.join("cluster.json");
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "no dev cluster in {} (reading {}); start one with `quiver dev --nodes 3 --data {}`",
+            data.display(),
+            file.display(),
+            data.display()
+        )
+    })?;
+    let layout: Layout =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;
+    if layout.nodes.iter().any(|n| n.id == id) {
+        anyhow::bail!(
+            "--join {id}: broker {id} is a voter of this dev cluster; pick an id beyond {}",
+            layout.nodes.len()
+        );
+    }
+    let node = observer_addrs(&cluster_dir, id, args.listen.ip())?;
+    if !cluster_dir.join(format!("broker-{id}.pem")).exists() {
+        let key_file = cluster_dir.join("ca.key");
+        let pem = std::fs::read_to_string(&key_file).with_context(|| {
+            format!(
+                "reading {}: this dev cluster was made by an older quiver that did not keep its CA key; make a new one to add brokers",
+                key_file.display()
+            )
+        })?;
+        let ca_key = rcgen::KeyPair::from_pem(&pem)
+            .with_context(|| format!("reading {}", key_file.display()))?;
+        sign_broker(&cluster_dir, id, &ca_issuer(&ca_key)?, &ca_key)?;
+    }
+    let metrics = (!args.no_metrics).then(|| SocketAddr::new(args.metrics.ip(), 0));
+    let mut config = node_config(&data, &layout, &node, &args.configs, metrics);
+    config.cluster.quorum_listen = Some(node.quorum);
+    let broker = start(config).await?;
+    let mut banner = format!("quiver dev: listening on quic://{}\n", broker.local_addr());
+    banner += &format!(
+        "  broker {id} joined the dev cluster in {} as an observer: inter-broker {}, data {}\n",
+        data.display(),
+        node.quorum,
+        data.join(format!("node-{id}")).display()
+    );
+    banner += &format!(
+        "  move partitions onto it with `quiver topic reassign`; take it out with `quiver cluster drain {id}` and `quiver cluster remove {id}`\n"
+    );
+    print_quietly(&banner);
+    let parent_gone = args.owned_by_parent.then(stdin_closed);
+    let result = wait_for_stop(&broker, parent_gone).await;
+    eprintln!("shutting down");
+    broker.shutdown().await.context("shutting down")?;
+    result
+}
+
+/// The ports of observer `id`, chosen at its first start and written down beside the
+/// layout, so that a restart is where the cluster's metadata says it is.
+fn observer_addrs(dir: &Path, id: u32, ip: std::net::IpAddr) -> anyhow::Result<NodeAddrs> {
+    let file = dir.join(format!("observer-{id}.json"));
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()));
+    }
+    let node = NodeAddrs {
+        id,
+        listen: SocketAddr::new(ip, free_port(ip)?),
+        quorum: SocketAddr::new(ip, free_port(ip)?),
+    };
+    std::fs::write(&file, serde_json::to_vec_pretty(&node)?)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(node)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -121,6 +121,22 @@ fn bind(
     quinn::Endpoint::new(config, server, udp_socket(addr)?, runtime)
 }
 
+/// The largest UDP payload path-MTU discovery tries: a jumbo frame's (9000 bytes less
+/// the IP and UDP headers). quinn's own ceiling is an Ethernet frame's, 1452 bytes, so
+/// every megabyte batch crosses as some 700 packets, each encrypted, framed, sent and
+/// acknowledged on its own. Where the path takes larger datagrams (loopback,
+/// datacenter networks with jumbo frames) discovery finds it and a batch needs a sixth
+/// of the packets; where it does not, the probes are lost and the connection stays at
+/// what works, as before.
+pub const MAX_UDP_PAYLOAD: u16 = 8972;
+
+/// Lets path-MTU discovery go up to [`MAX_UDP_PAYLOAD`].
+pub fn allow_jumbo_datagrams(transport: &mut quinn::TransportConfig) {
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    transport.mtu_discovery_config(Some(mtu));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,20 +270,4 @@ mod tests {
             "expected a stateless reset, got {ended:?}"
         );
     }
-}
-
-/// The largest UDP payload path-MTU discovery tries: a jumbo frame's (9000 bytes less
-/// the IP and UDP headers). quinn's own ceiling is an Ethernet frame's, 1452 bytes, so
-/// every megabyte batch crosses as some 700 packets, each encrypted, framed, sent and
-/// acknowledged on its own. Where the path takes larger datagrams (loopback,
-/// datacenter networks with jumbo frames) discovery finds it and a batch needs a sixth
-/// of the packets; where it does not, the probes are lost and the connection stays at
-/// what works, as before.
-pub const MAX_UDP_PAYLOAD: u16 = 8972;
-
-/// Lets path-MTU discovery go up to [`MAX_UDP_PAYLOAD`].
-pub fn allow_jumbo_datagrams(transport: &mut quinn::TransportConfig) {
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
-    transport.mtu_discovery_config(Some(mtu));
 }

@@ -522,6 +522,49 @@ fn dev_with_three_nodes_is_a_cluster_every_command_finds() {
     let status = ok(&run(&["cluster", "status"], None));
     assert_eq!(status.matches(" active").count(), 3, "{status}");
     assert!(status.contains("0 offline, 0 under-replicated"), "{status}");
+    // A fourth broker joins as an observer, takes a partition, and is taken out.
+    let voter = run(&["dev", "--join", "2", "--no-metrics"], None);
+    assert!(!voter.status.success());
+    let err = String::from_utf8_lossy(&voter.stderr);
+    assert!(err.contains("broker 2 is a voter"), "{err}");
+    let mut joined = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["dev", "--join", "4", "--no-metrics", "--owned-by-parent"])
+        .env("QUIVER_HOME", home)
+        .env_remove("QUIVER_PROFILE")
+        .current_dir(work)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn quiver dev --join");
+    let banner = banner_until(&mut joined, "take it out");
+    assert!(banner.contains("broker 4 joined"), "{banner}");
+    let status = ok(&run(&["cluster", "status"], None));
+    assert!(status.contains("observer"), "{status}");
+    ok(&run(
+        &["topic", "reassign", "orders", "0", "--replicas", "4,1,2"],
+        None,
+    ));
+    ok(&run(&["cluster", "drain", "4", "--timeout", "60"], None));
+    ok(&run(&["cluster", "remove", "4"], None));
+    let status = ok(&run(&["cluster", "status"], None));
+    assert!(!status.contains("observer"), "{status}");
+    drop(joined.stdin.take());
+    let _ = joined.wait();
+    let read = ok(&run(
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            "1",
+            "--from",
+            "earliest",
+            "--count",
+            "3",
+        ],
+        None,
+    ));
+    assert_eq!(read.lines().count(), 3, "{read}");
     // A single broker is not started over the cluster's data (it would take the
     // brokers' directories for a deleted topic's).
     let single = run(&["dev", "--listen", "127.0.0.1:0", "--no-metrics"], None);
