@@ -286,8 +286,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = broker.metrics_addr() {
         banner += &format!("  metrics:     http://{addr}/metrics (also /health, /ready)\n");
     }
-    print_quietly(&banner);
-    let parent_gone = args.owned_by_parent.then(stdin_closed);
+    run_until_stopped(broker, &banner, args.owned_by_parent).await
+}
+
+/// Prints `banner`, serves until Ctrl-C, SIGTERM or (when `owned_by_parent`) the
+/// parent's end, then shuts the broker down.
+pub(crate) async fn run_until_stopped(
+    broker: quiver_server::RunningBroker,
+    banner: &str,
+    owned_by_parent: bool,
+) -> anyhow::Result<()> {
+    print_quietly(banner);
+    let parent_gone = owned_by_parent.then(stdin_closed);
     let result = wait_for_stop(&broker, parent_gone).await;
     eprintln!("shutting down");
     broker.shutdown().await.context("shutting down")?;

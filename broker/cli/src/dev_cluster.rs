@@ -199,12 +199,7 @@ pub async fn join(args: DevArgs, id: u32, data: PathBuf) -> anyhow::Result<()> {
     banner += &format!(
         "  move partitions onto it with `quiver topic reassign`; take it out with `quiver cluster drain {id}` and `quiver cluster remove {id}`\n"
     );
-    print_quietly(&banner);
-    let parent_gone = args.owned_by_parent.then(stdin_closed);
-    let result = wait_for_stop(&broker, parent_gone).await;
-    eprintln!("shutting down");
-    broker.shutdown().await.context("shutting down")?;
-    result
+    crate::dev::run_until_stopped(broker, &banner, args.owned_by_parent).await
 }
 
 /// The ports of observer `id`, chosen at its first start and written down beside the

@@ -8,7 +8,9 @@
 //!
 //! A controller that has just taken over has heard nobody yet: every broker gets one
 //! whole session from that moment before it can be fenced, so a change of controller
-//! never fences a healthy cluster.
+//! never fences a healthy cluster. Likewise a registration the controller sees for the
+//! first time (a broker that joins, or starts a new run) counts as a sign of life: its
+//! first heartbeat has a whole session to arrive.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,10 @@ pub struct Liveness {
     since_ms: i64,
     /// The last heartbeat of each broker: the run it came from, and when.
     last: BTreeMap<BrokerId, (u64, i64)>,
+    /// When this controller first saw each broker's current registration (its run);
+    /// those in the image at its first judgement count from `since_ms`.
+    registered: BTreeMap<BrokerId, (u64, i64)>,
+    judged: bool,
 }
 
 impl Liveness {
@@ -34,6 +40,8 @@ impl Liveness {
             session_timeout_ms: i64::try_from(session_timeout_ms).unwrap_or(i64::MAX),
             since_ms: now_ms,
             last: BTreeMap::new(),
+            registered: BTreeMap::new(),
+            judged: false,
         }
     }
 
@@ -51,16 +59,28 @@ impl Liveness {
 
     /// The records to write at `now_ms` for the brokers `image` registers: a fencing
     /// for each unfenced broker whose current run has been silent for a session, and an
-    /// unfencing for each fenced one whose current run was heard within one.
-    pub fn decisions(&self, image: &MetadataImage, now_ms: i64) -> Vec<MetadataRecord> {
+    /// unfencing for each fenced one whose current run was heard within one. A run not
+    /// heard yet counts from when this controller first saw it registered.
+    pub fn decisions(&mut self, image: &MetadataImage, now_ms: i64) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
+        self.registered.retain(|id, _| image.broker(*id).is_some());
+        let first_seen = if self.judged { now_ms } else { self.since_ms };
+        self.judged = true;
         for reg in image.brokers() {
+            let seen = self
+                .registered
+                .entry(reg.broker_id)
+                .or_insert((reg.incarnation, first_seen));
+            if seen.0 != reg.incarnation {
+                *seen = (reg.incarnation, first_seen);
+            }
+            let registered_at = seen.1;
             let heard = self
                 .last
                 .get(&reg.broker_id)
                 .filter(|(incarnation, _)| *incarnation == reg.incarnation)
                 .map(|(_, at)| *at);
-            let silent_since = heard.unwrap_or(self.since_ms).max(self.since_ms);
+            let silent_since = heard.unwrap_or(registered_at).max(self.since_ms);
             let alive = now_ms.saturating_sub(silent_since) <= self.session_timeout_ms;
             let who = BrokerEpoch {
                 broker_id: reg.broker_id,
@@ -131,6 +151,36 @@ mod tests {
         live.heartbeat(2, 20, 2200);
         let back = live.decisions(&image, 2200);
         assert!(matches!(&back[..], [MetadataRecord::UnfenceBroker(b)] if b.broker_id == 2));
+    }
+
+    #[test]
+    fn a_broker_that_registers_late_gets_a_session_for_its_first_heartbeat() {
+        let mut image = image_with(&[(1, 10)]);
+        let mut live = Liveness::new(1000, 0);
+        for t in (0..=5000).step_by(250) {
+            live.heartbeat(1, 10, t);
+            assert!(live.decisions(&image, t).is_empty(), "t={t}");
+        }
+        // Broker 2 joins at t=5000, long after this controller started judging.
+        let join = MetadataRecord::RegisterBroker(RegisterBroker {
+            broker_id: 2,
+            listener: "b2:1".into(),
+            incarnation: 20,
+            peer_listener: None,
+        });
+        image.apply(image.last_applied() + 1, &join).expect("join");
+        assert!(live.decisions(&image, 5100).is_empty(), "just registered");
+        live.heartbeat(1, 10, 6000);
+        assert!(
+            live.decisions(&image, 6000).is_empty(),
+            "within its session"
+        );
+        // Never heard, it is fenced once its session has passed.
+        let decided = live.decisions(&image, 6101);
+        assert!(
+            matches!(&decided[..], [MetadataRecord::FenceBroker(b)] if b.broker_id == 2),
+            "{decided:?}"
+        );
     }
 
     #[test]

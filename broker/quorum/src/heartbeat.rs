@@ -26,23 +26,11 @@ impl Quorum {
     /// voter leads). Fails when no leader is known or it cannot be reached; the caller
     /// tries again at its next beat.
     pub async fn heartbeat(&self, broker_id: NodeId, incarnation: u64) -> Result<(), QuorumError> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let Some(leader) = metrics.current_leader else {
-            return Err(QuorumError::NoQuorum {
-                reason: "no leader is elected yet".into(),
-                waited_ms: 0,
-            });
-        };
+        let (leader, address) = self.leader_address()?;
         if leader == self.options.node_id {
             self.receive_heartbeat(broker_id, incarnation);
             return Ok(());
         }
-        let address = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
-            .ok_or_else(|| QuorumError::Stopped(format!("leader {leader} has no address")))?;
         let message = serde_json::to_vec(&PeerRequest::Heartbeat {
             broker_id,
             incarnation,
@@ -71,6 +59,24 @@ impl Quorum {
                 "voter {leader}'s answer to a heartbeat does not decode: {e}"
             ))),
         }
+    }
+
+    /// The quorum's leader as this node knows it, and its address.
+    pub(crate) fn leader_address(&self) -> Result<(NodeId, String), QuorumError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(leader) = metrics.current_leader else {
+            return Err(QuorumError::NoQuorum {
+                reason: "no leader is elected yet".into(),
+                waited_ms: 0,
+            });
+        };
+        let address = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+            .ok_or_else(|| QuorumError::Stopped(format!("leader {leader} has no address")))?;
+        Ok((leader, address))
     }
 
     /// Takes a heartbeat if this voter leads.

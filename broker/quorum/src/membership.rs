@@ -65,13 +65,7 @@ impl Quorum {
     /// succeeds; removing a voter is refused.
     pub async fn remove_observer(&self, node_id: NodeId) -> Result<(), QuorumError> {
         let deadline = Instant::now() + self.options.propose_timeout;
-        let metrics = self.raft.metrics().borrow().clone();
-        let Some(leader) = metrics.current_leader else {
-            return Err(QuorumError::NoQuorum {
-                reason: "no leader is elected yet".into(),
-                waited_ms: 0,
-            });
-        };
+        let (leader, address) = self.leader_address()?;
         let refused = |reason: String| QuorumError::Config(reason);
         if leader == self.options.node_id {
             return self.dismiss(node_id).await.map_err(|e| match e {
@@ -79,12 +73,6 @@ impl Quorum {
                 other => QuorumError::OutcomeUnknown(format!("{other:?}")),
             });
         }
-        let address = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
-            .ok_or_else(|| QuorumError::Stopped(format!("leader {leader} has no address")))?;
         match self
             .ask(leader, &address, &PeerRequest::Leave { node_id }, deadline)
             .await

@@ -224,11 +224,19 @@ async fn add_and_remove_a_broker(
     target.extend((1..=3).filter(|b| *b != keep));
     eprintln!("chaos: {at:.1}s broker {id} joins; {TOPIC}-{partition} moves to {target:?}");
     let admin = admin_client.admin();
-    admin
+    // Under load a new broker can be fenced for a moment (a late heartbeat); the move
+    // is asked until it is taken.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = admin
         .reassign_partition(TOPIC, partition, target.clone())
         .await
-        .expect("move a partition onto the new broker");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "moving a partition onto broker {id}: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     loop {
         let done = admin.describe_topic(TOPIC).await.is_ok_and(|d| {
             let p = &d.partitions[partition as usize];
@@ -244,19 +252,8 @@ async fn add_and_remove_a_broker(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-            .args(["--broker", &cluster.bootstrap_list(), "--ca"])
-            .arg(&cluster.ca)
-            .args(args)
-            .env("QUIVER_HOME", cluster.home())
-            .output()
-            .expect("run quiver");
-        assert!(
-            out.status.success(),
-            "quiver {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, text) = cluster.cli(args);
+        assert!(ok, "quiver {args:?}: {text}");
     };
     let id_text = id.to_string();
     tokio::task::block_in_place(|| {

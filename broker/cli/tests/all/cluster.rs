@@ -221,6 +221,24 @@ impl Cluster {
         }
     }
 
+    /// Runs the `quiver` CLI against the running brokers; returns whether it succeeded
+    /// and what it printed (stdout, then stderr).
+    pub(crate) fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args(["--broker", &self.bootstrap_list(), "--ca"])
+            .arg(&self.ca)
+            .args(args)
+            .env("QUIVER_HOME", self.home())
+            .output()
+            .expect("run quiver");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// Stops broker `id` with SIGTERM (an orderly shutdown) and waits.
     pub(crate) fn stop(&mut self, id: u32) {
         let m = &mut self.members[id as usize - 1];

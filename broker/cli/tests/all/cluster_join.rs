@@ -3,7 +3,6 @@
 //! nothing acknowledged is lost, and the cluster ends as it began.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use quiver_sdk::{Client, ProducerConfig, ProducerRecord, TopicPartition};
@@ -41,23 +40,6 @@ async fn keep_producing(client: Client, stop: CancellationToken) -> Vec<(u32, i6
     acked
 }
 
-/// Runs the CLI against the cluster; returns success and what it printed.
-fn quiver(cluster: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["--broker", &cluster.bootstrap_list(), "--ca"])
-        .arg(&cluster.ca)
-        .args(args)
-        .env("QUIVER_HOME", cluster.home())
-        .output()
-        .expect("run quiver");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_joins_takes_partitions_under_load_and_is_drained_and_removed() {
     let mut cluster = Cluster::new();
@@ -87,7 +69,7 @@ async fn a_broker_joins_takes_partitions_under_load_and_is_drained_and_removed()
         status.brokers.iter().any(|b| b.broker_id == 4 && !b.fenced),
         "{status:?}"
     );
-    let (ok, text) = quiver(&cluster, &["cluster", "status"]);
+    let (ok, text) = cluster.cli(&["cluster", "status"]);
     assert!(ok && text.contains("observer"), "{text}");
     // The observer has the metadata: it knows the topic made before it came.
     assert_eq!(
@@ -129,17 +111,16 @@ async fn a_broker_joins_takes_partitions_under_load_and_is_drained_and_removed()
     );
 
     // It cannot be removed while it holds replicas, and a voter never can.
-    let (ok, text) = quiver(&cluster, &["cluster", "remove", "4"]);
+    let (ok, text) = cluster.cli(&["cluster", "remove", "4"]);
     assert!(!ok && text.contains("still holds replicas"), "{text}");
-    let (ok, text) = quiver(&cluster, &["cluster", "remove", "2"]);
+    let (ok, text) = cluster.cli(&["cluster", "remove", "2"]);
     assert!(!ok && text.contains("voter"), "{text}");
 
     // Drained and removed, still under load.
-    let (ok, text) = tokio::task::block_in_place(|| {
-        quiver(&cluster, &["cluster", "drain", "4", "--timeout", "90"])
-    });
+    let (ok, text) =
+        tokio::task::block_in_place(|| cluster.cli(&["cluster", "drain", "4", "--timeout", "90"]));
     assert!(ok && text.contains("broker 4 is drained"), "{text}");
-    let (ok, text) = quiver(&cluster, &["cluster", "remove", "4"]);
+    let (ok, text) = cluster.cli(&["cluster", "remove", "4"]);
     assert!(ok, "{text}");
     let status = admin.cluster_status().await.expect("status");
     assert!(

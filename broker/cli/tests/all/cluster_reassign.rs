@@ -93,19 +93,8 @@ async fn a_partition_moves_to_another_broker_and_a_broker_is_drained() {
         .await
         .expect("create");
     fill(&client, "spread", 3, 20, "s").await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args(["--broker", &cluster.bootstrap_list(), "--ca"])
-        .arg(&cluster.ca)
-        .args(["cluster", "drain", "3", "--timeout", "60"])
-        .env("QUIVER_HOME", cluster.home())
-        .output()
-        .expect("run quiver");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = cluster.cli(&["cluster", "drain", "3", "--timeout", "60"]);
+    assert!(ok, "{text}");
     assert!(text.contains("broker 3 is drained"), "{text}");
     for topic in ["moving", "spread"] {
         let d = admin.describe_topic(topic).await.expect("describe");
