@@ -21,7 +21,8 @@
 //! `quiver cluster remove ID` take it out again.
 //!
 //! The timing is tighter than a production default, for quick failover on one machine:
-//! brokers heartbeat every 200 ms and are fenced after 1 s of silence, and leaderships
+//! quorum elections start after 300–600 ms without a leader, brokers heartbeat every
+//! 200 ms and are fenced after 1 s of silence, and leaderships
 //! go back to their preferred brokers within 10 s of those being in sync again. Topics get three
 //! replicas and `min.insync.replicas = 2` unless asked otherwise.
 
@@ -255,6 +256,8 @@ fn node_config(
         .map(|n| format!("{}@{}", n.id, n.quorum))
         .collect();
     config.cluster.ca = Some(cluster_dir.join("ca.pem"));
+    // Quorum elections within 300–600 ms of a lost controller (heartbeats every 100 ms).
+    config.cluster.election_timeout_ms = 300;
     config.cluster.broker_heartbeat_ms = 200;
     config.cluster.broker_session_timeout_ms = 1000;
     config.cluster.default_replication_factor = 3;

@@ -10,7 +10,10 @@
 //! whole session from that moment before it can be fenced, so a change of controller
 //! never fences a healthy cluster. Likewise a registration the controller sees for the
 //! first time (a broker that joins, or starts a new run) counts as a sign of life: its
-//! first heartbeat has a whole session to arrive.
+//! first heartbeat has a whole session to arrive. The one broker a new controller knows
+//! more about is the controller it replaces: the election means that broker had been
+//! silent for at least an election timeout already ([`Liveness::silent_since`]), so its
+//! partitions are not left leaderless for a whole extra session.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +33,9 @@ pub struct Liveness {
     /// those in the image at its first judgement count from `since_ms`.
     registered: BTreeMap<BrokerId, (u64, i64)>,
     judged: bool,
+    /// Brokers known, from before this controller judged, to have been silent since a
+    /// time: the run, and the time.
+    silent: BTreeMap<BrokerId, (u64, i64)>,
 }
 
 impl Liveness {
@@ -42,6 +48,7 @@ impl Liveness {
             last: BTreeMap::new(),
             registered: BTreeMap::new(),
             judged: false,
+            silent: BTreeMap::new(),
         }
     }
 
@@ -55,6 +62,13 @@ impl Liveness {
         if entry.0 != incarnation || entry.1 <= at_ms {
             *entry = (incarnation, at_ms);
         }
+    }
+
+    /// Broker `broker_id`'s run `incarnation` is known to have been silent since
+    /// `at_ms`, which may be before this controller started judging. Until a heartbeat
+    /// of that run arrives, its session counts from then rather than from the start.
+    pub fn silent_since(&mut self, broker_id: BrokerId, incarnation: u64, at_ms: i64) {
+        self.silent.insert(broker_id, (incarnation, at_ms));
     }
 
     /// The records to write at `now_ms` for the brokers `image` registers: a fencing
@@ -80,7 +94,16 @@ impl Liveness {
                 .get(&reg.broker_id)
                 .filter(|(incarnation, _)| *incarnation == reg.incarnation)
                 .map(|(_, at)| *at);
-            let silent_since = heard.unwrap_or(registered_at).max(self.since_ms);
+            let known_silent = self
+                .silent
+                .get(&reg.broker_id)
+                .filter(|(incarnation, _)| *incarnation == reg.incarnation)
+                .map(|(_, at)| *at);
+            let silent_since = match (heard, known_silent) {
+                (Some(at), _) => at,
+                (None, Some(at)) => at,
+                (None, None) => registered_at.max(self.since_ms),
+            };
             let alive = now_ms.saturating_sub(silent_since) <= self.session_timeout_ms;
             let who = BrokerEpoch {
                 broker_id: reg.broker_id,
@@ -181,6 +204,32 @@ mod tests {
             matches!(&decided[..], [MetadataRecord::FenceBroker(b)] if b.broker_id == 2),
             "{decided:?}"
         );
+    }
+
+    #[test]
+    fn the_controller_a_new_one_replaces_is_fenced_a_session_after_it_fell_silent() {
+        let image = image_with(&[(1, 10), (2, 20), (3, 30)]);
+        // Broker 3 led the quorum; its silence made broker 1 controller at t=5000,
+        // after an election timeout of 500 ms.
+        let mut live = Liveness::new(1000, 5000);
+        live.silent_since(3, 30, 4500);
+        for t in (5000..=5400).step_by(100) {
+            live.heartbeat(1, 10, t);
+            live.heartbeat(2, 20, t);
+            assert!(live.decisions(&image, t).is_empty(), "t={t}");
+        }
+        let decided = live.decisions(&image, 5501);
+        assert!(
+            matches!(&decided[..], [MetadataRecord::FenceBroker(b)] if b.broker_id == 3),
+            "{decided:?}"
+        );
+        // Had it been heard since, it would have stayed.
+        let mut live = Liveness::new(1000, 5000);
+        live.silent_since(3, 30, 4500);
+        live.heartbeat(3, 30, 5200);
+        live.heartbeat(1, 10, 5500);
+        live.heartbeat(2, 20, 5500);
+        assert!(live.decisions(&image, 5501).is_empty());
     }
 
     #[test]

@@ -25,7 +25,10 @@ impl Client {
                 .filter(|t| {
                     cache.get(**t).is_none_or(|(at, _)| {
                         !fresh(*at, now, self.inner.options.metadata_max_age)
-                            || !self.inner.suspects.after_every_suspicion(*at)
+                            || !self
+                                .inner
+                                .suspects
+                                .trusts(*at, now, self.suspicion_window())
                     })
                 })
                 .map(|t| t.to_string())
@@ -71,7 +74,10 @@ impl Client {
                 .get(topic)
                 .filter(|(at, _)| {
                     fresh(*at, now_ms, self.inner.options.metadata_max_age)
-                        && self.inner.suspects.after_every_suspicion(*at)
+                        && self
+                            .inner
+                            .suspects
+                            .trusts(*at, now_ms, self.suspicion_window())
                 })
                 .map(|(_, m)| m.clone())
         };

@@ -282,11 +282,17 @@ impl Client {
 
     /// A peer client whose broker stopped answering less than a liveness period ago.
     pub(super) fn is_suspect(&self) -> bool {
-        self.inner.peer_address.as_deref().is_some_and(|a| {
-            self.inner
-                .suspects
-                .suspected(a, self.inner.options.liveness_timeout)
-        })
+        self.inner
+            .peer_address
+            .as_deref()
+            .is_some_and(|a| self.inner.suspects.suspected(a, self.suspicion_window()))
+    }
+
+    /// How long a broker that went silent stays a suspect: two liveness periods, time
+    /// for the cluster to fence it and elect new leaders (even when it was also the
+    /// controller, whose successor must be elected first).
+    pub(super) fn suspicion_window(&self) -> std::time::Duration {
+        self.inner.options.liveness_timeout * 2
     }
 
     /// Makes a peer client's broker a suspect: its connection broke or could not be

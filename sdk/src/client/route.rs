@@ -12,10 +12,13 @@
 //! A broker that dies says nothing over UDP, so the client judges it by silence: a
 //! connection quiet for [`ClientOptions::liveness_timeout`](crate::ClientOptions) closes
 //! (the client pings, and a live broker acknowledges every ping), and the broker becomes
-//! a suspect. For the next liveness period its partitions are not dialled but answered
-//! [`Error::Unreachable`], and every topic's metadata fetched before the suspicion is
-//! stale, so requests wait for, and then follow, the leaders the cluster elects
-//! meanwhile; no request waits out a handshake with a dead broker.
+//! a suspect. For the next two liveness periods (time for the cluster to fence it and
+//! elect new leaders, even when it was the controller too) its partitions are not
+//! dialled but answered [`Error::Unreachable`]. Metadata fetched before the suspicion is
+//! stale at once, and metadata fetched during it only until it ends (it may still name
+//! the gone broker as a leader the cluster has not replaced yet), so requests wait for,
+//! and then follow, the leaders the cluster elects meanwhile; no request waits out a
+//! handshake with a dead broker.
 //!
 //! Group requests go to the group's coordinator the same way: `FindCoordinator` names
 //! it once, and the client keeps it per group until a request answers that it moved
@@ -63,9 +66,14 @@ impl Suspects {
             .is_some_and(|at| now.saturating_sub(*at) < window)
     }
 
-    /// Whether metadata fetched at `fetched_ms` is younger than every suspicion so far.
-    pub(super) fn after_every_suspicion(&self, fetched_ms: i64) -> bool {
-        fetched_ms > self.latest_ms.load(Ordering::Relaxed)
+    /// Whether metadata fetched at `fetched_ms` may be used at `now_ms`: fetched after
+    /// every suspicion so far, and not during the latest one's `window` if that has
+    /// ended since (such an answer may name the suspect as a leader not yet replaced).
+    pub(super) fn trusts(&self, fetched_ms: i64, now_ms: i64, window: std::time::Duration) -> bool {
+        let latest = self.latest_ms.load(Ordering::Relaxed);
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let ends = latest.saturating_add(window);
+        fetched_ms > latest && (fetched_ms >= ends || now_ms < ends)
     }
 }
 
@@ -193,7 +201,7 @@ impl Client {
         if self
             .inner
             .suspects
-            .suspected(address, self.inner.options.liveness_timeout)
+            .suspected(address, self.suspicion_window())
         {
             return Err(Error::Unreachable {
                 address: address.to_string(),
@@ -323,16 +331,23 @@ mod tests {
     #[test]
     fn a_suspect_is_refused_for_one_window_and_stales_older_metadata() {
         let suspects = Suspects::default();
+        let window = Duration::from_secs(2);
         let before = quiver_proto::time::now_ms() - 1;
-        assert!(suspects.after_every_suspicion(before), "no suspicion yet");
+        assert!(suspects.trusts(before, before, window), "no suspicion yet");
         suspects.mark("10.0.0.2:7420");
+        let marked = quiver_proto::time::now_ms();
         assert!(suspects.suspected("10.0.0.2:7420", Duration::from_secs(60)));
         assert!(!suspects.suspected("10.0.0.3:7420", Duration::from_secs(60)));
         assert!(
-            !suspects.after_every_suspicion(before),
+            !suspects.trusts(before, marked, window),
             "metadata from before the suspicion may name the gone broker"
         );
-        assert!(suspects.after_every_suspicion(quiver_proto::time::now_ms() + 1));
+        // Fetched during the window: used while it lasts, stale once it has ended.
+        let during = marked + 500;
+        assert!(suspects.trusts(during, during + 100, window));
+        assert!(!suspects.trusts(during, marked + 2_500, window));
+        // Fetched after the window: trusted.
+        assert!(suspects.trusts(marked + 2_100, marked + 2_500, window));
         // The window has passed: the broker may be dialled again.
         assert!(!suspects.suspected("10.0.0.2:7420", Duration::ZERO));
         suspects.clear("10.0.0.2:7420");

@@ -466,6 +466,13 @@ impl Accumulator {
                 // Refused only because it overtook an earlier batch (streams race): resend
                 // right after that one, without backoff and without spending an attempt.
                 batch.retry_at = None;
+            } else if matches!(error, Error::Unreachable { .. }) {
+                // The leader is a suspect: nothing was sent, and each try only asks a live
+                // broker for metadata, so keep asking at the first step's pace; the new
+                // leader is used as soon as the cluster names it, not a backoff later.
+                tracing::debug!(%topic, ?partition, attempt = batch.attempts, %error, "waiting for a new leader");
+                batch.attempts += 1;
+                batch.retry_at = Some(now + self.config.retry_backoff);
             } else {
                 let delay = backoff(
                     self.config.retry_backoff,

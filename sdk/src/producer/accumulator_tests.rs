@@ -337,6 +337,41 @@ fn retries_keep_order_and_sequences() {
 }
 
 #[test]
+fn a_batch_whose_leader_is_a_suspect_is_tried_again_at_the_first_steps_pace() {
+    let mut rig = Rig::new(config());
+    let mut rx = rig.send(Route::Partition(0), b"x");
+    rig.advance(Duration::from_millis(5));
+    let mut job = rig.drain().pop().expect("job");
+    // Six failures in a row: another error would back off 100, 200, ... 1000 ms; a
+    // suspect leader keeps the first step, so the new leader is tried 100 ms after.
+    for _ in 0..6 {
+        let unreachable = Err(Error::Unreachable {
+            address: "10.0.0.1:7420".into(),
+        });
+        rig.complete(&job, unreachable);
+        assert!(rig.drain().is_empty(), "held for the step");
+        rig.advance(Duration::from_millis(100));
+        job = rig.drain().pop().expect("tried again after one step");
+    }
+    rig.complete(&job, ok(0, 7, 1));
+    assert_eq!(delivered(&mut rx).expect("delivered").offset, 7);
+    // Another retriable error still backs off more each time.
+    let mut rx = rig.send(Route::Partition(0), b"y");
+    rig.advance(Duration::from_millis(5));
+    let job = rig.drain().pop().expect("job");
+    rig.complete(&job, broker_error(ErrorCode::NOT_LEADER));
+    rig.advance(Duration::from_millis(100));
+    let job = rig.drain().pop().expect("first retry after 100 ms");
+    rig.complete(&job, broker_error(ErrorCode::NOT_LEADER));
+    rig.advance(Duration::from_millis(100));
+    assert!(rig.drain().is_empty(), "the second waits 200 ms");
+    rig.advance(Duration::from_millis(100));
+    let job = rig.drain().pop().expect("second retry");
+    rig.complete(&job, ok(0, 8, 1));
+    assert_eq!(delivered(&mut rx).expect("delivered").offset, 8);
+}
+
+#[test]
 fn a_duplicate_response_is_success_with_the_stored_offsets() {
     let mut rig = Rig::new(config());
     let mut rx = rig.send(Route::Partition(0), b"x");

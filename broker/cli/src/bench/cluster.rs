@@ -408,29 +408,60 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::start().await?;
     let client = cluster.client().await?;
     let topic = "bench-failover";
+    // One partition led by each broker, so that every trial can pick its victim.
     client
         .admin()
-        .create_topic(topic, 1, 3, Default::default())
+        .create_topic(topic, 3, 3, Default::default())
         .await?;
     fully_in_sync(&client, topic, Duration::from_secs(30)).await?;
     let producer = Arc::new(client.producer(ProducerConfig::default()).await?);
-    let steady = Steady::start(Arc::clone(&producer), args.rate, move || {
-        ProducerRecord::new(topic, vec![b'f'; 100]).partition(0)
-    });
+    let target = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let steady = {
+        let target = Arc::clone(&target);
+        Steady::start(Arc::clone(&producer), args.rate, move || {
+            let partition = target.load(std::sync::atomic::Ordering::Relaxed);
+            ProducerRecord::new(topic, vec![b'f'; 100]).partition(partition)
+        })
+    };
     let mut last_ack = steady.acks();
-    let mut times = Vec::new();
+    // (took in ms, whether the victim was also the controller)
+    let mut trials: Vec<(f64, bool)> = Vec::new();
     for trial in 1..=args.trials {
+        // Every third trial the victim is the controller too, as a lost broker of three
+        // is one time in three: its partitions wait for a new controller as well.
+        let controller = client
+            .admin()
+            .cluster_status()
+            .await?
+            .quorum
+            .and_then(|q| q.leader);
         let described = client.admin().describe_topic(topic).await?;
-        let leader = described
+        let want_controller = trial % 3 == 0;
+        let chosen = described
             .partitions
-            .first()
-            .map(|p| p.leader)
+            .iter()
+            .find(|p| (Some(p.leader) == controller) == want_controller)
+            .or_else(|| described.partitions.first())
             .context("the topic has no partition")?;
-        // Producing before the kill.
-        last_ack.borrow_and_update();
-        tokio::time::timeout(Duration::from_secs(args.give_up), last_ack.changed())
-            .await
-            .context("no acknowledgement before the kill")??;
+        let (partition, leader) = (chosen.partition, chosen.leader);
+        target.store(partition, std::sync::atomic::Ordering::Relaxed);
+        // Producing to that partition before the kill.
+        let switched = Instant::now();
+        tokio::time::timeout(Duration::from_secs(args.give_up), async {
+            loop {
+                if last_ack.changed().await.is_err() {
+                    return;
+                }
+                if last_ack
+                    .borrow_and_update()
+                    .is_some_and(|(sent, _)| sent > switched)
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .context("no acknowledgement before the kill")?;
         let killed = Instant::now();
         cluster.kill(leader).await?;
         let first = tokio::time::timeout(Duration::from_secs(args.give_up), async {
@@ -451,43 +482,65 @@ async fn failover(args: FailoverArgs) -> anyhow::Result<()> {
         .flatten()
         .with_context(|| format!("no acknowledgement within {} s of the kill", args.give_up))?;
         let took = first - killed;
+        let was_controller = Some(leader) == controller;
         say!(
-            "trial {trial}: leader {leader} killed; acknowledged again after {:.0} ms",
+            "trial {trial}: leader {leader} of partition {partition}{} killed; acknowledged again after {:.0} ms",
+            if was_controller {
+                " (and controller)"
+            } else {
+                ""
+            },
             took.as_secs_f64() * 1000.0
         );
-        times.push(took.as_secs_f64() * 1000.0);
+        trials.push((took.as_secs_f64() * 1000.0, was_controller));
         cluster.restart(leader).await?;
         fully_in_sync(&client, topic, Duration::from_secs(60)).await?;
     }
     let failed = steady.stop().await;
     producer.close().await;
-    let sorted = {
-        let mut t = times.clone();
+    let sorted = |filter: &dyn Fn(bool) -> bool| {
+        let mut t: Vec<f64> = trials
+            .iter()
+            .filter(|(_, c)| filter(*c))
+            .map(|(t, _)| *t)
+            .collect();
         t.sort_by(f64::total_cmp);
         t
     };
-    let at = |q: f64| quantile(&sorted, q);
+    let all = sorted(&|_| true);
+    let with_controller = sorted(&|c| c);
+    let without = sorted(&|c| !c);
+    let at = |t: &[f64], q: f64| quantile(t, q);
     let figures = serde_json::json!({
         "bench": "cluster-failover",
-        "trials": times.len(),
+        "trials": all.len(),
         "rate": args.rate,
-        "median_ms": at(0.5),
-        "p99_ms": at(0.99),
-        "min_ms": sorted.first(),
-        "max_ms": sorted.last(),
+        "median_ms": at(&all, 0.5),
+        "p99_ms": at(&all, 0.99),
+        "min_ms": all.first(),
+        "max_ms": all.last(),
+        "controller_killed_median_ms": at(&with_controller, 0.5),
+        "controller_kept_median_ms": at(&without, 0.5),
         "failed_deliveries": failed,
-        "times_ms": times,
+        "times_ms": trials.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
     });
     if args.json {
         say!("{figures}");
     } else {
         say!(
             "failover over {} trials: median {:.0} ms, p99 {:.0} ms (min {:.0}, max {:.0}); {failed} deliveries failed",
-            times.len(),
-            at(0.5),
-            at(0.99),
-            sorted.first().copied().unwrap_or(0.0),
-            sorted.last().copied().unwrap_or(0.0)
+            all.len(),
+            at(&all, 0.5),
+            at(&all, 0.99),
+            all.first().copied().unwrap_or(0.0),
+            all.last().copied().unwrap_or(0.0)
+        );
+        say!(
+            "  median {:.0} ms over {} trials where the leader was also the controller, {:.0} ms over {} where it was not",
+            at(&with_controller, 0.5),
+            with_controller.len(),
+            at(&without, 0.5),
+            without.len()
         );
     }
     Ok(())

@@ -9,7 +9,9 @@
 //! check here, on the same beat. Every `cluster.leader_rebalance_interval_ms` the
 //! controller also gives partitions back to their preferred leaders (their first
 //! replica) where those are in sync again, and on every beat it finishes the
-//! reassignments whose new replicas have all caught up.
+//! reassignments whose new replicas have all caught up. A broker that takes over as
+//! controller counts the one it replaces as silent since an election timeout before,
+//! so that a lost controller's partitions move about as soon as any lost broker's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         i64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(i64::MAX)
     };
     let mut judge: Option<Liveness> = None;
+    // The quorum leader this broker last followed, for when it takes over from it.
+    let mut last_leader: Option<u64> = None;
+    let election_timeout = i64::try_from(cluster.election_timeout_ms).unwrap_or(0);
     let mut last_lag_check = Instant::now();
     let rebalance = Duration::from_millis(cluster.leader_rebalance_interval_ms);
     let mut last_rebalance = Instant::now();
@@ -58,12 +63,24 @@ pub(crate) async fn run(broker: Arc<Broker>, shutdown: CancellationToken) {
         }
         if !quorum.is_leader() {
             judge = None;
+            // Kept through an election (no leader known meanwhile).
+            if let Some(leader) = quorum.status().leader.filter(|l| *l != node) {
+                last_leader = Some(leader);
+            }
             continue;
         }
         let now = ms(Instant::now());
         let judge = judge.get_or_insert_with(|| {
             tracing::info!("controlling the cluster: judging broker liveness");
-            Liveness::new(cluster.broker_session_timeout_ms, now)
+            let mut judge = Liveness::new(cluster.broker_session_timeout_ms, now);
+            // The election that made this broker controller means the one it replaces
+            // had been silent for an election timeout at least.
+            if let Some(previous) = last_leader.and_then(|l| u32::try_from(l).ok())
+                && let Some(reg) = broker.metadata.image().broker(previous)
+            {
+                judge.silent_since(previous, reg.incarnation, now - election_timeout);
+            }
+            judge
         });
         for (broker_id, incarnation, at) in quorum.heartbeats() {
             if let Ok(id) = u32::try_from(broker_id) {
