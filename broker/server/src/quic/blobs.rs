@@ -40,11 +40,7 @@ pub(crate) async fn serve_connection(
         shutdown,
         MAX_REQUEST_BYTES,
         "plugin component request",
-        |broker, request, shutdown| async move {
-            serve_component(broker, request, shutdown)
-                .await
-                .map(|answer| vec![bytes::Bytes::from(answer)])
-        },
+        serve_component,
     )
     .await;
 }

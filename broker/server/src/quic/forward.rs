@@ -121,11 +121,7 @@ pub(crate) async fn serve_connection(
         shutdown,
         MAX_REQUEST_BYTES,
         "forwarded produce",
-        |broker, request, shutdown| async move {
-            serve_forwarded(broker, request, shutdown)
-                .await
-                .map(|answer| vec![bytes::Bytes::from(answer)])
-        },
+        serve_forwarded,
     )
     .await;
 }

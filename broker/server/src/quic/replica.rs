@@ -85,10 +85,27 @@ async fn serve_fetch(
     Some(encode_answer(&answer))
 }
 
+/// An inter-broker answer: one buffer, or chunks written in turn.
+pub(crate) trait Answer: Send + 'static {
+    fn into_chunks(self) -> Vec<Bytes>;
+}
+
+impl Answer for Vec<u8> {
+    fn into_chunks(self) -> Vec<Bytes> {
+        vec![Bytes::from(self)]
+    }
+}
+
+impl Answer for Vec<Bytes> {
+    fn into_chunks(self) -> Vec<Bytes> {
+        self
+    }
+}
+
 /// Serves a peer's exchanges under one inter-broker protocol: `handle` gets the broker
 /// (`None` while it is still opening), the request and the shutdown signal, and returns
 /// the answer (`None` ends the stream without one).
-pub(crate) async fn serve_with_broker<F, Fut>(
+pub(crate) async fn serve_with_broker<F, Fut, A>(
     connection: quinn::Connection,
     broker: BrokerSlot,
     shutdown: CancellationToken,
@@ -97,10 +114,14 @@ pub(crate) async fn serve_with_broker<F, Fut>(
     handle: F,
 ) where
     F: Fn(Option<Arc<Broker>>, Vec<u8>, CancellationToken) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Option<Vec<Bytes>>> + Send + 'static,
+    Fut: std::future::Future<Output = Option<A>> + Send + 'static,
+    A: Answer,
 {
     let stop = shutdown.clone();
-    let serve = move |request: Vec<u8>| handle(broker.get().cloned(), request, stop.clone());
+    let serve = move |request: Vec<u8>| {
+        let answer = handle(broker.get().cloned(), request, stop.clone());
+        async move { answer.await.map(Answer::into_chunks) }
+    };
     super::quorum::serve_exchanges(connection, shutdown, max_request, what, serve).await;
 }
 
