@@ -16,36 +16,19 @@ use std::time::Duration;
 use quiver_plugin_host::registry::{content_hash, is_content_hash};
 use tokio_util::sync::CancellationToken;
 
-use super::replica::{BrokerSlot, serve_with_broker};
 use crate::broker::Broker;
 
 /// The ALPN id of plugin component fetches.
 pub const BLOB_ALPN: &[u8] = b"quiver-blob/1";
 /// A request is a content hash.
-const MAX_REQUEST_BYTES: usize = 128;
+pub(super) const MAX_REQUEST_BYTES: usize = 128;
 const FOUND: u8 = 0;
 const NOT_HERE: u8 = 1;
 /// Bound on one fetch, handshake included: a component is tens of megabytes at most.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves one peer's component fetches until the connection closes or `shutdown`.
-pub(crate) async fn serve_connection(
-    connection: quinn::Connection,
-    broker: BrokerSlot,
-    shutdown: CancellationToken,
-) {
-    serve_with_broker(
-        connection,
-        broker,
-        shutdown,
-        MAX_REQUEST_BYTES,
-        "plugin component request",
-        serve_component,
-    )
-    .await;
-}
-
-async fn serve_component(
+/// Answers one peer's request for a plugin component by its content hash.
+pub(super) async fn serve_component(
     broker: Option<Arc<Broker>>,
     request: Vec<u8>,
     _shutdown: CancellationToken,

@@ -22,14 +22,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use quiver_proto::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
-use super::replica::{BrokerSlot, PeerConnections, Reader, put_str, serve_with_broker};
+use super::replica::{PeerConnections, Reader, put_str};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
 /// The ALPN id of forwarded produces.
 pub const FORWARD_ALPN: &[u8] = b"quiver-forward/1";
 /// A forwarded batch is at most a produce frame.
-const MAX_REQUEST_BYTES: usize = 256 << 20;
+pub(super) const MAX_REQUEST_BYTES: usize = 256 << 20;
 const MAX_ANSWER_BYTES: usize = 64 << 10;
 /// How long past the produce's own timeout an answer may take.
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
@@ -109,24 +109,8 @@ fn decode_answer(bytes: &[u8], leader: u32) -> Result<(i64, i64), BrokerError> {
     }
 }
 
-/// Serves one peer's forwarded produces until the connection closes or `shutdown`.
-pub(crate) async fn serve_connection(
-    connection: quinn::Connection,
-    broker: BrokerSlot,
-    shutdown: CancellationToken,
-) {
-    serve_with_broker(
-        connection,
-        broker,
-        shutdown,
-        MAX_REQUEST_BYTES,
-        "forwarded produce",
-        serve_forwarded,
-    )
-    .await;
-}
-
-async fn serve_forwarded(
+/// Appends one produce a peer forwarded here and answers with its offsets or error.
+pub(super) async fn serve_forwarded(
     broker: Option<Arc<Broker>>,
     request: Vec<u8>,
     _shutdown: CancellationToken,

@@ -23,6 +23,7 @@ use quiver_quorum::{NodeId, Quorum, Transport, TransportError, TransportFuture};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::replica::serve_with_broker;
 use crate::tls::{Identity, TlsError, crypto_provider};
 
 /// The ALPN id of the quorum protocol.
@@ -225,15 +226,44 @@ pub(crate) async fn serve(
                 .handshake_data()
                 .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
                 .and_then(|h| h.protocol);
+            use super::{blobs, forward, replica};
+            // Each protocol: its largest request, its name in logs, and its handler.
             match protocol.as_deref() {
-                Some(p) if p == super::replica::REPLICA_ALPN => {
-                    super::replica::serve_connection(connection, broker, shutdown).await;
+                Some(p) if p == replica::REPLICA_ALPN => {
+                    let (max, what) = (replica::MAX_REQUEST_BYTES, "replica fetch");
+                    serve_with_broker(
+                        connection,
+                        broker,
+                        shutdown,
+                        max,
+                        what,
+                        replica::serve_fetch,
+                    )
+                    .await;
                 }
-                Some(p) if p == super::blobs::BLOB_ALPN => {
-                    super::blobs::serve_connection(connection, broker, shutdown).await;
+                Some(p) if p == blobs::BLOB_ALPN => {
+                    let (max, what) = (blobs::MAX_REQUEST_BYTES, "plugin component request");
+                    serve_with_broker(
+                        connection,
+                        broker,
+                        shutdown,
+                        max,
+                        what,
+                        blobs::serve_component,
+                    )
+                    .await;
                 }
-                Some(p) if p == super::forward::FORWARD_ALPN => {
-                    super::forward::serve_connection(connection, broker, shutdown).await;
+                Some(p) if p == forward::FORWARD_ALPN => {
+                    let (max, what) = (forward::MAX_REQUEST_BYTES, "forwarded produce");
+                    serve_with_broker(
+                        connection,
+                        broker,
+                        shutdown,
+                        max,
+                        what,
+                        forward::serve_forwarded,
+                    )
+                    .await;
                 }
                 _ => serve_connection(connection, quorum, shutdown).await,
             }

@@ -38,7 +38,7 @@ use crate::replica::{
 /// The ALPN id of replication.
 pub const REPLICA_ALPN: &[u8] = b"quiver-replica/1";
 /// The largest request read (a fetch names partitions, it carries no records).
-const MAX_REQUEST_BYTES: usize = 4 << 20;
+pub(super) const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// The largest answer read: a fetch's byte budget plus headroom for its framing.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,24 +49,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// before are refused as "not leader".
 pub(crate) type BrokerSlot = Arc<OnceLock<Arc<Broker>>>;
 
-/// Serves one follower's connection until it closes or `shutdown`.
-pub(crate) async fn serve_connection(
-    connection: quinn::Connection,
-    broker: BrokerSlot,
-    shutdown: CancellationToken,
-) {
-    serve_with_broker(
-        connection,
-        broker,
-        shutdown,
-        MAX_REQUEST_BYTES,
-        "replica fetch",
-        serve_fetch,
-    )
-    .await;
-}
-
-async fn serve_fetch(
+/// Answers one follower's fetch.
+pub(super) async fn serve_fetch(
     broker: Option<Arc<Broker>>,
     request: Vec<u8>,
     shutdown: CancellationToken,
