@@ -507,7 +507,16 @@ async fn acknowledged_records_survive_a_seeded_schedule_of_faults() {
     let mut reference = Vec::new();
     for p in &described.partitions {
         assert_eq!(p.log_start_offset, 0);
-        reference.push(read_partition(&admin_client, p.partition, p.high_watermark).await);
+        // The end as the leader has it: a follower that answered the describe learns
+        // the last high watermark only with its next fetch.
+        let end = admin_client
+            .admin()
+            .list_offsets(TOPIC, p.partition, quiver_proto::api::OffsetSpec::Latest)
+            .await
+            .expect("the partition's end")
+            .offset
+            .expect("an end offset");
+        reference.push(read_partition(&admin_client, p.partition, end).await);
     }
     for (partition, offset, value) in &j.acked {
         let stored = reference[*partition as usize].get(offset);
