@@ -76,6 +76,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("flush.ms", "1000", "fsync period when flush=interval"),
     (
+        "cache.tail.bytes",
+        "33554432",
+        "fsynced log each partition leaves in the OS page cache behind its end; older fsynced pages are dropped after each fsync; -1 leaves all to the OS",
+    ),
+    (
         "min.insync.replicas",
         "1",
         "replicas that must have a batch before acks=all succeeds",
@@ -229,6 +234,9 @@ pub const DELETE_RETENTION_MS: Range = Range::new(0, 100 * YEAR, Unit::Millis);
 /// least 10 ms, so less has no effect; an interval of a day leaves a day of data to the
 /// OS, which is what `flush=os` says honestly.
 pub const FLUSH_MS: Range = Range::new(10, DAY, Unit::Millis);
+/// `cache.tail.bytes`: -1 (leave every page to the OS) or 0 to 1 PiB. 0 keeps nothing
+/// once fsynced, so even followers that keep up read from the disk.
+pub const CACHE_TAIL_BYTES: Range = Range::new(0, 1 << 50, Unit::Bytes).or_unlimited();
 /// `min.insync.replicas`: 1 to 32, more than any replication factor a partition will have.
 pub const MIN_INSYNC_REPLICAS: Range = Range::new(1, 32, Unit::Count);
 
@@ -244,6 +252,7 @@ pub fn range(key: &str) -> Option<Range> {
         "max.message.bytes" => MAX_MESSAGE_BYTES,
         "delete.retention.ms" => DELETE_RETENTION_MS,
         "flush.ms" => FLUSH_MS,
+        "cache.tail.bytes" => CACHE_TAIL_BYTES,
         "min.insync.replicas" => MIN_INSYNC_REPLICAS,
         _ => return None,
     })
@@ -465,6 +474,7 @@ pub fn resolve(
         flush,
         cleanup,
         delete_retention_ms: number(&all, "delete.retention.ms")?,
+        cache_tail_bytes: unlimited(&all, "cache.tail.bytes")?.map(|v| v as u64),
         // One broker holds every partition's only replica.
         sole_replica: true,
     };
@@ -681,7 +691,7 @@ mod tests {
             .iter()
             .filter_map(|(k, _, _)| Some((*k, range(k)?)))
             .collect();
-        assert_eq!(numeric.len(), 10, "every numeric key has a range");
+        assert_eq!(numeric.len(), 11, "every numeric key has a range");
         for (key, r) in numeric {
             for ok in [r.min, r.max] {
                 assert!(

@@ -329,6 +329,7 @@ impl PartitionLog {
             }
             writer.unflushed = false;
             self.mark_synced(writer.appended_seq);
+            self.release_synced(active, start_position + len);
         }
 
         let next_offset = stamped
@@ -423,6 +424,7 @@ impl PartitionLog {
         }
         writer.unflushed = false;
         self.mark_synced(writer.appended_seq);
+        self.release_synced(active, active.len());
         let base = self.log_end_offset();
         let fresh = Segment::create(&self.dir, base)?;
         if let Err(e) = sync_dir(&self.dir) {

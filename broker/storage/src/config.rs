@@ -88,6 +88,17 @@ pub struct LogConfig {
     /// ([`PartitionLog::advance_high_watermark`](crate::PartitionLog::advance_high_watermark))
     /// as replicas catch up, and a restart takes it from its checkpoint.
     pub sole_replica: bool,
+    /// How much of its fsynced data, counted back from the end of what was fsynced, a
+    /// segment leaves in the OS page cache (default 32 MiB); after each fsync the pages
+    /// older than that are dropped from the cache. `None` leaves every page to the OS.
+    ///
+    /// The tail is what followers and consumers that keep up read. Growing the page cache
+    /// with every byte ever written costs a fresh page per 4 KiB appended, and on virtual
+    /// machines that hand freed memory back to their host (free page reporting) each fresh
+    /// page is a fault in the host as well: there, writing into a bounded, recycled cache
+    /// costs a fraction of the kernel time. Data the OS has not yet written out is never
+    /// dropped, so a log that is not fsynced (`FlushPolicy::Os`) keeps its pages.
+    pub cache_tail_bytes: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -104,9 +115,13 @@ impl Default for LogConfig {
             cleanup: CleanupPolicy::Delete,
             delete_retention_ms: DAY_MS as i64,
             sole_replica: true,
+            cache_tail_bytes: Some(DEFAULT_CACHE_TAIL_BYTES),
         }
     }
 }
+
+/// [`LogConfig::cache_tail_bytes`] by default: several follower fetches' worth.
+pub const DEFAULT_CACHE_TAIL_BYTES: u64 = 32 << 20;
 
 impl LogConfig {
     /// The roll size actually applied: positions in the index are `u32`.

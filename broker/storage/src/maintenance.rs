@@ -54,7 +54,7 @@ impl PartitionLog {
         }
         // Taken again under the writer lock: appends before this point are in the
         // active segment, or in one a roll sealed and fsynced.
-        let (covered, active) = {
+        let (covered, active, written) = {
             let writer = self.writer.lock();
             self.check_poison()?;
             let segments = self.snapshot();
@@ -62,13 +62,23 @@ impl PartitionLog {
                 .last()
                 .cloned()
                 .ok_or_else(|| self.missing_active())?;
-            (writer.appended_seq, active)
+            let written = active.len();
+            (writer.appended_seq, active, written)
         };
         if let Err(e) = active.sync() {
             return Err(self.poison_with(e));
         }
         self.mark_synced(covered);
+        self.release_synced(&active, written);
         Ok(())
+    }
+
+    /// After an fsync that covered the first `synced` bytes of `segment`: drops from the
+    /// page cache what lies more than `cache_tail_bytes` before that.
+    pub(crate) fn release_synced(&self, segment: &Segment, synced: u64) {
+        if let Some(tail) = self.config.read().cache_tail_bytes {
+            segment.release_cache_below(synced.saturating_sub(tail));
+        }
     }
 
     pub(crate) fn mark_synced(&self, seq: u64) {
@@ -95,6 +105,7 @@ impl PartitionLog {
         }
         writer.unflushed = false;
         self.mark_synced(writer.appended_seq);
+        self.release_synced(active, active.len());
         // After the data: a checkpointed high watermark is then on disk below it.
         self.checkpoint_high_watermark(writer)
     }

@@ -74,6 +74,9 @@ pub(crate) struct Segment {
     /// this process, the batch's max timestamp when recovered.
     first_batch_ms: AtomicI64,
     index: RwLock<SegmentIndex>,
+    /// Position (page-aligned) below which the page cache was asked to drop this file's
+    /// pages; see [`Segment::release_cache_below`].
+    pub(crate) released_below: AtomicU64,
     /// Damaged ranges recovery kept, in position order; fixed for the segment's life.
     holes: Vec<DamagedRange>,
 }
@@ -83,6 +86,11 @@ pub(crate) enum ReadStep<'s> {
     Batch(u64, BatchHeader),
     Hole(&'s DamagedRange),
 }
+
+/// The page size cache releases round to.
+const PAGE: u64 = 4096;
+/// Least number of bytes one [`Segment::release_cache_below`] call releases.
+const RELEASE_STEP: u64 = 1 << 20;
 
 impl Segment {
     /// Creates an empty segment, replacing stale files of the same base offset.
@@ -126,6 +134,7 @@ impl Segment {
             max_timestamp: AtomicI64::new(state.max_timestamp),
             first_batch_ms: AtomicI64::new(state.first_batch_ms),
             index: RwLock::new(index),
+            released_below: AtomicU64::new(0),
             holes,
         }
     }
@@ -217,6 +226,37 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// Asks the kernel to drop the cached pages of this file below `position`, all of
+    /// which the caller has fsynced (pages not yet written out would be skipped anyway,
+    /// never lost). Only whole pages, and only once at least [`RELEASE_STEP`] more
+    /// are due, so a stream of small fsyncs costs no syscall each; reads of released
+    /// data still work, from the disk.
+    pub(crate) fn release_cache_below(&self, position: u64) {
+        let target = position & !(PAGE - 1);
+        let from = self.released_below.load(Ordering::Acquire);
+        if target < from.saturating_add(RELEASE_STEP) {
+            return;
+        }
+        // One caller per range: a concurrent one that lost the race has nothing to do.
+        if self
+            .released_below
+            .compare_exchange(from, target, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let advice = rustix::fs::fadvise(
+            &self.file,
+            from,
+            std::num::NonZeroU64::new(target - from),
+            rustix::fs::Advice::DontNeed,
+        );
+        if let Err(e) = advice {
+            // Advice: failing costs memory, not data.
+            tracing::debug!(log = %self.paths.log.display(), error = %e, "page cache not released");
+        }
     }
 
     /// fsyncs the log file's data.

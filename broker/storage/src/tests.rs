@@ -164,3 +164,82 @@ fn a_poisoned_log_retires_without_flushing_and_reopens_clean() {
         1
     );
 }
+
+/// The segment's released position after `log`'s last fsync.
+fn released(log: &PartitionLog) -> u64 {
+    let active = log.snapshot().last().cloned().unwrap();
+    active.released_below.load(Ordering::SeqCst)
+}
+
+#[test]
+fn fsynced_data_leaves_the_page_cache_behind_the_tail_and_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cache_tail_bytes: Some(1 << 20),
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    let value = vec![7u8; 64 << 10];
+    let append = |n: usize| {
+        for _ in 0..n {
+            log.append(&one_batch(&value), 0).unwrap();
+        }
+    };
+    // 1.5 MiB synced: under tail + step, nothing is released.
+    append(24);
+    log.sync_appended().unwrap();
+    assert_eq!(released(&log), 0);
+    // 4 MiB written; what is not fsynced is never released.
+    append(40);
+    assert_eq!(released(&log), 0);
+    log.sync_appended().unwrap();
+    let written = log.snapshot().last().unwrap().len();
+    let after_sync = released(&log);
+    assert_eq!(
+        after_sync,
+        (written - (1 << 20)) & !4095,
+        "whole pages up to the tail"
+    );
+    // A small fsync later releases nothing more until a whole step is due.
+    append(1);
+    log.sync_appended().unwrap();
+    assert_eq!(released(&log), after_sync);
+    // Released data is read back from the disk, whole.
+    let read = log.read(0, 8 << 20).unwrap();
+    assert_eq!(read.next_offset, 65);
+    assert_eq!(log.log_end_offset(), 65);
+}
+
+/// A log on `cache_tail_bytes` and `flush`, with `batches` batches of 64 KiB appended.
+fn filled(
+    tail: Option<u64>,
+    flush: FlushPolicy,
+    batches: usize,
+) -> (tempfile::TempDir, PartitionLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cache_tail_bytes: tail,
+        flush,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    let value = vec![1u8; 64 << 10];
+    for _ in 0..batches {
+        log.append(&one_batch(&value), 0).unwrap();
+    }
+    (dir, log)
+}
+
+#[test]
+fn without_a_tail_every_page_stays_with_the_os() {
+    let (_dir, log) = filled(None, FlushPolicy::Always, 64);
+    log.flush().unwrap();
+    assert_eq!(released(&log), 0);
+}
+
+#[test]
+fn flush_always_releases_as_it_appends() {
+    let (_dir, log) = filled(Some(0), FlushPolicy::Always, 40);
+    assert!(released(&log) >= 1 << 20, "{}", released(&log));
+    assert_eq!(log.read(0, 8 << 20).unwrap().next_offset, 40);
+}
