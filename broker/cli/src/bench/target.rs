@@ -123,6 +123,16 @@ impl Target {
             .with_context(|| format!("connecting to {}", self.url))
     }
 
+    /// Stops the child broker and waits until it has exited, then deletes its data
+    /// directory; nothing for an external broker.
+    pub async fn stop(mut self) {
+        if let Some(child) = self.child.as_mut() {
+            // Already gone is fine: the wait below reaps it either way.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
     /// The child broker's process id, if the target is a child.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref()?.id()
