@@ -146,8 +146,8 @@ fn check_register_broker(r: &RegisterBroker) -> Result<Change<'_>, MetadataError
             .is_some_and(|old| old.incarnation != r.incarnation)
         {
             let available = available_brokers(s, b);
-            move_partitions(s, |p| {
-                election::without_broker(p, b, |o| available.contains(&o))
+            move_partitions(s, |p, unclean| {
+                election::without_broker(p, b, |o| available.contains(&o), unclean)
             });
         }
         s.brokers.insert(
@@ -161,7 +161,7 @@ fn check_register_broker(r: &RegisterBroker) -> Result<Change<'_>, MetadataError
                 fenced: false,
             },
         );
-        move_partitions(s, |p| election::with_broker_back(p, b));
+        move_partitions(s, |p, unclean| election::with_broker_back(p, b, unclean));
         Applied::BrokerRegistered {
             broker_id: b,
             epoch: index,
@@ -227,12 +227,12 @@ fn check_fencing(
         }
         if fence {
             let available = available_brokers(s, b);
-            move_partitions(s, |p| {
-                election::without_broker(p, b, |o| available.contains(&o))
+            move_partitions(s, |p, unclean| {
+                election::without_broker(p, b, |o| available.contains(&o), unclean)
             });
             Applied::BrokerFenced { broker_id: b }
         } else {
-            move_partitions(s, |p| election::with_broker_back(p, b));
+            move_partitions(s, |p, unclean| election::with_broker_back(p, b, unclean));
             Applied::BrokerUnfenced { broker_id: b }
         }
     }))
@@ -248,16 +248,18 @@ fn available_brokers(s: &ImageState, except: BrokerId) -> BTreeSet<BrokerId> {
 }
 
 /// Replaces every partition `decide` changes; topics it leaves alone are not copied.
+/// `decide` is told whether the partition's topic allows unclean election.
 fn move_partitions(
     s: &mut ImageState,
-    decide: impl Fn(&PartitionAssignment) -> Option<PartitionAssignment>,
+    decide: impl Fn(&PartitionAssignment, bool) -> Option<PartitionAssignment>,
 ) {
     for topic in s.topics.values_mut() {
+        let unclean = topic.unclean_election();
         let changes: Vec<(usize, PartitionAssignment)> = topic
             .partitions
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| decide(p).map(|next| (i, next)))
+            .filter_map(|(i, p)| decide(p, unclean).map(|next| (i, next)))
             .collect();
         if changes.is_empty() {
             continue;
@@ -382,6 +384,12 @@ fn check_alter_configs<'r>(
     // removed with force can still have its other configs altered.
     check_plugin_refs(s, &r.name, r.set.iter())?;
     Ok(Box::new(move |s, _| {
+        let unfenced: BTreeSet<BrokerId> = s
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect();
         if let Some(topic) = s.topics.get_mut(&r.name) {
             let topic = Arc::make_mut(topic);
             for key in &r.delete {
@@ -389,6 +397,15 @@ fn check_alter_configs<'r>(
             }
             for (key, value) in &r.set {
                 topic.configs.insert(key.clone(), value.clone());
+            }
+            // Allowed now: the partitions that wait for their last in-sync replica are
+            // led by any available one instead.
+            if topic.unclean_election() {
+                for p in &mut topic.partitions {
+                    if let Some(next) = election::unclean_now(p, |b| unfenced.contains(&b)) {
+                        *p = next;
+                    }
+                }
             }
         }
         Applied::TopicConfigsAltered {

@@ -13,6 +13,10 @@
 //!   last-replica-standing loss). Acknowledgements make that safe: acks=all is answered
 //!   only once every ISR member has the batch on disk (fsynced), so the last member of
 //!   the ISR holds every acknowledged record even after a power loss.
+//! - A topic may ask for unclean election (`unclean.leader.election.enable`): where no
+//!   in-sync replica can lead, the first available replica outside the ISR does, alone in
+//!   a new ISR, and the records only the old ISR held are lost. Kafka's option for
+//!   availability over durability; off unless the topic sets it.
 //! - A leader change bumps the leader epoch; every change bumps the partition epoch.
 
 use crate::ids::BrokerId;
@@ -21,11 +25,13 @@ use crate::record::PartitionChange;
 
 /// `p` once broker `gone` is unavailable (fenced, or restarted as a new run that must
 /// catch up before it counts as in sync again); `None` when nothing changes.
-/// `available` says which other brokers may lead.
+/// `available` says which other brokers may lead; `unclean`, whether the topic allows
+/// a replica outside the ISR to.
 pub(crate) fn without_broker(
     p: &PartitionAssignment,
     gone: BrokerId,
     available: impl Fn(BrokerId) -> bool,
+    unclean: bool,
 ) -> Option<PartitionAssignment> {
     if !p.isr.contains(&gone) {
         return None;
@@ -33,6 +39,9 @@ pub(crate) fn without_broker(
     let remaining: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != gone).collect();
     let mut next = p.clone();
     if remaining.is_empty() {
+        if unclean && elect_unclean(&mut next, &available) {
+            return Some(bumped(p, next));
+        }
         // The last in-sync replica: it stays in the ISR and the partition waits for it.
         // Already waiting for it: nothing changes.
         p.leader?;
@@ -41,23 +50,60 @@ pub(crate) fn without_broker(
         next.isr = remaining;
         if p.leader.is_none_or(|l| l == gone) {
             next.leader = first_eligible(&next, &available);
+            if next.leader.is_none() && unclean {
+                elect_unclean(&mut next, &available);
+            }
         }
     }
     Some(bumped(p, next))
 }
 
 /// `p` once broker `back` is available again: a partition with no leader whose ISR
-/// holds it is led by it. `None` when nothing changes.
+/// holds it is led by it; with `unclean`, so is one where `back` is any replica (a
+/// partition without a leader has no in-sync replica available). `None` when nothing
+/// changes.
 pub(crate) fn with_broker_back(
     p: &PartitionAssignment,
     back: BrokerId,
+    unclean: bool,
 ) -> Option<PartitionAssignment> {
-    if p.leader.is_some() || !p.isr.contains(&back) {
+    if p.leader.is_some() {
         return None;
     }
     let mut next = p.clone();
-    next.leader = Some(back);
+    if p.isr.contains(&back) {
+        next.leader = Some(back);
+    } else if unclean && p.replicas.contains(&back) {
+        next.leader = Some(back);
+        next.isr = vec![back];
+    } else {
+        return None;
+    }
     Some(bumped(p, next))
+}
+
+/// `p` once its topic has come to allow unclean election: a partition without a leader
+/// is led by its first available replica. `None` when nothing changes.
+pub(crate) fn unclean_now(
+    p: &PartitionAssignment,
+    available: impl Fn(BrokerId) -> bool,
+) -> Option<PartitionAssignment> {
+    if p.leader.is_some() {
+        return None;
+    }
+    let mut next = p.clone();
+    elect_unclean(&mut next, &available).then(|| bumped(p, next))
+}
+
+/// Makes the first available replica, in replica order, the leader and the whole ISR;
+/// false (and `next` unchanged) when none is available.
+fn elect_unclean(next: &mut PartitionAssignment, available: &impl Fn(BrokerId) -> bool) -> bool {
+    let Some(leader) = next.replicas.iter().copied().find(|b| available(*b)) else {
+        return false;
+    };
+    next.leader = Some(leader);
+    next.isr = vec![leader];
+    true
 }
 
 /// The first in-sync replica, in replica order, that may lead.
@@ -171,7 +217,7 @@ mod tests {
     #[test]
     fn a_lost_leader_is_replaced_by_the_next_in_sync_replica() {
         let p = part(&[1, 2, 3], Some(1), &[1, 2, 3]);
-        let next = without_broker(&p, 1, |_| true).expect("changes");
+        let next = without_broker(&p, 1, |_| true, false).expect("changes");
         assert_eq!(next.leader, Some(2));
         assert_eq!(next.isr, vec![2, 3]);
         assert_eq!((next.leader_epoch, next.partition_epoch), (5, 10));
@@ -181,35 +227,85 @@ mod tests {
     fn only_in_sync_and_available_replicas_lead() {
         // 2 is out of sync, 3 is in sync but unavailable: nobody can lead.
         let p = part(&[1, 2, 3], Some(1), &[1, 3]);
-        let next = without_broker(&p, 1, |b| b != 3).expect("changes");
+        let next = without_broker(&p, 1, |b| b != 3, false).expect("changes");
         assert_eq!(next.leader, None);
         assert_eq!(next.isr, vec![3]);
         // Once 3 is back it leads.
-        let back = with_broker_back(&next, 3).expect("elects");
+        let back = with_broker_back(&next, 3, false).expect("elects");
         assert_eq!(back.leader, Some(3));
         assert_eq!(back.leader_epoch, next.leader_epoch + 1);
         // 2, out of sync, is never chosen.
-        assert!(with_broker_back(&next, 2).is_none());
+        assert!(with_broker_back(&next, 2, false).is_none());
     }
 
     #[test]
     fn a_lost_follower_leaves_the_isr_without_a_new_leader_epoch() {
         let p = part(&[1, 2, 3], Some(1), &[1, 2, 3]);
-        let next = without_broker(&p, 3, |_| true).expect("changes");
+        let next = without_broker(&p, 3, |_| true, false).expect("changes");
         assert_eq!(next.leader, Some(1));
         assert_eq!(next.isr, vec![1, 2]);
         assert_eq!((next.leader_epoch, next.partition_epoch), (4, 10));
         // A replica already out of sync changes nothing.
-        assert!(without_broker(&next, 3, |_| true).is_none());
+        assert!(without_broker(&next, 3, |_| true, false).is_none());
     }
 
     #[test]
     fn the_last_in_sync_replica_stays_and_the_partition_waits_for_it() {
         let p = part(&[1, 2, 3], Some(2), &[2]);
-        let next = without_broker(&p, 2, |_| true).expect("changes");
+        let next = without_broker(&p, 2, |_| true, false).expect("changes");
         assert_eq!(next.leader, None);
         assert_eq!(next.isr, vec![2], "never emptied");
-        assert!(without_broker(&next, 2, |_| true).is_none());
-        assert_eq!(with_broker_back(&next, 2).expect("back").leader, Some(2));
+        assert!(without_broker(&next, 2, |_| true, false).is_none());
+        assert_eq!(
+            with_broker_back(&next, 2, false).expect("back").leader,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn with_unclean_election_an_out_of_sync_replica_leads_when_no_in_sync_one_can() {
+        // 2 is the last in-sync replica; 1 and 3 are out of sync but available.
+        let p = part(&[1, 2, 3], Some(2), &[2]);
+        let next = without_broker(&p, 2, |b| b != 2, true).expect("changes");
+        assert_eq!(next.leader, Some(1), "the first available replica");
+        assert_eq!(next.isr, vec![1], "alone in the ISR");
+        assert_eq!((next.leader_epoch, next.partition_epoch), (5, 10));
+        // An in-sync replica that can lead is still preferred.
+        let p = part(&[1, 2, 3], Some(1), &[1, 3]);
+        let next = without_broker(&p, 1, |b| b != 1, true).expect("changes");
+        assert_eq!((next.leader, next.isr.clone()), (Some(3), vec![3]));
+        // The ISR's other member is fenced: an out-of-sync replica leads.
+        let next = without_broker(&p, 1, |b| b == 2, true).expect("changes");
+        assert_eq!((next.leader, next.isr.clone()), (Some(2), vec![2]));
+        // Nobody available: the partition waits, as without unclean election.
+        let next = without_broker(&p, 1, |_| false, true).expect("changes");
+        assert_eq!(next.leader, None);
+    }
+
+    #[test]
+    fn with_unclean_election_any_replica_that_returns_leads_a_partition_without_leader() {
+        let waiting = part(&[1, 2, 3], None, &[2]);
+        assert!(
+            with_broker_back(&waiting, 3, false).is_none(),
+            "clean: waits for 2"
+        );
+        let next = with_broker_back(&waiting, 3, true).expect("elects");
+        assert_eq!((next.leader, next.isr.clone()), (Some(3), vec![3]));
+        assert_eq!(next.leader_epoch, 5);
+        // Not a replica: never.
+        assert!(with_broker_back(&waiting, 4, true).is_none());
+    }
+
+    #[test]
+    fn allowing_unclean_election_elects_where_a_partition_waits() {
+        let waiting = part(&[1, 2, 3], None, &[2]);
+        let next = unclean_now(&waiting, |b| b == 3).expect("elects");
+        assert_eq!((next.leader, next.isr.clone()), (Some(3), vec![3]));
+        assert!(
+            unclean_now(&waiting, |_| false).is_none(),
+            "nobody available"
+        );
+        let led = part(&[1, 2, 3], Some(2), &[2]);
+        assert!(unclean_now(&led, |_| true).is_none(), "already led");
     }
 }

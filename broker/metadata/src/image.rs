@@ -68,7 +68,19 @@ pub struct TopicImage {
     pub partitions: Vec<PartitionAssignment>,
 }
 
+/// The topic config that lets the controller elect a replica outside the ISR.
+pub const UNCLEAN_ELECTION_KEY: &str = "unclean.leader.election.enable";
+
 impl TopicImage {
+    /// Whether the topic asks for unclean leader election (`unclean.leader.election.enable
+    /// = true` set on the topic itself): when no in-sync replica can lead, an available
+    /// replica outside the ISR does, and what only the ISR held is lost. Off by default.
+    pub fn unclean_election(&self) -> bool {
+        self.configs
+            .get(UNCLEAN_ELECTION_KEY)
+            .is_some_and(|v| v == "true")
+    }
+
     /// How many partitions the topic has.
     pub fn partition_count(&self) -> u32 {
         // Apply refuses more partitions than a u32 counts.

@@ -85,7 +85,7 @@ pub use error::MetadataError;
 pub use ids::{BrokerId, TopicId};
 pub use image::{
     BrokerRegistration, MetadataImage, PartitionAssignment, PluginImage, PluginVersion,
-    SNAPSHOT_FORMAT, TopicImage,
+    SNAPSHOT_FORMAT, TopicImage, UNCLEAN_ELECTION_KEY,
 };
 pub use liveness::Liveness;
 pub use local_log::{Appended, LocalLogError, LocalLogOptions, LocalMetadataLog};

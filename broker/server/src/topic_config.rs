@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use quiver_metadata::UNCLEAN_ELECTION_KEY;
 use quiver_storage::{CleanupPolicy, FlushPolicy, LogConfig};
 
 /// Every key a topic accepts, with its built-in default and what it means; [`range`]
@@ -79,6 +80,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "cache.tail.bytes",
         "33554432",
         "fsynced log each partition leaves in the OS page cache behind its end; older fsynced pages are dropped after each fsync; -1 leaves all to the OS",
+    ),
+    (
+        "unclean.leader.election.enable",
+        "false",
+        "true lets a replica outside the ISR lead when no in-sync replica can, losing what only the ISR held; set per topic, not in topic_defaults",
     ),
     (
         "min.insync.replicas",
@@ -451,6 +457,13 @@ pub fn resolve(
         "os" => FlushPolicy::Os,
         other => return Err(bad("flush", other, "expected always, interval or os")),
     };
+    if !matches!(get(UNCLEAN_ELECTION_KEY), "true" | "false") {
+        return Err(bad(
+            UNCLEAN_ELECTION_KEY,
+            get(UNCLEAN_ELECTION_KEY),
+            "expected true or false",
+        ));
+    }
     let cleanup = match get("cleanup.policy") {
         "delete" => CleanupPolicy::Delete,
         "compact" => CleanupPolicy::Compact,
@@ -616,6 +629,10 @@ mod tests {
         assert!(err.to_string().contains("segment.bytes=big"), "{err}");
         assert!(validate(&map(&[("retention.ms", "0")])).is_err());
         assert!(validate(&map(&[("cleanup.policy", "shred")])).is_err());
+        let err = validate(&map(&[("unclean.leader.election.enable", "yes")]))
+            .expect_err("not a boolean");
+        assert!(err.to_string().contains("expected true or false"), "{err}");
+        assert!(validate(&map(&[("unclean.leader.election.enable", "true")])).is_ok());
         assert!(validate(&map(&[("partitioner", "my plugin")])).is_err());
         assert!(validate(&map(&[("partitioner", "hash@x")])).is_err());
         assert!(validate(&map(&[("partitioner", "hash@2")])).is_ok());

@@ -155,7 +155,20 @@ impl Cluster {
     /// Starts the members not running, then waits until each serves (a broker serves
     /// once the quorum has registered it, so they are started together).
     pub(crate) fn start(&mut self) {
-        for m in self.members.iter_mut().filter(|m| m.child.is_none()) {
+        self.start_where(|_| true);
+    }
+
+    /// Starts broker `id` alone (if it is not running) and waits until it serves.
+    pub(crate) fn start_one(&mut self, id: u32) {
+        self.start_where(|m| m == id);
+    }
+
+    fn start_where(&mut self, chosen: impl Fn(u32) -> bool) {
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.child.is_none() && chosen(m.id))
+        {
             let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
                 .arg("serve")
                 .arg("--config")
@@ -168,7 +181,11 @@ impl Cluster {
                 .expect("spawn quiver serve");
             m.child = Some(child);
         }
-        for m in self.members.iter_mut().filter(|m| m.url.is_none()) {
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.url.is_none() && chosen(m.id))
+        {
             let child = m.child.as_mut().expect("spawned");
             let stdout = child.stdout.take().expect("stdout");
             let mut first = String::new();

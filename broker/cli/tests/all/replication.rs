@@ -232,3 +232,92 @@ async fn an_acknowledged_record_survives_the_sigkill_of_its_leader() {
     isr.sort_unstable();
     assert_eq!(isr, ["1", "2", "3"], "{row}");
 }
+
+/// A partition whose last in-sync replica is gone waits for it; once its topic allows
+/// unclean election, the out-of-sync replica that is back leads at once, what only the
+/// lost replica held is gone, and that replica, when it returns, truncates to the new
+/// leader's log and follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclean_election_brings_a_partition_back_on_an_out_of_sync_replica() {
+    let mut cluster = Cluster::new();
+    cluster.start();
+    let admin = cluster.client(1).await.admin();
+    admin
+        .create_topic("u", 1, 2, BTreeMap::new())
+        .await
+        .expect("create a topic of two replicas");
+    let p = described(&cluster, 1, "u").await.expect("described");
+    let a = p.leader;
+    let b = *p.replicas.iter().find(|r| **r != a).expect("a follower");
+    let c = (1..=3)
+        .find(|id| *id != a && *id != b)
+        .expect("a third broker");
+    let client = cluster.bootstrap().await;
+    produce(&client, "u", 0..100).await;
+    eventually(10, "the follower has the first 100", || async {
+        described(&cluster, b, "u")
+            .await
+            .is_some_and(|p| p.high_watermark == 100)
+    })
+    .await;
+
+    // The follower goes; the leader carries on alone and takes 50 more.
+    cluster.kill(b);
+    eventually(20, "the ISR shrinks to the leader", || async {
+        described(&cluster, c, "u")
+            .await
+            .is_some_and(|p| p.in_sync_replicas == vec![a])
+    })
+    .await;
+    produce(&client, "u", 100..150).await;
+
+    // The leader goes too, and the follower comes back: clean, the partition waits.
+    cluster.kill(a);
+    cluster.start_one(b);
+    eventually(30, "the partition is without a leader", || async {
+        described(&cluster, c, "u")
+            .await
+            .is_some_and(|p| p.offline.is_some() && p.in_sync_replicas == vec![a])
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = described(&cluster, c, "u").await.expect("described");
+    assert!(waiting.offline.is_some(), "still waits: {waiting:?}");
+
+    // Allowed, the returned follower leads at once, alone in the ISR.
+    let (ok, out) = cluster.cli(&[
+        "topic",
+        "alter",
+        "u",
+        "--set",
+        "unclean.leader.election.enable=true",
+    ]);
+    assert!(ok, "{out}");
+    eventually(20, "the out-of-sync replica leads", || async {
+        described(&cluster, c, "u")
+            .await
+            .is_some_and(|p| p.leader == b && p.in_sync_replicas == vec![b] && p.offline.is_none())
+    })
+    .await;
+    let elected = described(&cluster, c, "u").await.expect("described");
+    assert!(elected.leader_epoch > p.leader_epoch, "{elected:?}");
+    produce(&client, "u", 150..160).await;
+
+    // The old leader returns, drops the 50 records only it held and follows.
+    cluster.start_one(a);
+    eventually(30, "the old leader rejoins the ISR", || async {
+        described(&cluster, b, "u")
+            .await
+            .is_some_and(|p| p.in_sync_replicas.len() == 2)
+    })
+    .await;
+    eventually(10, "the old leader has the new leader's log", || async {
+        described(&cluster, a, "u")
+            .await
+            .is_some_and(|p| p.high_watermark == 110)
+    })
+    .await;
+    let values = read_all(&client, "u", 110).await;
+    let expected: Vec<String> = (0..100).chain(150..160).map(|i| format!("r{i}")).collect();
+    assert_eq!(values, expected);
+}

@@ -1008,6 +1008,41 @@ fn the_last_in_sync_replica_keeps_its_partition_until_it_returns() {
 }
 
 #[test]
+fn a_topic_that_asks_for_unclean_election_is_led_by_an_out_of_sync_replica() {
+    let mut image = three_brokers();
+    for id in [2, 3, 1] {
+        let record = fence(&image, id);
+        ok(&mut image, record);
+    }
+    assert_eq!(leaders(&image)[0], (None, 1, vec![1]), "waits for broker 1");
+    let record = unfence(&image, 2);
+    ok(&mut image, record);
+    assert_eq!(leaders(&image)[0].0, None, "clean: 2 is not in sync");
+    // Allowing it elects at once, in replica order among the available brokers.
+    ok(
+        &mut image,
+        alter("r", &[("unclean.leader.election.enable", "true")], &[]),
+    );
+    assert_eq!(
+        leaders(&image),
+        vec![(Some(2), 2, vec![2]), (Some(2), 4, vec![2])]
+    );
+    // Losing that leader too: the next available replica leads, alone in the ISR.
+    let record = unfence(&image, 3);
+    ok(&mut image, record);
+    let record = fence(&image, 2);
+    ok(&mut image, record);
+    assert_eq!(leaders(&image)[0], (Some(3), 3, vec![3]));
+    // A replica that returns to a partition without any available one leads it.
+    let record = fence(&image, 3);
+    ok(&mut image, record);
+    assert_eq!(leaders(&image)[0].0, None, "no replica available");
+    let record = unfence(&image, 1);
+    ok(&mut image, record);
+    assert_eq!(leaders(&image)[0], (Some(1), 5, vec![1]));
+}
+
+#[test]
 fn a_restarted_leader_hands_its_partitions_to_the_in_sync_replicas() {
     let mut image = three_brokers();
     ok(

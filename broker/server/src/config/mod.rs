@@ -285,6 +285,16 @@ impl BrokerConfig {
                 });
             }
         }
+        if self
+            .topic_defaults
+            .contains_key(quiver_metadata::UNCLEAN_ELECTION_KEY)
+        {
+            // The controller elects leaders from the replicated metadata, which holds each
+            // topic's own configs, not any one broker's defaults.
+            return Err(BoundsError::PerTopicOnly {
+                key: quiver_metadata::UNCLEAN_ELECTION_KEY,
+            });
+        }
         crate::topic_config::validate(&self.topic_defaults).map_err(BoundsError::TopicDefaults)
     }
 
@@ -586,6 +596,10 @@ pub enum BoundsError {
     },
     #[error("broker config topic_defaults: {0}")]
     TopicDefaults(crate::topic_config::ConfigError),
+    #[error(
+        "broker config topic_defaults: {key} is decided by the controller from each topic's own configs; set it on the topic (quiver topic create --config or quiver topic alter)"
+    )]
+    PerTopicOnly { key: &'static str },
 }
 
 #[cfg(test)]
@@ -648,16 +662,28 @@ mod tests {
         ));
     }
 
+    /// Why a broker config whose `[topic_defaults]` holds just `key = value` is refused.
+    fn topic_default_refused(key: &str, value: &str) -> BoundsError {
+        let text = format!("[topic_defaults]\n\"{key}\" = \"{value}\"\n");
+        BrokerConfig::from_toml(&text)
+            .expect("parses")
+            .validate()
+            .expect_err("refused")
+    }
+
+    #[test]
+    fn unclean_election_is_refused_as_a_broker_default() {
+        let err = topic_default_refused("unclean.leader.election.enable", "true");
+        assert!(
+            err.to_string().contains("unclean.leader.election.enable")
+                && err.to_string().contains("quiver topic alter"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn topic_defaults_are_held_to_topic_ranges() {
-        let config = BrokerConfig::from_toml(
-            r#"
-            [topic_defaults]
-            "segment.bytes" = "1"
-            "#,
-        )
-        .expect("parses");
-        let err = config.validate().expect_err("segment.bytes=1");
+        let err = topic_default_refused("segment.bytes", "1");
         assert!(matches!(err, BoundsError::TopicDefaults(_)), "{err}");
         assert!(err.to_string().contains("segment.bytes=1"), "{err}");
     }
