@@ -141,7 +141,30 @@ impl PartitionLog {
         }
 
         let headers: Vec<BatchHeader> = request.iter().map(|b| b.header).collect();
-        if let Verdict::Duplicate(stored) = self.producers.lock().check(&headers)? {
+        let verdict = {
+            let producers = self.producers.lock();
+            let verdict = producers.check(&headers);
+            if let Err(StorageError::OutOfOrderSequence { producer_id, .. }) = &verdict {
+                // What the log remembers of the producer, to tell a lost batch from a
+                // retry that no longer matches the batch stored under its sequences.
+                let sent: Vec<(i32, i32)> = headers
+                    .iter()
+                    .map(|h| (h.base_sequence, h.last_sequence()))
+                    .collect();
+                let cached: Vec<(i32, i32, i64)> = producers
+                    .get(*producer_id)
+                    .map(|e| {
+                        e.batches
+                            .iter()
+                            .map(|b| (b.first_sequence, b.last_sequence, b.base_offset))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                tracing::debug!(dir = %self.dir.display(), producer_id, ?sent, ?cached, "produce refused: sequence out of order");
+            }
+            verdict?
+        };
+        if let Verdict::Duplicate(stored) = verdict {
             let base_offset = stored.first().map_or(-1, |b| b.base_offset);
             let last_offset = stored.last().map_or(-1, |b| b.last_offset);
             return Ok(AppendOutcome {

@@ -47,6 +47,24 @@ pub(crate) fn free_udp_port() -> u16 {
     socket.local_addr().expect("addr").port()
 }
 
+/// Where broker `id`'s log goes: appended to `broker-ID.log` in the directory
+/// `QUIVER_TEST_BROKER_LOGS` names (each start appends, so a restarted broker's runs
+/// follow each other; filter with `QUIVER_LOG`), or nowhere.
+fn broker_log(id: u32) -> Stdio {
+    let Some(dir) = std::env::var_os("QUIVER_TEST_BROKER_LOGS") else {
+        return Stdio::null();
+    };
+    let path = PathBuf::from(dir).join(format!("broker-{id}.log"));
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(file) => Stdio::from(file),
+        Err(e) => panic!("opening {}: {e}", path.display()),
+    }
+}
+
 impl Cluster {
     /// Three voters whose inter-broker traffic goes straight between them.
     pub(crate) fn new() -> Cluster {
@@ -176,7 +194,7 @@ impl Cluster {
                 .env("QUIVER_HOME", self.dir.path().join("home"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(broker_log(m.id))
                 .spawn()
                 .expect("spawn quiver serve");
             m.child = Some(child);
