@@ -9,6 +9,13 @@
 //! batch goes back into the queue at its creation position, so no later batch overtakes
 //! it. After a failure the partition sends one batch at a time until a retried batch
 //! succeeds (with idempotence the broker would refuse later sequences anyway).
+//!
+//! Window rule: a new batch goes out only while fewer than `max_in_flight_per_partition`
+//! batches were first sent since the oldest one not yet acknowledged, counting the
+//! acknowledged ones in between. The broker recognises a retry only among the last that
+//! many batches it stored of the producer; a batch that failed while later ones were
+//! acknowledged (its answer lost, they answered) must still be among them when its retry
+//! arrives, however many new batches are sent meanwhile.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -86,6 +93,8 @@ struct Batch {
     attempts: u32,
     /// Sent more than once (after a failure or a refused gap).
     resent: bool,
+    /// Its place among the partition's batches in the order they were first sent.
+    send_index: Option<u64>,
     retry_at: Option<Instant>,
     base_sequence: Option<i32>,
     /// Buffer memory held until the batch is done; dropping it wakes waiting senders.
@@ -157,6 +166,8 @@ struct PartitionQueue {
     queue: VecDeque<Batch>,
     in_flight: BTreeMap<u64, Batch>,
     next_sequence: i32,
+    /// How many batches were ever sent (see the window rule in the module docs).
+    sent_batches: u64,
     /// A batch failed and is being retried: send one at a time until one succeeds.
     recovering: bool,
     /// Bytes the last batch closed with, from which a new batch's room is sized (see
@@ -345,6 +356,7 @@ impl Accumulator {
                     created: now(),
                     attempts: 0,
                     resent: false,
+                    send_index: None,
                     retry_at: None,
                     base_sequence: None,
                     _memory: memory,
@@ -553,6 +565,9 @@ fn send_ready(
         if front.retry_at.is_some_and(|t| t > now) {
             return;
         }
+        if front.send_index.is_none() && !window_has_room(pq, config.max_in_flight_per_partition) {
+            return;
+        }
         let Some(mut batch) = pq.queue.pop_front() else {
             return;
         };
@@ -582,6 +597,8 @@ fn send_ready(
                     buffers.recycle_vec(spare);
                 }
                 batch.payload = Some(built.clone());
+                batch.send_index = Some(pq.sent_batches);
+                pq.sent_batches += 1;
                 built
             }
         };
@@ -599,6 +616,21 @@ fn send_ready(
         });
         pq.in_flight.insert(batch.id, batch);
     }
+}
+
+/// Whether a batch never sent before may go now: fewer than `max` batches were first
+/// sent since the oldest unacknowledged one. Those wait for a retry at the front of the
+/// queue (retries go back to their creation position, ahead of every new batch) or are
+/// in flight, where the first by id is the first sent.
+fn window_has_room(pq: &PartitionQueue, max: usize) -> bool {
+    let queued = pq.queue.front().and_then(|b| b.send_index);
+    let flying = pq.in_flight.values().next().and_then(|b| b.send_index);
+    let oldest = match (queued, flying) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return true,
+    };
+    pq.sent_batches - oldest < max as u64
 }
 
 /// Reports each record's partition and offset. A batch the broker's partitioner kept in

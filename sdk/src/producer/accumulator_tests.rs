@@ -336,6 +336,65 @@ fn retries_keep_order_and_sequences() {
     assert!(rig.acc.is_empty());
 }
 
+/// Batches 0 and 1 fail (their answers lost) while 2 and 3 are acknowledged, so the
+/// broker stored all four. Once 0's retry succeeds, 1 is retried, and new batches may
+/// go only as far as keeps 1 among the last `max_in_flight` batches the broker stored:
+/// otherwise the broker would no longer recognise 1's retry and refuse it as out of
+/// order, which stops an idempotent producer.
+#[test]
+fn new_batches_wait_while_a_retry_would_fall_out_of_the_brokers_window() {
+    let mut rig = Rig::new(ProducerConfig {
+        max_in_flight_per_partition: 4,
+        batch_size: 100,
+        ..config()
+    });
+    let mut reports: Vec<Report> = (0..8)
+        .map(|i| rig.send(Route::Partition(0), &[i; 90]))
+        .collect();
+    rig.advance(Duration::from_millis(5));
+    let first = rig.drain();
+    assert_eq!(first.len(), 4);
+    rig.complete(&first[0], broker_error(ErrorCode::NOT_LEADER));
+    rig.complete(&first[1], broker_error(ErrorCode::NOT_LEADER));
+    rig.complete(&first[2], ok(0, 2, 1));
+    rig.complete(&first[3], ok(0, 3, 1));
+
+    rig.advance(Duration::from_millis(100));
+    let retry = rig.drain();
+    assert_eq!(retry.len(), 1, "one at a time while recovering");
+    assert_eq!(retry[0].id, first[0].id);
+    rig.complete(&retry[0], ok(0, 0, 1));
+
+    // 1 is retried; of the new batches only one fits: the broker's last four would then
+    // be 1, 2, 3 and 4.
+    rig.advance(Duration::from_millis(100));
+    let next = rig.drain();
+    let ids: Vec<u64> = next.iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], first[1].id);
+    assert_eq!(
+        header(&next[0]).base_sequence,
+        1,
+        "the retry keeps its sequence"
+    );
+    assert_eq!(header(&next[1]).base_sequence, 4);
+    assert!(rig.drain().is_empty(), "the window is full");
+
+    rig.complete(&next[0], ok(0, 1, 1));
+    let rest = rig.drain();
+    let seqs: Vec<i32> = rest.iter().map(|j| header(j).base_sequence).collect();
+    assert_eq!(seqs, vec![5, 6, 7], "4 is the oldest unacknowledged now");
+    rig.complete(&next[1], ok(0, 4, 1));
+    for (job, offset) in rest.iter().zip(5..) {
+        rig.complete(job, ok(0, offset, 1));
+    }
+    let offsets: Vec<i64> = reports
+        .iter_mut()
+        .map(|r| delivered(r).expect("delivered").offset)
+        .collect();
+    assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
+}
+
 #[test]
 fn a_batch_whose_leader_is_a_suspect_is_tried_again_at_the_first_steps_pace() {
     let mut rig = Rig::new(config());
