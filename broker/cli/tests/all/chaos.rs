@@ -63,6 +63,27 @@ struct Journal {
     violations: Vec<String>,
 }
 
+impl Journal {
+    /// Counts a send that failed for good. A failure may be allowed, but an idempotent
+    /// producer that stops (its retry refused as out of order, or any fatal error) is a
+    /// broken promise: a retry after a failover must be recognised.
+    fn send_failed(&mut self, value: &str, what: &str, e: &quiver_sdk::Error) {
+        eprintln!("chaos: {value} {what}: {e}");
+        self.failed += 1;
+        let stopped = matches!(e, quiver_sdk::Error::ProducerFatal(_))
+            || e.code() == Some(quiver_proto::ErrorCode::OUT_OF_ORDER_SEQUENCE);
+        if stopped
+            && self
+                .violations
+                .iter()
+                .all(|v| !v.starts_with("a producer stopped"))
+        {
+            self.violations
+                .push(format!("a producer stopped at {value}: {e}"));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Shared(Arc<Mutex<Journal>>);
 
@@ -107,17 +128,11 @@ async fn produce(client: Client, tag: &'static str, journal: Shared, stop: Cance
                             .lock()
                             .acked
                             .push((meta.partition, meta.offset, value)),
-                        Err(e) => {
-                            eprintln!("chaos: {value} not acknowledged: {e}");
-                            journal.lock().failed += 1;
-                        }
+                        Err(e) => journal.lock().send_failed(&value, "not acknowledged", &e),
                     }
                 }));
             }
-            Err(e) => {
-                eprintln!("chaos: {value} not sent: {e}");
-                journal.lock().failed += 1;
-            }
+            Err(e) => journal.lock().send_failed(&value, "not sent", &e),
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
