@@ -240,8 +240,7 @@ pub const DELETE_RETENTION_MS: Range = Range::new(0, 100 * YEAR, Unit::Millis);
 /// least 10 ms, so less has no effect; an interval of a day leaves a day of data to the
 /// OS, which is what `flush=os` says honestly.
 pub const FLUSH_MS: Range = Range::new(10, DAY, Unit::Millis);
-/// `cache.tail.bytes`: -1 (leave every page to the OS) or 0 to 1 PiB. 0 keeps nothing
-/// once fsynced, so even followers that keep up read from the disk.
+/// `cache.tail.bytes`: -1 (every page left to the OS) or 0 (none kept once fsynced) to 1 PiB.
 pub const CACHE_TAIL_BYTES: Range = Range::new(0, 1 << 50, Unit::Bytes).or_unlimited();
 /// `min.insync.replicas`: 1 to 32, more than any replication factor a partition will have.
 pub const MIN_INSYNC_REPLICAS: Range = Range::new(1, 32, Unit::Count);
@@ -457,12 +456,9 @@ pub fn resolve(
         "os" => FlushPolicy::Os,
         other => return Err(bad("flush", other, "expected always, interval or os")),
     };
-    if !matches!(get(UNCLEAN_ELECTION_KEY), "true" | "false") {
-        return Err(bad(
-            UNCLEAN_ELECTION_KEY,
-            get(UNCLEAN_ELECTION_KEY),
-            "expected true or false",
-        ));
+    let unclean = get(UNCLEAN_ELECTION_KEY);
+    if !matches!(unclean, "true" | "false") {
+        return Err(bad(UNCLEAN_ELECTION_KEY, unclean, "expected true or false"));
     }
     let cleanup = match get("cleanup.policy") {
         "delete" => CleanupPolicy::Delete,
