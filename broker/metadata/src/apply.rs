@@ -384,12 +384,6 @@ fn check_alter_configs<'r>(
     // removed with force can still have its other configs altered.
     check_plugin_refs(s, &r.name, r.set.iter())?;
     Ok(Box::new(move |s, _| {
-        let unfenced: BTreeSet<BrokerId> = s
-            .brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .map(|b| b.broker_id)
-            .collect();
         if let Some(topic) = s.topics.get_mut(&r.name) {
             let topic = Arc::make_mut(topic);
             for key in &r.delete {
@@ -401,8 +395,10 @@ fn check_alter_configs<'r>(
             // Allowed now: the partitions that wait for their last in-sync replica are
             // led by any available one instead.
             if topic.unclean_election() {
+                let brokers = &s.brokers;
+                let available = |b| brokers.get(&b).is_some_and(|r| !r.fenced);
                 for p in &mut topic.partitions {
-                    if let Some(next) = election::unclean_now(p, |b| unfenced.contains(&b)) {
+                    if let Some(next) = election::unclean_now(p, available) {
                         *p = next;
                     }
                 }
